@@ -1,0 +1,15 @@
+import Tensors
+
+/// Scales all gradients so that their global L2 norm is at most `maxNorm` (PyTorch's
+/// clip_grad_norm_, including its 1e-6 in the denominator). Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
+    var total = 0.0
+    for p in parameters { if let g = p.grad { total += sumOfSquares(g.data, count: g.count) } }
+    let norm = Float(total.squareRoot())
+    let factor = maxNorm / (norm + 1e-6)
+    if factor < 1 {
+        for p in parameters { if let g = p.grad { scale(g.data, by: factor, into: g.data, count: g.count) } }
+    }
+    return norm
+}

@@ -1,0 +1,109 @@
+/// A contiguous, row-major Float32 tensor. Tensors are references (like PyTorch's): views made
+/// by `reshape` share storage, and autograd attaches gradients to the object.
+public final class Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: Storage
+    public let offset: Int
+    public let count: Int
+
+    /// Whether gradients flow to (a leaf) or through (an op result) this tensor.
+    public var requiresGrad: Bool
+    /// Leaves are tensors no recorded op produced: parameters and inputs.
+    public internal(set) var isLeaf: Bool = true
+    /// The accumulated gradient, same shape. Leaves keep theirs across steps until `zeroGrad`.
+    public var grad: Tensor?
+    /// Whether `grad` is this tensor's own buffer (false while it aliases an op's output gradient).
+    var ownsGrad = false
+    /// Called once per backward pass, the moment this leaf's gradient is final.
+    public var gradientReadyHook: ((Tensor) -> Void)?
+    /// Tape bookkeeping: the generation in which this leaf was first used.
+    var tapeGeneration: Int = -1
+
+    public init(shape: [Int], storage: Storage, offset: Int = 0, requiresGrad: Bool = false) {
+        let count = shape.reduce(1, *)
+        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
+        precondition(offset + count <= storage.capacity, "Tensor: view \(shape) at \(offset) exceeds storage of \(storage.capacity)")
+        self.shape = shape
+        self.storage = storage
+        self.offset = offset
+        self.count = count
+        self.requiresGrad = requiresGrad
+    }
+
+    /// Uninitialised tensor from the pool; every op writes all of its output.
+    public convenience init(uninitializedShape shape: [Int]) {
+        self.init(shape: shape, storage: Storage(count: shape.reduce(1, *)))
+    }
+
+    public convenience init(zeros shape: [Int], requiresGrad: Bool = false) {
+        self.init(uninitializedShape: shape)
+        data.update(repeating: 0, count: count)
+        self.requiresGrad = requiresGrad
+    }
+
+    public convenience init(repeating value: Float, shape: [Int], requiresGrad: Bool = false) {
+        self.init(uninitializedShape: shape)
+        data.update(repeating: value, count: count)
+        self.requiresGrad = requiresGrad
+    }
+
+    public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
+        precondition(values.count == shape.reduce(1, *), "Tensor: \(values.count) values for shape \(shape)")
+        self.init(uninitializedShape: shape)
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
+        self.requiresGrad = requiresGrad
+    }
+
+    public convenience init(scalar: Float) { self.init([scalar], shape: []) }
+
+    public var data: UnsafeMutablePointer<Float> { storage.base + offset }
+    public var rank: Int { shape.count }
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: data, count: count) }
+    public var array: [Float] { Array(buffer) }
+    public var item: Float {
+        precondition(count == 1, "item: tensor of shape \(shape) has \(count) elements")
+        return data[0]
+    }
+
+    /// Size of dimension `axis`; negative axes count from the end.
+    public func size(_ axis: Int) -> Int { shape[normalizedAxis(axis)] }
+
+    func normalizedAxis(_ axis: Int, op: String = "axis") -> Int {
+        let a = axis < 0 ? axis + shape.count : axis
+        precondition(a >= 0 && a < shape.count, "\(op): axis \(axis) out of range for shape \(shape)")
+        return a
+    }
+
+    /// A fresh tensor with the same values, detached from autograd.
+    public func copy() -> Tensor {
+        let result = Tensor(uninitializedShape: shape)
+        result.data.update(from: data, count: count)
+        return result
+    }
+
+    /// Shares storage, cut off from autograd.
+    public func detached() -> Tensor {
+        Tensor(shape: shape, storage: storage, offset: offset)
+    }
+
+    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+
+    public func copyValues(from other: Tensor) {
+        precondition(other.count == count, "copyValues: shape \(other.shape) into \(shape)")
+        data.update(from: other.data, count: count)
+    }
+
+    /// Clears the gradient for the next step, keeping the buffer.
+    public func zeroGrad() {
+        if let grad, ownsGrad { grad.fill(0) } else { grad = nil; ownsGrad = false }
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let shown = buffer.prefix(8).map { String(format: "%.4g", $0) }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(shown)\(count > 8 ? ", ..." : "")])"
+    }
+}
+
+import Foundation

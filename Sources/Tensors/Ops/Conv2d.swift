@@ -1,0 +1,198 @@
+/// 2-D convolution (cross-correlation, as PyTorch) on NCHW input with a
+/// (outChannels, inChannels/groups, kh, kw) weight. Three paths: 1x1 convolutions are one
+/// GEMM per image, depthwise convolutions a direct loop, everything else im2col + GEMM.
+/// The unfolded columns are recomputed in backward rather than kept, to save memory.
+public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
+    precondition(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape) and weight \(weight.shape) must be 4-D")
+    let batch = input.shape[0], inChannels = input.shape[1]
+    let outChannels = weight.shape[0]
+    precondition(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0 && weight.shape[1] == inChannels / groups,
+                 "conv2d: input \(input.shape) and weight \(weight.shape) do not match with groups \(groups)")
+    if let bias { precondition(bias.shape == [outChannels], "conv2d: bias \(bias.shape) for weight \(weight.shape)") }
+    let g = ConvGeometry(inputHeight: input.shape[2], inputWidth: input.shape[3],
+                         kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
+                         strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
+    precondition(stride.0 >= 1 && stride.1 >= 1 && padding.0 >= 0 && padding.1 >= 0 && g.outputHeight >= 1 && g.outputWidth >= 1,
+                 "conv2d: input \(input.shape), weight \(weight.shape), stride \(stride), padding \(padding) gives no output")
+    let plan = ConvPlan(batch: batch, inChannels: inChannels, outChannels: outChannels, groups: groups, geometry: g)
+    let out = Tensor(uninitializedShape: [batch, outChannels, g.outputHeight, g.outputWidth])
+    plan.forward(input.data, weight.data, bias?.data, out.data)
+    Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? [])) { gradOut in
+        let gx = input.requiresGrad ? Tensor(zeros: input.shape) : nil
+        let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
+        plan.backward(input.data, weight.data, gradOut.data, gx?.data, gw?.data)
+        if let gx { accumulateGradient(input, gx) }
+        if let gw { accumulateGradient(weight, gw) }
+        if let bias, bias.requiresGrad {
+            let gb = Tensor(zeros: bias.shape)
+            let plane = g.outputHeight * g.outputWidth
+            for n in 0..<batch {
+                for c in 0..<outChannels { gb.data[c] += sum(gradOut.data + (n * outChannels + c) * plane, count: plane) }
+            }
+            accumulateGradient(bias, gb)
+        }
+    }
+    return out
+}
+
+struct ConvPlan {
+    let batch, inChannels, outChannels, groups: Int
+    let geometry: ConvGeometry
+
+    var inPlane: Int { geometry.inputHeight * geometry.inputWidth }
+    var outPlane: Int { geometry.outputHeight * geometry.outputWidth }
+    var inPerGroup: Int { inChannels / groups }
+    var outPerGroup: Int { outChannels / groups }
+    var kernelArea: Int { geometry.kernelHeight * geometry.kernelWidth }
+    /// Rows of the unfolded matrix of one group.
+    var columnsRows: Int { inPerGroup * kernelArea }
+
+    var isPointwise: Bool {
+        geometry.kernelHeight == 1 && geometry.kernelWidth == 1 && geometry.strideHeight == 1 && geometry.strideWidth == 1
+            && geometry.paddingHeight == 0 && geometry.paddingWidth == 0
+    }
+    var isDepthwise: Bool { groups == inChannels && groups > 1 }
+
+    func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+        if isDepthwise {
+            parallelFor(batch * outChannels) { range in
+                for index in range { depthwiseForward(x, w, b, y, image: index / outChannels, channel: index % outChannels) }
+            }
+            return
+        }
+        let columns = isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
+        for n in 0..<batch {
+            let xn = x + n * inChannels * inPlane
+            let yn = y + n * outChannels * outPlane
+            for group in 0..<groups {
+                let xg = xn + group * inPerGroup * inPlane
+                let source: UnsafePointer<Float>
+                if let columns {
+                    im2col(xg, channels: inPerGroup, geometry: geometry, into: columns.data)
+                    source = UnsafePointer(columns.data)
+                } else {
+                    source = xg
+                }
+                let yg = yn + group * outPerGroup * outPlane
+                if let b {
+                    for c in 0..<outPerGroup { (yg + c * outPlane).update(repeating: b[group * outPerGroup + c], count: outPlane) }
+                }
+                gemm(transposeA: false, transposeB: false, m: outPerGroup, n: outPlane, k: columnsRows,
+                     a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: source, ldb: outPlane,
+                     beta: b == nil ? 0 : 1, c: yg, ldc: outPlane)
+            }
+        }
+    }
+
+    /// Adds dL/dx into gx and dL/dw into gw (either may be nil).
+    func backward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+        if isDepthwise {
+            depthwiseBackward(x, w, gy, gx, gw)
+            return
+        }
+        let columns = isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
+        let columnGrad = (isPointwise || gx == nil) ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
+        for n in 0..<batch {
+            let xn = x + n * inChannels * inPlane
+            let gyn = gy + n * outChannels * outPlane
+            for group in 0..<groups {
+                let xg = xn + group * inPerGroup * inPlane
+                let gyg = gyn + group * outPerGroup * outPlane
+                let wg = w + group * outPerGroup * columnsRows
+                if let gw {
+                    let source: UnsafePointer<Float>
+                    if let columns {
+                        im2col(xg, channels: inPerGroup, geometry: geometry, into: columns.data)
+                        source = UnsafePointer(columns.data)
+                    } else {
+                        source = xg
+                    }
+                    gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: outPlane,
+                         a: gyg, lda: outPlane, b: source, ldb: outPlane, beta: 1,
+                         c: gw + group * outPerGroup * columnsRows, ldc: columnsRows)
+                }
+                if let gx {
+                    let gxg = gx + n * inChannels * inPlane + group * inPerGroup * inPlane
+                    if let columnGrad {
+                        gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
+                             a: wg, lda: columnsRows, b: gyg, ldb: outPlane, c: columnGrad.data, ldc: outPlane)
+                        col2imAdd(columnGrad.data, channels: inPerGroup, geometry: geometry, into: gxg)
+                    } else {
+                        gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
+                             a: wg, lda: columnsRows, b: gyg, ldb: outPlane, beta: 1, c: gxg, ldc: outPlane)
+                    }
+                }
+            }
+        }
+    }
+
+    // Depthwise: output channel c reads input channel c / multiplier.
+
+    private func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, image n: Int, channel c: Int) {
+        let g = geometry
+        let multiplier = outChannels / inChannels
+        let xc = x + (n * inChannels + c / multiplier) * inPlane
+        let yc = y + (n * outChannels + c) * outPlane
+        let wc = w + c * kernelArea
+        yc.update(repeating: b?[c] ?? 0, count: outPlane)
+        for ky in 0..<g.kernelHeight {
+            for kx in 0..<g.kernelWidth {
+                let weight = wc[ky * g.kernelWidth + kx]
+                let (xStart, xEnd) = g.validColumns(kx: kx)
+                for oy in 0..<g.outputHeight {
+                    let iy = oy * g.strideHeight + ky - g.paddingHeight
+                    if iy < 0 || iy >= g.inputHeight { continue }
+                    let src = xc + iy * g.inputWidth + kx - g.paddingWidth
+                    let dst = yc + oy * g.outputWidth
+                    if g.strideWidth == 1 {
+                        for ox in xStart..<xEnd { dst[ox] += weight * src[ox] }
+                    } else {
+                        let s = g.strideWidth
+                        for ox in xStart..<xEnd { dst[ox] += weight * src[ox * s] }
+                    }
+                }
+            }
+        }
+    }
+
+    private func depthwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+        let g = geometry
+        let multiplier = outChannels / inChannels
+        // Parallel over input channels: each owns its gx planes and its multiplier's weights.
+        parallelFor(inChannels) { channels in
+            for ic in channels {
+                for m in 0..<multiplier {
+                    let c = ic * multiplier + m
+                    let wc = w + c * kernelArea
+                    for n in 0..<batch {
+                        let xc = x + (n * inChannels + ic) * inPlane
+                        let gyc = gy + (n * outChannels + c) * outPlane
+                        let gxc = gx.map { $0 + (n * inChannels + ic) * inPlane }
+                        for ky in 0..<g.kernelHeight {
+                            for kx in 0..<g.kernelWidth {
+                                let k = ky * g.kernelWidth + kx
+                                let weight = wc[k]
+                                let (xStart, xEnd) = g.validColumns(kx: kx)
+                                var weightGrad: Float = 0
+                                for oy in 0..<g.outputHeight {
+                                    let iy = oy * g.strideHeight + ky - g.paddingHeight
+                                    if iy < 0 || iy >= g.inputHeight { continue }
+                                    let offset = iy * g.inputWidth + kx - g.paddingWidth
+                                    let src = xc + offset
+                                    let grad = gyc + oy * g.outputWidth
+                                    let s = g.strideWidth
+                                    for ox in xStart..<xEnd { weightGrad += grad[ox] * src[ox * s] }
+                                    if let gxc {
+                                        let dst = gxc + offset
+                                        for ox in xStart..<xEnd { dst[ox * s] += weight * grad[ox] }
+                                    }
+                                }
+                                gw?[c * kernelArea + k] += weightGrad
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

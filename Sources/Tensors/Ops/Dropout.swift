@@ -1,0 +1,24 @@
+/// Inverted dropout: in training, zeroes each element with probability p and scales the rest
+/// by 1 / (1 - p); the identity otherwise.
+public func dropout(_ x: Tensor, probability p: Float, training: Bool, generator: inout RandomGenerator) -> Tensor {
+    precondition(p >= 0 && p < 1, "dropout: probability \(p) outside [0, 1)")
+    guard training && p > 0 else { return x }
+    let mask = Tensor(uninitializedShape: x.shape)
+    let keep = 1 / (1 - p)
+    let pm = mask.data
+    for i in 0..<x.count { pm[i] = generator.nextUniform() < p ? 0 : keep }
+    let out = Tensor(uninitializedShape: x.shape)
+    let px = x.data, po = out.data
+    for i in 0..<x.count { po[i] = px[i] * pm[i] }
+    Tape.current.record(out, inputs: [x]) { g in
+        let gx = Tensor(uninitializedShape: x.shape)
+        for i in 0..<x.count { gx.data[i] = g.data[i] * pm[i] }
+        accumulateGradient(x, gx)
+    }
+    return out
+}
+
+/// Dropout drawing from the process-wide generator.
+public func dropout(_ x: Tensor, probability p: Float, training: Bool) -> Tensor {
+    dropout(x, probability: p, training: training, generator: &GlobalRandom.generator)
+}

@@ -1,0 +1,199 @@
+import Foundation
+
+/// Sums per channel across ranks for synchronised batch norm; receives a Double buffer and
+/// must replace it by its elementwise sum over all ranks.
+public typealias StatisticsReducer = (UnsafeMutableBufferPointer<Double>) -> Void
+
+/// Batch norm over (N, H, W) per channel of an NCHW tensor (also (N, C) tensors).
+/// Training mode normalises with the batch statistics and updates the running ones (unbiased
+/// variance, PyTorch's convention); eval mode uses the running statistics.
+public func batchNorm(
+    _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor, runningVariance: Tensor,
+    training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, reducer: StatisticsReducer? = nil
+) -> Tensor {
+    precondition(x.rank == 4 || x.rank == 2, "batchNorm: input \(x.shape) must be (N, C, H, W) or (N, C)")
+    let batch = x.shape[0], channels = x.shape[1]
+    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
+    precondition(runningMean.shape == [channels] && runningVariance.shape == [channels], "batchNorm: running statistics \(runningMean.shape) for input \(x.shape)")
+    if let weight { precondition(weight.shape == [channels], "batchNorm: weight \(weight.shape) for input \(x.shape)") }
+    let mean = Tensor(uninitializedShape: [channels])
+    let inverseStd = Tensor(uninitializedShape: [channels])
+    let pm = mean.data, pis = inverseStd.data, px = x.data
+    if training {
+        // Per channel: sum and sum of squares in Double (shifted by the first element to keep precision).
+        let stats = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2 * channels + 1)
+        defer { stats.deallocate() }
+        parallelFor(channels) { range in
+            for c in range {
+                var s = 0.0, ss = 0.0
+                for n in 0..<batch {
+                    let p = px + (n * channels + c) * plane
+                    var ps: Float = 0, pss: Float = 0
+                    for i in 0..<plane { ps += p[i]; pss += p[i] * p[i] }
+                    s += Double(ps); ss += Double(pss)
+                }
+                stats[c] = s; stats[channels + c] = ss
+            }
+        }
+        stats[2 * channels] = Double(batch * plane)
+        reducer?(stats)
+        let total = stats[2 * channels]
+        precondition(total > 1 || reducer != nil || batch * plane > 1, "batchNorm: training needs more than one value per channel, got input \(x.shape)")
+        for c in 0..<channels {
+            let m = stats[c] / total
+            let variance = max(0, stats[channels + c] / total - m * m)
+            pm[c] = Float(m)
+            pis[c] = Float(1 / (variance + Double(epsilon)).squareRoot())
+            let unbiased = total > 1 ? variance * total / (total - 1) : variance
+            runningMean.data[c] = (1 - momentum) * runningMean.data[c] + momentum * Float(m)
+            runningVariance.data[c] = (1 - momentum) * runningVariance.data[c] + momentum * Float(unbiased)
+        }
+    } else {
+        for c in 0..<channels {
+            pm[c] = runningMean.data[c]
+            pis[c] = 1 / (runningVariance.data[c] + epsilon).squareRoot()
+        }
+    }
+    let out = Tensor(uninitializedShape: x.shape)
+    let po = out.data, pw = weight?.data, pb = bias?.data
+    parallelFor(batch * channels, grain: max(1, 4096 / plane)) { range in
+        for index in range {
+            let c = index % channels
+            let scale = pis[c] * (pw?[c] ?? 1)
+            let shift = (pb?[c] ?? 0) - pm[c] * scale
+            let src = px + index * plane, dst = po + index * plane
+            for i in 0..<plane { dst[i] = src[i] * scale + shift }
+        }
+    }
+    var inputs = [x]
+    if let weight { inputs.append(weight) }
+    if let bias { inputs.append(bias) }
+    Tape.current.record(out, inputs: inputs) { g in
+        let pg = g.data
+        // Per channel: sum(dy) and sum(dy * xhat).
+        let sums = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2 * channels + 1)
+        defer { sums.deallocate() }
+        parallelFor(channels) { range in
+            for c in range {
+                var sg = 0.0, sgx = 0.0
+                let m = pm[c], s = pis[c]
+                for n in 0..<batch {
+                    let offset = (n * channels + c) * plane
+                    var a: Float = 0, b: Float = 0
+                    for i in 0..<plane {
+                        a += pg[offset + i]
+                        b += pg[offset + i] * (px[offset + i] - m) * s
+                    }
+                    sg += Double(a); sgx += Double(b)
+                }
+                sums[c] = sg; sums[channels + c] = sgx
+            }
+        }
+        if let weight, weight.requiresGrad {
+            let gw = Tensor(uninitializedShape: [channels])
+            for c in 0..<channels { gw.data[c] = Float(sums[channels + c]) }
+            accumulateGradient(weight, gw)
+        }
+        if let bias, bias.requiresGrad {
+            let gb = Tensor(uninitializedShape: [channels])
+            for c in 0..<channels { gb.data[c] = Float(sums[c]) }
+            accumulateGradient(bias, gb)
+        }
+        guard x.requiresGrad else { return }
+        var total = Double(batch * plane)
+        if training, let reducer {
+            sums[2 * channels] = total
+            reducer(sums)
+            total = sums[2 * channels]
+        }
+        let gx = Tensor(uninitializedShape: x.shape)
+        let pgx = gx.data
+        parallelFor(batch * channels, grain: max(1, 4096 / plane)) { range in
+            for index in range {
+                let c = index % channels
+                let w = pw?[c] ?? 1
+                let s = pis[c], m = pm[c]
+                let offset = index * plane
+                if training {
+                    let meanG = Float(sums[c] / total), meanGX = Float(sums[channels + c] / total)
+                    for i in 0..<plane {
+                        let xhat = (px[offset + i] - m) * s
+                        pgx[offset + i] = w * s * (pg[offset + i] - meanG - xhat * meanGX)
+                    }
+                } else {
+                    for i in 0..<plane { pgx[offset + i] = w * s * pg[offset + i] }
+                }
+            }
+        }
+        accumulateGradient(x, gx)
+    }
+    return out
+}
+
+/// Layer norm over the last dimension, with optional affine weight and bias.
+public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5) -> Tensor {
+    let width = x.shape[x.rank - 1]
+    if let weight { precondition(weight.shape == [width], "layerNorm: weight \(weight.shape) for input \(x.shape)") }
+    if let bias { precondition(bias.shape == [width], "layerNorm: bias \(bias.shape) for input \(x.shape)") }
+    let rows = x.count / width
+    let out = Tensor(uninitializedShape: x.shape)
+    let mean = Tensor(uninitializedShape: [rows]), inverseStd = Tensor(uninitializedShape: [rows])
+    let px = x.data, po = out.data, pm = mean.data, pis = inverseStd.data, pw = weight?.data, pb = bias?.data
+    parallelFor(rows, grain: max(1, 8192 / width)) { range in
+        for r in range {
+            let row = px + r * width
+            let m = sum(row, count: width) / Float(width)
+            var v: Float = 0
+            for i in 0..<width { let d = row[i] - m; v += d * d }
+            let s = 1 / (v / Float(width) + epsilon).squareRoot()
+            pm[r] = m; pis[r] = s
+            let dst = po + r * width
+            if let pw, let pb { for i in 0..<width { dst[i] = (row[i] - m) * s * pw[i] + pb[i] } }
+            else if let pw { for i in 0..<width { dst[i] = (row[i] - m) * s * pw[i] } }
+            else { for i in 0..<width { dst[i] = (row[i] - m) * s + (pb?[i] ?? 0) } }
+        }
+    }
+    var inputs = [x]
+    if let weight { inputs.append(weight) }
+    if let bias { inputs.append(bias) }
+    Tape.current.record(out, inputs: inputs) { g in
+        let pg = g.data
+        if x.requiresGrad {
+            let gx = Tensor(uninitializedShape: x.shape)
+            let pgx = gx.data
+            parallelFor(rows, grain: max(1, 8192 / width)) { range in
+                for r in range {
+                    let row = px + r * width, grow = pg + r * width, dst = pgx + r * width
+                    let m = pm[r], s = pis[r]
+                    var sumG: Float = 0, sumGX: Float = 0
+                    for i in 0..<width {
+                        let dxhat = grow[i] * (pw?[i] ?? 1)
+                        sumG += dxhat
+                        sumGX += dxhat * (row[i] - m) * s
+                    }
+                    let meanG = sumG / Float(width), meanGX = sumGX / Float(width)
+                    for i in 0..<width {
+                        let dxhat = grow[i] * (pw?[i] ?? 1)
+                        dst[i] = s * (dxhat - meanG - (row[i] - m) * s * meanGX)
+                    }
+                }
+            }
+            accumulateGradient(x, gx)
+        }
+        if let weight, weight.requiresGrad {
+            let gw = Tensor(zeros: [width])
+            for r in 0..<rows {
+                let row = px + r * width, grow = pg + r * width
+                let m = pm[r], s = pis[r]
+                for i in 0..<width { gw.data[i] += grow[i] * (row[i] - m) * s }
+            }
+            accumulateGradient(weight, gw)
+        }
+        if let bias, bias.requiresGrad {
+            let gb = Tensor(zeros: [width])
+            for r in 0..<rows { addInPlace(gb.data, pg + r * width, count: width) }
+            accumulateGradient(bias, gb)
+        }
+    }
+    return out
+}

@@ -1,0 +1,69 @@
+import Foundation
+
+/// Numerically stable softmax of one row.
+@inline(__always)
+func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var maximum = -Float.infinity
+    for i in 0..<n { maximum = max(maximum, x[i]) }
+    var total: Float = 0
+    for i in 0..<n { let e = Foundation.exp(x[i] - maximum); y[i] = e; total += e }
+    let inverse = 1 / total
+    for i in 0..<n { y[i] *= inverse }
+}
+
+/// log-softmax of one row.
+@inline(__always)
+func logSoftmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var maximum = -Float.infinity
+    for i in 0..<n { maximum = max(maximum, x[i]) }
+    var total: Float = 0
+    for i in 0..<n { total += Foundation.exp(x[i] - maximum) }
+    let logTotal = maximum + Foundation.log(total)
+    for i in 0..<n { y[i] = x[i] - logTotal }
+}
+
+/// Softmax over the last dimension.
+public func softmax(_ x: Tensor) -> Tensor {
+    let n = x.shape[x.rank - 1], rows = x.count / n
+    let out = Tensor(uninitializedShape: x.shape)
+    let px = x.data, py = out.data
+    parallelFor(rows, grain: max(1, 4096 / n)) { range in
+        for r in range { softmaxRow(px + r * n, py + r * n, n) }
+    }
+    Tape.current.record(out, inputs: [x]) { g in
+        let gx = Tensor(uninitializedShape: x.shape)
+        let pg = g.data, pgx = gx.data
+        parallelFor(rows, grain: max(1, 4096 / n)) { range in
+            for r in range {
+                let y = py + r * n, gy = pg + r * n, dst = pgx + r * n
+                let inner = dot(gy, y, count: n)
+                for i in 0..<n { dst[i] = y[i] * (gy[i] - inner) }
+            }
+        }
+        accumulateGradient(x, gx)
+    }
+    return out
+}
+
+/// log-softmax over the last dimension.
+public func logSoftmax(_ x: Tensor) -> Tensor {
+    let n = x.shape[x.rank - 1], rows = x.count / n
+    let out = Tensor(uninitializedShape: x.shape)
+    let px = x.data, py = out.data
+    parallelFor(rows, grain: max(1, 4096 / n)) { range in
+        for r in range { logSoftmaxRow(px + r * n, py + r * n, n) }
+    }
+    Tape.current.record(out, inputs: [x]) { g in
+        let gx = Tensor(uninitializedShape: x.shape)
+        let pg = g.data, pgx = gx.data
+        parallelFor(rows, grain: max(1, 4096 / n)) { range in
+            for r in range {
+                let y = py + r * n, gy = pg + r * n, dst = pgx + r * n
+                let total = sum(gy, count: n)
+                for i in 0..<n { dst[i] = gy[i] - Foundation.exp(y[i]) * total }
+            }
+        }
+        accumulateGradient(x, gx)
+    }
+    return out
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Elementwise functions whose derivative is computed from the saved input or output.
+enum UnaryKind { case relu, gelu, sigmoid, tanh, exp, log, square, sqrt, abs }
+
+private let inverseSqrt2: Float = 0.70710678118654752
+private let inverseSqrt2Pi: Float = 0.39894228040143268
+
+private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+    switch kind {
+    case .relu: for i in range { y[i] = x[i] > 0 ? x[i] : 0 }
+    case .gelu: for i in range { y[i] = 0.5 * x[i] * (1 + erf(x[i] * inverseSqrt2)) }
+    case .sigmoid: for i in range { y[i] = 1 / (1 + Foundation.exp(-x[i])) }
+    case .tanh: for i in range { y[i] = Foundation.tanh(x[i]) }
+    case .exp: for i in range { y[i] = Foundation.exp(x[i]) }
+    case .log: for i in range { y[i] = Foundation.log(x[i]) }
+    case .square: for i in range { y[i] = x[i] * x[i] }
+    case .sqrt: for i in range { y[i] = x[i].squareRoot() }
+    case .abs: for i in range { y[i] = Swift.abs(x[i]) }
+    }
+}
+
+/// gx = g * f'(x), using whichever of x and y = f(x) is cheaper.
+private func unaryBackward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+    switch kind {
+    case .relu: for i in range { gx[i] = x[i] > 0 ? g[i] : 0 }
+    case .gelu:
+        for i in range {
+            let v = x[i]
+            let cdf = 0.5 * (1 + erf(v * inverseSqrt2))
+            let pdf = inverseSqrt2Pi * Foundation.exp(-0.5 * v * v)
+            gx[i] = g[i] * (cdf + v * pdf)
+        }
+    case .sigmoid: for i in range { gx[i] = g[i] * y[i] * (1 - y[i]) }
+    case .tanh: for i in range { gx[i] = g[i] * (1 - y[i] * y[i]) }
+    case .exp: for i in range { gx[i] = g[i] * y[i] }
+    case .log: for i in range { gx[i] = g[i] / x[i] }
+    case .square: for i in range { gx[i] = 2 * g[i] * x[i] }
+    case .sqrt: for i in range { gx[i] = g[i] * 0.5 / y[i] }
+    case .abs: for i in range { gx[i] = x[i] > 0 ? g[i] : (x[i] < 0 ? -g[i] : 0) }
+    }
+}
+
+private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
+    let out = Tensor(uninitializedShape: x.shape)
+    let px = x.data, po = out.data
+    let grain = kind == .relu || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
+    parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
+    Tape.current.record(out, inputs: [x]) { g in
+        let gx = Tensor(uninitializedShape: x.shape)
+        let pg = g.data, pgx = gx.data, py = out.data
+        parallelFor(x.count, grain: grain) { unaryBackward(kind, px, py, pg, pgx, $0) }
+        accumulateGradient(x, gx)
+    }
+    return out
+}
+
+public func relu(_ x: Tensor) -> Tensor { unary(.relu, x) }
+/// GELU in the exact erf form (PyTorch's default, approximate = "none").
+public func gelu(_ x: Tensor) -> Tensor { unary(.gelu, x) }
+public func sigmoid(_ x: Tensor) -> Tensor { unary(.sigmoid, x) }
+public func tanh(_ x: Tensor) -> Tensor { unary(.tanh, x) }
+public func exp(_ x: Tensor) -> Tensor { unary(.exp, x) }
+public func log(_ x: Tensor) -> Tensor { unary(.log, x) }
+public func square(_ x: Tensor) -> Tensor { unary(.square, x) }
+public func sqrt(_ x: Tensor) -> Tensor { unary(.sqrt, x) }
+public func abs(_ x: Tensor) -> Tensor { unary(.abs, x) }
