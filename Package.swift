@@ -39,6 +39,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
+        .testTarget(name: "CLITests", dependencies: ["sfkd"]),
     ],
     swiftLanguageModes: [.v5]
 )

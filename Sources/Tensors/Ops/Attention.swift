@@ -24,6 +24,7 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
         }
     }
     Tape.current.record(out, inputs: [q, k, v]) { g in
+        let pp = probabilities.data, pq = q.data, pk = k.data, pv = v.data
         let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape), gv = Tensor(uninitializedShape: v.shape)
         let scratch = Tensor(uninitializedShape: [heads, n, n])
         let pg = g.data, pgq = gq.data, pgk = gk.data, pgv = gv.data, ps = scratch.data

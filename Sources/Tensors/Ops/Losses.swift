@@ -19,6 +19,7 @@ public func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float 
     }
     let out = Tensor(scalar: Float(total / Double(batch)))
     Tape.current.record(out, inputs: [logits]) { g in
+        let plp = logProbabilities.data
         let scale = g.data[0] / Float(batch)
         let gx = Tensor(uninitializedShape: logits.shape)
         for b in 0..<batch {
@@ -45,6 +46,7 @@ public func crossEntropy(_ logits: Tensor, softTargets: Tensor) -> Tensor {
     }
     let out = Tensor(scalar: Float(total / Double(batch)))
     Tape.current.record(out, inputs: [logits]) { g in
+        let plp = logProbabilities.data
         let scale = g.data[0] / Float(batch)
         let gx = Tensor(uninitializedShape: logits.shape)
         for b in 0..<batch {

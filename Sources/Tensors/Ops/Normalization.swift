@@ -69,7 +69,7 @@ public func batchNorm(
     if let weight { inputs.append(weight) }
     if let bias { inputs.append(bias) }
     Tape.current.record(out, inputs: inputs) { g in
-        let pg = g.data
+        let pg = g.data, pm = mean.data, pis = inverseStd.data, px = x.data, pw = weight?.data
         // Per channel: sum(dy) and sum(dy * xhat).
         let sums = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2 * channels + 1)
         defer { sums.deallocate() }
@@ -157,7 +157,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
     if let weight { inputs.append(weight) }
     if let bias { inputs.append(bias) }
     Tape.current.record(out, inputs: inputs) { g in
-        let pg = g.data
+        let pg = g.data, pm = mean.data, pis = inverseStd.data, px = x.data, pw = weight?.data
         if x.requiresGrad {
             let gx = Tensor(uninitializedShape: x.shape)
             let pgx = gx.data

@@ -44,7 +44,7 @@ public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
     }
     Tape.current.record(out, inputs: [x]) { gy in
         let gx = Tensor(zeros: x.shape)
-        let pg = gy.data, pgx = gx.data
+        let pg = gy.data, pgx = gx.data, pa = argmax.data
         parallelFor(planes) { range in
             for p in range {
                 for i in 0..<outPlane { pgx[p * inPlane + Int(pa[p * outPlane + i])] += pg[p * outPlane + i] }

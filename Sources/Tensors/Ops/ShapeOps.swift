@@ -93,7 +93,7 @@ extension Tensor {
         let source = self
         Tape.current.record(out, inputs: [self]) { g in
             let gx = Tensor(uninitializedShape: source.shape)
-            copyBlock(from: g.data, shape: source.shape, into: gx.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: true)
+            copyBlock(from: gx.data, shape: source.shape, into: g.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: true)
             accumulateGradient(source, gx)
         }
         return out

@@ -32,7 +32,7 @@ public func softmax(_ x: Tensor) -> Tensor {
     }
     Tape.current.record(out, inputs: [x]) { g in
         let gx = Tensor(uninitializedShape: x.shape)
-        let pg = g.data, pgx = gx.data
+        let pg = g.data, pgx = gx.data, py = out.data
         parallelFor(rows, grain: max(1, 4096 / n)) { range in
             for r in range {
                 let y = py + r * n, gy = pg + r * n, dst = pgx + r * n
@@ -55,7 +55,7 @@ public func logSoftmax(_ x: Tensor) -> Tensor {
     }
     Tape.current.record(out, inputs: [x]) { g in
         let gx = Tensor(uninitializedShape: x.shape)
-        let pg = g.data, pgx = gx.data
+        let pg = g.data, pgx = gx.data, py = out.data
         parallelFor(rows, grain: max(1, 4096 / n)) { range in
             for r in range {
                 let y = py + r * n, gy = pg + r * n, dst = pgx + r * n

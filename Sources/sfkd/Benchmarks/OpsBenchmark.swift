@@ -1,0 +1,142 @@
+import Foundation
+import Layers
+import Tensors
+
+/// `sfkd bench ops`: each kernel's speed next to the baseline it should be judged against,
+/// measured in the same process: sgemm GFLOP/s for convolutions, memory-copy GB/s for
+/// elementwise kernels.
+struct OpsBenchmark {
+    let repeats: Int
+
+    func run(progress: (String) -> Void) -> [String: Any] {
+        var results: [String: Any] = [:]
+
+        let gemmRate = sgemmGFLOPS(size: 1024)
+        results["sgemm_gflops"] = gemmRate
+        progress("sgemm 1024^3: \(formatted(gemmRate)) GFLOP/s")
+
+        var convolutions: [[String: Any]] = []
+        for (channels, size) in [(16, 32), (32, 16), (64, 8)] {
+            let (forward, both) = conv3x3GFLOPS(batch: 64, channels: channels, size: size)
+            convolutions.append([
+                "shape": "64x\(channels)x\(size)x\(size)", "forward_gflops": forward, "forward_backward_gflops": both,
+                "forward_backward_vs_sgemm": both / gemmRate,
+            ])
+            progress("conv3x3 64x\(channels)x\(size)x\(size): forward \(formatted(forward)) GFLOP/s, forward+backward \(formatted(both)) GFLOP/s (\(formatted(100 * both / gemmRate, 0))% of sgemm)")
+        }
+        results["conv2d_3x3"] = convolutions
+
+        let attention = attentionBlock(batch: 64, tokens: 65, width: 128, heads: 4)
+        results["attention"] = attention
+        progress("attention block 64x65x128, 4 heads: forward \(formatted(attention["forward_ms"] as! Double, 2)) ms, forward+backward \(formatted(attention["forward_backward_ms"] as! Double, 2)) ms (\(formatted(attention["forward_backward_gflops"] as! Double)) GFLOP/s)")
+
+        let memory = elementwise(count: 1 << 24)
+        results["elementwise"] = memory
+        progress("memory copy: \(formatted(memory["copy_gbps"] as! Double)) GB/s")
+        for kernel in ["add", "mul", "relu", "scale"] {
+            let rate = memory["\(kernel)_gbps"] as! Double
+            progress("  \(kernel): \(formatted(rate)) GB/s (\(formatted(100 * rate / (memory["copy_gbps"] as! Double), 0))% of copy)")
+        }
+
+        let allocations = poolAllocationsPerStep()
+        results["pool"] = allocations
+        progress("pool: \(allocations["first_step_allocations"]!) fresh buffers in the first step, \(allocations["later_step_allocations"]!) in the \(allocations["later_steps"]!) steps after")
+        return results
+    }
+
+    private func sgemmGFLOPS(size n: Int) -> Double {
+        let a = Tensor(repeating: 0.5, shape: [n, n]), b = Tensor(repeating: 0.25, shape: [n, n]), c = Tensor(zeros: [n, n])
+        let seconds = medianSeconds(repeats: repeats) {
+            gemm(transposeA: false, transposeB: false, m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+        }
+        return 2 * Double(n * n * n) / seconds * 1e-9
+    }
+
+    private func randomTensor(_ shape: [Int], _ generator: inout RandomGenerator, requiresGrad: Bool = false) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        for i in 0..<t.count { t.data[i] = generator.nextUniform() - 0.5 }
+        t.requiresGrad = requiresGrad
+        return t
+    }
+
+    private func conv3x3GFLOPS(batch: Int, channels: Int, size: Int) -> (Double, Double) {
+        var generator = RandomGenerator(seed: 1)
+        let x = randomTensor([batch, channels, size, size], &generator, requiresGrad: true)
+        let w = randomTensor([channels, channels, 3, 3], &generator, requiresGrad: true)
+        let flops = 2 * Double(batch * channels * size * size * channels * 9)
+        let forward = medianSeconds(repeats: repeats) {
+            withNoGrad { _ = conv2d(x, weight: w, padding: (1, 1)) }
+        }
+        let both = medianSeconds(repeats: repeats) {
+            let y = conv2d(x, weight: w, padding: (1, 1))
+            y.backward(seed: y.detached())
+            x.zeroGrad(); w.zeroGrad()
+        }
+        return (flops / forward * 1e-9, 3 * flops / both * 1e-9)
+    }
+
+    private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> [String: Any] {
+        var generator = RandomGenerator(seed: 2)
+        let attention = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
+        let x = randomTensor([batch, tokens, width], &generator, requiresGrad: true)
+        let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = attention(x) } }
+        let both = medianSeconds(repeats: repeats) {
+            let y = attention(x)
+            y.backward(seed: y.detached())
+            attention.zeroGrad(); x.zeroGrad()
+        }
+        // qkv and proj projections plus the two attention products, times 3 for backward.
+        let projections = 2.0 * Double(batch * tokens) * Double(width * width) * 4
+        let products = 2.0 * 2 * Double(batch * tokens * tokens * width)
+        return ["forward_ms": forward * 1e3, "forward_backward_ms": both * 1e3,
+                "forward_backward_gflops": 3 * (projections + products) / both * 1e-9]
+    }
+
+    private func elementwise(count: Int) -> [String: Any] {
+        var generator = RandomGenerator(seed: 3)
+        let a = randomTensor([count], &generator), b = randomTensor([count], &generator)
+        let bytes = Double(count * MemoryLayout<Float>.stride)
+        var results: [String: Any] = [:]
+        // A copy moves 2 arrays (read + write); a binary op 3, a unary op 2.
+        let destination = Tensor(uninitializedShape: [count])
+        let copy = medianSeconds(repeats: repeats) { destination.data.update(from: a.data, count: count) }
+        results["copy_gbps"] = 2 * bytes / copy * 1e-9
+        withNoGrad {
+            results["add_gbps"] = 3 * bytes / medianSeconds(repeats: repeats) { _ = a + b } * 1e-9
+            results["mul_gbps"] = 3 * bytes / medianSeconds(repeats: repeats) { _ = a * b } * 1e-9
+            results["relu_gbps"] = 2 * bytes / medianSeconds(repeats: repeats) { _ = relu(a) } * 1e-9
+            results["scale_gbps"] = 2 * bytes / medianSeconds(repeats: repeats) { _ = a * 0.5 } * 1e-9
+        }
+        return results
+    }
+
+    /// A small conv + norm + attention + classifier step repeated: after the first step every
+    /// buffer should come from the pool.
+    private func poolAllocationsPerStep() -> [String: Int] {
+        var generator = RandomGenerator(seed: 4)
+        let conv = Conv2d(inputChannels: 3, outputChannels: 16, kernelSize: 3, padding: 1, generator: &generator)
+        let norm = BatchNorm2d(channels: 16)
+        let attention = MultiHeadAttention(dimensions: 16, heads: 2, generator: &generator)
+        let head = Linear(inputDimensions: 16, outputDimensions: 10, generator: &generator)
+        let parameters = conv.parameters() + norm.parameters() + attention.parameters() + head.parameters()
+        let optimizer = SGD(groups: [ParameterGroup(parameters: parameters, weightDecay: 5e-4)], learningRate: 0.01, momentum: 0.9)
+        let x = randomTensor([8, 3, 16, 16], &generator)
+        let labels = (0..<8).map { $0 % 10 }
+        func step() {
+            let features = maxPool2d(relu(norm(conv(x))), kernel: (4, 4))  // (8, 16, 4, 4)
+            let tokens = features.flatten(from: 2).transposed(1, 2)        // (8, 16, 16)
+            let pooled = attention(tokens).mean(axes: [1])
+            let loss = crossEntropy(head(pooled), labels: labels, labelSmoothing: 0.1)
+            optimizer.zeroGrad()
+            loss.backward()
+            optimizer.step()
+        }
+        let before = BufferPool.shared.stats.freshAllocations
+        step()
+        let afterFirst = BufferPool.shared.stats.freshAllocations
+        let laterSteps = 10
+        for _ in 0..<laterSteps { step() }
+        let afterAll = BufferPool.shared.stats.freshAllocations
+        return ["first_step_allocations": afterFirst - before, "later_step_allocations": afterAll - afterFirst, "later_steps": laterSteps]
+    }
+}

@@ -1,0 +1,13 @@
+import Foundation
+
+/// `--json` output: one object on stdout, keys sorted, so scripts can read it.
+func printJSON(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write("\n".data(using: .utf8)!)
+}
+
+/// Human output goes to stderr, leaving stdout to machine-readable results.
+func report(_ line: String) {
+    FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+struct SFKDCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sfkd",
+        abstract: "Data-parallel knowledge distillation for image models on CPUs (OpenBLAS, FFTW, Open MPI).",
+        subcommands: [InfoCommand.self, BenchCommand.self]
+    )
+}

@@ -1,0 +1,63 @@
+import Tensors
+import XCTest
+
+/// Deterministic test inputs.
+func randomTensor(_ shape: [Int], seed: UInt64, range: ClosedRange<Float> = -1...1, requiresGrad: Bool = true) -> Tensor {
+    var generator = RandomGenerator(seed: seed)
+    let t = Tensor(uninitializedShape: shape)
+    for i in 0..<t.count { t.data[i] = range.lowerBound + (range.upperBound - range.lowerBound) * generator.nextUniform() }
+    t.requiresGrad = requiresGrad
+    return t
+}
+
+/// Central finite-difference check of every input's gradient. The scalar is Σ f(x) * R for a
+/// fixed random R, accumulated in Double; up to `samples` elements of each input are probed.
+func checkGradients(
+    _ inputs: [Tensor], step h: Float = 1e-2, tolerance: Double = 2e-2, samples: Int = 40,
+    file: StaticString = #filePath, line: UInt = #line, _ function: () -> Tensor
+) {
+    for x in inputs { x.grad = nil }
+    Tape.current.reset()
+    let output = function()
+    let weights = randomTensor(output.shape, seed: 99, requiresGrad: false)
+    output.backward(seed: weights)
+    func objective() -> Double {
+        withNoGrad {
+            let y = function()
+            var total = 0.0
+            for i in 0..<y.count { total += Double(y.data[i]) * Double(weights.data[i]) }
+            return total
+        }
+    }
+    for (index, x) in inputs.enumerated() {
+        guard let analytic = x.grad else {
+            XCTFail("input \(index) of shape \(x.shape) received no gradient", file: file, line: line)
+            continue
+        }
+        let strideBetween = max(1, x.count / samples)
+        var worst = 0.0
+        var scaleOfGradient = 1e-3
+        for i in 0..<x.count { scaleOfGradient = max(scaleOfGradient, Double(Swift.abs(analytic.data[i]))) }
+        for i in stride(from: 0, to: x.count, by: strideBetween) {
+            let original = x.data[i]
+            x.data[i] = original + h
+            let plus = objective()
+            x.data[i] = original - h
+            let minus = objective()
+            x.data[i] = original
+            let numeric = (plus - minus) / (2 * Double(h))
+            let error = Swift.abs(numeric - Double(analytic.data[i])) / max(scaleOfGradient, Swift.abs(numeric))
+            worst = max(worst, error)
+        }
+        XCTAssertLessThan(worst, tolerance, "input \(index) of shape \(x.shape): analytic and numeric gradients differ (relative error \(worst))", file: file, line: line)
+    }
+    for x in inputs { x.grad = nil }
+}
+
+/// Largest absolute difference between a tensor and expected values.
+func maxDifference(_ t: Tensor, _ expected: [Float]) -> Float {
+    precondition(t.count == expected.count, "maxDifference: \(t.count) values against \(expected.count)")
+    var worst: Float = 0
+    for i in 0..<t.count { worst = max(worst, Swift.abs(t.data[i] - expected[i])) }
+    return worst
+}

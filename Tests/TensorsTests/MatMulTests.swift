@@ -1,0 +1,52 @@
+import Tensors
+import XCTest
+
+final class MatMulTests: XCTestCase {
+    func testMatmulForwardAndGradients() {
+        let a = randomTensor([5, 7], seed: 1), b = randomTensor([7, 3], seed: 2)
+        let c = withNoGrad { matmul(a, b) }
+        var expected: [Float] = []
+        for i in 0..<5 { for j in 0..<3 { var t: Float = 0; for k in 0..<7 { t += a.data[i * 7 + k] * b.data[k * 3 + j] }; expected.append(t) } }
+        XCTAssertLessThan(maxDifference(c, expected), 1e-5)
+        checkGradients([a, b]) { matmul(a, b) }
+        let a3 = randomTensor([2, 5, 7], seed: 3)
+        checkGradients([a3, b]) { matmul(a3, b) }
+    }
+
+    func testBatchedMatmulAllTransposes() {
+        for transposeA in [false, true] {
+            for transposeB in [false, true] {
+                let a = randomTensor(transposeA ? [3, 4, 5] : [3, 5, 4], seed: 4)
+                let b = randomTensor(transposeB ? [3, 6, 4] : [3, 4, 6], seed: 5)
+                let c = withNoGrad { batchedMatmul(a, b, transposeA: transposeA, transposeB: transposeB) }
+                XCTAssertEqual(c.shape, [3, 5, 6])
+                var expected: [Float] = []
+                for n in 0..<3 {
+                    for i in 0..<5 {
+                        for j in 0..<6 {
+                            var t: Float = 0
+                            for k in 0..<4 {
+                                let av = transposeA ? a.data[n * 20 + k * 5 + i] : a.data[n * 20 + i * 4 + k]
+                                let bv = transposeB ? b.data[n * 24 + j * 4 + k] : b.data[n * 24 + k * 6 + j]
+                                t += av * bv
+                            }
+                            expected.append(t)
+                        }
+                    }
+                }
+                XCTAssertLessThan(maxDifference(c, expected), 1e-5, "transposeA \(transposeA) transposeB \(transposeB)")
+                checkGradients([a, b]) { batchedMatmul(a, b, transposeA: transposeA, transposeB: transposeB) }
+            }
+        }
+    }
+
+    func testLinear() {
+        let x = randomTensor([2, 3, 5], seed: 6), w = randomTensor([4, 5], seed: 7), b = randomTensor([4], seed: 8)
+        checkGradients([x, w, b]) { linear(x, weight: w, bias: b) }
+        checkGradients([x, w]) { linear(x, weight: w, bias: nil) }
+        let y = withNoGrad { linear(x, weight: w, bias: b) }
+        var t = b.data[2]
+        for k in 0..<5 { t += x.data[5 + k] * w.data[2 * 5 + k] }
+        XCTAssertEqual(y.data[4 + 2], t, accuracy: 1e-5)
+    }
+}
