@@ -9,7 +9,7 @@ public final class MultiHeadAttention: Layer {
     public var isTraining = true
 
     public init(dimensions: Int, heads: Int, qkvBias: Bool = true, generator: inout RandomGenerator) {
-        precondition(heads >= 1 && dimensions % heads == 0, "MultiHeadAttention: width \(dimensions) not divisible by \(heads) heads")
+        ensure(heads >= 1 && dimensions % heads == 0, "MultiHeadAttention: width \(dimensions) not divisible by \(heads) heads")
         qkv = Linear(inputDimensions: dimensions, outputDimensions: 3 * dimensions, bias: qkvBias, generator: &generator)
         proj = Linear(inputDimensions: dimensions, outputDimensions: dimensions, generator: &generator)
         self.heads = heads
@@ -18,7 +18,7 @@ public final class MultiHeadAttention: Layer {
     public var children: [(String, any Module)] { [("qkv", qkv), ("proj", proj)] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        precondition(x.rank == 3, "MultiHeadAttention: input \(x.shape) must be (B, N, C)")
+        ensure(x.rank == 3, "MultiHeadAttention: input \(x.shape) must be (B, N, C)")
         let b = x.shape[0], n = x.shape[1], c = x.shape[2]
         let headWidth = c / heads
         // (B, N, 3, H, D) -> (3, B, H, N, D)

@@ -11,7 +11,7 @@ public final class Conv2d: Layer {
 
     public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 groups: Int = 1, bias hasBias: Bool = true, generator: inout RandomGenerator) {
-        precondition(inputChannels % groups == 0 && outputChannels % groups == 0,
+        ensure(inputChannels % groups == 0 && outputChannels % groups == 0,
                      "Conv2d: channels \(inputChannels) -> \(outputChannels) not divisible by groups \(groups)")
         weight = Tensor(zeros: [outputChannels, inputChannels / groups, kernelSize, kernelSize], requiresGrad: true)
         bias = hasBias ? Tensor(zeros: [outputChannels], requiresGrad: true) : nil

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// The learning rate as a function of the step (0-based).
 public protocol LearningRateSchedule {
@@ -40,7 +41,7 @@ public struct StepDecaySchedule: LearningRateSchedule {
     public var gamma: Float
 
     public init(base: Float, stepSize: Int, gamma: Float = 0.1) {
-        precondition(stepSize >= 1, "StepDecaySchedule: step size must be at least 1")
+        ensure(stepSize >= 1, "StepDecaySchedule: step size must be at least 1")
         self.base = base
         self.stepSize = stepSize
         self.gamma = gamma

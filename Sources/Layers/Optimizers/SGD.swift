@@ -12,7 +12,7 @@ public final class SGD: Optimizer {
     private var buffers: [[Tensor]]
 
     public init(groups: [ParameterGroup], learningRate: Float, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false) {
-        precondition(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov needs momentum > 0 and no dampening")
+        ensure(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov needs momentum > 0 and no dampening")
         self.groups = groups
         self.learningRate = learningRate
         self.momentum = momentum

@@ -12,7 +12,7 @@ public enum Threads {
     }
 
     public static func configure(_ threads: Int) {
-        precondition(threads >= 1, "thread count must be at least 1, got \(threads)")
+        ensure(threads >= 1, "thread count must be at least 1, got \(threads)")
         configured = threads
         openblas_set_num_threads(Int32(threads))
     }

@@ -37,7 +37,7 @@ public final class Tape: @unchecked Sendable {
     /// Back-propagates from `root` (seeded with ones, or `seed`) and clears the tape, which
     /// returns every saved activation to the pool.
     public func backward(from root: Tensor, seed: Tensor? = nil) {
-        precondition(root.requiresGrad, "backward: the root tensor does not require grad (was it computed under noGrad?)")
+        ensure(root.requiresGrad, "backward: the root tensor does not require grad (was it computed under noGrad?)")
         let seedGrad = seed ?? Tensor(repeating: 1, shape: root.shape)
         accumulateGradient(root, seedGrad)
         let taken = records
@@ -68,7 +68,7 @@ public final class Tape: @unchecked Sendable {
 /// written in place.
 public func accumulateGradient(_ tensor: Tensor, _ gradient: Tensor) {
     guard tensor.requiresGrad else { return }
-    precondition(gradient.count == tensor.count, "autograd: gradient of shape \(gradient.shape) for tensor of shape \(tensor.shape)")
+    ensure(gradient.count == tensor.count, "autograd: gradient of shape \(gradient.shape) for tensor of shape \(tensor.shape)")
     if let existing = tensor.grad {
         if tensor.ownsGrad {
             addInPlace(existing.data, gradient.data, count: existing.count)

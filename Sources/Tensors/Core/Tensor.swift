@@ -21,8 +21,8 @@ public final class Tensor: @unchecked Sendable {
 
     public init(shape: [Int], storage: Storage, offset: Int = 0, requiresGrad: Bool = false) {
         let count = shape.reduce(1, *)
-        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
-        precondition(offset + count <= storage.capacity, "Tensor: view \(shape) at \(offset) exceeds storage of \(storage.capacity)")
+        ensure(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
+        ensure(offset + count <= storage.capacity, "Tensor: view \(shape) at \(offset) exceeds storage of \(storage.capacity)")
         self.shape = shape
         self.storage = storage
         self.offset = offset
@@ -48,7 +48,7 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
-        precondition(values.count == shape.reduce(1, *), "Tensor: \(values.count) values for shape \(shape)")
+        ensure(values.count == shape.reduce(1, *), "Tensor: \(values.count) values for shape \(shape)")
         self.init(uninitializedShape: shape)
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
         self.requiresGrad = requiresGrad
@@ -61,7 +61,7 @@ public final class Tensor: @unchecked Sendable {
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: data, count: count) }
     public var array: [Float] { Array(buffer) }
     public var item: Float {
-        precondition(count == 1, "item: tensor of shape \(shape) has \(count) elements")
+        ensure(count == 1, "item: tensor of shape \(shape) has \(count) elements")
         return data[0]
     }
 
@@ -70,7 +70,7 @@ public final class Tensor: @unchecked Sendable {
 
     func normalizedAxis(_ axis: Int, op: String = "axis") -> Int {
         let a = axis < 0 ? axis + shape.count : axis
-        precondition(a >= 0 && a < shape.count, "\(op): axis \(axis) out of range for shape \(shape)")
+        ensure(a >= 0 && a < shape.count, "\(op): axis \(axis) out of range for shape \(shape)")
         return a
     }
 
@@ -89,7 +89,7 @@ public final class Tensor: @unchecked Sendable {
     public func fill(_ value: Float) { data.update(repeating: value, count: count) }
 
     public func copyValues(from other: Tensor) {
-        precondition(other.count == count, "copyValues: shape \(other.shape) into \(shape)")
+        ensure(other.count == count, "copyValues: shape \(other.shape) into \(shape)")
         data.update(from: other.data, count: count)
     }
 

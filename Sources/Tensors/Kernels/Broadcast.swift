@@ -11,7 +11,7 @@ struct BroadcastLayout {
         for i in 0..<rank {
             let da = i < rank - a.count ? 1 : a[i - (rank - a.count)]
             let db = i < rank - b.count ? 1 : b[i - (rank - b.count)]
-            precondition(da == db || da == 1 || db == 1, "\(op): shapes \(a) and \(b) do not broadcast")
+            ensure(da == db || da == 1 || db == 1, "\(op): shapes \(a) and \(b) do not broadcast")
             result[i] = da == 1 ? db : da
         }
         return result

@@ -5,8 +5,30 @@ public struct ConvGeometry: Equatable, Sendable {
     public var strideHeight, strideWidth: Int
     public var paddingHeight, paddingWidth: Int
 
+    public init(inputHeight: Int, inputWidth: Int, kernelHeight: Int, kernelWidth: Int,
+                strideHeight: Int, strideWidth: Int, paddingHeight: Int, paddingWidth: Int) {
+        self.inputHeight = inputHeight
+        self.inputWidth = inputWidth
+        self.kernelHeight = kernelHeight
+        self.kernelWidth = kernelWidth
+        self.strideHeight = strideHeight
+        self.strideWidth = strideWidth
+        self.paddingHeight = paddingHeight
+        self.paddingWidth = paddingWidth
+    }
+
     public var outputHeight: Int { (inputHeight + 2 * paddingHeight - kernelHeight) / strideHeight + 1 }
     public var outputWidth: Int { (inputWidth + 2 * paddingWidth - kernelWidth) / strideWidth + 1 }
+
+    /// Output rows [start, end) whose window row `ky` lands inside the image.
+    @inline(__always)
+    func validRows(ky: Int) -> (Int, Int) {
+        let offset = ky - paddingHeight
+        let start = offset >= 0 ? 0 : (-offset + strideHeight - 1) / strideHeight
+        let limit = inputHeight - offset
+        let end = limit <= 0 ? 0 : min(outputHeight, (limit + strideHeight - 1) / strideHeight)
+        return (start, max(start, end))
+    }
 
     /// Output columns [start, end) whose window column `kx` lands inside the image.
     @inline(__always)
@@ -20,33 +42,60 @@ public struct ConvGeometry: Equatable, Sendable {
     }
 }
 
-/// Unfolds `channels` planes of one image into a (channels*kh*kw, outH*outW) matrix.
-public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, into columns: UnsafeMutablePointer<Float>) {
-    let outH = g.outputHeight, outW = g.outputWidth
+/// Unfolds `channels` planes of one image into a (channels*kh*kw, rows.count*outW) matrix
+/// covering output rows `rows` (all rows by default).
+/// Rows outside the image are zero-filled as one block; each remaining row is an inline copy
+/// (memcpy and memset calls cost more than the short rows they would move).
+public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, rows: Range<Int>? = nil, into columns: UnsafeMutablePointer<Float>) {
+    let rows = rows ?? 0..<g.outputHeight
+    let outW = g.outputWidth, outPlane = rows.count * outW
     let plane = g.inputHeight * g.inputWidth
+    let s = g.strideWidth
     var row = 0
     for c in 0..<channels {
         let source = input + c * plane
         for ky in 0..<g.kernelHeight {
+            let (validStart, validEnd) = g.validRows(ky: ky)
+            // Rows local to the chunk: [yStart, yEnd) are inside the image.
+            let yStart = min(max(validStart, rows.lowerBound), rows.upperBound) - rows.lowerBound
+            let yEnd = max(min(validEnd, rows.upperBound), rows.lowerBound) - rows.lowerBound
+            let localRows = rows.count
             for kx in 0..<g.kernelWidth {
-                let destination = columns + row * outH * outW
+                let destination = columns + row * outPlane
+                if yStart > 0 { destination.update(repeating: 0, count: yStart * outW) }
+                if yEnd < localRows { (destination + max(yEnd, yStart) * outW).update(repeating: 0, count: (localRows - max(yEnd, yStart)) * outW) }
                 let (xStart, xEnd) = g.validColumns(kx: kx)
-                for oy in 0..<outH {
-                    let iy = oy * g.strideHeight + ky - g.paddingHeight
-                    let line = destination + oy * outW
-                    if iy < 0 || iy >= g.inputHeight {
-                        line.update(repeating: 0, count: outW)
-                        continue
+                if s == 1 && outW == g.inputWidth && yEnd > yStart {
+                    // "Same" padding: every row is the source row shifted by kx - pad, so the
+                    // whole valid block is one contiguous copy; the columns that wrapped onto a
+                    // neighbouring row are zeroed after. The copy is trimmed so that it never
+                    // reads outside this plane.
+                    let shift = kx - g.paddingWidth
+                    let block = destination + yStart * outW
+                    let from = source + (yStart + rows.lowerBound + ky - g.paddingHeight) * g.inputWidth + shift
+                    let lead = max(0, -shift), trail = max(0, shift)
+                    let count = (yEnd - yStart) * outW - lead - trail
+                    if count > 0 { (block + lead).update(from: from + lead, count: count) }
+                    if xStart > 0 || xEnd < outW {
+                        for oy in yStart..<yEnd {
+                            let line = destination + oy * outW
+                            for ox in 0..<xStart { line[ox] = 0 }
+                            for ox in xEnd..<outW { line[ox] = 0 }
+                        }
                     }
-                    if xStart > 0 { line.update(repeating: 0, count: xStart) }
-                    if xEnd < outW { (line + xEnd).update(repeating: 0, count: outW - xEnd) }
-                    let sourceLine = source + iy * g.inputWidth + kx - g.paddingWidth
-                    if g.strideWidth == 1 {
-                        (line + xStart).update(from: sourceLine + xStart, count: xEnd - xStart)
+                    row += 1
+                    continue
+                }
+                for oy in yStart..<max(yStart, yEnd) {
+                    let line = destination + oy * outW
+                    let sourceLine = source + ((oy + rows.lowerBound) * g.strideHeight + ky - g.paddingHeight) * g.inputWidth + kx - g.paddingWidth
+                    for ox in 0..<xStart { line[ox] = 0 }
+                    if s == 1 {
+                        for ox in xStart..<xEnd { line[ox] = sourceLine[ox] }
                     } else {
-                        let s = g.strideWidth
                         for ox in xStart..<xEnd { line[ox] = sourceLine[ox * s] }
                     }
+                    for ox in xEnd..<outW { line[ox] = 0 }
                 }
                 row += 1
             }

@@ -73,7 +73,7 @@ extension Tensor {
     /// Copies this tensor broadcast to `shape`.
     public func broadcast(to shape: [Int]) -> Tensor {
         let resultShape = BroadcastLayout.outputShape(self.shape, shape, op: "broadcast")
-        precondition(resultShape == shape, "broadcast: shape \(self.shape) cannot broadcast to \(shape)")
+        ensure(resultShape == shape, "broadcast: shape \(self.shape) cannot broadcast to \(shape)")
         if self.shape == shape { return self }
         let out = broadcastKernel(.copyFirst, self, self, outputShape: shape)
         let source = self
@@ -115,7 +115,7 @@ private func binary(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, op: String) ->
                 accumulateGradient(b, negated)
             }
         case .copyFirst:
-            preconditionFailure("copyFirst is not a differentiable binary op")
+            fatalError("copyFirst is not a differentiable binary op")
         }
     }
     return out

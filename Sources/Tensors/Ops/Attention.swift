@@ -4,7 +4,7 @@ import Foundation
 /// batch and heads). Forward and backward are fused: the attention matrix is kept once for
 /// backward instead of three separate op records.
 public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: Tensor, scale: Float? = nil) -> Tensor {
-    precondition(q.rank >= 2 && q.shape == k.shape && k.shape == v.shape,
+    ensure(q.rank >= 2 && q.shape == k.shape && k.shape == v.shape,
                  "scaledDotProductAttention: query \(q.shape), key \(k.shape), value \(v.shape) must match")
     let n = q.shape[q.rank - 2], d = q.shape[q.rank - 1]
     let heads = q.count / (n * d)

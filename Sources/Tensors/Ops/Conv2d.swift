@@ -3,22 +3,23 @@
 /// GEMM per image, depthwise convolutions a direct loop, everything else im2col + GEMM.
 /// The unfolded columns are recomputed in backward rather than kept, to save memory.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
-    precondition(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape) and weight \(weight.shape) must be 4-D")
+    ensure(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape) and weight \(weight.shape) must be 4-D")
     let batch = input.shape[0], inChannels = input.shape[1]
     let outChannels = weight.shape[0]
-    precondition(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0 && weight.shape[1] == inChannels / groups,
+    ensure(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0 && weight.shape[1] == inChannels / groups,
                  "conv2d: input \(input.shape) and weight \(weight.shape) do not match with groups \(groups)")
-    if let bias { precondition(bias.shape == [outChannels], "conv2d: bias \(bias.shape) for weight \(weight.shape)") }
+    if let bias { ensure(bias.shape == [outChannels], "conv2d: bias \(bias.shape) for weight \(weight.shape)") }
     let g = ConvGeometry(inputHeight: input.shape[2], inputWidth: input.shape[3],
                          kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
                          strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
-    precondition(stride.0 >= 1 && stride.1 >= 1 && padding.0 >= 0 && padding.1 >= 0 && g.outputHeight >= 1 && g.outputWidth >= 1,
+    ensure(stride.0 >= 1 && stride.1 >= 1 && padding.0 >= 0 && padding.1 >= 0 && g.outputHeight >= 1 && g.outputWidth >= 1,
                  "conv2d: input \(input.shape), weight \(weight.shape), stride \(stride), padding \(padding) gives no output")
     let plan = ConvPlan(batch: batch, inChannels: inChannels, outChannels: outChannels, groups: groups, geometry: g)
     let out = Tensor(uninitializedShape: [batch, outChannels, g.outputHeight, g.outputWidth])
     plan.forward(input.data, weight.data, bias?.data, out.data)
     Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? [])) { gradOut in
-        let gx = input.requiresGrad ? Tensor(zeros: input.shape) : nil
+        // The stride-1 path overwrites the input gradient; the others accumulate into zeros.
+        let gx = input.requiresGrad ? (plan.inputGradientIsConvolution ? Tensor(uninitializedShape: input.shape) : Tensor(zeros: input.shape)) : nil
         let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
         plan.backward(input.data, weight.data, gradOut.data, gx?.data, gw?.data)
         if let gx { accumulateGradient(input, gx) }
@@ -60,38 +61,111 @@ struct ConvPlan {
             }
             return
         }
-        let columns = isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
+        if isPointwise {
+            for n in 0..<batch {
+                let yn = y + n * outChannels * outPlane
+                if let b { for c in 0..<outChannels { (yn + c * outPlane).update(repeating: b[c], count: outPlane) } }
+                gemm(transposeA: false, transposeB: false, m: outChannels, n: outPlane, k: inChannels,
+                     a: w, lda: inChannels, b: x + n * inChannels * inPlane, ldb: outPlane, beta: b == nil ? 0 : 1, c: yn, ldc: outPlane)
+            }
+            return
+        }
+        let columns = Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
         for n in 0..<batch {
             let xn = x + n * inChannels * inPlane
             let yn = y + n * outChannels * outPlane
             for group in 0..<groups {
                 let xg = xn + group * inPerGroup * inPlane
-                let source: UnsafePointer<Float>
-                if let columns {
-                    im2col(xg, channels: inPerGroup, geometry: geometry, into: columns.data)
-                    source = UnsafePointer(columns.data)
-                } else {
-                    source = xg
-                }
                 let yg = yn + group * outPerGroup * outPlane
                 if let b {
                     for c in 0..<outPerGroup { (yg + c * outPlane).update(repeating: b[group * outPerGroup + c], count: outPlane) }
                 }
-                gemm(transposeA: false, transposeB: false, m: outPerGroup, n: outPlane, k: columnsRows,
-                     a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: source, ldb: outPlane,
-                     beta: b == nil ? 0 : 1, c: yg, ldc: outPlane)
+                for rows in rowChunks {
+                    let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
+                    im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
+                    gemm(transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
+                         a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: columns.data, ldb: width,
+                         beta: b == nil ? 0 : 1, c: yg + offset, ldc: outPlane)
+                }
             }
         }
     }
 
-    /// Adds dL/dx into gx and dL/dw into gw (either may be nil).
+    /// Output rows per unfolded chunk, sized so the chunk stays in the L2 cache between im2col
+    /// writing it and the GEMM reading it (a whole image's columns often do not fit), and
+    /// balanced so no chunk is a sliver.
+    var rowsPerChunk: Int {
+        let target = 48 * 1024  // Floats: 192 KiB
+        let height = geometry.outputHeight
+        let fitting = max(1, min(height, target / max(1, columnsRows * geometry.outputWidth)))
+        let chunks = (height + fitting - 1) / fitting
+        return (height + chunks - 1) / chunks
+    }
+
+    var rowChunks: [Range<Int>] {
+        stride(from: 0, to: geometry.outputHeight, by: rowsPerChunk).map { $0..<min(geometry.outputHeight, $0 + rowsPerChunk) }
+    }
+
+    /// With stride 1 the input gradient is itself a convolution: of the output gradient with the
+    /// flipped, transposed kernel and padding k - 1 - p. That runs on the forward path (im2col
+    /// copy + a GEMM with the wide K = out*kh*kw), faster than a GEMM with K = out followed by a
+    /// col2im scatter.
+    var inputGradientIsConvolution: Bool {
+        geometry.strideHeight == 1 && geometry.strideWidth == 1 && !isPointwise
+            && geometry.paddingHeight < geometry.kernelHeight && geometry.paddingWidth < geometry.kernelWidth
+    }
+
+    /// Writes dL/dx = conv(gy, flip(W)^T) into gx (stride 1 only).
+    func inputGradientByConvolution(_ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gx: UnsafeMutablePointer<Float>) {
+        let kh = geometry.kernelHeight, kw = geometry.kernelWidth
+        let flipped = Tensor(uninitializedShape: [inChannels, outPerGroup, kh, kw])
+        let pf = flipped.data
+        for group in 0..<groups {
+            for o in 0..<outPerGroup {
+                for i in 0..<inPerGroup {
+                    let source = w + ((group * outPerGroup + o) * inPerGroup + i) * kernelArea
+                    let target = pf + ((group * inPerGroup + i) * outPerGroup + o) * kernelArea
+                    for k in 0..<kernelArea { target[k] = source[kernelArea - 1 - k] }
+                }
+            }
+        }
+        let transposed = ConvPlan(
+            batch: batch, inChannels: outChannels, outChannels: inChannels, groups: groups,
+            geometry: ConvGeometry(inputHeight: geometry.outputHeight, inputWidth: geometry.outputWidth,
+                                   kernelHeight: kh, kernelWidth: kw, strideHeight: 1, strideWidth: 1,
+                                   paddingHeight: kh - 1 - geometry.paddingHeight, paddingWidth: kw - 1 - geometry.paddingWidth))
+        transposed.forward(gy, flipped.data, nil, gx)
+    }
+
+    /// Adds dL/dw into gw, and dL/dx into gx, except where `inputGradientIsConvolution`, which
+    /// overwrites gx (either may be nil).
     func backward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
         if isDepthwise {
             depthwiseBackward(x, w, gy, gx, gw)
             return
         }
-        let columns = isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
-        let columnGrad = (isPointwise || gx == nil) ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
+        var gx = gx
+        if let target = gx, inputGradientIsConvolution {
+            inputGradientByConvolution(w, gy, into: target)
+            gx = nil
+        }
+        if isPointwise {
+            for n in 0..<batch {
+                let xn = x + n * inChannels * inPlane, gyn = gy + n * outChannels * outPlane
+                if let gw {
+                    gemm(transposeA: false, transposeB: true, m: outChannels, n: inChannels, k: outPlane,
+                         a: gyn, lda: outPlane, b: xn, ldb: outPlane, beta: 1, c: gw, ldc: inChannels)
+                }
+                if let gx {
+                    gemm(transposeA: true, transposeB: false, m: inChannels, n: outPlane, k: outChannels,
+                         a: w, lda: inChannels, b: gyn, ldb: outPlane, beta: 1, c: gx + n * inChannels * inPlane, ldc: outPlane)
+                }
+            }
+            return
+        }
+        let chunkWidth = rowsPerChunk * geometry.outputWidth
+        let columns = gw == nil ? nil : Tensor(uninitializedShape: [columnsRows, chunkWidth])
+        let columnGrad = gx == nil ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
         for n in 0..<batch {
             let xn = x + n * inChannels * inPlane
             let gyn = gy + n * outChannels * outPlane
@@ -99,28 +173,21 @@ struct ConvPlan {
                 let xg = xn + group * inPerGroup * inPlane
                 let gyg = gyn + group * outPerGroup * outPlane
                 let wg = w + group * outPerGroup * columnsRows
-                if let gw {
-                    let source: UnsafePointer<Float>
-                    if let columns {
-                        im2col(xg, channels: inPerGroup, geometry: geometry, into: columns.data)
-                        source = UnsafePointer(columns.data)
-                    } else {
-                        source = xg
+                if let gw, let columns {
+                    for rows in rowChunks {
+                        let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
+                        im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
+                        gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
+                             a: gyg + offset, lda: outPlane, b: columns.data, ldb: width, beta: 1,
+                             c: gw + group * outPerGroup * columnsRows, ldc: columnsRows)
                     }
-                    gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: outPlane,
-                         a: gyg, lda: outPlane, b: source, ldb: outPlane, beta: 1,
-                         c: gw + group * outPerGroup * columnsRows, ldc: columnsRows)
                 }
-                if let gx {
+                if let gx, let columnGrad {
+                    // Strided convolutions: GEMM to column gradients, then fold them back.
                     let gxg = gx + n * inChannels * inPlane + group * inPerGroup * inPlane
-                    if let columnGrad {
-                        gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
-                             a: wg, lda: columnsRows, b: gyg, ldb: outPlane, c: columnGrad.data, ldc: outPlane)
-                        col2imAdd(columnGrad.data, channels: inPerGroup, geometry: geometry, into: gxg)
-                    } else {
-                        gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
-                             a: wg, lda: columnsRows, b: gyg, ldb: outPlane, beta: 1, c: gxg, ldc: outPlane)
-                    }
+                    gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
+                         a: wg, lda: columnsRows, b: gyg, ldb: outPlane, c: columnGrad.data, ldc: outPlane)
+                    col2imAdd(columnGrad.data, channels: inPerGroup, geometry: geometry, into: gxg)
                 }
             }
         }

@@ -1,7 +1,7 @@
 /// Inverted dropout: in training, zeroes each element with probability p and scales the rest
 /// by 1 / (1 - p); the identity otherwise.
 public func dropout(_ x: Tensor, probability p: Float, training: Bool, generator: inout RandomGenerator) -> Tensor {
-    precondition(p >= 0 && p < 1, "dropout: probability \(p) outside [0, 1)")
+    ensure(p >= 0 && p < 1, "dropout: probability \(p) outside [0, 1)")
     guard training && p > 0 else { return x }
     let mask = Tensor(uninitializedShape: x.shape)
     let keep = 1 / (1 - p)

@@ -3,7 +3,7 @@
 /// (..., M, K) x (K, N) -> (..., M, N); or (B, M, K) x (B, K, N) -> (B, M, N).
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     if a.rank == 3 && b.rank == 3 { return batchedMatmul(a, b) }
-    precondition(a.rank >= 2 && b.rank == 2 && a.shape[a.rank - 1] == b.shape[0],
+    ensure(a.rank >= 2 && b.rank == 2 && a.shape[a.rank - 1] == b.shape[0],
                  "matmul: shapes \(a.shape) and \(b.shape) do not multiply")
     let k = b.shape[0], n = b.shape[1]
     let m = a.count / k
@@ -26,13 +26,13 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
 
 /// op(A_i) x op(B_i) for each i of the leading batch dimension.
 public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
-    precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0], "batchedMatmul: shapes \(a.shape) and \(b.shape) need a common batch")
+    ensure(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0], "batchedMatmul: shapes \(a.shape) and \(b.shape) need a common batch")
     let batch = a.shape[0]
     let m = transposeA ? a.shape[2] : a.shape[1]
     let k = transposeA ? a.shape[1] : a.shape[2]
     let kb = transposeB ? b.shape[2] : b.shape[1]
     let n = transposeB ? b.shape[1] : b.shape[2]
-    precondition(k == kb, "batchedMatmul: inner sizes differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
+    ensure(k == kb, "batchedMatmul: inner sizes differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
     let out = Tensor(uninitializedShape: [batch, m, n])
     let sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2]
     let lda = a.shape[2], ldb = b.shape[2]
@@ -74,9 +74,9 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
 /// y = x W^T + b over the last dimension of x; weight is (out, in) as in PyTorch.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
-    precondition(weight.rank == 2 && x.rank >= 1 && x.shape[x.rank - 1] == inFeatures,
+    ensure(weight.rank == 2 && x.rank >= 1 && x.shape[x.rank - 1] == inFeatures,
                  "linear: input \(x.shape) does not match weight \(weight.shape)")
-    if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(weight.shape)") }
+    if let bias { ensure(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(weight.shape)") }
     let rows = x.count / inFeatures
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
     if let bias {

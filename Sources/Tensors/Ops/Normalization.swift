@@ -11,11 +11,11 @@ public func batchNorm(
     _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor, runningVariance: Tensor,
     training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, reducer: StatisticsReducer? = nil
 ) -> Tensor {
-    precondition(x.rank == 4 || x.rank == 2, "batchNorm: input \(x.shape) must be (N, C, H, W) or (N, C)")
+    ensure(x.rank == 4 || x.rank == 2, "batchNorm: input \(x.shape) must be (N, C, H, W) or (N, C)")
     let batch = x.shape[0], channels = x.shape[1]
     let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
-    precondition(runningMean.shape == [channels] && runningVariance.shape == [channels], "batchNorm: running statistics \(runningMean.shape) for input \(x.shape)")
-    if let weight { precondition(weight.shape == [channels], "batchNorm: weight \(weight.shape) for input \(x.shape)") }
+    ensure(runningMean.shape == [channels] && runningVariance.shape == [channels], "batchNorm: running statistics \(runningMean.shape) for input \(x.shape)")
+    if let weight { ensure(weight.shape == [channels], "batchNorm: weight \(weight.shape) for input \(x.shape)") }
     let mean = Tensor(uninitializedShape: [channels])
     let inverseStd = Tensor(uninitializedShape: [channels])
     let pm = mean.data, pis = inverseStd.data, px = x.data
@@ -38,7 +38,7 @@ public func batchNorm(
         stats[2 * channels] = Double(batch * plane)
         reducer?(stats)
         let total = stats[2 * channels]
-        precondition(total > 1 || reducer != nil || batch * plane > 1, "batchNorm: training needs more than one value per channel, got input \(x.shape)")
+        ensure(total > 1 || reducer != nil || batch * plane > 1, "batchNorm: training needs more than one value per channel, got input \(x.shape)")
         for c in 0..<channels {
             let m = stats[c] / total
             let variance = max(0, stats[channels + c] / total - m * m)
@@ -133,8 +133,8 @@ public func batchNorm(
 /// Layer norm over the last dimension, with optional affine weight and bias.
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5) -> Tensor {
     let width = x.shape[x.rank - 1]
-    if let weight { precondition(weight.shape == [width], "layerNorm: weight \(weight.shape) for input \(x.shape)") }
-    if let bias { precondition(bias.shape == [width], "layerNorm: bias \(bias.shape) for input \(x.shape)") }
+    if let weight { ensure(weight.shape == [width], "layerNorm: weight \(weight.shape) for input \(x.shape)") }
+    if let bias { ensure(bias.shape == [width], "layerNorm: bias \(bias.shape) for input \(x.shape)") }
     let rows = x.count / width
     let out = Tensor(uninitializedShape: x.shape)
     let mean = Tensor(uninitializedShape: [rows]), inverseStd = Tensor(uninitializedShape: [rows])

@@ -1,10 +1,10 @@
 /// Max, average and adaptive average pooling over NCHW planes.
 
 private func poolGeometry(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), op: String) -> ConvGeometry {
-    precondition(x.rank == 4, "\(op): input \(x.shape) must be (N, C, H, W)")
+    ensure(x.rank == 4, "\(op): input \(x.shape) must be (N, C, H, W)")
     let g = ConvGeometry(inputHeight: x.shape[2], inputWidth: x.shape[3], kernelHeight: kernel.0, kernelWidth: kernel.1,
                          strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
-    precondition(kernel.0 >= 1 && kernel.1 >= 1 && stride.0 >= 1 && stride.1 >= 1 && padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1
+    ensure(kernel.0 >= 1 && kernel.1 >= 1 && stride.0 >= 1 && stride.1 >= 1 && padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1
                  && g.outputHeight >= 1 && g.outputWidth >= 1,
                  "\(op): kernel \(kernel), stride \(stride), padding \(padding) invalid for input \(x.shape)")
     return g
@@ -70,7 +70,7 @@ public func avgPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
 /// Adaptive average pooling to (outH, outW) with PyTorch's window bounds
 /// [floor(i H / outH), ceil((i + 1) H / outH)).
 public func adaptiveAvgPool2d(_ x: Tensor, outputSize: (Int, Int)) -> Tensor {
-    precondition(x.rank == 4 && outputSize.0 >= 1 && outputSize.1 >= 1, "adaptiveAvgPool2d: input \(x.shape), output size \(outputSize)")
+    ensure(x.rank == 4 && outputSize.0 >= 1 && outputSize.1 >= 1, "adaptiveAvgPool2d: input \(x.shape), output size \(outputSize)")
     let h = x.shape[2], w = x.shape[3], oh = outputSize.0, ow = outputSize.1
     let windows = (0..<oh).flatMap { oy in (0..<ow).map { ox -> (Int, Int, Int, Int) in
         (oy * h / oh, ((oy + 1) * h + oh - 1) / oh, ox * w / ow, ((ox + 1) * w + ow - 1) / ow)

@@ -1,7 +1,7 @@
 /// Bilinear resize of NCHW planes with align_corners = false (PyTorch's
 /// `interpolate(mode="bilinear")`): source coordinate (dst + 0.5) * in/out - 0.5, clamped at 0.
 public func bilinearResize(_ x: Tensor, size: (Int, Int)) -> Tensor {
-    precondition(x.rank == 4 && size.0 >= 1 && size.1 >= 1, "bilinearResize: input \(x.shape), size \(size)")
+    ensure(x.rank == 4 && size.0 >= 1 && size.1 >= 1, "bilinearResize: input \(x.shape), size \(size)")
     let h = x.shape[2], w = x.shape[3], oh = size.0, ow = size.1
     if h == oh && w == ow { return x }
     func taps(_ inSize: Int, _ outSize: Int) -> [(Int, Int, Float)] {

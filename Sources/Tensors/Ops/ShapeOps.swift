@@ -6,10 +6,10 @@ extension Tensor {
         var resolved = newShape
         if let unknown = newShape.firstIndex(of: -1) {
             let known = newShape.enumerated().filter { $0.offset != unknown }.reduce(1) { $0 * $1.element }
-            precondition(known > 0 && count % known == 0, "reshape: cannot reshape \(shape) to \(newShape)")
+            ensure(known > 0 && count % known == 0, "reshape: cannot reshape \(shape) to \(newShape)")
             resolved[unknown] = count / known
         }
-        precondition(resolved.reduce(1, *) == count, "reshape: cannot reshape \(shape) (\(count) elements) to \(newShape)")
+        ensure(resolved.reduce(1, *) == count, "reshape: cannot reshape \(shape) (\(count) elements) to \(newShape)")
         let out = Tensor(shape: resolved, storage: storage, offset: offset)
         let source = self
         Tape.current.record(out, inputs: [self]) { g in
@@ -25,7 +25,7 @@ extension Tensor {
 
     /// Reorders dimensions: result dimension i is input dimension `order[i]`.
     public func permute(_ order: [Int]) -> Tensor {
-        precondition(order.count == rank && Set(order) == Set(0..<rank), "permute: order \(order) invalid for shape \(shape)")
+        ensure(order.count == rank && Set(order) == Set(0..<rank), "permute: order \(order) invalid for shape \(shape)")
         if order == Array(0..<rank) { return self }
         let out = Tensor(uninitializedShape: order.map { shape[$0] })
         permuteCopy(data, shape: shape, order: order, into: out.data)
@@ -49,7 +49,7 @@ extension Tensor {
     /// Elements `range` along `axis` (a copy).
     public func slice(axis: Int, _ range: Range<Int>) -> Tensor {
         let a = normalizedAxis(axis, op: "slice")
-        precondition(range.lowerBound >= 0 && range.upperBound <= shape[a], "slice: range \(range) out of bounds for axis \(a) of shape \(shape)")
+        ensure(range.lowerBound >= 0 && range.upperBound <= shape[a], "slice: range \(range) out of bounds for axis \(a) of shape \(shape)")
         var outShape = shape
         outShape[a] = range.count
         let outer = shape[..<a].reduce(1, *)
@@ -74,7 +74,7 @@ extension Tensor {
     /// Splits along `axis` into pieces of the given sizes.
     public func split(_ sizes: [Int], axis: Int) -> [Tensor] {
         let a = normalizedAxis(axis, op: "split")
-        precondition(sizes.reduce(0, +) == shape[a], "split: sizes \(sizes) do not add up to \(shape[a]) (axis \(a) of \(shape))")
+        ensure(sizes.reduce(0, +) == shape[a], "split: sizes \(sizes) do not add up to \(shape[a]) (axis \(a) of \(shape))")
         var start = 0
         return sizes.map { size in
             defer { start += size }
@@ -84,9 +84,9 @@ extension Tensor {
 
     /// Zero padding: `padding[i]` = (before, after) for dimension i; missing leading entries are (0, 0).
     public func padded(_ padding: [(Int, Int)]) -> Tensor {
-        precondition(padding.count <= rank, "pad: \(padding.count) paddings for shape \(shape)")
+        ensure(padding.count <= rank, "pad: \(padding.count) paddings for shape \(shape)")
         let full = [(Int, Int)](repeating: (0, 0), count: rank - padding.count) + padding
-        precondition(full.allSatisfy { $0.0 >= 0 && $0.1 >= 0 }, "pad: negative padding \(padding)")
+        ensure(full.allSatisfy { $0.0 >= 0 && $0.1 >= 0 }, "pad: negative padding \(padding)")
         let outShape = zip(shape, full).map { $0 + $1.0 + $1.1 }
         let out = Tensor(zeros: outShape)
         copyBlock(from: data, shape: shape, into: out.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: false)
@@ -102,11 +102,11 @@ extension Tensor {
 
 /// Concatenates along `axis`; all other dimensions must match.
 public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
-    precondition(!tensors.isEmpty, "concat: no tensors")
+    ensure(!tensors.isEmpty, "concat: no tensors")
     let first = tensors[0]
     let a = first.normalizedAxis(axis, op: "concat")
     for t in tensors {
-        precondition(t.rank == first.rank && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
+        ensure(t.rank == first.rank && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
                      "concat: shape \(t.shape) does not match \(first.shape) outside axis \(a)")
     }
     var outShape = first.shape

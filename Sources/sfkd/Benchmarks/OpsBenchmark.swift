@@ -11,18 +11,16 @@ struct OpsBenchmark {
     func run(progress: (String) -> Void) -> [String: Any] {
         var results: [String: Any] = [:]
 
-        let gemmRate = sgemmGFLOPS(size: 1024)
+        let gemm = SquareGEMM(size: 1024)
+        let gemmRate = gemm.flops / medianSeconds(repeats: repeats) { gemm.run() } * 1e-9
         results["sgemm_gflops"] = gemmRate
         progress("sgemm 1024^3: \(formatted(gemmRate)) GFLOP/s")
 
         var convolutions: [[String: Any]] = []
         for (channels, size) in [(16, 32), (32, 16), (64, 8)] {
-            let (forward, both) = conv3x3GFLOPS(batch: 64, channels: channels, size: size)
-            convolutions.append([
-                "shape": "64x\(channels)x\(size)x\(size)", "forward_gflops": forward, "forward_backward_gflops": both,
-                "forward_backward_vs_sgemm": both / gemmRate,
-            ])
-            progress("conv3x3 64x\(channels)x\(size)x\(size): forward \(formatted(forward)) GFLOP/s, forward+backward \(formatted(both)) GFLOP/s (\(formatted(100 * both / gemmRate, 0))% of sgemm)")
+            let c = conv3x3(batch: 64, channels: channels, size: size, baseline: gemm)
+            convolutions.append(c)
+            progress("conv3x3 64x\(channels)x\(size)x\(size): forward \(formatted(c["forward_gflops"] as! Double)) GFLOP/s, forward+backward \(formatted(c["forward_backward_gflops"] as! Double)) GFLOP/s = \(formatted(100 * (c["forward_backward_vs_sgemm"] as! Double), 0))% of sgemm (\(formatted(c["sgemm_gflops"] as! Double)) GFLOP/s, timed alternately)")
         }
         results["conv2d_3x3"] = convolutions
 
@@ -35,7 +33,7 @@ struct OpsBenchmark {
         progress("memory copy: \(formatted(memory["copy_gbps"] as! Double)) GB/s")
         for kernel in ["add", "mul", "relu", "scale"] {
             let rate = memory["\(kernel)_gbps"] as! Double
-            progress("  \(kernel): \(formatted(rate)) GB/s (\(formatted(100 * rate / (memory["copy_gbps"] as! Double), 0))% of copy)")
+            progress("  \(kernel): \(formatted(rate)) GB/s = \(formatted(100 * (memory["\(kernel)_vs_copy"] as! Double), 0))% of the copy timed alternately")
         }
 
         let allocations = poolAllocationsPerStep()
@@ -44,12 +42,20 @@ struct OpsBenchmark {
         return results
     }
 
-    private func sgemmGFLOPS(size n: Int) -> Double {
-        let a = Tensor(repeating: 0.5, shape: [n, n]), b = Tensor(repeating: 0.25, shape: [n, n]), c = Tensor(zeros: [n, n])
-        let seconds = medianSeconds(repeats: repeats) {
-            gemm(transposeA: false, transposeB: false, m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+    /// The GEMM baseline: C = A B with 1024 x 1024 matrices.
+    struct SquareGEMM {
+        let size: Int
+        let a, b, c: Tensor
+        init(size: Int) {
+            self.size = size
+            a = Tensor(repeating: 0.5, shape: [size, size])
+            b = Tensor(repeating: 0.25, shape: [size, size])
+            c = Tensor(zeros: [size, size])
         }
-        return 2 * Double(n * n * n) / seconds * 1e-9
+        var flops: Double { 2 * Double(size * size * size) }
+        func run() {
+            gemm(transposeA: false, transposeB: false, m: size, n: size, k: size, a: a.data, lda: size, b: b.data, ldb: size, c: c.data, ldc: size)
+        }
     }
 
     private func randomTensor(_ shape: [Int], _ generator: inout RandomGenerator, requiresGrad: Bool = false) -> Tensor {
@@ -59,7 +65,7 @@ struct OpsBenchmark {
         return t
     }
 
-    private func conv3x3GFLOPS(batch: Int, channels: Int, size: Int) -> (Double, Double) {
+    private func conv3x3(batch: Int, channels: Int, size: Int, baseline: SquareGEMM) -> [String: Any] {
         var generator = RandomGenerator(seed: 1)
         let x = randomTensor([batch, channels, size, size], &generator, requiresGrad: true)
         let w = randomTensor([channels, channels, 3, 3], &generator, requiresGrad: true)
@@ -67,12 +73,15 @@ struct OpsBenchmark {
         let forward = medianSeconds(repeats: repeats) {
             withNoGrad { _ = conv2d(x, weight: w, padding: (1, 1)) }
         }
-        let both = medianSeconds(repeats: repeats) {
+        let (gemmSeconds, both) = pairedMedianSeconds(repeats: repeats, baseline: baseline.run) {
             let y = conv2d(x, weight: w, padding: (1, 1))
             y.backward(seed: y.detached())
             x.zeroGrad(); w.zeroGrad()
         }
-        return (flops / forward * 1e-9, 3 * flops / both * 1e-9)
+        let gemmRate = baseline.flops / gemmSeconds * 1e-9
+        let rate = 3 * flops / both * 1e-9
+        return ["shape": "\(batch)x\(channels)x\(size)x\(size)", "forward_gflops": flops / forward * 1e-9,
+                "forward_backward_gflops": rate, "sgemm_gflops": gemmRate, "forward_backward_vs_sgemm": rate / gemmRate]
     }
 
     private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> [String: Any] {
@@ -99,14 +108,23 @@ struct OpsBenchmark {
         var results: [String: Any] = [:]
         // A copy moves 2 arrays (read + write); a binary op 3, a unary op 2.
         let destination = Tensor(uninitializedShape: [count])
-        let copy = medianSeconds(repeats: repeats) { destination.data.update(from: a.data, count: count) }
-        results["copy_gbps"] = 2 * bytes / copy * 1e-9
+        let copy = { destination.data.update(from: a.data, count: count) }
+        // Each kernel is timed alternately with the copy; a copy moves 2 arrays (read + write),
+        // a binary op 3, a unary op 2.
+        let kernels: [(String, Double, () -> Void)] = [
+            ("add", 3, { _ = a + b }), ("mul", 3, { _ = a * b }), ("relu", 2, { _ = relu(a) }), ("scale", 2, { _ = a * 0.5 }),
+        ]
+        var copyRates: [Double] = []
         withNoGrad {
-            results["add_gbps"] = 3 * bytes / medianSeconds(repeats: repeats) { _ = a + b } * 1e-9
-            results["mul_gbps"] = 3 * bytes / medianSeconds(repeats: repeats) { _ = a * b } * 1e-9
-            results["relu_gbps"] = 2 * bytes / medianSeconds(repeats: repeats) { _ = relu(a) } * 1e-9
-            results["scale_gbps"] = 2 * bytes / medianSeconds(repeats: repeats) { _ = a * 0.5 } * 1e-9
+            for (name, arrays, kernel) in kernels {
+                let (copySeconds, kernelSeconds) = pairedMedianSeconds(repeats: repeats, baseline: copy, candidate: kernel)
+                let copyRate = 2 * bytes / copySeconds * 1e-9, rate = arrays * bytes / kernelSeconds * 1e-9
+                copyRates.append(copyRate)
+                results["\(name)_gbps"] = rate
+                results["\(name)_vs_copy"] = rate / copyRate
+            }
         }
+        results["copy_gbps"] = copyRates.sorted()[copyRates.count / 2]
         return results
     }
 

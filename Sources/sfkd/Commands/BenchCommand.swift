@@ -32,7 +32,6 @@ struct OpsBenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        try BLASCore.selfCheck()
         Threads.configure(threads)
         let results = OpsBenchmark(repeats: repeats).run(progress: json ? { _ in } : report)
         if json {
