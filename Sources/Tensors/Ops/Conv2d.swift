@@ -54,6 +54,21 @@ struct ConvPlan {
     }
     var isDepthwise: Bool { groups == inChannels && groups > 1 }
 
+    /// Images are independent: with several threads each takes a share of the batch and runs
+    /// its GEMMs on one core (small GEMMs scale poorly inside OpenBLAS, and im2col would stay
+    /// serial). With fewer images than threads, OpenBLAS threads each GEMM instead.
+    private func overImages(_ body: (_ chunk: Int, _ images: Range<Int>) -> Void) {
+        if Threads.count > 1 && batch >= Threads.count {
+            withSingleThreadedBLAS { parallelChunks(batch, body) }
+        } else {
+            body(0, 0..<batch)
+        }
+    }
+
+    private var imageChunks: Int {
+        Threads.count > 1 && batch >= Threads.count ? parallelChunking(batch).chunks : 1
+    }
+
     func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
         if isDepthwise {
             parallelFor(batch * outChannels) { range in
@@ -61,31 +76,30 @@ struct ConvPlan {
             }
             return
         }
-        if isPointwise {
-            for n in 0..<batch {
+        overImages { _, images in
+            let columns = isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
+            for n in images {
+                let xn = x + n * inChannels * inPlane
                 let yn = y + n * outChannels * outPlane
-                if let b { for c in 0..<outChannels { (yn + c * outPlane).update(repeating: b[c], count: outPlane) } }
-                gemm(transposeA: false, transposeB: false, m: outChannels, n: outPlane, k: inChannels,
-                     a: w, lda: inChannels, b: x + n * inChannels * inPlane, ldb: outPlane, beta: b == nil ? 0 : 1, c: yn, ldc: outPlane)
-            }
-            return
-        }
-        let columns = Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
-        for n in 0..<batch {
-            let xn = x + n * inChannels * inPlane
-            let yn = y + n * outChannels * outPlane
-            for group in 0..<groups {
-                let xg = xn + group * inPerGroup * inPlane
-                let yg = yn + group * outPerGroup * outPlane
-                if let b {
-                    for c in 0..<outPerGroup { (yg + c * outPlane).update(repeating: b[group * outPerGroup + c], count: outPlane) }
-                }
-                for rows in rowChunks {
-                    let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
-                    im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
-                    gemm(transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
-                         a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: columns.data, ldb: width,
-                         beta: b == nil ? 0 : 1, c: yg + offset, ldc: outPlane)
+                for group in 0..<groups {
+                    let xg = xn + group * inPerGroup * inPlane
+                    let yg = yn + group * outPerGroup * outPlane
+                    let wg = w + group * outPerGroup * columnsRows
+                    if let b {
+                        for c in 0..<outPerGroup { (yg + c * outPlane).update(repeating: b[group * outPerGroup + c], count: outPlane) }
+                    }
+                    let beta: Float = b == nil ? 0 : 1
+                    guard let columns else {
+                        gemm(transposeA: false, transposeB: false, m: outPerGroup, n: outPlane, k: columnsRows,
+                             a: wg, lda: columnsRows, b: xg, ldb: outPlane, beta: beta, c: yg, ldc: outPlane)
+                        continue
+                    }
+                    for rows in rowChunks {
+                        let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
+                        im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
+                        gemm(transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
+                             a: wg, lda: columnsRows, b: columns.data, ldb: width, beta: beta, c: yg + offset, ldc: outPlane)
+                    }
                 }
             }
         }
@@ -138,7 +152,8 @@ struct ConvPlan {
     }
 
     /// Adds dL/dw into gw, and dL/dx into gx, except where `inputGradientIsConvolution`, which
-    /// overwrites gx (either may be nil).
+    /// overwrites gx (either may be nil). Each image chunk sums its weight gradient separately;
+    /// the partial sums are then added in chunk order, so results do not depend on timing.
     func backward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
         if isDepthwise {
             depthwiseBackward(x, w, gy, gx, gw)
@@ -149,47 +164,51 @@ struct ConvPlan {
             inputGradientByConvolution(w, gy, into: target)
             gx = nil
         }
-        if isPointwise {
-            for n in 0..<batch {
-                let xn = x + n * inChannels * inPlane, gyn = gy + n * outChannels * outPlane
-                if let gw {
-                    gemm(transposeA: false, transposeB: true, m: outChannels, n: inChannels, k: outPlane,
-                         a: gyn, lda: outPlane, b: xn, ldb: outPlane, beta: 1, c: gw, ldc: inChannels)
-                }
-                if let gx {
-                    gemm(transposeA: true, transposeB: false, m: inChannels, n: outPlane, k: outChannels,
-                         a: w, lda: inChannels, b: gyn, ldb: outPlane, beta: 1, c: gx + n * inChannels * inPlane, ldc: outPlane)
-                }
-            }
-            return
-        }
-        let chunkWidth = rowsPerChunk * geometry.outputWidth
-        let columns = gw == nil ? nil : Tensor(uninitializedShape: [columnsRows, chunkWidth])
-        let columnGrad = gx == nil ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
-        for n in 0..<batch {
-            let xn = x + n * inChannels * inPlane
-            let gyn = gy + n * outChannels * outPlane
-            for group in 0..<groups {
-                let xg = xn + group * inPerGroup * inPlane
-                let gyg = gyn + group * outPerGroup * outPlane
-                let wg = w + group * outPerGroup * columnsRows
-                if let gw, let columns {
-                    for rows in rowChunks {
-                        let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
-                        im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
-                        gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
-                             a: gyg + offset, lda: outPlane, b: columns.data, ldb: width, beta: 1,
-                             c: gw + group * outPerGroup * columnsRows, ldc: columnsRows)
+        let weightCount = outChannels * columnsRows
+        let chunks = imageChunks
+        let partials = gw == nil || chunks == 1 ? nil : Tensor(zeros: [chunks, weightCount])
+        overImages { chunk, images in
+            let gwChunk = partials.map { $0.data + chunk * weightCount } ?? gw
+            let columns = gw == nil || isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
+            let columnGrad = gx == nil || isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
+            for n in images {
+                let xn = x + n * inChannels * inPlane
+                let gyn = gy + n * outChannels * outPlane
+                for group in 0..<groups {
+                    let xg = xn + group * inPerGroup * inPlane
+                    let gyg = gyn + group * outPerGroup * outPlane
+                    let wg = w + group * outPerGroup * columnsRows
+                    if let gwChunk {
+                        let gwg = gwChunk + group * outPerGroup * columnsRows
+                        if let columns {
+                            for rows in rowChunks {
+                                let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
+                                im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
+                                gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
+                                     a: gyg + offset, lda: outPlane, b: columns.data, ldb: width, beta: 1, c: gwg, ldc: columnsRows)
+                            }
+                        } else {
+                            gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: outPlane,
+                                 a: gyg, lda: outPlane, b: xg, ldb: outPlane, beta: 1, c: gwg, ldc: columnsRows)
+                        }
+                    }
+                    if let gx {
+                        let gxg = gx + n * inChannels * inPlane + group * inPerGroup * inPlane
+                        if let columnGrad {
+                            // Strided convolutions: GEMM to column gradients, then fold them back.
+                            gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
+                                 a: wg, lda: columnsRows, b: gyg, ldb: outPlane, c: columnGrad.data, ldc: outPlane)
+                            col2imAdd(columnGrad.data, channels: inPerGroup, geometry: geometry, into: gxg)
+                        } else {
+                            gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
+                                 a: wg, lda: columnsRows, b: gyg, ldb: outPlane, beta: 1, c: gxg, ldc: outPlane)
+                        }
                     }
                 }
-                if let gx, let columnGrad {
-                    // Strided convolutions: GEMM to column gradients, then fold them back.
-                    let gxg = gx + n * inChannels * inPlane + group * inPerGroup * inPlane
-                    gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
-                         a: wg, lda: columnsRows, b: gyg, ldb: outPlane, c: columnGrad.data, ldc: outPlane)
-                    col2imAdd(columnGrad.data, channels: inPerGroup, geometry: geometry, into: gxg)
-                }
             }
+        }
+        if let gw, let partials {
+            for chunk in 0..<chunks { addInPlace(gw, partials.data + chunk * weightCount, count: weightCount) }
         }
     }
 
