@@ -80,6 +80,11 @@ public final class Storage: @unchecked Sendable {
     /// Uninitialised storage for `count` Floats.
     public init(count: Int) {
         (base, capacity) = BufferPool.shared.acquire(count: max(count, 1))
+        #if DEBUG
+        // Debug builds poison every buffer handed out, so an op that reads memory it never
+        // wrote produces NaN in the tests instead of passing by luck.
+        base.update(repeating: .nan, count: capacity)
+        #endif
     }
 
     deinit {

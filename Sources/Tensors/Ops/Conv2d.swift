@@ -125,7 +125,7 @@ struct ConvPlan {
     /// copy + a GEMM with the wide K = out*kh*kw), faster than a GEMM with K = out followed by a
     /// col2im scatter.
     var inputGradientIsConvolution: Bool {
-        geometry.strideHeight == 1 && geometry.strideWidth == 1 && !isPointwise
+        geometry.strideHeight == 1 && geometry.strideWidth == 1 && !isPointwise && !isDepthwise
             && geometry.paddingHeight < geometry.kernelHeight && geometry.paddingWidth < geometry.kernelWidth
     }
 
