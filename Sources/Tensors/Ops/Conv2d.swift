@@ -109,7 +109,7 @@ struct ConvPlan {
     /// writing it and the GEMM reading it (a whole image's columns often do not fit), and
     /// balanced so no chunk is a sliver.
     var rowsPerChunk: Int {
-        let target = 48 * 1024  // Floats: 192 KiB
+        let target = 96 * 1024  // Floats: 384 KiB, well inside a 1-2 MiB L2 with room for GEMM packing
         let height = geometry.outputHeight
         let fitting = max(1, min(height, target / max(1, columnsRows * geometry.outputWidth)))
         let chunks = (height + fitting - 1) / fitting

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Layers
 import Tensors
@@ -6,7 +7,12 @@ import Tensors
 /// measured in the same process: sgemm GFLOP/s for convolutions, memory-copy GB/s for
 /// elementwise kernels.
 struct OpsBenchmark {
+    enum Part: String, CaseIterable, ExpressibleByArgument {
+        case conv, attention, elementwise, pool
+    }
+
     let repeats: Int
+    var parts: Set<Part> = Set(Part.allCases)
 
     func run(progress: (String) -> Void) -> [String: Any] {
         var results: [String: Any] = [:]
@@ -17,16 +23,19 @@ struct OpsBenchmark {
         progress("sgemm 1024^3: \(formatted(gemmRate)) GFLOP/s")
 
         var convolutions: [[String: Any]] = []
-        for (channels, size) in [(16, 32), (32, 16), (64, 8)] {
+        for (channels, size) in [(16, 32), (32, 16), (64, 8)] where parts.contains(.conv) {
             let c = conv3x3(batch: 64, channels: channels, size: size, baseline: gemm)
             convolutions.append(c)
             progress("conv3x3 64x\(channels)x\(size)x\(size): forward \(formatted(c["forward_gflops"] as! Double)) GFLOP/s, forward+backward \(formatted(c["forward_backward_gflops"] as! Double)) GFLOP/s = \(formatted(100 * (c["forward_backward_vs_sgemm"] as! Double), 0))% of sgemm (\(formatted(c["sgemm_gflops"] as! Double)) GFLOP/s, timed alternately)")
         }
-        results["conv2d_3x3"] = convolutions
+        if parts.contains(.conv) { results["conv2d_3x3"] = convolutions }
+        if parts.contains(.attention) {
 
         let attention = attentionBlock(batch: 64, tokens: 65, width: 128, heads: 4)
         results["attention"] = attention
         progress("attention block 64x65x128, 4 heads: forward \(formatted(attention["forward_ms"] as! Double, 2)) ms, forward+backward \(formatted(attention["forward_backward_ms"] as! Double, 2)) ms (\(formatted(attention["forward_backward_gflops"] as! Double)) GFLOP/s)")
+        }
+        if parts.contains(.elementwise) {
 
         let memory = elementwise(count: 1 << 24)
         results["elementwise"] = memory
@@ -34,11 +43,14 @@ struct OpsBenchmark {
         for kernel in ["add", "mul", "relu", "scale"] {
             let rate = memory["\(kernel)_gbps"] as! Double
             progress("  \(kernel): \(formatted(rate)) GB/s = \(formatted(100 * (memory["\(kernel)_vs_copy"] as! Double), 0))% of the copy timed alternately")
+            }
         }
+        if parts.contains(.pool) {
 
         let allocations = poolAllocationsPerStep()
         results["pool"] = allocations
         progress("pool: \(allocations["first_step_allocations"]!) fresh buffers in the first step, \(allocations["later_step_allocations"]!) in the \(allocations["later_steps"]!) steps after")
+        }
         return results
     }
 

@@ -23,6 +23,9 @@ struct OpsBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 7
 
+    @Option(name: .long, help: "Measure only these parts (repeatable): \(OpsBenchmark.Part.allCases.map(\.rawValue).joined(separator: ", ")). The sgemm baseline always runs.")
+    var only: [OpsBenchmark.Part] = []
+
     @Flag(name: .long, help: "Print one JSON object on stdout.")
     var json = false
 
@@ -33,7 +36,9 @@ struct OpsBenchCommand: ParsableCommand {
 
     func run() throws {
         Threads.configure(threads)
-        let results = OpsBenchmark(repeats: repeats).run(progress: json ? { _ in } : report)
+        var benchmark = OpsBenchmark(repeats: repeats)
+        if !only.isEmpty { benchmark.parts = Set(only) }
+        let results = benchmark.run(progress: json ? { _ in } : report)
         if json {
             var object = results
             object["openblas_core"] = BLASCore.coreName
