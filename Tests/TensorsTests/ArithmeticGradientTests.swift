@@ -38,6 +38,9 @@ final class ArithmeticGradientTests: XCTestCase {
         let mixed = withNoGrad { awayFromZero * signs }
         mixed.requiresGrad = true
         checkGradients([mixed]) { relu(mixed) }
+        // Values on both sides of both kinks of ReLU6, none within the finite-difference step.
+        let aroundSix = Tensor([-1, -0.3, 0.4, 2, 5.5, 5.9, 6.1, 6.5, 7, 3, -2, 0.1], shape: [3, 4], requiresGrad: true)
+        checkGradients([aroundSix]) { relu6(aroundSix) }
         checkGradients([mixed]) { abs(mixed) }
         checkGradients([x]) { gelu(x) }
         checkGradients([x]) { sigmoid(x) }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Elementwise functions whose derivative is computed from the saved input or output.
-enum UnaryKind { case relu, gelu, sigmoid, tanh, exp, log, square, sqrt, abs }
+enum UnaryKind { case relu, relu6, gelu, sigmoid, tanh, exp, log, square, sqrt, abs }
 
 private let inverseSqrt2: Float = 0.70710678118654752
 private let inverseSqrt2Pi: Float = 0.39894228040143268
@@ -9,6 +9,7 @@ private let inverseSqrt2Pi: Float = 0.39894228040143268
 private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
     switch kind {
     case .relu: for i in range { y[i] = x[i] > 0 ? x[i] : 0 }
+    case .relu6: for i in range { y[i] = min(max(x[i], 0), 6) }
     case .gelu: for i in range { y[i] = 0.5 * x[i] * (1 + erf(x[i] * inverseSqrt2)) }
     case .sigmoid: for i in range { y[i] = 1 / (1 + Foundation.exp(-x[i])) }
     case .tanh: for i in range { y[i] = Foundation.tanh(x[i]) }
@@ -24,6 +25,7 @@ private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: Uns
 private func unaryBackward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
     switch kind {
     case .relu: for i in range { gx[i] = x[i] > 0 ? g[i] : 0 }
+    case .relu6: for i in range { gx[i] = x[i] > 0 && x[i] < 6 ? g[i] : 0 }
     case .gelu:
         for i in range {
             let v = x[i]
@@ -44,7 +46,7 @@ private func unaryBackward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: Un
 private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: x.shape)
     let px = x.data, po = out.data
-    let grain = kind == .relu || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
+    let grain = kind == .relu || kind == .relu6 || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
     parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
     Tape.current.record(out, inputs: [x]) { g in
         let gx = Tensor(uninitializedShape: x.shape)
@@ -56,6 +58,8 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
 }
 
 public func relu(_ x: Tensor) -> Tensor { unary(.relu, x) }
+/// min(max(x, 0), 6), MobileNetV2's activation.
+public func relu6(_ x: Tensor) -> Tensor { unary(.relu6, x) }
 /// GELU in the exact erf form (PyTorch's default, approximate = "none").
 public func gelu(_ x: Tensor) -> Tensor { unary(.gelu, x) }
 public func sigmoid(_ x: Tensor) -> Tensor { unary(.sigmoid, x) }

@@ -1,0 +1,38 @@
+import Layers
+import Tensors
+
+/// Non-overlapping patches projected by a strided convolution, returned as (B, N, C) tokens.
+final class PatchEmbedding: Module {
+    let proj: Conv2d
+    let patchSize: Int
+    var isTraining = true
+
+    init(inputChannels: Int, width: Int, patchSize: Int, generator: inout RandomGenerator) {
+        proj = Conv2d(inputChannels: inputChannels, outputChannels: width, kernelSize: patchSize, stride: patchSize, generator: &generator)
+        self.patchSize = patchSize
+    }
+
+    var children: [(String, any Module)] { [("proj", proj)] }
+
+    func callAsFunction(_ images: Tensor) -> (tokens: Tensor, gridHeight: Int, gridWidth: Int) {
+        let maps = proj(images)
+        let h = maps.shape[2], w = maps.shape[3]
+        return (maps.flatten(from: 2).transposed(1, 2), h, w)
+    }
+}
+
+/// Block indices to tap in a stack of `depth` blocks: up to four, evenly spaced, the last included.
+func evenlySpacedBlocks(depth: Int, count: Int = 4) -> [Int] {
+    let taps = min(count, depth)
+    return (1...taps).map { $0 * depth / taps - 1 }
+}
+
+/// Initialises every Linear weight in `module` with a truncated normal (std 0.02) and zero
+/// biases, timm's init for transformer and mixer blocks.
+func initializeLinearsLikeTimm(_ module: any Module, generator: inout RandomGenerator) {
+    if let linear = module as? Linear {
+        Initializer.truncatedNormal(linear.weight, std: 0.02, generator: &generator)
+        linear.bias?.fill(0)
+    }
+    for (_, child) in module.children { initializeLinearsLikeTimm(child, generator: &generator) }
+}

@@ -1,0 +1,75 @@
+import Layers
+import Tensors
+
+/// Pre-norm transformer block (timm's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x)).
+final class TransformerBlock: Layer {
+    let norm1: LayerNorm, attn: MultiHeadAttention, norm2: LayerNorm, mlp: MLP
+    var isTraining = true
+
+    init(width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, generator: inout RandomGenerator) {
+        norm1 = LayerNorm(dimensions: width, epsilon: epsilon)
+        attn = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
+        norm2 = LayerNorm(dimensions: width, epsilon: epsilon)
+        mlp = MLP(inputDimensions: width, hiddenDimensions: mlpWidth, generator: &generator)
+    }
+
+    var children: [(String, any Module)] { [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp", mlp)] }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = x + attn(norm1(x))
+        return h + mlp(norm2(h))
+    }
+}
+
+/// Vision Transformer with timm's parameter names: convolutional patch embedding, class token,
+/// learned position embedding, pre-norm blocks, final norm, head on the class token.
+/// Taps: the tokens after evenly spaced blocks (class token first).
+public final class VisionTransformer: ImageClassifier {
+    public let architecture: String
+    let patchEmbed: PatchEmbedding
+    public let classToken: Tensor
+    public let positionEmbedding: Tensor
+    let blocks: Sequential
+    let norm: LayerNorm
+    let head: Linear
+    let tapBlocks: [Int]
+    public var isTraining = true
+
+    public init(architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int,
+                width: Int, depth: Int, heads: Int, mlpWidth: Int, generator: inout RandomGenerator) {
+        self.architecture = architecture
+        patchEmbed = PatchEmbedding(inputChannels: inputChannels, width: width, patchSize: patchSize, generator: &generator)
+        let tokens = (imageSize.0 / patchSize) * (imageSize.1 / patchSize) + 1
+        classToken = Tensor(zeros: [1, 1, width], requiresGrad: true)
+        positionEmbedding = Tensor(zeros: [1, tokens, width], requiresGrad: true)
+        blocks = Sequential((0..<depth).map { _ in TransformerBlock(width: width, heads: heads, mlpWidth: mlpWidth, generator: &generator) })
+        norm = LayerNorm(dimensions: width, epsilon: 1e-6)
+        head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)
+        tapBlocks = evenlySpacedBlocks(depth: depth)
+        Initializer.truncatedNormal(positionEmbedding, std: 0.02, generator: &generator)
+        Initializer.truncatedNormal(classToken, std: 0.02, generator: &generator)
+        initializeLinearsLikeTimm(blocks, generator: &generator)
+        initializeLinearsLikeTimm(head, generator: &generator)
+    }
+
+    public var ownParameters: [(String, Tensor)] { [("cls_token", classToken), ("pos_embed", positionEmbedding)] }
+    public var children: [(String, any Module)] {
+        [("patch_embed", patchEmbed), ("blocks", blocks), ("norm", norm), ("head", head)]
+    }
+    public var noWeightDecay: Set<String> { ["cls_token", "pos_embed"] }
+
+    public func forward(_ images: Tensor) -> ModelOutput {
+        let (patches, h, w) = patchEmbed(images)
+        let b = patches.shape[0], c = patches.shape[2]
+        ensure(patches.shape[1] + 1 == positionEmbedding.shape[1],
+               "\(architecture): \(patches.shape[1]) patches for a position embedding of \(positionEmbedding.shape[1] - 1)")
+        var x = concat([classToken.broadcast(to: [b, 1, c]), patches], axis: 1) + positionEmbedding
+        var taps: [FeatureTap] = []
+        for (i, block) in blocks.layers.enumerated() {
+            x = block(x)
+            if tapBlocks.contains(i) { taps.append(FeatureTap(tensor: x, layout: .tokens(prefixTokens: 1, gridHeight: h, gridWidth: w))) }
+        }
+        let classFeatures = norm(x).slice(axis: 1, 0..<1).reshape([b, c])
+        return ModelOutput(logits: head(classFeatures), taps: taps)
+    }
+}

@@ -1,0 +1,81 @@
+import Layers
+import Models
+import Tensors
+import XCTest
+
+final class ModelTests: XCTestCase {
+    func testParameterCountsMatchThePyTorchModels() throws {
+        XCTAssertEqual(try ModelRegistry.make("resnet8", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 78_042)
+        XCTAssertEqual(try ModelRegistry.make("resnet20", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 272_474)
+        XCTAssertEqual(try ModelRegistry.make("vit-tiny", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 546_186)
+    }
+
+    func testPyTorchStyleNames() throws {
+        let resnet = try ModelRegistry.make("resnet8", inputShape: [3, 32, 32], classes: 10, seed: 0)
+        let names = resnet.namedParameters().map(\.0)
+        XCTAssertTrue(names.contains("layer2.0.downsample.0.weight"))
+        XCTAssertTrue(names.contains("layer1.0.bn2.bias"))
+        XCTAssertEqual(names.last, "fc.bias")
+        XCTAssertTrue(resnet.namedBuffers().map(\.0).contains("layer3.0.bn1.running_var"))
+        let vit = try ModelRegistry.make("vit-tiny", inputShape: [3, 32, 32], classes: 10, seed: 0)
+        let vitNames = Set(vit.namedParameters().map(\.0))
+        for name in ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.3.attn.qkv.weight", "blocks.0.mlp.fc2.bias", "norm.weight", "head.weight"] {
+            XCTAssertTrue(vitNames.contains(name), name)
+        }
+        let mixer = try ModelRegistry.make("mixer-tiny", inputShape: [3, 32, 32], classes: 10, seed: 0)
+        XCTAssertTrue(mixer.namedParameters().map(\.0).contains("blocks.2.mlp_tokens.fc1.weight"))
+    }
+
+    func testEveryModelRunsForwardAndBackwardWithTaps() throws {
+        for name in ModelRegistry.names {
+            for shape in [[3, 32, 32], [1, 28, 28]] {
+                let model = try ModelRegistry.make(name, inputShape: shape, classes: 7, seed: 1)
+                let output = model.forward(Tensor(repeating: 0.1, shape: [2] + shape))
+                XCTAssertEqual(output.logits.shape, [2, 7], name)
+                XCTAssertFalse(output.taps.isEmpty, name)
+                for tap in output.taps {
+                    let map = tap.spatialMap()
+                    XCTAssertEqual(map.rank, 4, name)
+                    XCTAssertEqual(map.shape[0], 2, name)
+                }
+                let loss = crossEntropy(output.logits, labels: [0, 6])
+                loss.backward()
+                XCTAssertTrue(loss.item.isFinite, name)
+                for (parameterName, p) in model.namedParameters() {
+                    XCTAssertNotNil(p.grad, "\(name): \(parameterName) got no gradient")
+                }
+            }
+        }
+    }
+
+    func testTapLayouts() throws {
+        let resnet = try ModelRegistry.make("resnet20", inputShape: [3, 32, 32], classes: 10, seed: 0)
+        let taps = ModelRegistry.describeTaps(resnet, inputShape: [3, 32, 32])
+        XCTAssertEqual(taps.map(\.shape), [[1, 16, 32, 32], [1, 32, 16, 16], [1, 64, 8, 8]])
+        let vit = try ModelRegistry.make("vit-tiny", inputShape: [1, 28, 28], classes: 10, seed: 0)
+        let vitTaps = ModelRegistry.describeTaps(vit, inputShape: [1, 28, 28])
+        XCTAssertEqual(vitTaps.count, 4)
+        XCTAssertEqual(vitTaps.last?.shape, [1, 50, 128])
+        XCTAssertEqual(vitTaps.last?.layout, .tokens(prefixTokens: 1, gridHeight: 7, gridWidth: 7))
+        let vitSmall = try ModelRegistry.make("vit-small", inputShape: [3, 32, 32], classes: 10, seed: 0)
+        XCTAssertEqual(ModelRegistry.describeTaps(vitSmall, inputShape: [3, 32, 32]).count, 4)
+    }
+
+    func testTokenTapToSpatialMapDropsTheClassToken() {
+        // Tokens (1, 1 + 4, 2): class token then a 2x2 grid.
+        let tokens = Tensor([9, 9, 0, 10, 1, 11, 2, 12, 3, 13], shape: [1, 5, 2])
+        let map = FeatureTap(tensor: tokens, layout: .tokens(prefixTokens: 1, gridHeight: 2, gridWidth: 2)).spatialMap()
+        XCTAssertEqual(map.shape, [1, 2, 2, 2])
+        XCTAssertEqual(map.array, [0, 1, 2, 3, 10, 11, 12, 13])
+    }
+
+    func testBadModelRequestsAreClearErrors() {
+        XCTAssertThrowsError(try ModelRegistry.make("resnet9", inputShape: [3, 32, 32], classes: 10, seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("unknown model 'resnet9'"))
+            XCTAssertTrue("\(error)".contains("vit-tiny"))
+        }
+        XCTAssertThrowsError(try ModelRegistry.make("vit-tiny", inputShape: [3, 30, 30], classes: 10, seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("divisible by its patch size 4"), "\(error)")
+        }
+    }
+}
