@@ -17,6 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
@@ -28,11 +29,16 @@ let package = Package(
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Layers", "Tensors"], swiftSettings: fastMath),
         .target(name: "Data", dependencies: ["Tensors", "CZlib"], swiftSettings: fastMath),
+        .target(
+            name: "Training",
+            dependencies: ["Tensors", "Layers", "Models", "Data", .product(name: "Yams", package: "Yams")],
+            swiftSettings: fastMath
+        ),
         .target(name: "Runtime", dependencies: ["CBLAS", "CMPI", "CFFTW", "CZlib", "Tensors"], swiftSettings: fastMath),
         .executableTarget(
             name: "sfkd",
             dependencies: [
-                "Tensors", "Layers", "Models", "Data", "Runtime",
+                "Tensors", "Layers", "Models", "Data", "Training", "Runtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastMath
@@ -42,6 +48,7 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensors"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Data", "Layers", "Tensors"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
         .testTarget(name: "CLITests", dependencies: ["sfkd"]),
     ],

@@ -1,0 +1,94 @@
+import Foundation
+import Layers
+import Models
+import Tensors
+
+/// Where a run is, beyond its tensors: enough to continue bit for bit.
+public struct TrainingState: Codable, Equatable, Sendable {
+    /// Optimizer steps completed.
+    public var step: Int
+    /// The process-wide generator (dropout), as its two state words.
+    public var random: [UInt64]
+    public var trainedSeconds: Double
+    public var trainedImages: Int
+}
+
+/// `checkpoints/step-N/` folders: `model.safetensors` (parameters and buffers),
+/// `optimizer.safetensors` (its state tensors), `state.json`, and a `DONE` marker written
+/// last. A folder without `DONE` is never resumed from.
+public enum Checkpoints {
+    public static func folder(in output: String) -> String { (output as NSString).appendingPathComponent("checkpoints") }
+
+    public static func save(model: any ImageClassifier, description: ModelDescription, optimizer: any Optimizer, extra: [(String, Tensor)] = [],
+                            state: TrainingState, output: String, keep: Int) throws -> String {
+        let root = folder(in: output)
+        let path = (root as NSString).appendingPathComponent("step-\(state.step)")
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try ModelFile.save(model, description: description, to: (path as NSString).appendingPathComponent("model.safetensors"))
+        try SafeTensors.write(optimizer.stateTensors() + extra, metadata: ["step_count": String(optimizer.stepCount)],
+                              to: (path as NSString).appendingPathComponent("optimizer.safetensors"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try writeAtomically(try encoder.encode(state), to: (path as NSString).appendingPathComponent("state.json"))
+        try writeAtomically(Data("step \(state.step)\n".utf8), to: (path as NSString).appendingPathComponent("DONE"))
+        try prune(root: root, keep: keep)
+        return path
+    }
+
+    /// Complete checkpoints, newest first.
+    public static func complete(in output: String) -> [(path: String, step: Int)] {
+        let root = folder(in: output)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.compactMap { name -> (String, Int)? in
+            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) else { return nil }
+            let path = (root as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("DONE")) else { return nil }
+            return (path, step)
+        }.sorted { $0.1 > $1.1 }
+    }
+
+    /// Restores model, optimizer and returns the state; `extra` receives any additional tensors saved with the optimizer.
+    public static func load(_ path: String, model: any ImageClassifier, optimizer: any Optimizer, extra: [(String, Tensor)] = []) throws -> TrainingState {
+        let modelFile = (path as NSString).appendingPathComponent("model.safetensors")
+        try ModelFile.load(try SafeTensors.read(modelFile), into: model, path: modelFile)
+        let optimizerFile = (path as NSString).appendingPathComponent("optimizer.safetensors")
+        let optimizerContents = try SafeTensors.read(optimizerFile)
+        guard let stepCount = optimizerContents.metadata["step_count"].flatMap(Int.init) else {
+            throw UserError("\(optimizerFile): metadata field 'step_count' is missing")
+        }
+        do {
+            try optimizer.restore(stepCount: stepCount, state: optimizerContents.tensors)
+        } catch {
+            throw UserError("\(optimizerFile): \(error) (was the checkpoint written with another --optimizer?)")
+        }
+        for (name, tensor) in extra {
+            guard let saved = optimizerContents.tensors[name], saved.shape == tensor.shape else {
+                throw UserError("\(optimizerFile): tensor '\(name)' \(tensor.shape) is missing or of another shape")
+            }
+            tensor.copyValues(from: saved)
+        }
+        let stateFile = (path as NSString).appendingPathComponent("state.json")
+        guard let data = FileManager.default.contents(atPath: stateFile) else { throw UserError("\(stateFile) not found") }
+        do {
+            return try JSONDecoder().decode(TrainingState.self, from: data)
+        } catch {
+            throw UserError("\(stateFile): not a valid training state (\(error))")
+        }
+    }
+
+    /// Keeps the newest `keep` complete checkpoints and removes incomplete leftovers.
+    private static func prune(root: String, keep: Int) throws {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        let steps = names.compactMap { name -> (String, Int, Bool)? in
+            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) else { return nil }
+            let path = (root as NSString).appendingPathComponent(name)
+            return (path, step, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("DONE")))
+        }.sorted { $0.1 > $1.1 }
+        var kept = 0
+        for (path, _, done) in steps {
+            if done && kept < keep { kept += 1; continue }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Data
+import Foundation
+import Layers
+import Models
+import Tensors
+
+/// What a `model.safetensors` says about the model it holds, so it can be rebuilt and checked
+/// against a dataset without the run's config.
+public struct ModelDescription: Equatable, Sendable {
+    public var architecture: String
+    public var dataset: String
+    public var classes: Int
+    public var inputShape: [Int]
+    public var mean: [Float]
+    public var std: [Float]
+
+    public init(architecture: String, dataset: String, classes: Int, inputShape: [Int], mean: [Float], std: [Float]) {
+        self.architecture = architecture
+        self.dataset = dataset
+        self.classes = classes
+        self.inputShape = inputShape
+        self.mean = mean
+        self.std = std
+    }
+
+    var metadata: [String: String] {
+        ["format": "pt", "sfkd_architecture": architecture, "sfkd_dataset": dataset, "sfkd_classes": String(classes),
+         "sfkd_input_shape": inputShape.map(String.init).joined(separator: ","),
+         "sfkd_mean": mean.map { String($0) }.joined(separator: ","), "sfkd_std": std.map { String($0) }.joined(separator: ",")]
+    }
+
+    init(metadata: [String: String], path: String) throws {
+        func field(_ key: String) throws -> String {
+            guard let value = metadata[key] else { throw UserError("\(path): metadata field '\(key)' is missing; not a model written by sfkd train") }
+            return value
+        }
+        func numbers<T: LosslessStringConvertible>(_ key: String) throws -> [T] {
+            let values = try field(key).split(separator: ",").map { T(String($0)) }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw UserError("\(path): metadata field '\(key)' is not a list of numbers") }
+            return values.map { $0! }
+        }
+        architecture = try field("sfkd_architecture")
+        dataset = try field("sfkd_dataset")
+        guard let classes = Int(try field("sfkd_classes")) else { throw UserError("\(path): metadata field 'sfkd_classes' is not an integer") }
+        self.classes = classes
+        inputShape = try numbers("sfkd_input_shape")
+        mean = try numbers("sfkd_mean")
+        std = try numbers("sfkd_std")
+    }
+
+    /// Refuses a dataset of another shape or class count than the model was built for.
+    public func checkCompatible(with splits: DatasetSplits, path: String) throws {
+        guard splits.shape == inputShape && splits.classes == classes else {
+            throw UserError("\(path) holds \(architecture) for \(dataset) (input \(inputShape), \(classes) classes); dataset '\(splits.name)' gives input \(splits.shape) with \(splits.classes) classes")
+        }
+    }
+}
+
+public enum ModelFile {
+    /// Saves parameters and buffers (PyTorch state-dict names) with the description as metadata.
+    public static func save(_ model: any ImageClassifier, description: ModelDescription, to path: String) throws {
+        try SafeTensors.write(model.stateDict(), metadata: description.metadata, to: path)
+    }
+
+    /// Copies every tensor of `contents` into `module`'s state, after checking that names and
+    /// shapes match exactly; otherwise lists what differs.
+    public static func load(_ contents: SafeTensors.Contents, into module: any Module, path: String) throws {
+        let state = module.stateDict()
+        var problems: [String] = []
+        for (name, tensor) in state {
+            guard let saved = contents.tensors[name] else { problems.append("missing \(name) \(tensor.shape)"); continue }
+            if saved.shape != tensor.shape { problems.append("\(name): file \(saved.shape), model \(tensor.shape)") }
+        }
+        let expected = Set(state.map(\.0))
+        for name in contents.names where !expected.contains(name) { problems.append("unexpected \(name) \(contents.tensors[name]!.shape)") }
+        guard problems.isEmpty else {
+            let shown = problems.prefix(12).joined(separator: "; ")
+            throw UserError("\(path) does not match the model: \(problems.count) tensor(s) differ: \(shown)\(problems.count > 12 ? "; ..." : "")")
+        }
+        for (name, tensor) in state { tensor.copyValues(from: contents.tensors[name]!) }
+    }
+
+    /// Rebuilds the model a `model.safetensors` (or a checkpoint folder holding one) describes.
+    public static func open(_ path: String) throws -> (model: any ImageClassifier, description: ModelDescription, file: String) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw UserError("checkpoint \(path) not found") }
+        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
+        let contents = try SafeTensors.read(file)
+        let description = try ModelDescription(metadata: contents.metadata, path: file)
+        let model = try ModelRegistry.make(description.architecture, inputShape: description.inputShape, classes: description.classes, seed: 0)
+        try load(contents, into: model, path: file)
+        return (model, description, file)
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Tensors
+
+/// The safetensors format: an 8-byte little-endian header length, a JSON header mapping each
+/// name to dtype, shape and byte range (plus a string-to-string `__metadata__`), then the raw
+/// little-endian data. Readable by `safetensors.numpy.load_file` and PyTorch's loaders.
+public enum SafeTensors {
+    /// Writes atomically: to a temporary name, fsync, then rename, so a crash never leaves a
+    /// half-written file under the final name.
+    public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to path: String) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for (name, tensor) in tensors {
+            guard header[name] == nil else { throw UserError("safetensors \(path): tensor name '\(name)' appears twice") }
+            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4]]
+            offset += tensor.count * 4
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad the header with spaces to a multiple of 8 bytes, as the reference writer does.
+        while (json.count + 8) % 8 != 0 { json.append(0x20) }
+        var file = Data()
+        var length = UInt64(json.count).littleEndian
+        file.append(Data(bytes: &length, count: 8))
+        file.append(json)
+        for (_, tensor) in tensors {
+            file.append(Data(bytes: tensor.data, count: tensor.count * 4))
+        }
+        try writeAtomically(file, to: path)
+    }
+
+    public struct Contents {
+        public let tensors: [String: Tensor]
+        /// Names in file order.
+        public let names: [String]
+        public let metadata: [String: String]
+    }
+
+    public static func read(_ path: String) throws -> Contents {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UserError("safetensors file \(path) not found or unreadable")
+        }
+        guard data.count >= 8 else { throw UserError("safetensors file \(path): \(data.count) bytes, too short for the 8-byte header length") }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw UserError("safetensors file \(path): header length \(headerLength) at offset 0 exceeds the file (\(data.count) bytes); truncated or not safetensors")
+        }
+        let headerData = data.subdata(in: 8..<(8 + Int(headerLength)))
+        guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
+            throw UserError("safetensors file \(path): the header (offset 8, \(headerLength) bytes) is not a JSON object")
+        }
+        let base = 8 + Int(headerLength)
+        var tensors: [String: Tensor] = [:]
+        var ordered: [(Int, String)] = []
+        for (name, value) in header where name != "__metadata__" {
+            guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
+                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw UserError("safetensors file \(path): entry '\(name)' lacks dtype, shape or data_offsets")
+            }
+            guard dtype == "F32" else { throw UserError("safetensors file \(path): tensor '\(name)' has dtype \(dtype); expected F32") }
+            let count = shape.reduce(1, *)
+            guard offsets[1] - offsets[0] == count * 4, offsets[0] >= 0, base + offsets[1] <= data.count else {
+                throw UserError("safetensors file \(path): tensor '\(name)' of shape \(shape) has data_offsets \(offsets), outside the \(data.count - base) data bytes (truncated?)")
+            }
+            let tensor = Tensor(zeros: shape)
+            data.withUnsafeBytes { raw in
+                memcpy(tensor.data, raw.baseAddress! + base + offsets[0], count * 4)
+            }
+            tensors[name] = tensor
+            ordered.append((offsets[0], name))
+        }
+        let metadata = header["__metadata__"] as? [String: String] ?? [:]
+        return Contents(tensors: tensors, names: ordered.sorted { $0.0 < $1.0 }.map(\.1), metadata: metadata)
+    }
+}
+
+/// Writes `data` to `path` through a temporary file, fsync and rename.
+public func writeAtomically(_ data: Data, to path: String) throws {
+    let temporary = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
+        throw UserError("cannot create \(temporary) (is the folder writable?)")
+    }
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+    do {
+        try handle.write(contentsOf: data)
+        try handle.synchronize()
+        try handle.close()
+    } catch {
+        try? handle.close()
+        try? FileManager.default.removeItem(atPath: temporary)
+        throw UserError("writing \(path) failed: \(error.localizedDescription)")
+    }
+    guard rename(temporary, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        try? FileManager.default.removeItem(atPath: temporary)
+        throw UserError("cannot move \(temporary) to \(path): \(reason)")
+    }
+}

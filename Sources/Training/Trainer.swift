@@ -1,0 +1,183 @@
+import Data
+import Foundation
+import Layers
+import Models
+import Tensors
+
+/// Single-process training: builds dataset, model and optimizer from a config, runs the steps,
+/// evaluates each epoch, checkpoints, and writes the run folder:
+/// `config.yaml`, `metrics.jsonl`, `checkpoints/step-N/`, `model.safetensors`, `summary.json`.
+public final class Trainer {
+    public let config: TrainingConfig
+    public let splits: DatasetSplits
+    public let model: any ImageClassifier
+    public let description: ModelDescription
+    public let objective: any TrainingObjective
+    let optimizer: any Optimizer
+    let schedule: any LearningRateSchedule
+    let augmentation: Augmentation
+    public let stepsPerEpoch: Int
+    public let totalSteps: Int
+    let progress = ProgressReporter()
+
+    /// Builds everything and checks the config before any file is written.
+    public init(config: TrainingConfig, splits: DatasetSplits? = nil, objective: (any TrainingObjective)? = nil) throws {
+        try config.validate()
+        self.config = config
+        if let threads = config.threads { Threads.configure(threads) }
+        GlobalRandom.seed(UInt64(config.seed))
+        let splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory)
+        self.splits = splits
+        model = try ModelRegistry.make(config.model, inputShape: splits.shape, classes: splits.classes, seed: UInt64(config.seed))
+        description = ModelDescription(architecture: config.model, dataset: splits.name, classes: splits.classes,
+                                       inputShape: splits.shape, mean: splits.mean, std: splits.std)
+        self.objective = objective ?? CrossEntropyObjective(labelSmoothing: Float(config.labelSmoothing))
+
+        stepsPerEpoch = splits.train.count / config.batchSize
+        guard stepsPerEpoch >= 1 else {
+            throw UserError("config: 'batch_size' \(config.batchSize) is larger than the \(splits.train.count) training images of '\(splits.name)'")
+        }
+        totalSteps = config.steps ?? (config.epochs ?? 1) * stepsPerEpoch
+
+        var named = model.namedParameters()
+        for (prefix, module) in self.objective.auxiliaryModules { named += module.namedParameters(prefix: prefix + ".") }
+        let groups = ParameterGroup.decayAndNoDecay(named, weightDecay: Float(config.resolvedWeightDecay), exempt: model.noWeightDecay)
+        let lr = Float(config.resolvedLearningRate)
+        optimizer = config.optimizer == "adamw"
+            ? AdamW(groups: groups, learningRate: lr)
+            : SGD(groups: groups, learningRate: lr, momentum: Float(config.momentum), nesterov: config.nesterov)
+        let warmup = Int(config.warmupEpochs * Double(stepsPerEpoch))
+        switch config.schedule {
+        case "step":
+            schedule = StepDecaySchedule(base: lr, stepSize: max(1, Int(config.stepSizeEpochs * Double(stepsPerEpoch))), gamma: Float(config.stepGamma))
+        case "constant":
+            schedule = WarmupCosineSchedule(base: lr, warmupSteps: warmup, totalSteps: Int.max / 2, minimum: lr)
+        default:
+            schedule = WarmupCosineSchedule(base: lr, warmupSteps: warmup, totalSteps: totalSteps, minimum: Float(config.minimumLearningRate))
+        }
+        var augmentation = splits.defaultAugmentation
+        if let padding = config.cropPadding { augmentation.cropPadding = padding }
+        if let flip = config.horizontalFlip { augmentation.horizontalFlip = flip }
+        self.augmentation = augmentation
+    }
+
+    var auxiliaryState: [(String, Tensor)] {
+        objective.auxiliaryModules.flatMap { prefix, module in module.stateDict().map { ("aux.\(prefix).\($0.0)", $0.1) } }
+    }
+
+    /// Runs to the end (or from the newest complete checkpoint with `resume`) and returns the summary.
+    @discardableResult
+    public func run(resume: Bool = false) throws -> [String: Any] {
+        let output = config.output
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        var state = TrainingState(step: 0, random: [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1], trainedSeconds: 0, trainedImages: 0)
+        let existing = Checkpoints.complete(in: output)
+        if resume {
+            if let newest = existing.first {
+                state = try Checkpoints.load(newest.path, model: model, optimizer: optimizer, extra: auxiliaryState)
+                GlobalRandom.generator = RandomGenerator(state: (state.random[0], state.random[1]))
+                progress.message("resuming from \(newest.path) (step \(state.step) of \(totalSteps))")
+            } else {
+                progress.message("no complete checkpoint in \(Checkpoints.folder(in: output)); starting from step 0")
+            }
+        } else if let newest = existing.first {
+            throw UserError("\(output) already holds checkpoints (newest \(newest.path)); pass --resume to continue that run or choose another --out")
+        }
+        try writeAtomically(Data(try config.yaml().utf8), to: (output as NSString).appendingPathComponent("config.yaml"))
+        let metrics = try MetricsLog(path: (output as NSString).appendingPathComponent("metrics.jsonl"))
+        let started = Date()
+        progress.message("train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize), \(totalSteps) steps (\(stepsPerEpoch) per epoch), \(config.optimizer) lr \(config.resolvedLearningRate), \(Threads.count) threads")
+
+        let sampler = ShardedSampler(count: splits.train.count, seed: UInt64(config.seed))
+        var loader: BatchLoader?
+        var loaderEpoch = -1
+        var windowLoss = 0.0, windowCorrect = 0, windowImages = 0, windowSteps = 0
+        var windowStart = Date()
+        var lastEvaluation: EvaluationResult?
+        model.train()
+
+        while state.step < totalSteps {
+            let epoch = state.step / stepsPerEpoch
+            if epoch != loaderEpoch {
+                let order = sampler.order(epoch: epoch)
+                let firstStep = state.step % stepsPerEpoch
+                let lastStep = min(stepsPerEpoch, firstStep + (totalSteps - state.step))
+                let batches = (firstStep..<lastStep).map { sampler.indices(order: order, step: $0, globalBatch: config.batchSize) }
+                loader = BatchLoader(dataset: splits.train, mean: splits.mean, std: splits.std, augmentation: augmentation,
+                                     seed: UInt64(config.seed), epoch: epoch, batches: batches)
+                loaderEpoch = epoch
+            }
+            guard let batch = loader?.next() else { throw UserError("internal: the loader ran out of batches at step \(state.step)") }
+            let stepStart = Date()
+            let lr = schedule.learningRate(atStep: state.step)
+            optimizer.learningRate = lr
+            let output = model.forward(batch.images)
+            let (loss, _) = objective.loss(student: output, batch: batch, step: state.step)
+            let lossValue = loss.item
+            guard lossValue.isFinite else {
+                Tape.current.reset()
+                let last = Checkpoints.complete(in: config.output).first.map { "the last complete checkpoint, \($0.path), is intact; resume from it with --resume (after lowering --lr)" }
+                    ?? "no checkpoint was written yet"
+                throw UserError("non-finite loss (\(lossValue)) at step \(state.step) (epoch \(epoch)); stopping: \(last)")
+            }
+            let correct = countCorrect(output.logits, batch.labels)
+            optimizer.zeroGrad()
+            loss.backward()
+            if let maxNorm = config.clipGradientNorm { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: Float(maxNorm)) }
+            optimizer.step()
+            state.step += 1
+            state.trainedSeconds += Date().timeIntervalSince(stepStart)
+            state.trainedImages += batch.labels.count
+
+            windowLoss += Double(lossValue); windowCorrect += correct; windowImages += batch.labels.count; windowSteps += 1
+            let rate = Double(state.trainedImages) / max(state.trainedSeconds, 1e-9)
+            let remaining = Double((totalSteps - state.step) * config.batchSize) / rate
+            progress.update("epoch \(epoch + 1)/\((totalSteps + stepsPerEpoch - 1) / stepsPerEpoch) step \(state.step)/\(totalSteps) loss \(String(format: "%.4f", windowLoss / Double(windowSteps))) acc \(String(format: "%.1f", 100 * Double(windowCorrect) / Double(windowImages)))% lr \(String(format: "%.4g", lr)) \(Int(rate)) img/s ETA \(ProgressReporter.duration(remaining))")
+            if state.step % config.logEverySteps == 0 || state.step == totalSteps {
+                let elapsed = Date().timeIntervalSince(windowStart)
+                metrics.append(["kind": "train", "step": state.step, "epoch": epoch, "loss": windowLoss / Double(windowSteps),
+                                "top1": Double(windowCorrect) / Double(windowImages), "lr": Double(lr),
+                                "images_per_sec": Double(windowImages) / max(elapsed, 1e-9)])
+                windowLoss = 0; windowCorrect = 0; windowImages = 0; windowSteps = 0; windowStart = Date()
+            }
+            let epochEnded = state.step % stepsPerEpoch == 0 || state.step == totalSteps
+            if epochEnded {
+                let result = Evaluation.run(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize)
+                lastEvaluation = result
+                metrics.append(["kind": "eval", "step": state.step, "epoch": epoch, "test_top1": result.top1, "test_top5": result.top5, "test_loss": result.loss])
+                progress.message("epoch \(epoch + 1) step \(state.step): test top-1 \(String(format: "%.2f", 100 * result.top1))%, top-5 \(String(format: "%.2f", 100 * result.top5))%, loss \(String(format: "%.4f", result.loss)); \(Int(rate)) img/s")
+            }
+            if epochEnded || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
+                state.random = [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1]
+                _ = try Checkpoints.save(model: model, description: description, optimizer: optimizer, extra: auxiliaryState,
+                                         state: state, output: config.output, keep: config.keepCheckpoints)
+            }
+        }
+        loader = nil
+
+        let result = lastEvaluation ?? Evaluation.run(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize)
+        try ModelFile.save(model, description: description, to: (output as NSString).appendingPathComponent("model.safetensors"))
+        let summary: [String: Any] = [
+            "model": config.model, "dataset": splits.name, "parameters": model.parameterCount,
+            "test_top1": result.top1, "test_top5": result.top5, "test_loss": result.loss,
+            "images_per_sec": Double(state.trainedImages) / max(state.trainedSeconds, 1e-9),
+            "steps": state.step, "epochs": Double(state.step) / Double(stepsPerEpoch),
+            "wall_seconds": Date().timeIntervalSince(started), "threads": Threads.count,
+        ]
+        try writeJSON(summary, to: (output as NSString).appendingPathComponent("summary.json"))
+        progress.message("done: test top-1 \(String(format: "%.2f", 100 * result.top1))% after \(state.step) steps; \(output)/model.safetensors")
+        return summary
+    }
+
+    private func countCorrect(_ logits: Tensor, _ labels: [Int]) -> Int {
+        let classes = logits.shape[1]
+        var correct = 0
+        for (row, label) in labels.enumerated() {
+            let scores = logits.data + row * classes
+            var best = 0
+            for c in 1..<classes where scores[c] > scores[best] { best = c }
+            if best == label { correct += 1 }
+        }
+        return correct
+    }
+}

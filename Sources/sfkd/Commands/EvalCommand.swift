@@ -1,0 +1,37 @@
+import ArgumentParser
+import Data
+import Foundation
+import Tensors
+import Training
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a model.safetensors (or a checkpoint folder) on a dataset's test split: top-1, top-5, loss."
+    )
+
+    @Option(help: "model.safetensors written by sfkd train, or a checkpoints/step-N folder.") var checkpoint: String
+    @Option(help: "Dataset name.") var dataset: String
+    @Option(name: .customLong("data-dir"), help: "Folder with the dataset files.") var dataDirectory: String?
+    @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize: Int = 500
+    @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func run() throws {
+        if let threads {
+            guard threads >= 1 else { throw UserError("--threads must be at least 1, got \(threads)") }
+            Threads.configure(threads)
+        }
+        guard batchSize >= 1 else { throw UserError("--batch-size must be at least 1, got \(batchSize)") }
+        let (model, description, file) = try ModelFile.open(checkpoint)
+        let splits = try DatasetRegistry.load(dataset, directory: dataDirectory)
+        try description.checkCompatible(with: splits, path: file)
+        let result = Evaluation.run(model, on: splits.test, mean: description.mean, std: description.std, batchSize: batchSize)
+        if json {
+            printJSON(["model": description.architecture, "dataset": splits.name, "checkpoint": file, "samples": result.samples,
+                       "top1": result.top1, "top5": result.top5, "loss": result.loss])
+        } else {
+            print("\(description.architecture) on \(splits.name) (\(result.samples) test images): top-1 \(String(format: "%.2f", 100 * result.top1))%, top-5 \(String(format: "%.2f", 100 * result.top5))%, loss \(String(format: "%.4f", result.loss))")
+        }
+    }
+}
