@@ -52,6 +52,14 @@ public struct DatasetSplits: Sendable {
     /// Augmentation that suits this dataset when the user asks for none in particular.
     public let defaultAugmentation: Augmentation
 
+    public init(train: ImageDataset, test: ImageDataset, mean: [Float], std: [Float], defaultAugmentation: Augmentation) {
+        self.train = train
+        self.test = test
+        self.mean = mean
+        self.std = std
+        self.defaultAugmentation = defaultAugmentation
+    }
+
     public var name: String { train.name }
     public var shape: [Int] { train.shape }
     public var classes: Int { train.classes }

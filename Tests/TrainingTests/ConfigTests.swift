@@ -1,0 +1,47 @@
+import Tensors
+import Training
+import XCTest
+
+final class ConfigTests: XCTestCase {
+    func testYAMLAndOverrides() throws {
+        var config = TrainingConfig()
+        try config.apply(yaml: """
+            model: vit-tiny
+            epochs: 3
+            lr: 5e-4
+            optimizer: adamw
+            flip: false
+            clip_grad_norm: 1
+            """, source: "test.yaml")
+        XCTAssertEqual(config.model, "vit-tiny")
+        XCTAssertEqual(config.epochs, 3)
+        XCTAssertEqual(config.learningRate, 5e-4)
+        XCTAssertEqual(config.horizontalFlip, false)
+        XCTAssertEqual(config.clipGradientNorm, 1)
+        try config.set("batch_size", to: "64", source: "flag --batch-size")
+        XCTAssertEqual(config.batchSize, 64)
+        // The saved YAML reads back to the same config.
+        var reread = TrainingConfig()
+        try reread.apply(yaml: try config.yaml(), source: "config.yaml")
+        XCTAssertEqual(reread, config)
+    }
+
+    func testUnknownAndIllTypedKeysNameTheKey() {
+        var config = TrainingConfig()
+        XCTAssertThrowsError(try config.apply(yaml: "modle: resnet8\n", source: "config file a.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("config file a.yaml: unknown key 'modle'"), "\(error)")
+            XCTAssertTrue("\(error)".contains("model"), "\(error)")
+        }
+        XCTAssertThrowsError(try config.apply(yaml: "epochs: many\n", source: "config file a.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("key 'epochs' expects an integer, found 'many'"), "\(error)")
+        }
+        XCTAssertThrowsError(try config.apply(yaml: "- just\n- a list\n", source: "config file b.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("expected a mapping"), "\(error)")
+        }
+        config.model = "resnet8"
+        config.optimizer = "adam"
+        XCTAssertThrowsError(try config.validate()) { error in
+            XCTAssertTrue("\(error)".contains("'optimizer' must be sgd or adamw, found 'adam'"), "\(error)")
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import Data
+import Foundation
+import Layers
+import Models
+import Tensors
+import Training
+import XCTest
+
+func temporaryFolder(_ test: XCTestCase) throws -> String {
+    let path = NSTemporaryDirectory() + "sfkd-train-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+    return path
+}
+
+/// A small learnable dataset: class = brightest quadrant of an 8x8 image.
+func tinySplits() -> DatasetSplits {
+    func split(_ count: Int, _ seed: UInt64) -> ImageDataset {
+        var generator = RandomGenerator(seed: seed)
+        var pixels: [UInt8] = [], labels: [Int32] = []
+        for _ in 0..<count {
+            let label = Int(generator.next() % 4)
+            for c in 0..<3 { for y in 0..<8 { for x in 0..<8 {
+                let quadrant = (y / 4) * 2 + x / 4
+                let base: Float = quadrant == label ? 180 : 60
+                pixels.append(UInt8(max(0, min(255, base + Float(c) * 10 + (generator.nextUniform() - 0.5) * 80))))
+            } } }
+            labels.append(Int32(label))
+        }
+        return ImageDataset(name: "tiny", shape: [3, 8, 8], classes: 4, pixels: pixels, labels: labels)
+    }
+    return DatasetSplits(train: split(96, 1), test: split(40, 2), mean: [0.4, 0.4, 0.4], std: [0.3, 0.3, 0.3],
+                         defaultAugmentation: Augmentation(cropPadding: 1, horizontalFlip: true))
+}
+
+func trainLines(_ folder: String) throws -> [[String: Any]] {
+    let text = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8)
+    return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        .filter { $0["kind"] as? String == "train" }
+}
+
+final class TrainingTests: XCTestCase {
+    func config(_ model: String, output: String) -> TrainingConfig {
+        var c = TrainingConfig()
+        c.model = model
+        c.dataset = "tiny"
+        c.batchSize = 16
+        c.steps = 8
+        c.output = output
+        c.logEverySteps = 1
+        c.checkpointEverySteps = 4
+        c.seed = 3
+        return c
+    }
+
+    func testResumeReproducesTheUninterruptedRun() throws {
+        for model in ["resnet8", "vit-tiny"] {
+            let straight = try temporaryFolder(self), interrupted = try temporaryFolder(self)
+            try Trainer(config: config(model, output: straight), splits: tinySplits()).run()
+            try Trainer(config: config(model, output: interrupted), splits: tinySplits()).run()
+            // Lose everything after step 4 (checkpoints at 6, the epoch's end, and 8), as a crash
+            // would, then resume: steps 5-8 run again, across the epoch boundary.
+            try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-6")
+            try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-8")
+            try FileManager.default.removeItem(atPath: interrupted + "/model.safetensors")
+            let resumed = try Trainer(config: config(model, output: interrupted), splits: tinySplits())
+            try resumed.run(resume: true)
+            let expected = try trainLines(straight).map { $0["loss"] as! Double }
+            let after = try trainLines(interrupted).suffix(4).map { $0["loss"] as! Double }
+            XCTAssertEqual(Array(expected.suffix(4)), after, "\(model): losses after resuming differ")
+            let a = try Data(contentsOf: URL(fileURLWithPath: straight + "/model.safetensors"))
+            let b = try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors"))
+            XCTAssertEqual(a, b, "\(model): final weights differ after resuming")
+        }
+    }
+
+    func testRunFolderContents() throws {
+        let folder = try temporaryFolder(self)
+        var c = config("resnet8", output: folder)
+        c.checkpointEverySteps = nil
+        c.steps = nil
+        c.epochs = 4
+        let summary = try Trainer(config: c, splits: tinySplits()).run()
+        for file in ["config.yaml", "metrics.jsonl", "model.safetensors", "summary.json", "checkpoints/step-12/DONE", "checkpoints/step-24/DONE"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/" + file), file)
+        }
+        XCTAssertEqual(summary["steps"] as? Int, 24)
+        // keep_checkpoints (3) prunes the oldest.
+        XCTAssertEqual(Checkpoints.complete(in: folder).map(\.step), [24, 18, 12])
+        let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))) as! [String: Any]
+        for key in ["test_top1", "test_loss", "images_per_sec", "steps", "wall_seconds"] { XCTAssertNotNil(saved[key], key) }
+        // The tiny task is learnable: well above chance (25%) after 24 steps.
+        XCTAssertGreaterThan(saved["test_top1"] as! Double, 0.5)
+        // The model file rebuilds the model and evaluates to the same figure.
+        let (model, description, _) = try ModelFile.open(folder + "/model.safetensors")
+        XCTAssertEqual(description.architecture, "resnet8")
+        XCTAssertEqual(description.inputShape, [3, 8, 8])
+        let splits = tinySplits()
+        let result = Evaluation.run(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 7)
+        XCTAssertEqual(result.top1, saved["test_top1"] as! Double, accuracy: 1e-9)
+        // An existing run is not overwritten without --resume.
+        XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits()).run()) { error in
+            XCTAssertTrue("\(error)".contains("pass --resume"), "\(error)")
+        }
+    }
+
+    final class ExplodingObjective: TrainingObjective {
+        var auxiliaryModules: [(String, any Module)] { [] }
+        func loss(student: ModelOutput, batch: Batch, step: Int) -> (total: Tensor, parts: [String: Float]) {
+            let ce = crossEntropy(student.logits, labels: batch.labels)
+            return (step == 5 ? ce * Float.nan : ce, [:])
+        }
+    }
+
+    func testNonFiniteLossStopsAndKeepsTheLastCheckpoint() throws {
+        let folder = try temporaryFolder(self)
+        var c = config("resnet8", output: folder)
+        c.checkpointEverySteps = 2
+        let trainer = try Trainer(config: c, splits: tinySplits(), objective: ExplodingObjective())
+        XCTAssertThrowsError(try trainer.run()) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("non-finite loss (nan) at step 5"), text)
+            XCTAssertTrue(text.contains("step-4"), text)
+        }
+        XCTAssertEqual(Checkpoints.complete(in: folder).map(\.step), [4, 2])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/model.safetensors"))
+    }
+
+    func testCheckpointOfAnotherArchitectureListsTheMismatch() throws {
+        let folder = try temporaryFolder(self)
+        let small = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)
+        let description = ModelDescription(architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4], std: [0.3])
+        try ModelFile.save(small, description: description, to: folder + "/model.safetensors")
+        let other = try ModelRegistry.make("resnet20", inputShape: [3, 8, 8], classes: 4, seed: 0)
+        XCTAssertThrowsError(try ModelFile.load(try SafeTensors.read(folder + "/model.safetensors"), into: other, path: "x")) { error in
+            XCTAssertTrue("\(error)".contains("missing layer1.1.conv1.weight"), "\(error)")
+        }
+        let wide = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 5, seed: 0)
+        XCTAssertThrowsError(try ModelFile.load(try SafeTensors.read(folder + "/model.safetensors"), into: wide, path: "x")) { error in
+            XCTAssertTrue("\(error)".contains("fc.weight: file [4, 64], model [5, 64]"), "\(error)")
+        }
+        // A dataset of another shape is refused by the description.
+        XCTAssertThrowsError(try description.checkCompatible(with: try DatasetRegistry.load("synthetic"), path: "x")) { error in
+            XCTAssertTrue("\(error)".contains("input [3, 32, 32] with 10 classes"), "\(error)")
+        }
+    }
+
+    func testSafeTensorsRoundTripAndPythonCompatibility() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder + "/t.safetensors"
+        let a = Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3]), b = Tensor([-0.5], shape: [1])
+        try SafeTensors.write([("layer.weight", a), ("layer.bias", b)], metadata: ["sfkd_architecture": "x"], to: path)
+        let contents = try SafeTensors.read(path)
+        XCTAssertEqual(contents.names, ["layer.weight", "layer.bias"])
+        XCTAssertEqual(contents.tensors["layer.weight"]?.array, a.array)
+        XCTAssertEqual(contents.metadata["sfkd_architecture"], "x")
+
+        let truncated = try Data(contentsOf: URL(fileURLWithPath: path)).dropLast(3)
+        try truncated.write(to: URL(fileURLWithPath: folder + "/cut.safetensors"))
+        XCTAssertThrowsError(try SafeTensors.read(folder + "/cut.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("truncated"), "\(error)")
+        }
+
+        let script = "from safetensors.numpy import load_file; d = load_file('\(path)'); print(sorted(d.keys()), d['layer.weight'].shape, float(d['layer.weight'][1, 2]), float(d['layer.bias'][0]))"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script]
+        let pipe = Pipe(), errors = Pipe()
+        process.standardOutput = pipe
+        process.standardError = errors
+        try process.run()
+        process.waitUntilExit()
+        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        if errorText.contains("No module named") {
+            throw XCTSkip("Python's safetensors is not installed (pip install safetensors numpy); skipping the cross-check")
+        }
+        XCTAssertEqual(process.terminationStatus, 0, errorText)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(output.trimmingCharacters(in: .whitespacesAndNewlines), "['layer.bias', 'layer.weight'] (2, 3) 6.0 -0.5")
+    }
+}
