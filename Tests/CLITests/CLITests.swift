@@ -84,3 +84,57 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("--threads must be at least 1"), result.stderr)
     }
 }
+
+final class TrainCLITests: XCTestCase {
+    func temporaryFolder() throws -> String {
+        let path = NSTemporaryDirectory() + "sfkd-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    func testUnknownModelAndDatasetListTheValidNames() throws {
+        let folder = try temporaryFolder()
+        let model = try runSFKD(["train", "--model", "resnet9", "--dataset", "synthetic", "--out", folder + "/a"])
+        XCTAssertNotEqual(model.status, 0)
+        XCTAssertTrue(model.stderr.contains("unknown model 'resnet9'") && model.stderr.contains("vit-tiny"), model.stderr)
+        let dataset = try runSFKD(["train", "--model", "resnet8", "--dataset", "cifar11", "--out", folder + "/b"])
+        XCTAssertTrue(dataset.stderr.contains("unknown dataset 'cifar11'") && dataset.stderr.contains("fashion-mnist"), dataset.stderr)
+    }
+
+    func testConfigFileErrorsNameTheKey() throws {
+        let folder = try temporaryFolder()
+        try "model: resnet8\nbatch_sise: 32\n".write(toFile: folder + "/bad.yaml", atomically: true, encoding: .utf8)
+        let result = try runSFKD(["train", "--config", folder + "/bad.yaml", "--out", folder + "/run"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("unknown key 'batch_sise'"), result.stderr)
+        let typed = try runSFKD(["train", "--model", "resnet8", "--flip", "sometimes", "--out", folder + "/run"])
+        XCTAssertNotEqual(typed.status, 0)
+        XCTAssertTrue(typed.stderr.contains("--flip"), typed.stderr)
+    }
+
+    func testMissingDatasetFolderSaysWhereAndHow() throws {
+        let folder = try temporaryFolder()
+        let result = try runSFKD(["train", "--model", "resnet8", "--dataset", "mnist", "--data-dir", folder + "/nowhere", "--out", folder + "/run"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("folder \(folder)/nowhere not found"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/run/checkpoints"))
+    }
+
+    func testTrainThenEvalOnTheSyntheticDataset() throws {
+        let folder = try temporaryFolder()
+        let train = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "6", "--batch-size", "32",
+                                 "--out", folder + "/run", "--threads", "1"], timeout: 600)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let eval = try runSFKD(["eval", "--checkpoint", folder + "/run/model.safetensors", "--dataset", "synthetic", "--json"], timeout: 300)
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/run/summary.json"))) as? [String: Any]
+        XCTAssertEqual(object?["top1"] as? Double, summary?["test_top1"] as? Double)
+        XCTAssertEqual(object?["samples"] as? Int, 2000)
+        // Evaluating on a dataset of another shape is refused.
+        let mismatch = try runSFKD(["eval", "--checkpoint", folder + "/run", "--dataset", "fashion-mnist"], timeout: 300)
+        XCTAssertNotEqual(mismatch.status, 0)
+        XCTAssertTrue(mismatch.stderr.contains("input [3, 32, 32]") && mismatch.stderr.contains("[1, 28, 28]"), mismatch.stderr)
+    }
+}
