@@ -5,9 +5,14 @@ import Foundation
 func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     var maximum = -Float.infinity
     for i in 0..<n { maximum = max(maximum, x[i]) }
-    var total: Float = 0
-    for i in 0..<n { let e = Foundation.exp(x[i] - maximum); y[i] = e; total += e }
-    let inverse = 1 / total
+    var totals = SIMD8<Float>(repeating: 0)
+    mapLanes(n) { i, lanes in
+        var e = fastExp(loadLanes(x, i, lanes) - maximum)
+        if lanes < 8 { for k in lanes..<8 { e[k] = 0 } }
+        storeLanes(e, y, i, lanes)
+        totals += e
+    }
+    let inverse = 1 / totals.sum()
     for i in 0..<n { y[i] *= inverse }
 }
 
@@ -16,8 +21,13 @@ func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n
 func logSoftmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     var maximum = -Float.infinity
     for i in 0..<n { maximum = max(maximum, x[i]) }
-    var total: Float = 0
-    for i in 0..<n { total += Foundation.exp(x[i] - maximum) }
+    var totals = SIMD8<Float>(repeating: 0)
+    mapLanes(n) { i, lanes in
+        var e = fastExp(loadLanes(x, i, lanes) - maximum)
+        if lanes < 8 { for k in lanes..<8 { e[k] = 0 } }
+        totals += e
+    }
+    let total = totals.sum()
     let logTotal = maximum + Foundation.log(total)
     for i in 0..<n { y[i] = x[i] - logTotal }
 }

@@ -10,10 +10,19 @@ private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: Uns
     switch kind {
     case .relu: for i in range { y[i] = x[i] > 0 ? x[i] : 0 }
     case .relu6: for i in range { y[i] = min(max(x[i], 0), 6) }
-    case .gelu: for i in range { y[i] = 0.5 * x[i] * (1 + erf(x[i] * inverseSqrt2)) }
-    case .sigmoid: for i in range { y[i] = 1 / (1 + Foundation.exp(-x[i])) }
+    case .gelu:
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in
+            let v = loadLanes(x, base + i, n)
+            storeLanes(0.5 * v * (1 + fastErf(v * inverseSqrt2)), y, base + i, n)
+        }
+    case .sigmoid:
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in storeLanes(1 / (1 + fastExp(-loadLanes(x, base + i, n))), y, base + i, n) }
     case .tanh: for i in range { y[i] = Foundation.tanh(x[i]) }
-    case .exp: for i in range { y[i] = Foundation.exp(x[i]) }
+    case .exp:
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in storeLanes(fastExp(loadLanes(x, base + i, n)), y, base + i, n) }
     case .log: for i in range { y[i] = Foundation.log(x[i]) }
     case .square: for i in range { y[i] = x[i] * x[i] }
     case .sqrt: for i in range { y[i] = x[i].squareRoot() }
@@ -27,11 +36,12 @@ private func unaryBackward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: Un
     case .relu: for i in range { gx[i] = x[i] > 0 ? g[i] : 0 }
     case .relu6: for i in range { gx[i] = x[i] > 0 && x[i] < 6 ? g[i] : 0 }
     case .gelu:
-        for i in range {
-            let v = x[i]
-            let cdf = 0.5 * (1 + erf(v * inverseSqrt2))
-            let pdf = inverseSqrt2Pi * Foundation.exp(-0.5 * v * v)
-            gx[i] = g[i] * (cdf + v * pdf)
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in
+            let v = loadLanes(x, base + i, n)
+            let cdf = 0.5 * (1 + fastErf(v * inverseSqrt2))
+            let pdf = inverseSqrt2Pi * fastExp(-0.5 * v * v)
+            storeLanes(loadLanes(g, base + i, n) * (cdf + v * pdf), gx, base + i, n)
         }
     case .sigmoid: for i in range { gx[i] = g[i] * y[i] * (1 - y[i]) }
     case .tanh: for i in range { gx[i] = g[i] * (1 - y[i] * y[i]) }

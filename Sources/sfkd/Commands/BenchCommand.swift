@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that report speed next to a baseline measured in the same run.",
-        subcommands: [OpsBenchCommand.self]
+        subcommands: [OpsBenchCommand.self, StepBenchCommand.self]
     )
 }
 
@@ -44,6 +44,36 @@ struct OpsBenchCommand: ParsableCommand {
             object["openblas_core"] = BLASCore.coreName
             object["threads"] = threads
             printJSON(object)
+        }
+    }
+}
+
+struct StepBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "Images/s of a full training step (forward, backward, SGD momentum) on random 3x32x32 input, 10 classes; median and peak RSS."
+    )
+
+    @Option(help: "Model name.") var model: String
+    @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize: Int = 64
+    @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int = 1
+    @Option(help: "Timed steps (the median is reported).") var steps: Int = 20
+    @Option(help: "Untimed steps first.") var warmup: Int = 3
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
+    }
+
+    func run() throws {
+        Threads.configure(threads)
+        let result = try StepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup).run()
+        if json {
+            printJSON(result)
+        } else {
+            report("\(model) (\(result["parameters"]!) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result["images_per_sec"] as! Double)) images/s (median step \(formatted(result["median_step_ms"] as! Double, 2)) ms), peak RSS \(formatted(result["peak_rss_mb"] as! Double)) MB")
         }
     }
 }
