@@ -19,12 +19,6 @@ public final class MultiHeadAttention: Layer {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         ensure(x.rank == 3, "MultiHeadAttention: input \(x.shape) must be (B, N, C)")
-        let b = x.shape[0], n = x.shape[1], c = x.shape[2]
-        let headWidth = c / heads
-        // (B, N, 3, H, D) -> (3, B, H, N, D)
-        let packed = qkv(x).reshape([b, n, 3, heads, headWidth]).permute([2, 0, 3, 1, 4])
-        let parts = packed.split([1, 1, 1], axis: 0).map { $0.reshape([b, heads, n, headWidth]) }
-        let attended = scaledDotProductAttention(query: parts[0], key: parts[1], value: parts[2])
-        return proj(attended.permute([0, 2, 1, 3]).reshape([b, n, c]))
+        return proj(packedSelfAttention(qkv(x), heads: heads))
     }
 }

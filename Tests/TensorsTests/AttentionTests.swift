@@ -29,3 +29,20 @@ final class AttentionTests: XCTestCase {
         checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v, scale: 0.7) }
     }
 }
+
+final class PackedAttentionTests: XCTestCase {
+    func testPackedEqualsSplitPermuteAndAttend() {
+        let qkv = randomTensor([2, 5, 3 * 6], seed: 7)
+        let packed = withNoGrad { packedSelfAttention(qkv, heads: 2) }
+        let reference = withNoGrad { () -> Tensor in
+            let parts = qkv.reshape([2, 5, 3, 2, 3]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0).map { $0.reshape([2, 2, 5, 3]) }
+            return scaledDotProductAttention(query: parts[0], key: parts[1], value: parts[2]).permute([0, 2, 1, 3]).reshape([2, 5, 6])
+        }
+        XCTAssertLessThan(maxDifference(packed, reference.array), 1e-6)
+    }
+
+    func testPackedGradients() {
+        let qkv = randomTensor([2, 4, 3 * 4], seed: 8)
+        checkGradients([qkv]) { packedSelfAttention(qkv, heads: 2) }
+    }
+}

@@ -1,54 +1,117 @@
 import Foundation
 
-/// softmax(Q K^T * scale) V over (..., N, D) queries, keys and values (leading dimensions are
-/// batch and heads). Forward and backward are fused: the attention matrix is kept once for
-/// backward instead of three separate op records.
-public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: Tensor, scale: Float? = nil) -> Tensor {
-    ensure(q.rank >= 2 && q.shape == k.shape && k.shape == v.shape,
-                 "scaledDotProductAttention: query \(q.shape), key \(k.shape), value \(v.shape) must match")
-    let n = q.shape[q.rank - 2], d = q.shape[q.rank - 1]
-    let heads = q.count / (n * d)
-    let factor = scale ?? 1 / Float(d).squareRoot()
-    let probabilities = Tensor(uninitializedShape: [heads, n, n])
-    let out = Tensor(uninitializedShape: q.shape)
-    let pq = q.data, pk = k.data, pv = v.data, pp = probabilities.data, po = out.data
-    // Small per-head GEMMs: OpenBLAS runs these single-threaded, so heads go in parallel.
-    parallelFor(heads) { range in
-        for h in range {
-            let scores = pp + h * n * n
-            gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: factor,
-                 a: pq + h * n * d, lda: d, b: pk + h * n * d, ldb: d, c: scores, ldc: n)
-            for r in 0..<n { softmaxRow(scores + r * n, scores + r * n, n) }
-            gemm(transposeA: false, transposeB: false, m: n, n: d, k: n,
-                 a: scores, lda: n, b: pv + h * n * d, ldb: d, c: po + h * n * d, ldc: d)
+/// Where each (batch, head) slice of queries, keys, values and outputs lives: a base offset
+/// per slice and a row stride, so the same kernel serves contiguous (B, H, N, D) tensors and
+/// the packed (B, N, 3C) output of a qkv projection without any permute or split copies.
+struct AttentionLayout {
+    let batch, heads, tokens, width: Int
+    let queryOffset, keyOffset, valueOffset: (Int, Int) -> Int
+    let inputStride: Int
+    let outputOffset: (Int, Int) -> Int
+    let outputStride: Int
+}
+
+/// softmax(Q K^T * scale) V for every (batch, head), forward and backward fused; the attention
+/// probabilities are kept once for backward.
+private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                       out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float) {
+    let n = layout.tokens, d = layout.width, heads = layout.heads
+    let ld = layout.inputStride
+    // Small per-head GEMMs: each thread takes whole heads and runs its GEMMs on one core.
+    withSingleThreadedBLAS {
+        parallelFor(layout.batch * heads) { range in
+            for index in range {
+                let b = index / heads, h = index % heads
+                let scores = pp + index * n * n
+                gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: factor,
+                     a: q + layout.queryOffset(b, h), lda: ld, b: k + layout.keyOffset(b, h), ldb: ld, c: scores, ldc: n)
+                for r in 0..<n { softmaxRow(scores + r * n, scores + r * n, n) }
+                gemm(transposeA: false, transposeB: false, m: n, n: d, k: n,
+                     a: scores, lda: n, b: v + layout.valueOffset(b, h), ldb: ld, c: out + layout.outputOffset(b, h), ldc: layout.outputStride)
+            }
         }
     }
-    Tape.current.record(out, inputs: [q, k, v]) { g in
-        let pp = probabilities.data, pq = q.data, pk = k.data, pv = v.data
-        let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape), gv = Tensor(uninitializedShape: v.shape)
-        let scratch = Tensor(uninitializedShape: [heads, n, n])
-        let pg = g.data, pgq = gq.data, pgk = gk.data, pgv = gv.data, ps = scratch.data
-        parallelFor(heads) { range in
-            for h in range {
-                let p = pp + h * n * n, dp = ps + h * n * n
-                let gh = pg + h * n * d
+}
+
+private func attentionBackward(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                               probabilities pp: UnsafePointer<Float>, gradOut pg: UnsafePointer<Float>,
+                               gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float) {
+    let n = layout.tokens, d = layout.width, heads = layout.heads
+    let ld = layout.inputStride
+    let scratch = Tensor(uninitializedShape: [layout.batch * heads, n, n])
+    let ps = scratch.data
+    withSingleThreadedBLAS {
+        parallelFor(layout.batch * heads) { range in
+            for index in range {
+                let b = index / heads, h = index % heads
+                let p = pp + index * n * n, dp = ps + index * n * n
+                let gh = pg + layout.outputOffset(b, h), ldo = layout.outputStride
                 // dV = P^T dO
-                gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: p, lda: n, b: gh, ldb: d, c: pgv + h * n * d, ldc: d)
+                gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: p, lda: n, b: gh, ldb: ldo, c: gv + layout.valueOffset(b, h), ldc: ld)
                 // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
-                gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, a: gh, lda: d, b: pv + h * n * d, ldb: d, c: dp, ldc: n)
+                gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, a: gh, lda: ldo, b: v + layout.valueOffset(b, h), ldb: ld, c: dp, ldc: n)
                 for r in 0..<n {
                     let pr = p + r * n, dr = dp + r * n
                     let inner = dot(pr, dr, count: n)
                     for c in 0..<n { dr[c] = pr[c] * (dr[c] - inner) * factor }
                 }
                 // dQ = dS K, dK = dS^T Q
-                gemm(transposeA: false, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: pk + h * n * d, ldb: d, c: pgq + h * n * d, ldc: d)
-                gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: pq + h * n * d, ldb: d, c: pgk + h * n * d, ldc: d)
+                gemm(transposeA: false, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: k + layout.keyOffset(b, h), ldb: ld, c: gq + layout.queryOffset(b, h), ldc: ld)
+                gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: q + layout.queryOffset(b, h), ldb: ld, c: gk + layout.keyOffset(b, h), ldc: ld)
             }
         }
+    }
+}
+
+/// softmax(Q K^T * scale) V over (..., N, D) queries, keys and values (leading dimensions are
+/// batch and heads).
+public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: Tensor, scale: Float? = nil) -> Tensor {
+    ensure(q.rank >= 2 && q.shape == k.shape && k.shape == v.shape,
+           "scaledDotProductAttention: query \(q.shape), key \(k.shape), value \(v.shape) must match")
+    let n = q.shape[q.rank - 2], d = q.shape[q.rank - 1]
+    let slices = q.count / (n * d)
+    let factor = scale ?? 1 / Float(d).squareRoot()
+    let contiguous: (Int, Int) -> Int = { b, _ in b * n * d }
+    let layout = AttentionLayout(batch: slices, heads: 1, tokens: n, width: d, queryOffset: contiguous, keyOffset: contiguous,
+                                 valueOffset: contiguous, inputStride: d, outputOffset: contiguous, outputStride: d)
+    let probabilities = Tensor(uninitializedShape: [slices, n, n])
+    let out = Tensor(uninitializedShape: q.shape)
+    attention(layout, q: q.data, k: k.data, v: v.data, out: out.data, probabilities: probabilities.data, factor: factor)
+    Tape.current.record(out, inputs: [q, k, v]) { g in
+        let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape), gv = Tensor(uninitializedShape: v.shape)
+        attentionBackward(layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data, gradOut: g.data,
+                          gq: gq.data, gk: gk.data, gv: gv.data, factor: factor)
         accumulateGradient(q, gq)
         accumulateGradient(k, gk)
         accumulateGradient(v, gv)
+    }
+    return out
+}
+
+/// Multi-head self-attention on the packed output of a qkv projection: (B, N, 3C) laid out as
+/// (B, N, 3, heads, C / heads), as timm's Attention reshapes it, to (B, N, C) with the heads
+/// concatenated. Equal to splitting, permuting and calling `scaledDotProductAttention`, without
+/// the copies.
+public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+    ensure(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0, "packedSelfAttention: input \(qkv.shape) is not (B, N, 3 * C) with C divisible by \(heads) heads")
+    let b = qkv.shape[0], n = qkv.shape[1], c = qkv.shape[2] / 3, d = c / heads
+    let factor = scale ?? 1 / Float(d).squareRoot()
+    let layout = AttentionLayout(
+        batch: b, heads: heads, tokens: n, width: d,
+        queryOffset: { batch, head in batch * n * 3 * c + head * d },
+        keyOffset: { batch, head in batch * n * 3 * c + c + head * d },
+        valueOffset: { batch, head in batch * n * 3 * c + 2 * c + head * d },
+        inputStride: 3 * c,
+        outputOffset: { batch, head in batch * n * c + head * d },
+        outputStride: c)
+    let probabilities = Tensor(uninitializedShape: [b * heads, n, n])
+    let out = Tensor(uninitializedShape: [b, n, c])
+    attention(layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor)
+    Tape.current.record(out, inputs: [qkv]) { g in
+        let gqkv = Tensor(uninitializedShape: qkv.shape)
+        attentionBackward(layout, q: qkv.data, k: qkv.data, v: qkv.data, probabilities: probabilities.data, gradOut: g.data,
+                          gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor)
+        accumulateGradient(qkv, gqkv)
     }
     return out
 }

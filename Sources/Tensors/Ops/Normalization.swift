@@ -180,18 +180,34 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
             }
             accumulateGradient(x, gx)
         }
-        if let weight, weight.requiresGrad {
-            let gw = Tensor(zeros: [width])
-            for r in 0..<rows {
+        let needWeight = weight?.requiresGrad ?? false, needBias = bias?.requiresGrad ?? false
+        guard needWeight || needBias else { return }
+        // Per-chunk partial sums over rows, added in chunk order: parallel and reproducible.
+        let (chunks, _) = parallelChunking(rows, grain: max(1, 8192 / width))
+        let partials = Tensor(zeros: [chunks, 2, width])
+        let pp = partials.data
+        parallelChunks(rows, grain: max(1, 8192 / width)) { chunk, range in
+            let sw = pp + chunk * 2 * width, sb = sw + width
+            for r in range {
                 let row = px + r * width, grow = pg + r * width
                 let m = pm[r], s = pis[r]
-                for i in 0..<width { gw.data[i] += grow[i] * (row[i] - m) * s }
+                for i in 0..<width {
+                    sw[i] += grow[i] * (row[i] - m) * s
+                    sb[i] += grow[i]
+                }
             }
+        }
+        for chunk in 1..<max(1, chunks) {
+            addInPlace(pp, pp + chunk * 2 * width, count: 2 * width)
+        }
+        if let weight, needWeight {
+            let gw = Tensor(uninitializedShape: [width])
+            gw.data.update(from: pp, count: width)
             accumulateGradient(weight, gw)
         }
-        if let bias, bias.requiresGrad {
-            let gb = Tensor(zeros: [width])
-            for r in 0..<rows { addInPlace(gb.data, pg + r * width, count: width) }
+        if let bias, needBias {
+            let gb = Tensor(uninitializedShape: [width])
+            gb.data.update(from: pp + width, count: width)
             accumulateGradient(bias, gb)
         }
     }
