@@ -51,8 +51,13 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(mpi["rank"] as? Int, 0)
         XCTAssertEqual(mpi["thread_level"] as? String, "MPI_THREAD_MULTIPLE")
         XCTAssertNotNil((object?["fftw"] as? [String: Any])?["version"])
-        XCTAssertNotNil(object?["models"] as? [Any])
-        XCTAssertNotNil(object?["datasets"] as? [Any])
+        let models = try XCTUnwrap(object?["models"] as? [[String: Any]])
+        XCTAssertEqual(models.compactMap { $0["name"] as? String }.prefix(2), ["resnet8", "resnet20"])
+        let vit = try XCTUnwrap(models.first { $0["name"] as? String == "vit-tiny" })
+        XCTAssertEqual(vit["parameters"] as? Int, 546_186)
+        XCTAssertEqual((vit["taps"] as? [[String: Any]])?.first?["prefix_tokens"] as? Int, 1)
+        let datasets = try XCTUnwrap(object?["datasets"] as? [[String: Any]])
+        XCTAssertTrue(datasets.contains { $0["name"] as? String == "fashion-mnist" })
     }
 
     func testUserSetCoreIsRespected() throws {

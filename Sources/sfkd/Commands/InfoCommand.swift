@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
+import Data
+import Models
 import Runtime
+import Tensors
 
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,8 +31,8 @@ struct InfoCommand: ParsableCommand {
             ],
             "fftw": ["version": NativeVersions.fftw],
             "zlib": ["version": NativeVersions.zlib],
-            "models": [[String: Any]](),
-            "datasets": [[String: Any]](),
+            "models": try modelList(),
+            "datasets": DatasetRegistry.entries.map { ["name": $0.name, "summary": $0.summary, "default_directory": $0.defaultDirectory ?? NSNull()] as [String: Any] },
         ]
         if MPIProcess.worldRank != 0 { return }
         if json {
@@ -42,8 +45,31 @@ struct InfoCommand: ParsableCommand {
             MPI       \(MPIProcess.libraryVersion), \(MPIProcess.threadLevelName), world size \(MPIProcess.worldSize)
             FFTW      \(NativeVersions.fftw)
             zlib      \(NativeVersions.zlib)
-            models    (none yet)
-            datasets  (none yet)
             """)
+        print("models (taps for a 3x32x32 input; token taps are (B, N, C) with the class token first):")
+        for model in try modelList() {
+            let taps = (model["taps"] as! [[String: Any]]).map { tap in
+                "\((tap["shape"] as! [Int]).map(String.init).joined(separator: "x"))\(tap["layout"] as! String == "tokens" ? " tokens" : "")"
+            }
+            print("  \((model["name"] as! String).padding(toLength: 12, withPad: " ", startingAt: 0)) \(model["parameters"]!) parameters; taps \(taps.joined(separator: ", "))")
+        }
+        print("datasets:")
+        for entry in DatasetRegistry.entries {
+            print("  \(entry.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(entry.summary)\(entry.defaultDirectory.map { " [\($0)]" } ?? "")")
+        }
+    }
+
+    /// Every registry model built for 3x32x32 images and 10 classes, with its taps.
+    private func modelList() throws -> [[String: Any]] {
+        try ModelRegistry.entries.map { entry in
+            let model = try ModelRegistry.make(entry.name, inputShape: [3, 32, 32], classes: 10, seed: 0)
+            let taps = ModelRegistry.describeTaps(model, inputShape: [3, 32, 32]).map { tap -> [String: Any] in
+                switch tap.layout {
+                case .spatial: return ["shape": tap.shape, "layout": "spatial"]
+                case let .tokens(prefix, h, w): return ["shape": tap.shape, "layout": "tokens", "prefix_tokens": prefix, "grid": [h, w]]
+                }
+            }
+            return ["name": entry.name, "family": entry.family, "summary": entry.summary, "parameters": model.parameterCount, "taps": taps]
+        }
     }
 }
