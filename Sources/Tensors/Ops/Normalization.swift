@@ -28,9 +28,7 @@ public func batchNorm(
                 var s = 0.0, ss = 0.0
                 for n in 0..<batch {
                     let p = px + (n * channels + c) * plane
-                    var ps: Float = 0, pss: Float = 0
-                    for i in 0..<plane { ps += p[i]; pss += p[i] * p[i] }
-                    s += Double(ps); ss += Double(pss)
+                    s += Double(sum(p, count: plane)); ss += Double(dot(p, p, count: plane))
                 }
                 stats[c] = s; stats[channels + c] = ss
             }
@@ -79,12 +77,10 @@ public func batchNorm(
                 let m = pm[c], s = pis[c]
                 for n in 0..<batch {
                     let offset = (n * channels + c) * plane
-                    var a: Float = 0, b: Float = 0
-                    for i in 0..<plane {
-                        a += pg[offset + i]
-                        b += pg[offset + i] * (px[offset + i] - m) * s
-                    }
-                    sg += Double(a); sgx += Double(b)
+                    // sum(g * (x - m) * s) = s * (sum(g * x) - m * sum(g))
+                    let a = sum(pg + offset, count: plane)
+                    let gx = dot(pg + offset, px + offset, count: plane)
+                    sg += Double(a); sgx += Double(s) * (Double(gx) - Double(m) * Double(a))
                 }
                 sums[c] = sg; sums[channels + c] = sgx
             }

@@ -8,8 +8,15 @@ private let inverseSqrt2Pi: Float = 0.39894228040143268
 
 private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
     switch kind {
-    case .relu: for i in range { y[i] = x[i] > 0 ? x[i] : 0 }
-    case .relu6: for i in range { y[i] = min(max(x[i], 0), 6) }
+    case .relu:
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in
+            let v = loadLanes(x, base + i, n)
+            storeLanes(v.replacing(with: 0, where: v .< 0), y, base + i, n)
+        }
+    case .relu6:
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in storeLanes(clamp(loadLanes(x, base + i, n), 0, 6), y, base + i, n) }
     case .gelu:
         let base = range.lowerBound
         mapLanes(range.count) { i, n in
@@ -33,8 +40,18 @@ private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: Uns
 /// gx = g * f'(x), using whichever of x and y = f(x) is cheaper.
 private func unaryBackward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
     switch kind {
-    case .relu: for i in range { gx[i] = x[i] > 0 ? g[i] : 0 }
-    case .relu6: for i in range { gx[i] = x[i] > 0 && x[i] < 6 ? g[i] : 0 }
+    case .relu:
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in
+            let v = loadLanes(x, base + i, n)
+            storeLanes(loadLanes(g, base + i, n).replacing(with: 0, where: v .<= 0), gx, base + i, n)
+        }
+    case .relu6:
+        let base = range.lowerBound
+        mapLanes(range.count) { i, n in
+            let v = loadLanes(x, base + i, n)
+            storeLanes(loadLanes(g, base + i, n).replacing(with: 0, where: (v .<= 0) .| (v .>= 6)), gx, base + i, n)
+        }
     case .gelu:
         let base = range.lowerBound
         mapLanes(range.count) { i, n in
