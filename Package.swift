@@ -28,6 +28,7 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: fastMath),
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Layers", "Tensors"], swiftSettings: fastMath),
+        .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),
         .target(name: "Data", dependencies: ["Tensors", "CZlib"], swiftSettings: fastMath),
         .target(
             name: "Training",
@@ -47,6 +48,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors"]),
+        .testTarget(name: "SpectralTests", dependencies: ["Spectral", "Tensors"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Data", "Layers", "Tensors"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
