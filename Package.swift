@@ -30,9 +30,10 @@ let package = Package(
         .target(name: "Models", dependencies: ["Layers", "Tensors"], swiftSettings: fastMath),
         .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),
         .target(name: "Data", dependencies: ["Tensors", "CZlib"], swiftSettings: fastMath),
+        .target(name: "Distill", dependencies: ["Tensors", "Layers", "Models", "Data", "Spectral"], swiftSettings: fastMath),
         .target(
             name: "Training",
-            dependencies: ["Tensors", "Layers", "Models", "Data", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", .product(name: "Yams", package: "Yams")],
             swiftSettings: fastMath
         ),
         .target(name: "Runtime", dependencies: ["CBLAS", "CMPI", "CFFTW", "CZlib", "Tensors"], swiftSettings: fastMath),
@@ -50,7 +51,8 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors"]),
         .testTarget(name: "SpectralTests", dependencies: ["Spectral", "Tensors"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensors"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Data", "Layers", "Tensors"]),
+        .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
         .testTarget(name: "CLITests", dependencies: ["sfkd"]),
     ],

@@ -1,4 +1,5 @@
 import Data
+import Distill
 import Foundation
 import Layers
 import Models
@@ -13,6 +14,8 @@ public final class Trainer {
     public let model: any ImageClassifier
     public let description: ModelDescription
     public let objective: any TrainingObjective
+    /// The frozen teacher, when a method distils from one.
+    public let teacher: (any ImageClassifier)?
     let optimizer: any Optimizer
     let schedule: any LearningRateSchedule
     let augmentation: Augmentation
@@ -31,13 +34,40 @@ public final class Trainer {
         model = try ModelRegistry.make(config.model, inputShape: splits.shape, classes: splits.classes, seed: UInt64(config.seed))
         description = ModelDescription(architecture: config.model, dataset: splits.name, classes: splits.classes,
                                        inputShape: splits.shape, mean: splits.mean, std: splits.std)
-        self.objective = objective ?? CrossEntropyObjective(labelSmoothing: Float(config.labelSmoothing))
-
         stepsPerEpoch = splits.train.count / config.batchSize
         guard stepsPerEpoch >= 1 else {
             throw UserError("config: 'batch_size' \(config.batchSize) is larger than the \(splits.train.count) training images of '\(splits.name)'")
         }
         totalSteps = config.steps ?? (config.epochs ?? 1) * stepsPerEpoch
+
+        var settings = config.distillation
+        settings.labelSmoothing = Float(config.labelSmoothing)
+        settings.dkdWarmupSteps = max(1, min(20 * stepsPerEpoch, totalSteps / 4))
+        if settings.method.needsTeacher, let path = config.teacher {
+            let (teacherModel, teacherDescription, file) = try ModelFile.open(path)
+            guard teacherDescription.dataset == splits.name else {
+                throw UserError("teacher \(file) was trained on '\(teacherDescription.dataset)'; this run uses '\(splits.name)'")
+            }
+            try teacherDescription.checkCompatible(with: splits, path: file)
+            teacherModel.eval()
+            teacherModel.freeze()
+            teacher = teacherModel
+        } else {
+            teacher = nil
+        }
+        if let objective {
+            self.objective = objective
+        } else if let teacher {
+            let frozen = teacher
+            self.objective = try DistillationObjective(
+                settings: settings,
+                studentTaps: ModelRegistry.describeTaps(model, inputShape: splits.shape),
+                teacherTaps: ModelRegistry.describeTaps(teacher, inputShape: splits.shape),
+                classes: splits.classes, seed: UInt64(config.seed),
+                teacherOutputs: { batch in withNoGrad { frozen.forward(batch.images) } })
+        } else {
+            self.objective = CrossEntropyObjective(labelSmoothing: Float(config.labelSmoothing))
+        }
 
         var named = model.namedParameters()
         for (prefix, module) in self.objective.auxiliaryModules { named += module.namedParameters(prefix: prefix + ".") }
@@ -86,6 +116,9 @@ public final class Trainer {
         try writeAtomically(Data(try config.yaml().utf8), to: (output as NSString).appendingPathComponent("config.yaml"))
         let metrics = try MetricsLog(path: (output as NSString).appendingPathComponent("metrics.jsonl"))
         let started = Date()
+        if let teacher {
+            progress.message("distil \(teacher.architecture) -> \(config.model) with \(config.distillation.method.rawValue); trainable helpers: \(objective.auxiliaryModules.reduce(0) { $0 + $1.1.parameterCount }) parameters")
+        }
         progress.message("train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize), \(totalSteps) steps (\(stepsPerEpoch) per epoch), \(config.optimizer) lr \(config.resolvedLearningRate), \(Threads.count) threads")
 
         let sampler = ShardedSampler(count: splits.train.count, seed: UInt64(config.seed))
@@ -95,6 +128,7 @@ public final class Trainer {
         var windowStart = Date()
         var lastEvaluation: EvaluationResult?
         model.train()
+        for (_, module) in objective.auxiliaryModules { module.train() }
 
         while state.step < totalSteps {
             let epoch = state.step / stepsPerEpoch

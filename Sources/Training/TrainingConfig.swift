@@ -1,3 +1,4 @@
+import Distill
 import Foundation
 import Tensors
 import Yams
@@ -33,6 +34,9 @@ public struct TrainingConfig: Equatable, Sendable {
     public var checkpointEverySteps: Int?
     public var keepCheckpoints = 3
     public var threads: Int?
+    /// `model.safetensors` of the frozen teacher (`--teacher`).
+    public var teacher: String?
+    public var distillation = DistillationSettings()
 
     public init() {}
 
@@ -58,6 +62,15 @@ public struct TrainingConfig: Equatable, Sendable {
         if let checkpointEverySteps, checkpointEverySteps < 1 { throw UserError("config: 'checkpoint_every' must be at least 1, found \(checkpointEverySteps)") }
         guard keepCheckpoints >= 1 else { throw UserError("config: 'keep_checkpoints' must be at least 1, found \(keepCheckpoints)") }
         if let threads, threads < 1 { throw UserError("config: 'threads' must be at least 1, found \(threads)") }
+        let d = distillation
+        if d.method.needsTeacher && teacher == nil {
+            throw UserError("config: method '\(d.method.rawValue)' needs a teacher: pass --teacher FILE (a model.safetensors written by sfkd train)")
+        }
+        guard d.temperature > 0 else { throw UserError("config: 'tau' must be positive, found \(d.temperature)") }
+        guard d.dwtLevels >= 1 else { throw UserError("config: 'dwt_levels' must be at least 1, found \(d.dwtLevels)") }
+        guard d.gfflRho > 0 else { throw UserError("config: 'gffl_rho' must be positive, found \(d.gfflRho)") }
+        guard d.gfflAlpha >= 0 else { throw UserError("config: 'gffl_alpha' must be at least 0, found \(d.gfflAlpha)") }
+        guard d.ofaEpsilon > 0 else { throw UserError("config: 'ofa_eps' must be positive, found \(d.ofaEpsilon)") }
         guard seed >= 0 else { throw UserError("config: 'seed' must be at least 0, found \(seed)") }
     }
 }
@@ -80,6 +93,17 @@ extension TrainingConfig {
         optionalInt("crop_padding", \.cropPadding), optionalBool("flip", \.horizontalFlip), int("seed", \.seed), string("out", \.output),
         int("log_every", \.logEverySteps), optionalInt("checkpoint_every", \.checkpointEverySteps), int("keep_checkpoints", \.keepCheckpoints),
         optionalInt("threads", \.threads),
+        optionalString("teacher", \.teacher),
+        choice("method", \.distillation.method), intList("kd_stages", \.distillation.stages),
+        float("lambda_ce", \.distillation.lambdaCE), float("lambda_kd", \.distillation.lambdaKD), float("tau", \.distillation.temperature),
+        float("dkd_alpha", \.distillation.dkdAlpha), float("dkd_beta", \.distillation.dkdBeta),
+        float("ofa_eps", \.distillation.ofaEpsilon), float("ofa_tau", \.distillation.ofaTemperature),
+        choice("feat_norm", \.distillation.featureNormalization), int("dwt_levels", \.distillation.dwtLevels),
+        optionalInt("ds2s_dim", \.distillation.ds2sWidth),
+        float("lambda_low", \.distillation.lambdaLow), float("lambda_high", \.distillation.lambdaHigh),
+        float("lambda_wav", \.distillation.lambdaWavelet), float("lambda_freq", \.distillation.lambdaFrequency),
+        float("gffl_rho", \.distillation.gfflRho), float("gffl_alpha", \.distillation.gfflAlpha),
+        choice("logit_loss", \.distillation.logitLoss), float("lambda_fitnet", \.distillation.lambdaFitNet),
     ]
 
     static var keyNames: [String] { keys.map(\.name) }
@@ -182,4 +206,33 @@ private func string(_ name: String, _ path: WritableKeyPath<TrainingConfig, Stri
 }
 private func optionalString(_ name: String, _ path: WritableKeyPath<TrainingConfig, String?>) -> ConfigKey {
     ConfigKey(name: name, apply: { $0[keyPath: path] = isNull($1) ? nil : try asString($1) }, render: { $0[keyPath: path] })
+}
+
+private func float(_ name: String, _ path: WritableKeyPath<TrainingConfig, Float>) -> ConfigKey {
+    ConfigKey(name: name, apply: { $0[keyPath: path] = Float(try asDouble($1)) }, render: { Double($0[keyPath: path]) })
+}
+
+/// A key whose values are the raw values of an enum.
+private func choice<E: RawRepresentable & CaseIterable>(_ name: String, _ path: WritableKeyPath<TrainingConfig, E>) -> ConfigKey where E.RawValue == String {
+    ConfigKey(name: name, apply: { config, value in
+        guard let text = value as? String, let parsed = E(rawValue: text) else {
+            throw ConfigTypeError(expected: "one of " + E.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        config[keyPath: path] = parsed
+    }, render: { $0[keyPath: path].rawValue })
+}
+
+/// A list of integers, as a YAML list or a comma-separated string ("-2,-1").
+private func intList(_ name: String, _ path: WritableKeyPath<TrainingConfig, [Int]>) -> ConfigKey {
+    ConfigKey(name: name, apply: { config, value in
+        if let list = value as? [Any] {
+            config[keyPath: path] = try list.map(asInt)
+        } else if let text = value as? String {
+            config[keyPath: path] = try text.split(separator: ",").map { try asInt(String($0)) }
+        } else if let single = value as? Int {
+            config[keyPath: path] = [single]
+        } else {
+            throw ConfigTypeError(expected: "a list of integers such as -2,-1")
+        }
+    }, render: { $0[keyPath: path] })
 }

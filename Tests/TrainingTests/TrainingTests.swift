@@ -1,4 +1,5 @@
 import Data
+import Distill
 import Foundation
 import Layers
 import Models

@@ -41,6 +41,27 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int?
     @Flag(help: "Continue from the newest complete checkpoint in --out (its config.yaml is the base).") var resume = false
 
+    @Option(help: "Frozen teacher: a model.safetensors written by sfkd train on the same dataset.") var teacher: String?
+    @Option(help: "Distillation method: none (default), kd, dkd, fitnet, ofa, sfkd.") var method: String?
+    @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: "Tap indices to distil, negatives from the end (default -2,-1).") var kdStages: String?
+    @Option(help: "KD/DKD temperature (default 4).") var tau: Double?
+    @Option(name: .customLong("lambda-ce"), help: "Weight of cross-entropy (default 1).") var lambdaCE: Double?
+    @Option(name: .customLong("lambda-kd"), help: "Weight of the logit loss (default 1).") var lambdaKD: Double?
+    @Option(name: .customLong("dkd-alpha"), help: "DKD target-class weight (default 1).") var dkdAlpha: Double?
+    @Option(name: .customLong("dkd-beta"), help: "DKD non-target weight (default 8).") var dkdBeta: Double?
+    @Option(name: .customLong("ofa-eps"), help: "OFA target exponent (default 1).") var ofaEps: Double?
+    @Option(name: .customLong("feat-norm"), help: "Feature normalisation: layernorm (default) or none.") var featNorm: String?
+    @Option(name: .customLong("dwt-levels"), help: "Haar levels (default 2; reduced to fit the grid).") var dwtLevels: Int?
+    @Option(name: .customLong("ds2s-dim"), help: "DS2S width, a multiple of 8 (default min(C_t, 64)).") var ds2sDim: Int?
+    @Option(name: .customLong("lambda-low"), help: "Wavelet loss weight of the approximation band (default 1).") var lambdaLow: Double?
+    @Option(name: .customLong("lambda-high"), help: "Wavelet loss weight of the detail bands (default 1).") var lambdaHigh: Double?
+    @Option(name: .customLong("lambda-wav"), help: "Weight of the wavelet loss (default 1).") var lambdaWav: Double?
+    @Option(name: .customLong("lambda-freq"), help: "Weight of the Gaussian-filtered frequency loss (default 1).") var lambdaFreq: Double?
+    @Option(name: .customLong("gffl-rho"), help: "Gaussian width as a fraction of min(H, W) (default 0.25).") var gfflRho: Double?
+    @Option(name: .customLong("gffl-alpha"), help: "Focal exponent of the frequency loss (default 0: off).") var gfflAlpha: Double?
+    @Option(name: .customLong("logit-loss"), help: "SFKD's logit term: kd (default), ofa or none.") var logitLoss: String?
+    @Option(name: .customLong("lambda-fitnet"), help: "Weight of FitNet's hint loss (default 1).") var lambdaFitNet: Double?
+
     func run() throws {
         // The config file may name the run folder; a resumed run starts from that folder's config.yaml.
         var fromFile = TrainingConfig()
@@ -60,6 +81,11 @@ struct TrainCommand: ParsableCommand {
             ("warmup_epochs", warmupEpochs), ("min_lr", minLR), ("label_smoothing", labelSmoothing), ("clip_grad_norm", clipGradNorm),
             ("crop_padding", cropPadding), ("flip", flip), ("seed", seed), ("out", out), ("log_every", logEvery),
             ("checkpoint_every", checkpointEvery), ("keep_checkpoints", keepCheckpoints), ("threads", threads),
+            ("teacher", teacher), ("method", method), ("kd_stages", kdStages), ("tau", tau), ("lambda_ce", lambdaCE),
+            ("lambda_kd", lambdaKD), ("dkd_alpha", dkdAlpha), ("dkd_beta", dkdBeta), ("ofa_eps", ofaEps), ("feat_norm", featNorm),
+            ("dwt_levels", dwtLevels), ("ds2s_dim", ds2sDim), ("lambda_low", lambdaLow), ("lambda_high", lambdaHigh),
+            ("lambda_wav", lambdaWav), ("lambda_freq", lambdaFreq), ("gffl_rho", gfflRho), ("gffl_alpha", gfflAlpha),
+            ("logit_loss", logitLoss), ("lambda_fitnet", lambdaFitNet),
         ]
         for (key, value) in flags {
             if let value { try resolved.set(key, to: value, source: "flag --\(key.replacingOccurrences(of: "_", with: "-"))") }
