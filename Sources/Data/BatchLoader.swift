@@ -6,6 +6,12 @@ public struct Batch {
     public let images: Tensor
     public let labels: [Int]
     public let indices: [Int]
+
+    public init(images: Tensor, labels: [Int], indices: [Int]) {
+        self.images = images
+        self.labels = labels
+        self.indices = indices
+    }
 }
 
 /// Prepares batches on a background thread, `prefetch` ahead of the training loop, so decoding
