@@ -1,0 +1,81 @@
+import Data
+import Distill
+import Foundation
+import Models
+import Tensors
+import Training
+import XCTest
+
+final class DistillationTrainingTests: XCTestCase {
+    func teacherFile() throws -> String {
+        let folder = try temporaryFolder(self)
+        var c = TrainingConfig()
+        c.model = "resnet8"
+        c.dataset = "tiny"
+        c.batchSize = 16
+        c.steps = 3
+        c.output = folder
+        try Trainer(config: c, splits: tinySplits()).run()
+        return folder + "/model.safetensors"
+    }
+
+    func distillConfig(_ method: DistillationMethod, teacher: String, output: String) -> TrainingConfig {
+        var c = TrainingConfig()
+        c.model = "vit-tiny"
+        c.dataset = "tiny"
+        c.batchSize = 16
+        c.steps = 8
+        c.output = output
+        c.logEverySteps = 1
+        c.checkpointEverySteps = 4
+        c.teacher = teacher
+        c.distillation.method = method
+        return c
+    }
+
+    func testSFKDResumeReproducesTheUninterruptedRun() throws {
+        let teacher = try teacherFile()
+        let straight = try temporaryFolder(self), interrupted = try temporaryFolder(self)
+        try Trainer(config: distillConfig(.sfkd, teacher: teacher, output: straight), splits: tinySplits()).run()
+        try Trainer(config: distillConfig(.sfkd, teacher: teacher, output: interrupted), splits: tinySplits()).run()
+        try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-6")
+        try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-8")
+        try Trainer(config: distillConfig(.sfkd, teacher: teacher, output: interrupted), splits: tinySplits()).run(resume: true)
+        XCTAssertEqual(try trainLines(straight).suffix(4).map { $0["loss"] as! Double }, try trainLines(interrupted).suffix(4).map { $0["loss"] as! Double })
+        // The student alone goes into model.safetensors; the DS2S and aligner weights only into checkpoints.
+        let model = try SafeTensors.read(straight + "/model.safetensors")
+        XCTAssertFalse(model.names.contains { $0.hasPrefix("aux.") })
+        let optimizer = try SafeTensors.read(straight + "/checkpoints/step-8/optimizer.safetensors")
+        XCTAssertTrue(optimizer.names.contains("aux.ds2s.0.embed.weight"))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: straight + "/model.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors")))
+    }
+
+    func testTeacherProblemsAreRefusedBeforeTraining() throws {
+        let teacher = try teacherFile()
+        let folder = try temporaryFolder(self)
+        var noTeacher = distillConfig(.kd, teacher: teacher, output: folder + "/a")
+        noTeacher.teacher = nil
+        XCTAssertThrowsError(try Trainer(config: noTeacher, splits: tinySplits())) { error in
+            XCTAssertTrue("\(error)".contains("method 'kd' needs a teacher: pass --teacher"), "\(error)")
+        }
+        XCTAssertThrowsError(try Trainer(config: distillConfig(.kd, teacher: folder + "/missing.safetensors", output: folder + "/b"), splits: tinySplits())) { error in
+            XCTAssertTrue("\(error)".contains("missing.safetensors not found"), "\(error)")
+        }
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: folder + "/corrupt.safetensors"))
+        XCTAssertThrowsError(try Trainer(config: distillConfig(.kd, teacher: folder + "/corrupt.safetensors", output: folder + "/c"), splits: tinySplits())) { error in
+            XCTAssertTrue("\(error)".contains("corrupt.safetensors"), "\(error)")
+        }
+        var otherDataset = distillConfig(.kd, teacher: teacher, output: folder + "/d")
+        otherDataset.dataset = "synthetic"
+        XCTAssertThrowsError(try Trainer(config: otherDataset)) { error in
+            XCTAssertTrue("\(error)".contains("was trained on 'tiny'; this run uses 'synthetic'"), "\(error)")
+        }
+        var badStage = distillConfig(.fitnet, teacher: teacher, output: folder + "/e")
+        badStage.distillation.stages = [7]
+        XCTAssertThrowsError(try Trainer(config: badStage, splits: tinySplits())) { error in
+            XCTAssertTrue("\(error)".contains("--kd-stages 7 is out of range"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/e"))
+    }
+}
