@@ -1,40 +1,88 @@
+import Data
+import Distill
 import Foundation
 import Layers
 import Models
 import Tensors
 
 /// `sfkd bench step`: one training step (forward, backward, SGD with momentum) of a registry
-/// model on random 3x32x32 images with 10 classes; the median over the timed steps.
+/// model on random 3x32x32 images with 10 classes; the median over the timed steps. With a
+/// teacher model and methods, a full distillation step (teacher forward included) per method,
+/// the methods timed alternately, step after step, so their ratio is fair on a noisy host.
 struct StepBenchmark {
     let model: String
     let batchSize: Int
     let steps: Int
     let warmup: Int
+    var teacherModel: String?
+    var methods: [DistillationMethod] = [.none]
+
+    struct Setup {
+        let method: DistillationMethod
+        let student: any ImageClassifier
+        let objective: any TrainingObjective
+        let optimizer: SGD
+    }
 
     func run() throws -> [String: Any] {
-        let network = try ModelRegistry.make(model, inputShape: [3, 32, 32], classes: 10, seed: 0)
-        let groups = ParameterGroup.decayAndNoDecay(network.namedParameters(), weightDecay: 5e-4, exempt: network.noWeightDecay)
-        let optimizer = SGD(groups: groups, learningRate: 0.01, momentum: 0.9)
+        let shape = [3, 32, 32]
         var generator = RandomGenerator(seed: 1)
-        let images = Tensor(uninitializedShape: [batchSize, 3, 32, 32])
+        let images = Tensor(uninitializedShape: [batchSize] + shape)
         for i in 0..<images.count { images.data[i] = generator.nextNormal() }
         let labels = (0..<batchSize).map { _ in Int(generator.next() % 10) }
-        network.train()
-        var seconds: [Double] = []
-        for step in 0..<(warmup + steps) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let loss = crossEntropy(network.forward(images).logits, labels: labels)
-            optimizer.zeroGrad()
-            loss.backward()
-            optimizer.step()
-            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-            if step >= warmup { seconds.append(elapsed) }
+        let batch = Batch(images: images, labels: labels, indices: Array(0..<batchSize))
+        let teacher = try teacherModel.map { try ModelRegistry.make($0, inputShape: shape, classes: 10, seed: 3) }
+        teacher?.eval()
+        teacher?.freeze()
+
+        var setups: [Setup] = []
+        for method in methods {
+            let student = try ModelRegistry.make(model, inputShape: shape, classes: 10, seed: 0)
+            let objective: any TrainingObjective
+            if let teacher, method != .none {
+                var settings = DistillationSettings()
+                settings.method = method
+                objective = try DistillationObjective(settings: settings, studentTaps: ModelRegistry.describeTaps(student, inputShape: shape),
+                                                      teacherTaps: ModelRegistry.describeTaps(teacher, inputShape: shape), classes: 10, seed: 0) { batch in
+                    withNoGrad { teacher.forward(batch.images) }
+                }
+            } else {
+                objective = CrossEntropyObjective(labelSmoothing: 0)
+            }
+            var named = student.namedParameters()
+            for (prefix, module) in objective.auxiliaryModules { named += module.namedParameters(prefix: prefix + ".") }
+            let groups = ParameterGroup.decayAndNoDecay(named, weightDecay: 5e-4, exempt: student.noWeightDecay)
+            student.train()
+            for (_, module) in objective.auxiliaryModules { module.train() }
+            setups.append(Setup(method: method, student: student, objective: objective, optimizer: SGD(groups: groups, learningRate: 0.01, momentum: 0.9)))
         }
-        seconds.sort()
-        let median = seconds[seconds.count / 2]
-        return ["model": model, "parameters": network.parameterCount, "batch_size": batchSize, "threads": Threads.count,
-                "steps": steps, "median_step_ms": median * 1e3, "images_per_sec": Double(batchSize) / median,
-                "peak_rss_mb": peakResidentMegabytes()]
+        var seconds = [[Double]](repeating: [], count: setups.count)
+        for step in 0..<(warmup + steps) {
+            for (k, setup) in setups.enumerated() {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let output = setup.student.forward(images)
+                let (loss, _) = setup.objective.loss(student: output, batch: batch, step: step)
+                setup.optimizer.zeroGrad()
+                loss.backward()
+                setup.optimizer.step()
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                if step >= warmup { seconds[k].append(elapsed) }
+            }
+        }
+        let medians = seconds.map { $0.sorted()[$0.count / 2] }
+        let perMethod: [[String: Any]] = zip(setups, medians).map { setup, median in
+            ["method": setup.method.rawValue, "median_step_ms": median * 1e3, "images_per_sec": Double(batchSize) / median,
+             "helper_parameters": setup.objective.auxiliaryModules.reduce(0) { $0 + $1.1.parameterCount },
+             "vs_first": median / medians[0]]
+        }
+        var result: [String: Any] = ["model": model, "parameters": setups[0].student.parameterCount, "batch_size": batchSize,
+                                     "threads": Threads.count, "steps": steps, "median_step_ms": medians[0] * 1e3,
+                                     "images_per_sec": Double(batchSize) / medians[0], "peak_rss_mb": peakResidentMegabytes()]
+        if let teacherModel {
+            result["teacher_model"] = teacherModel
+            result["methods"] = perMethod
+        }
+        return result
     }
 }
 

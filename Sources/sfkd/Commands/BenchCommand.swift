@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Runtime
+import Distill
 import Tensors
 
 struct BenchCommand: ParsableCommand {
@@ -59,6 +60,8 @@ struct StepBenchCommand: ParsableCommand {
     @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int = 1
     @Option(help: "Timed steps (the median is reported).") var steps: Int = 20
     @Option(help: "Untimed steps first.") var warmup: Int = 3
+    @Option(name: .customLong("teacher-model"), help: "Time a distillation step from this (randomly initialised, frozen) registry teacher.") var teacherModel: String?
+    @Option(help: "Distillation method(s) with --teacher-model, timed alternately (repeatable): none, kd, dkd, fitnet, ofa, sfkd.") var method: [String] = []
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -69,9 +72,24 @@ struct StepBenchCommand: ParsableCommand {
 
     func run() throws {
         Threads.configure(threads)
-        let result = try StepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup).run()
+        let methods = try method.map { name -> DistillationMethod in
+            guard let parsed = DistillationMethod(rawValue: name) else {
+                throw ValidationError("--method '\(name)' is not one of \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return parsed
+        }
+        if !methods.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
+        var benchmark = StepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup)
+        benchmark.teacherModel = teacherModel
+        if teacherModel != nil { benchmark.methods = methods.isEmpty ? [.kd] : methods }
+        let result = try benchmark.run()
         if json {
             printJSON(result)
+        } else if let perMethod = result["methods"] as? [[String: Any]] {
+            report("\(teacherModel!) -> \(model), batch \(batchSize), \(threads) thread(s), full distillation steps timed alternately:")
+            for entry in perMethod {
+                report("  \((entry["method"] as! String).padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry["images_per_sec"] as! Double)) images/s, median step \(formatted(entry["median_step_ms"] as! Double, 1)) ms = \(formatted(entry["vs_first"] as! Double, 2))x the first method's, \(entry["helper_parameters"]!) helper parameters")
+            }
         } else {
             report("\(model) (\(result["parameters"]!) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result["images_per_sec"] as! Double)) images/s (median step \(formatted(result["median_step_ms"] as! Double, 2)) ms), peak RSS \(formatted(result["peak_rss_mb"] as! Double)) MB")
         }
