@@ -45,3 +45,21 @@ final class ConfigTests: XCTestCase {
         }
     }
 }
+
+final class RecipeTests: XCTestCase {
+    func testEveryRecipeParsesAndValidates() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let folder = root.appendingPathComponent("launch/recipes").path
+        let recipes = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThanOrEqual(recipes.count, 8)
+        for recipe in recipes {
+            var config = TrainingConfig()
+            try config.apply(yamlFile: folder + "/" + recipe)
+            XCTAssertNoThrow(try config.validate(), recipe)
+            if recipe.hasPrefix("distill-") {
+                XCTAssertNotEqual(config.distillation.method, .none, recipe)
+                XCTAssertEqual(config.distillation.stages, [-2, -1], recipe)
+            }
+        }
+    }
+}

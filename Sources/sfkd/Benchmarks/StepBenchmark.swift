@@ -56,24 +56,40 @@ struct StepBenchmark {
             for (_, module) in objective.auxiliaryModules { module.train() }
             setups.append(Setup(method: method, student: student, objective: objective, optimizer: SGD(groups: groups, learningRate: 0.01, momentum: 0.9)))
         }
+        // Per method and step: the whole step, then its phases (student forward, loss with the
+        // teacher forward and the method's helpers, backward, optimizer).
         var seconds = [[Double]](repeating: [], count: setups.count)
+        var phases = [[[Double]]](repeating: [[], [], [], []], count: setups.count)
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         for step in 0..<(warmup + steps) {
             for (k, setup) in setups.enumerated() {
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = now()
                 let output = setup.student.forward(images)
+                let forwardDone = now()
                 let (loss, _) = setup.objective.loss(student: output, batch: batch, step: step)
+                let lossDone = now()
                 setup.optimizer.zeroGrad()
                 loss.backward()
+                let backwardDone = now()
                 setup.optimizer.step()
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                if step >= warmup { seconds[k].append(elapsed) }
+                let end = now()
+                if step >= warmup {
+                    seconds[k].append(Double(end - start) * 1e-9)
+                    for (p, (a, b)) in [(start, forwardDone), (forwardDone, lossDone), (lossDone, backwardDone), (backwardDone, end)].enumerated() {
+                        phases[k][p].append(Double(b - a) * 1e-9)
+                    }
+                }
             }
         }
-        let medians = seconds.map { $0.sorted()[$0.count / 2] }
-        let perMethod: [[String: Any]] = zip(setups, medians).map { setup, median in
-            ["method": setup.method.rawValue, "median_step_ms": median * 1e3, "images_per_sec": Double(batchSize) / median,
-             "helper_parameters": setup.objective.auxiliaryModules.reduce(0) { $0 + $1.1.parameterCount },
-             "vs_first": median / medians[0]]
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let medians = seconds.map(median)
+        let perMethod: [[String: Any]] = setups.indices.map { k in
+            let setup = setups[k]
+            return ["method": setup.method.rawValue, "median_step_ms": medians[k] * 1e3, "images_per_sec": Double(batchSize) / medians[k],
+                    "helper_parameters": setup.objective.auxiliaryModules.reduce(0) { $0 + $1.1.parameterCount },
+                    "vs_first": medians[k] / medians[0],
+                    "phases_ms": ["forward": median(phases[k][0]) * 1e3, "loss": median(phases[k][1]) * 1e3,
+                                  "backward": median(phases[k][2]) * 1e3, "optimizer": median(phases[k][3]) * 1e3]]
         }
         var result: [String: Any] = ["model": model, "parameters": setups[0].student.parameterCount, "batch_size": batchSize,
                                      "threads": Threads.count, "steps": steps, "median_step_ms": medians[0] * 1e3,
