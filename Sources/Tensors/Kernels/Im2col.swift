@@ -43,10 +43,11 @@ public struct ConvGeometry: Equatable, Sendable {
 }
 
 /// Unfolds `channels` planes of one image into a (channels*kh*kw, rows.count*outW) matrix
-/// covering output rows `rows` (all rows by default).
+/// covering output rows `rows` (all rows by default); matrix rows are `rowStride` floats apart
+/// (default: packed), so several images can be unfolded side by side.
 /// Rows outside the image are zero-filled as one block; each remaining row is an inline copy
 /// (memcpy and memset calls cost more than the short rows they would move).
-public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, rows: Range<Int>? = nil, into columns: UnsafeMutablePointer<Float>) {
+public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, rows: Range<Int>? = nil, rowStride: Int? = nil, into columns: UnsafeMutablePointer<Float>) {
     let rows = rows ?? 0..<g.outputHeight
     let outW = g.outputWidth, outPlane = rows.count * outW
     let plane = g.inputHeight * g.inputWidth
@@ -61,7 +62,7 @@ public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: Con
             let yEnd = max(min(validEnd, rows.upperBound), rows.lowerBound) - rows.lowerBound
             let localRows = rows.count
             for kx in 0..<g.kernelWidth {
-                let destination = columns + row * outPlane
+                let destination = columns + row * (rowStride ?? outPlane)
                 if yStart > 0 { destination.update(repeating: 0, count: yStart * outW) }
                 if yEnd < localRows { (destination + max(yEnd, yStart) * outW).update(repeating: 0, count: (localRows - max(yEnd, yStart)) * outW) }
                 let (xStart, xEnd) = g.validColumns(kx: kx)

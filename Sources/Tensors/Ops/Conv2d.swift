@@ -77,6 +77,10 @@ struct ConvPlan {
             return
         }
         overImages { _, images in
+            if !isPointwise && imagesPerGEMM > 1 {
+                forwardSmallPlanes(x, w, b, y, images: images)
+                return
+            }
             let columns = isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
             for n in images {
                 let xn = x + n * inChannels * inPlane
@@ -105,11 +109,74 @@ struct ConvPlan {
         }
     }
 
+    /// Images unfolded side by side into one GEMM. Small output planes (the last stages, patch
+    /// embeddings, wavelet bands) make GEMMs too narrow to run well one image at a time; several
+    /// images share one call, as long as their columns still fit the L2 budget.
+    var imagesPerGEMM: Int {
+        guard outPlane < 256 else { return 1 }
+        return max(1, min(batch, columnBudget / max(1, columnsRows * outPlane)))
+    }
+
+    var columnBudget: Int { 96 * 1024 }  // Floats: 384 KiB, well inside a 1-2 MiB L2 with room for GEMM packing
+
+    /// Forward for `imagesPerGEMM` > 1: unfold a run of images side by side, one GEMM per group,
+    /// then scatter the (out, images x plane) result into NCHW.
+    private func forwardSmallPlanes(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, images: Range<Int>) {
+        let perGEMM = imagesPerGEMM
+        let columns = Tensor(uninitializedShape: [columnsRows, perGEMM * outPlane])
+        let product = Tensor(uninitializedShape: [outPerGroup, perGEMM * outPlane])
+        for first in stride(from: images.lowerBound, to: images.upperBound, by: perGEMM) {
+            let count = min(perGEMM, images.upperBound - first)
+            let width = count * outPlane
+            for group in 0..<groups {
+                for i in 0..<count {
+                    let xg = x + (first + i) * inChannels * inPlane + group * inPerGroup * inPlane
+                    im2col(xg, channels: inPerGroup, geometry: geometry, rowStride: width, into: columns.data + i * outPlane)
+                }
+                gemm(transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
+                     a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: columns.data, ldb: width, c: product.data, ldc: width)
+                for i in 0..<count {
+                    for c in 0..<outPerGroup {
+                        let channel = group * outPerGroup + c
+                        let target = y + ((first + i) * outChannels + channel) * outPlane
+                        let source = product.data + c * width + i * outPlane
+                        let shift = b?[channel] ?? 0
+                        for k in 0..<outPlane { target[k] = source[k] + shift }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Weight gradient for `imagesPerGEMM` > 1: output gradients gathered to (out, images x plane),
+    /// inputs unfolded side by side, one GEMM per group adding into `gw`.
+    private func weightGradientSmallPlanes(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>, images: Range<Int>) {
+        let perGEMM = imagesPerGEMM
+        let columns = Tensor(uninitializedShape: [columnsRows, perGEMM * outPlane])
+        let gathered = Tensor(uninitializedShape: [outPerGroup, perGEMM * outPlane])
+        for first in stride(from: images.lowerBound, to: images.upperBound, by: perGEMM) {
+            let count = min(perGEMM, images.upperBound - first)
+            let width = count * outPlane
+            for group in 0..<groups {
+                for i in 0..<count {
+                    let xg = x + (first + i) * inChannels * inPlane + group * inPerGroup * inPlane
+                    im2col(xg, channels: inPerGroup, geometry: geometry, rowStride: width, into: columns.data + i * outPlane)
+                    for c in 0..<outPerGroup {
+                        (gathered.data + c * width + i * outPlane).update(from: gy + ((first + i) * outChannels + group * outPerGroup + c) * outPlane, count: outPlane)
+                    }
+                }
+                gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
+                     a: gathered.data, lda: width, b: columns.data, ldb: width, beta: 1,
+                     c: gw + group * outPerGroup * columnsRows, ldc: columnsRows)
+            }
+        }
+    }
+
     /// Output rows per unfolded chunk, sized so the chunk stays in the L2 cache between im2col
     /// writing it and the GEMM reading it (a whole image's columns often do not fit), and
     /// balanced so no chunk is a sliver.
     var rowsPerChunk: Int {
-        let target = 96 * 1024  // Floats: 384 KiB, well inside a 1-2 MiB L2 with room for GEMM packing
+        let target = columnBudget
         let height = geometry.outputHeight
         let fitting = max(1, min(height, target / max(1, columnsRows * geometry.outputWidth)))
         let chunks = (height + fitting - 1) / fitting
@@ -168,9 +235,14 @@ struct ConvPlan {
         let chunks = imageChunks
         let partials = gw == nil || chunks == 1 ? nil : Tensor(zeros: [chunks, weightCount])
         overImages { chunk, images in
-            let gwChunk = partials.map { $0.data + chunk * weightCount } ?? gw
-            let columns = gw == nil || isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
+            var gwChunk = partials.map { $0.data + chunk * weightCount } ?? gw
+            if let target = gwChunk, !isPointwise && imagesPerGEMM > 1 {
+                weightGradientSmallPlanes(x, gy, into: target, images: images)
+                gwChunk = nil
+            }
+            let columns = gwChunk == nil || isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
             let columnGrad = gx == nil || isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
+            if gwChunk == nil && gx == nil { return }
             for n in images {
                 let xn = x + n * inChannels * inPlane
                 let gyn = gy + n * outChannels * outPlane
