@@ -70,11 +70,16 @@ public enum Checkpoints {
         }
         let stateFile = (path as NSString).appendingPathComponent("state.json")
         guard let data = FileManager.default.contents(atPath: stateFile) else { throw UserError("\(stateFile) not found") }
+        let state: TrainingState
         do {
-            return try JSONDecoder().decode(TrainingState.self, from: data)
+            state = try JSONDecoder().decode(TrainingState.self, from: data)
         } catch {
             throw UserError("\(stateFile): not a valid training state (\(error))")
         }
+        guard state.random.count == 2, state.step >= 0 else {
+            throw UserError("\(stateFile): field 'random' must hold 2 words and 'step' be at least 0; found \(state.random.count) words, step \(state.step)")
+        }
+        return state
     }
 
     /// Keeps the newest `keep` complete checkpoints and removes incomplete leftovers.
