@@ -36,11 +36,12 @@ let package = Package(
             dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", .product(name: "Yams", package: "Yams")],
             swiftSettings: fastMath
         ),
+        .target(name: "Cluster", dependencies: ["CMPI", "Runtime"], swiftSettings: fastMath),
         .target(name: "Runtime", dependencies: ["CBLAS", "CMPI", "CFFTW", "CZlib", "Tensors"], swiftSettings: fastMath),
         .executableTarget(
             name: "sfkd",
             dependencies: [
-                "Tensors", "Layers", "Models", "Data", "Training", "Runtime",
+                "Tensors", "Layers", "Models", "Data", "Training", "Cluster", "Runtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastMath
@@ -53,6 +54,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensors"]),
         .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors"]),
+        .testTarget(name: "ClusterTests", dependencies: ["sfkd"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
         .testTarget(name: "CLITests", dependencies: ["sfkd"]),
     ],

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Runtime
+import Cluster
 import Distill
 import Tensors
 
@@ -8,7 +9,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that report speed next to a baseline measured in the same run.",
-        subcommands: [OpsBenchCommand.self, StepBenchCommand.self]
+        subcommands: [OpsBenchCommand.self, StepBenchCommand.self, AllreduceBenchCommand.self]
     )
 }
 
@@ -95,5 +96,43 @@ struct StepBenchCommand: ParsableCommand {
         } else {
             report("\(model) (\(result["parameters"]!) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result["images_per_sec"] as! Double)) images/s (median step \(formatted(result["median_step_ms"] as! Double, 2)) ms), peak RSS \(formatted(result["peak_rss_mb"] as! Double)) MB")
         }
+    }
+}
+
+struct AllreduceBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allreduce",
+        abstract: "Allreduce bus bandwidth per message size through sfkd's Communicator and a direct MPI_Allreduce (run under mpirun)."
+    )
+
+    @Option(name: .customLong("min-kb"), help: "Smallest message in KiB.") var minKB: Int = 4
+    @Option(name: .customLong("max-mb"), help: "Largest message in MiB.") var maxMB: Int = 64
+    @Option(help: "Timed repetitions per size and path (the median is reported).") var repeats: Int = 20
+    @Flag(help: "Print one JSON object on stdout (rank 0).") var json = false
+
+    func validate() throws {
+        guard minKB >= 1, maxMB >= 1, minKB <= maxMB * 1024 else { throw ValidationError("need 1 <= --min-kb <= 1024 * --max-mb") }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+    }
+
+    func run() throws {
+        let world = Communicator.world
+        var sizes: [Int] = []
+        var bytes = minKB * 1024
+        while bytes <= maxMB << 20 { sizes.append(bytes); bytes *= 4 }
+        let result = try AllreduceBenchmark(communicator: world, sizesInBytes: sizes, repeats: repeats).run()
+        guard world.rank == 0 else { return }
+        if json {
+            printJSON(result)
+            return
+        }
+        report("allreduce over \(world.size) rank(s), float sum in place, medians of \(repeats) (verified: \(result["verified"]!)):")
+        report("     size   communicator GB/s   direct GB/s   ratio")
+        for row in result["sizes"] as! [[String: Any]] {
+            let size = row["bytes"] as! Int
+            let label = size >= 1 << 20 ? "\(size >> 20) MiB" : "\(size >> 10) KiB"
+            report("\(label.padding(toLength: 9, withPad: " ", startingAt: 0))   \(formatted(row["communicator_bus_gbps"] as! Double, 2).padding(toLength: 17, withPad: " ", startingAt: 0))   \(formatted(row["direct_bus_gbps"] as! Double, 2).padding(toLength: 11, withPad: " ", startingAt: 0))   \(formatted(row["communicator_vs_direct"] as! Double, 3))")
+        }
+        if !(result["verified"] as! Bool) { throw UserError("allreduce verification failed: a reduced value was wrong") }
     }
 }

@@ -1,0 +1,49 @@
+import Cluster
+import Foundation
+import Tensors
+
+/// `sfkd bench allreduce`: bus bandwidth of an in-place float sum through the `Communicator`
+/// and through a direct MPI_Allreduce, alternately in the same run, per message size. Each size
+/// is verified first: every element must equal the sum of the ranks' values.
+struct AllreduceBenchmark {
+    let communicator: Communicator
+    let sizesInBytes: [Int]
+    let repeats: Int
+
+    func run() throws -> [String: Any] {
+        var rows: [[String: Any]] = []
+        var verified = true
+        let ranks = communicator.size
+        for bytes in sizesInBytes {
+            let count = bytes / 4
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+            defer { buffer.deallocate() }
+            // Verification: rank r contributes r + 1 + (i mod 7); the sum is known.
+            for i in 0..<count { buffer[i] = Float(communicator.rank + 1 + i % 7) }
+            try communicator.allreduce(buffer)
+            let rankSum = Float(ranks * (ranks + 1) / 2)
+            for i in stride(from: 0, to: count, by: max(1, count / 1000)) where buffer[i] != rankSum + Float(ranks * (i % 7)) {
+                verified = false
+            }
+            var wrapper: [Double] = [], direct: [Double] = []
+            try communicator.barrier()
+            for _ in 0..<repeats {
+                var start = DispatchTime.now().uptimeNanoseconds
+                try communicator.allreduce(buffer)
+                wrapper.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                start = DispatchTime.now().uptimeNanoseconds
+                _ = communicator.directAllreduceSum(buffer.baseAddress!, count: count)
+                direct.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
+            // Every rank reports the slowest rank's median (the collective is as slow as that).
+            var medians = [wrapper.sorted()[repeats / 2], direct.sorted()[repeats / 2]]
+            try communicator.allreduce(&medians, .max)
+            let busFactor = ranks > 1 ? 2 * Double(ranks - 1) / Double(ranks) : 1
+            rows.append(["bytes": bytes, "communicator_seconds": medians[0], "direct_seconds": medians[1],
+                         "communicator_bus_gbps": Double(bytes) / medians[0] * busFactor * 1e-9,
+                         "direct_bus_gbps": Double(bytes) / medians[1] * busFactor * 1e-9,
+                         "communicator_vs_direct": medians[1] / medians[0]])
+        }
+        return ["world_size": ranks, "verified": verified, "repeats": repeats, "sizes": rows]
+    }
+}
