@@ -16,6 +16,7 @@ struct StepBenchmark {
     let warmup: Int
     var teacherModel: String?
     var methods: [DistillationMethod] = [.none]
+    var stages: [Int] = DistillationSettings().stages
 
     struct Setup {
         let method: DistillationMethod
@@ -42,6 +43,7 @@ struct StepBenchmark {
             if let teacher, method != .none {
                 var settings = DistillationSettings()
                 settings.method = method
+                settings.stages = stages
                 objective = try DistillationObjective(settings: settings, studentTaps: ModelRegistry.describeTaps(student, inputShape: shape),
                                                       teacherTaps: ModelRegistry.describeTaps(teacher, inputShape: shape), classes: 10, seed: 0) { batch in
                     withNoGrad { teacher.forward(batch.images) }

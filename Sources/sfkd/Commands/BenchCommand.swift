@@ -63,6 +63,7 @@ struct StepBenchCommand: ParsableCommand {
     @Option(help: "Untimed steps first.") var warmup: Int = 3
     @Option(name: .customLong("teacher-model"), help: "Time a distillation step from this (randomly initialised, frozen) registry teacher.") var teacherModel: String?
     @Option(help: "Distillation method(s) with --teacher-model, timed alternately (repeatable): none, kd, dkd, fitnet, ofa, sfkd.") var method: [String] = []
+    @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: "Tap indices for feature methods (default -2,-1).") var kdStages: String = "-2,-1"
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -82,6 +83,10 @@ struct StepBenchCommand: ParsableCommand {
         if !methods.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
         var benchmark = StepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
+        benchmark.stages = try kdStages.split(separator: ",").map { text in
+            guard let index = Int(text.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--kd-stages: '\(text)' is not an integer") }
+            return index
+        }
         if teacherModel != nil { benchmark.methods = methods.isEmpty ? [.kd] : methods }
         let result = try benchmark.run()
         if json {
