@@ -3,30 +3,38 @@ import Tensors
 import XCTest
 
 final class AttentionTests: XCTestCase {
+    /// Narrow heads (width <= 16) take the vectorised loops, wider ones the GEMM path: both are checked.
+    let shapes: [(n: Int, d: Int)] = [(5, 4), (7, 20)]
+
     func testForwardMatchesNaiveAttention() {
-        let q = randomTensor([2, 3, 5, 4], seed: 1), k = randomTensor([2, 3, 5, 4], seed: 2), v = randomTensor([2, 3, 5, 4], seed: 3)
-        let out = withNoGrad { scaledDotProductAttention(query: q, key: k, value: v) }
-        var expected: [Float] = []
-        for h in 0..<6 {
-            for i in 0..<5 {
-                var scores = (0..<5).map { j -> Double in
-                    (0..<4).reduce(0.0) { $0 + Double(q.data[h * 20 + i * 4 + $1]) * Double(k.data[h * 20 + j * 4 + $1]) } / 2
-                }
-                let m = scores.max()!
-                scores = scores.map { Foundation.exp($0 - m) }
-                let total = scores.reduce(0, +)
-                for d in 0..<4 {
-                    expected.append(Float((0..<5).reduce(0.0) { $0 + scores[$1] / total * Double(v.data[h * 20 + $1 * 4 + d]) }))
+        for (n, width) in shapes {
+            let q = randomTensor([2, 3, n, width], seed: 1), k = randomTensor([2, 3, n, width], seed: 2), v = randomTensor([2, 3, n, width], seed: 3)
+            let out = withNoGrad { scaledDotProductAttention(query: q, key: k, value: v) }
+            var expected: [Float] = []
+            let slice = n * width
+            for h in 0..<6 {
+                for i in 0..<n {
+                    var scores = (0..<n).map { j -> Double in
+                        (0..<width).reduce(0.0) { $0 + Double(q.data[h * slice + i * width + $1]) * Double(k.data[h * slice + j * width + $1]) } / Double(width).squareRoot()
+                    }
+                    let m = scores.max()!
+                    scores = scores.map { Foundation.exp($0 - m) }
+                    let total = scores.reduce(0, +)
+                    for d in 0..<width {
+                        expected.append(Float((0..<n).reduce(0.0) { $0 + scores[$1] / total * Double(v.data[h * slice + $1 * width + d]) }))
+                    }
                 }
             }
+            XCTAssertLessThan(maxDifference(out, expected), 1e-5, "width \(width)")
         }
-        XCTAssertLessThan(maxDifference(out, expected), 1e-5)
     }
 
     func testGradients() {
-        let q = randomTensor([2, 2, 5, 3], seed: 4), k = randomTensor([2, 2, 5, 3], seed: 5), v = randomTensor([2, 2, 5, 3], seed: 6)
-        checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v) }
-        checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v, scale: 0.7) }
+        for (n, width) in shapes {
+            let q = randomTensor([2, 2, n, width], seed: 4), k = randomTensor([2, 2, n, width], seed: 5), v = randomTensor([2, 2, n, width], seed: 6)
+            checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v) }
+            checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v, scale: 0.7) }
+        }
     }
 }
 
@@ -44,5 +52,7 @@ final class PackedAttentionTests: XCTestCase {
     func testPackedGradients() {
         let qkv = randomTensor([2, 4, 3 * 4], seed: 8)
         checkGradients([qkv]) { packedSelfAttention(qkv, heads: 2) }
+        let wide = randomTensor([2, 3, 3 * 36], seed: 9)
+        checkGradients([wide]) { packedSelfAttention(wide, heads: 2) }
     }
 }
