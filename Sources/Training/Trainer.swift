@@ -125,6 +125,7 @@ public final class Trainer {
         var loader: BatchLoader?
         var loaderEpoch = -1
         var windowLoss = 0.0, windowCorrect = 0, windowImages = 0, windowSteps = 0
+        var windowParts: [String: Double] = [:]
         var windowStart = Date()
         var lastEvaluation: EvaluationResult?
         model.train()
@@ -146,7 +147,7 @@ public final class Trainer {
             let lr = schedule.learningRate(atStep: state.step)
             optimizer.learningRate = lr
             let output = model.forward(batch.images)
-            let (loss, _) = objective.loss(student: output, batch: batch, step: state.step)
+            let (loss, parts) = objective.loss(student: output, batch: batch, step: state.step)
             let lossValue = loss.item
             guard lossValue.isFinite else {
                 Tape.current.reset()
@@ -164,15 +165,19 @@ public final class Trainer {
             state.trainedImages += batch.labels.count
 
             windowLoss += Double(lossValue); windowCorrect += correct; windowImages += batch.labels.count; windowSteps += 1
+            for (name, value) in parts { windowParts[name, default: 0] += Double(value) }
             let rate = Double(state.trainedImages) / max(state.trainedSeconds, 1e-9)
             let remaining = Double((totalSteps - state.step) * config.batchSize) / rate
             progress.update("epoch \(epoch + 1)/\((totalSteps + stepsPerEpoch - 1) / stepsPerEpoch) step \(state.step)/\(totalSteps) loss \(String(format: "%.4f", windowLoss / Double(windowSteps))) acc \(String(format: "%.1f", 100 * Double(windowCorrect) / Double(windowImages)))% lr \(String(format: "%.4g", lr)) \(Int(rate)) img/s ETA \(ProgressReporter.duration(remaining))")
             if state.step % config.logEverySteps == 0 || state.step == totalSteps {
                 let elapsed = Date().timeIntervalSince(windowStart)
-                metrics.append(["kind": "train", "step": state.step, "epoch": epoch, "loss": windowLoss / Double(windowSteps),
-                                "top1": Double(windowCorrect) / Double(windowImages), "lr": Double(lr),
-                                "images_per_sec": Double(windowImages) / max(elapsed, 1e-9)])
-                windowLoss = 0; windowCorrect = 0; windowImages = 0; windowSteps = 0; windowStart = Date()
+                var record: [String: Any] = ["kind": "train", "step": state.step, "epoch": epoch, "loss": windowLoss / Double(windowSteps),
+                                             "top1": Double(windowCorrect) / Double(windowImages), "lr": Double(lr),
+                                             "images_per_sec": Double(windowImages) / max(elapsed, 1e-9)]
+                // The objective's terms (ce, kd, wavelet0, frequency0, ...), averaged over the window.
+                for (name, total) in windowParts { record["loss_\(name)"] = total / Double(windowSteps) }
+                metrics.append(record)
+                windowLoss = 0; windowCorrect = 0; windowImages = 0; windowSteps = 0; windowParts = [:]; windowStart = Date()
             }
             let epochEnded = state.step % stepsPerEpoch == 0 || state.step == totalSteps
             if epochEnded {
