@@ -45,9 +45,7 @@ public final class MLPMixer: ImageClassifier {
         norm = LayerNorm(dimensions: width, epsilon: 1e-6)
         head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)
         tapBlocks = evenlySpacedBlocks(depth: depth)
-        initializeLinearsLikeTimm(blocks, generator: &generator)
-        head.weight.fill(0)
-        head.bias?.fill(0)
+        // Linear layers keep PyTorch's default init, as in the ViT (see there).
     }
 
     public var children: [(String, any Module)] { [("stem", stem), ("blocks", blocks), ("norm", norm), ("head", head)] }

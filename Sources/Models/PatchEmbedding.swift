@@ -26,13 +26,3 @@ func evenlySpacedBlocks(depth: Int, count: Int = 4) -> [Int] {
     let taps = min(count, depth)
     return (1...taps).map { $0 * depth / taps - 1 }
 }
-
-/// Initialises every Linear weight in `module` with a truncated normal (std 0.02) and zero
-/// biases, timm's init for transformer and mixer blocks.
-func initializeLinearsLikeTimm(_ module: any Module, generator: inout RandomGenerator) {
-    if let linear = module as? Linear {
-        Initializer.truncatedNormal(linear.weight, std: 0.02, generator: &generator)
-        linear.bias?.fill(0)
-    }
-    for (_, child) in module.children { initializeLinearsLikeTimm(child, generator: &generator) }
-}

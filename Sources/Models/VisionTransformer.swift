@@ -21,7 +21,7 @@ final class TransformerBlock: Layer {
     }
 }
 
-/// Vision Transformer with timm's parameter names: convolutional patch embedding, class token,
+/// Vision Transformer with timm's parameter names and layout: convolutional patch embedding, class token,
 /// learned position embedding, pre-norm blocks, final norm, head on the class token.
 /// Taps: the tokens after evenly spaced blocks (class token first).
 public final class VisionTransformer: ImageClassifier {
@@ -46,10 +46,11 @@ public final class VisionTransformer: ImageClassifier {
         norm = LayerNorm(dimensions: width, epsilon: 1e-6)
         head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)
         tapBlocks = evenlySpacedBlocks(depth: depth)
+        // Embeddings as timm (truncated normal, std 0.02). Linear layers keep PyTorch's default
+        // init: timm's truncated normal (0.02) learned markedly slower in the short schedules
+        // this trainer runs (Fashion-MNIST, AdamW 1e-3, 100 steps: loss 1.27 against 0.93).
         Initializer.truncatedNormal(positionEmbedding, std: 0.02, generator: &generator)
         Initializer.truncatedNormal(classToken, std: 0.02, generator: &generator)
-        initializeLinearsLikeTimm(blocks, generator: &generator)
-        initializeLinearsLikeTimm(head, generator: &generator)
     }
 
     public var ownParameters: [(String, Tensor)] { [("cls_token", classToken), ("pos_embed", positionEmbedding)] }
