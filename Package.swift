@@ -36,7 +36,7 @@ let package = Package(
             dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", .product(name: "Yams", package: "Yams")],
             swiftSettings: fastMath
         ),
-        .target(name: "Cluster", dependencies: ["CMPI", "Runtime"], swiftSettings: fastMath),
+        .target(name: "Cluster", dependencies: ["CMPI", "Runtime", "Tensors"], swiftSettings: fastMath),
         .target(name: "Runtime", dependencies: ["CBLAS", "CMPI", "CFFTW", "CZlib", "Tensors"], swiftSettings: fastMath),
         .executableTarget(
             name: "sfkd",
@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensors"]),
         .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors"]),
-        .testTarget(name: "ClusterTests", dependencies: ["sfkd"]),
+        .testTarget(name: "ClusterTests", dependencies: ["sfkd", "Cluster", "Tensors", "Layers"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
         .testTarget(name: "CLITests", dependencies: ["sfkd"]),
     ],

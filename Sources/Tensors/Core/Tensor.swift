@@ -93,6 +93,14 @@ public final class Tensor: @unchecked Sendable {
         data.update(from: other.data, count: count)
     }
 
+    /// Makes `buffer` (same element count, e.g. a view into a flat gradient arena) this leaf's
+    /// gradient storage: backward then accumulates straight into it.
+    public func attachGradientBuffer(_ buffer: Tensor) {
+        ensure(isLeaf && buffer.count == count, "attachGradientBuffer: buffer of \(buffer.count) elements for a leaf of shape \(shape)")
+        grad = buffer.shape == shape ? buffer : Tensor(shape: shape, storage: buffer.storage, offset: buffer.offset)
+        ownsGrad = true
+    }
+
     /// Clears the gradient for the next step, keeping the buffer.
     public func zeroGrad() {
         if let grad, ownsGrad { grad.fill(0) } else { grad = nil; ownsGrad = false }

@@ -1,0 +1,178 @@
+import Foundation
+import Tensors
+
+/// Data-parallel gradient averaging in the style of PyTorch DDP's reducer. Gradients live in
+/// one flat arena; buckets cover it in reverse parameter order (the order backward finishes
+/// them), the first about `firstBucketBytes`, the rest about `bucketBytes`. When the tape
+/// reports that every gradient of a bucket is final, the bucket is handed to one communication
+/// thread, which allreduces buckets strictly in bucket order (so every rank issues the same
+/// collectives in the same order) and divides by the number of ranks. Open MPI 4.1 makes no
+/// background progress on nonblocking collectives, hence a thread of our own. `finish()`
+/// waits only for what is still in flight.
+public final class GradientSync: @unchecked Sendable {
+    public struct Bucket: Sendable {
+        /// Floats [start, end) of the arena.
+        public let start: Int
+        public let end: Int
+        /// Indices into the parameter list.
+        public let parameters: [Int]
+    }
+
+    public let buckets: [Bucket]
+    public let overlap: Bool
+    let communicator: Communicator
+    let arena: Tensor
+    let parameters: [Tensor]
+    private let bucketOfParameter: [Int]
+
+    private let condition = NSCondition()
+    private var pendingInBucket: [Int]
+    private var readyUpTo = 0           // buckets [0, readyUpTo) may be launched
+    private var bucketReady: [Bool]
+    private var completed = 0
+    private var failure: Error?
+    private var stopping = false
+    private var thread: Thread?
+
+    /// Seconds the communication thread spent in allreduce, and the training thread waited in `finish`, since the last `resetTimers`.
+    public private(set) var communicationSeconds = 0.0
+    public private(set) var waitSeconds = 0.0
+
+    public init(parameters: [Tensor], communicator: Communicator, firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20, overlap: Bool = true) {
+        self.parameters = parameters
+        self.communicator = communicator
+        self.overlap = overlap
+        let total = parameters.reduce(0) { $0 + $1.count }
+        arena = Tensor(zeros: [max(total, 1)])
+        // Arena offsets in parameter order; buckets from the last parameter backwards.
+        var offsets: [Int] = []
+        var offset = 0
+        for p in parameters { offsets.append(offset); offset += p.count }
+        var buckets: [Bucket] = []
+        var current: [Int] = []
+        var currentFloats = 0
+        for index in parameters.indices.reversed() {
+            current.append(index)
+            currentFloats += parameters[index].count
+            let limit = (buckets.isEmpty ? firstBucketBytes : bucketBytes) / 4
+            if currentFloats >= limit {
+                buckets.append(Bucket(start: offsets[current.last!], end: offsets[current.first!] + parameters[current.first!].count, parameters: current))
+                current = []
+                currentFloats = 0
+            }
+        }
+        if !current.isEmpty {
+            buckets.append(Bucket(start: offsets[current.last!], end: offsets[current.first!] + parameters[current.first!].count, parameters: current))
+        }
+        self.buckets = buckets
+        var owner = [Int](repeating: 0, count: parameters.count)
+        for (b, bucket) in buckets.enumerated() { for p in bucket.parameters { owner[p] = b } }
+        bucketOfParameter = owner
+        pendingInBucket = buckets.map(\.parameters.count)
+        bucketReady = [Bool](repeating: false, count: buckets.count)
+
+        for (index, p) in parameters.enumerated() {
+            p.attachGradientBuffer(Tensor(shape: [p.count], storage: arena.storage, offset: offsets[index]))
+            p.gradientReadyHook = { [weak self] _ in self?.gradientReady(index) }
+        }
+        if overlap && communicator.size > 1 {
+            let thread = Thread { [weak self] in self?.communicationLoop() }
+            thread.name = "sfkd-gradient-sync"
+            self.thread = thread
+            thread.start()
+        }
+    }
+
+    deinit {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        for p in parameters { p.gradientReadyHook = nil }
+    }
+
+    /// The arena as one tensor (for clipping or inspection).
+    public var gradients: Tensor { arena }
+
+    private func gradientReady(_ index: Int) {
+        condition.lock()
+        let bucket = bucketOfParameter[index]
+        pendingInBucket[bucket] -= 1
+        if pendingInBucket[bucket] == 0 {
+            bucketReady[bucket] = true
+            while readyUpTo < buckets.count && bucketReady[readyUpTo] { readyUpTo += 1 }
+            condition.broadcast()
+        }
+        condition.unlock()
+    }
+
+    private func reduce(_ bucket: Bucket) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let slice = UnsafeMutableBufferPointer(start: arena.data + bucket.start, count: bucket.end - bucket.start)
+        try communicator.allreduce(slice)
+        let scale = 1 / Float(communicator.size)
+        for i in slice.indices { slice[i] *= scale }
+        communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+    }
+
+    private func communicationLoop() {
+        while true {
+            condition.lock()
+            while completed >= readyUpTo && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return }
+            let next = completed
+            condition.unlock()
+            do {
+                try reduce(buckets[next])
+            } catch {
+                condition.lock()
+                failure = error
+                completed = buckets.count
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            condition.lock()
+            completed += 1
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Completes the step's averaging: buckets whose parameters got no gradient are released
+    /// (their zeros still take part, so every rank runs the same collectives), then waits for the
+    /// communication thread, or reduces every bucket here without overlap.
+    public func finish() throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        condition.lock()
+        for b in buckets.indices { bucketReady[b] = true }
+        readyUpTo = buckets.count
+        condition.broadcast()
+        condition.unlock()
+        if thread == nil {
+            if communicator.size > 1 { for bucket in buckets { try reduce(bucket) } }
+            condition.lock()
+            completed = buckets.count
+            condition.unlock()
+        } else {
+            condition.lock()
+            while completed < buckets.count { condition.wait() }
+            condition.unlock()
+        }
+        condition.lock()
+        let error = failure
+        // Ready for the next step.
+        completed = 0
+        readyUpTo = 0
+        pendingInBucket = buckets.map(\.parameters.count)
+        bucketReady = [Bool](repeating: false, count: buckets.count)
+        condition.unlock()
+        waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        if let error { throw error }
+    }
+
+    public func resetTimers() {
+        communicationSeconds = 0
+        waitSeconds = 0
+    }
+}
