@@ -20,6 +20,11 @@ func mpirun(_ ranks: Int, _ arguments: [String], timeout: TimeInterval = 180) th
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
     process.arguments = flags + [sfkd] + arguments
+    // This test process may itself be an MPI singleton (GradientSync tests use the world
+    // communicator); its Open MPI and PMIx variables would make the child mpirun refuse to start.
+    process.environment = ProcessInfo.processInfo.environment.filter { key, _ in
+        !["OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_"].contains { key.hasPrefix($0) }
+    }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
