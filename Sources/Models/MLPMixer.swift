@@ -52,12 +52,7 @@ public final class MLPMixer: ImageClassifier {
 
     public func forward(_ images: Tensor) -> ModelOutput {
         let (patches, h, w) = stem(images)
-        var x = patches
-        var taps: [FeatureTap] = []
-        for (i, block) in blocks.layers.enumerated() {
-            x = block(x)
-            if tapBlocks.contains(i) { taps.append(FeatureTap(tensor: x, layout: .tokens(prefixTokens: 0, gridHeight: h, gridWidth: w))) }
-        }
+        let (x, taps) = runBlocks(blocks, on: patches, tapBlocks: tapBlocks, layout: .tokens(prefixTokens: 0, gridHeight: h, gridWidth: w))
         return ModelOutput(logits: head(norm(x).mean(axes: [1])), taps: taps)
     }
 }

@@ -26,3 +26,14 @@ func evenlySpacedBlocks(depth: Int, count: Int = 4) -> [Int] {
     let taps = min(count, depth)
     return (1...taps).map { $0 * depth / taps - 1 }
 }
+
+/// Runs `blocks` over tokens and keeps the output of each block listed in `tapBlocks` as a token tap.
+func runBlocks(_ blocks: Sequential, on tokens: Tensor, tapBlocks: [Int], layout: TapLayout) -> (Tensor, [FeatureTap]) {
+    var x = tokens
+    var taps: [FeatureTap] = []
+    for (i, block) in blocks.layers.enumerated() {
+        x = block(x)
+        if tapBlocks.contains(i) { taps.append(FeatureTap(tensor: x, layout: layout)) }
+    }
+    return (x, taps)
+}

@@ -64,12 +64,8 @@ public final class VisionTransformer: ImageClassifier {
         let b = patches.shape[0], c = patches.shape[2]
         ensure(patches.shape[1] + 1 == positionEmbedding.shape[1],
                "\(architecture): \(patches.shape[1]) patches for a position embedding of \(positionEmbedding.shape[1] - 1)")
-        var x = concat([classToken.broadcast(to: [b, 1, c]), patches], axis: 1) + positionEmbedding
-        var taps: [FeatureTap] = []
-        for (i, block) in blocks.layers.enumerated() {
-            x = block(x)
-            if tapBlocks.contains(i) { taps.append(FeatureTap(tensor: x, layout: .tokens(prefixTokens: 1, gridHeight: h, gridWidth: w))) }
-        }
+        let embedded = concat([classToken.broadcast(to: [b, 1, c]), patches], axis: 1) + positionEmbedding
+        let (x, taps) = runBlocks(blocks, on: embedded, tapBlocks: tapBlocks, layout: .tokens(prefixTokens: 1, gridHeight: h, gridWidth: w))
         let classFeatures = norm(x).slice(axis: 1, 0..<1).reshape([b, c])
         return ModelOutput(logits: head(classFeatures), taps: taps)
     }
