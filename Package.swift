@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "Distill", dependencies: ["Tensors", "Layers", "Models", "Data", "Spectral"], swiftSettings: fastMath),
         .target(
             name: "Training",
-            dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", "Cluster", .product(name: "Yams", package: "Yams")],
             swiftSettings: fastMath
         ),
         .target(name: "Cluster", dependencies: ["CMPI", "Runtime", "Tensors"], swiftSettings: fastMath),
@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensors"]),
         .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors"]),
-        .testTarget(name: "ClusterTests", dependencies: ["sfkd", "Cluster", "Tensors", "Layers"]),
+        .testTarget(name: "ClusterTests", dependencies: ["sfkd", "Cluster", "Tensors", "Layers", "Training"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
         .testTarget(name: "CLITests", dependencies: ["sfkd"]),
     ],

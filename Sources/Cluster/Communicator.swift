@@ -26,27 +26,79 @@ extension UInt8: CommunicatorScalar { public static var mpiType: MPI_Datatype { 
 /// allreduce (sum, max), allgather, tagged point-to-point messages. MPI errors come back as
 /// thrown `CommunicatorError`s (the communicator uses MPI_ERRORS_RETURN). Without mpirun the
 /// world has one rank and every collective is a local no-op, so the same code runs everywhere.
+///
+/// Every blocking call is registered with `CommunicationActivity` while it runs, so the
+/// watchdog can name an operation that hangs, and collectives carry a per-communicator
+/// sequence number, so ranks can tell whether they wait in the same one.
 public final class Communicator: @unchecked Sendable {
     public enum ReduceOperation { case sum, max }
 
     let handle: MPI_Comm
     public let rank: Int
     public let size: Int
+    /// A name for messages ("world", "students", "gradients", ...).
+    public let name: String
+    /// The world rank of each member, by rank in this communicator.
+    public let worldRanks: [Int]
+    private let sequenceLock = NSLock()
+    private var collectiveSequence = 0
 
     /// MPI_COMM_WORLD (initialising MPI with MPI_THREAD_MULTIPLE on first use).
     public static let world: Communicator = {
         MPIProcess.initialize()
-        return Communicator(handle: cmpi_comm_world())
+        return Communicator(handle: cmpi_comm_world(), name: "world")
     }()
 
-    init(handle: MPI_Comm) {
+    init(handle: MPI_Comm, name: String) {
         self.handle = handle
+        self.name = name
         var rank: Int32 = 0, size: Int32 = 0
         MPI_Comm_rank(handle, &rank)
         MPI_Comm_size(handle, &size)
         self.rank = Int(rank)
         self.size = Int(size)
         MPI_Comm_set_errhandler(handle, cmpi_errors_return())
+        // Translate member ranks to world ranks (a local query, no communication).
+        var group: MPI_Group?, worldGroup: MPI_Group?
+        MPI_Comm_group(handle, &group)
+        MPI_Comm_group(cmpi_comm_world(), &worldGroup)
+        var local = (0..<Int32(size)).map { $0 }
+        var translated = [Int32](repeating: 0, count: Int(size))
+        MPI_Group_translate_ranks(group, size, &local, worldGroup, &translated)
+        MPI_Group_free(&group)
+        MPI_Group_free(&worldGroup)
+        worldRanks = translated.map(Int.init)
+    }
+
+    /// Runs one blocking MPI call registered with the activity tracker; collectives get the next sequence number.
+    private func tracked<R>(_ operation: String, collective: Bool, peer: Int? = nil, context: String?, _ body: () throws -> R) rethrows -> R {
+        var sequence = -1
+        if collective {
+            sequenceLock.lock()
+            collectiveSequence += 1
+            sequence = collectiveSequence
+            sequenceLock.unlock()
+        }
+        let token = CommunicationActivity.shared.begin(CommunicationActivity.Operation(
+            communicator: name, sequence: sequence, operation: operation, context: context,
+            participants: peer.map { [worldRanks[$0]] } ?? worldRanks))
+        defer { CommunicationActivity.shared.end(token) }
+        return try body()
+    }
+
+    /// A new communicator with the same members, for traffic that must not interleave with this one's.
+    public func duplicate(name: String) throws -> Communicator {
+        var newHandle = cmpi_comm_null()
+        try tracked("MPI_Comm_dup", collective: true, context: name) {
+            try Self.check(MPI_Comm_dup(handle, &newHandle), "MPI_Comm_dup(\(self.name) as \(name))")
+        }
+        return Communicator(handle: newHandle!, name: name)
+    }
+
+    /// Ends every process of the job (MPI_Abort on this communicator); mpirun reports the code.
+    public func abort(code: Int32) -> Never {
+        MPI_Abort(handle, code)
+        exit(code)
     }
 
     static func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
@@ -58,67 +110,103 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Ranks with the same `color` form a new communicator, ordered by `key`.
-    public func split(color: Int, key: Int) throws -> Communicator {
+    public func split(color: Int, key: Int, name: String) throws -> Communicator {
         var newHandle = cmpi_comm_null()
-        try Self.check(MPI_Comm_split(handle, Int32(color), Int32(key), &newHandle), "MPI_Comm_split(color \(color))")
-        return Communicator(handle: newHandle!)
+        try tracked("MPI_Comm_split", collective: true, context: name) {
+            try Self.check(MPI_Comm_split(handle, Int32(color), Int32(key), &newHandle), "MPI_Comm_split(color \(color))")
+        }
+        return Communicator(handle: newHandle!, name: name)
     }
 
-    public func barrier() throws {
-        try Self.check(MPI_Barrier(handle), "MPI_Barrier")
+    public func barrier(context: String? = nil) throws {
+        try tracked("MPI_Barrier", collective: true, context: context) {
+            try Self.check(MPI_Barrier(handle), "MPI_Barrier on \(name)")
+        }
     }
 
-    public func broadcast<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
+    public func broadcast<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int, context: String? = nil) throws {
         guard size > 1, buffer.count > 0 else { return }
-        try Self.check(MPI_Bcast(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(root), handle), "MPI_Bcast(\(buffer.count) elements from rank \(root))")
+        try tracked("MPI_Bcast", collective: true, context: context) {
+            try Self.check(MPI_Bcast(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(root), handle),
+                           "MPI_Bcast(\(buffer.count) elements from rank \(root) on \(name))")
+        }
+    }
+
+    public func broadcast<T: CommunicatorScalar>(_ values: inout [T], root: Int, context: String? = nil) throws {
+        try values.withUnsafeMutableBufferPointer { try broadcast($0, root: root, context: context) }
     }
 
     /// Replaces `buffer` by its elementwise reduction over all ranks.
-    public func allreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ operation: ReduceOperation = .sum) throws {
+    public func allreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ operation: ReduceOperation = .sum, context: String? = nil) throws {
         guard size > 1, buffer.count > 0 else { return }
         let op = operation == .sum ? cmpi_op_sum() : cmpi_op_max()
-        try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiType, op, handle),
-                       "MPI_Allreduce(\(buffer.count) elements)")
+        try tracked("MPI_Allreduce", collective: true, context: context) {
+            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiType, op, handle),
+                           "MPI_Allreduce(\(buffer.count) elements on \(name))")
+        }
     }
 
-    public func allreduce<T: CommunicatorScalar>(_ values: inout [T], _ operation: ReduceOperation = .sum) throws {
-        try values.withUnsafeMutableBufferPointer { try allreduce($0, operation) }
+    public func allreduce<T: CommunicatorScalar>(_ values: inout [T], _ operation: ReduceOperation = .sum, context: String? = nil) throws {
+        try values.withUnsafeMutableBufferPointer { try allreduce($0, operation, context: context) }
     }
 
     /// Every rank's `values` (all the same, non-zero count), concatenated in rank order.
-    public func allgather<T: CommunicatorScalar>(_ values: [T]) throws -> [T] {
+    public func allgather<T: CommunicatorScalar>(_ values: [T], context: String? = nil) throws -> [T] {
         guard size > 1, let first = values.first else { return values }
         var result = [T](repeating: first, count: values.count * size)
-        try values.withUnsafeBufferPointer { send in
-            try result.withUnsafeMutableBufferPointer { receive in
-                try Self.check(MPI_Allgather(send.baseAddress, Int32(values.count), T.mpiType, receive.baseAddress, Int32(values.count), T.mpiType, handle),
-                               "MPI_Allgather(\(values.count) elements)")
+        try tracked("MPI_Allgather", collective: true, context: context) {
+            try values.withUnsafeBufferPointer { send in
+                try result.withUnsafeMutableBufferPointer { receive in
+                    try Self.check(MPI_Allgather(send.baseAddress, Int32(values.count), T.mpiType, receive.baseAddress, Int32(values.count), T.mpiType, handle),
+                                   "MPI_Allgather(\(values.count) elements on \(name))")
+                }
             }
         }
         return result
     }
 
-    public func send<T: CommunicatorScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int) throws {
-        try Self.check(MPI_Send(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(destination), Int32(tag), handle),
-                       "MPI_Send(\(buffer.count) elements to rank \(destination), tag \(tag))")
+    public func send<T: CommunicatorScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int, context: String? = nil) throws {
+        try tracked("MPI_Send", collective: false, peer: destination, context: context) {
+            try Self.check(MPI_Send(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(destination), Int32(tag), handle),
+                           "MPI_Send(\(buffer.count) elements to rank \(destination), tag \(tag))")
+        }
     }
 
-    public func receive<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws {
-        try Self.check(MPI_Recv(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(source), Int32(tag), handle, cmpi_status_ignore()),
-                       "MPI_Recv(\(buffer.count) elements from rank \(source), tag \(tag))")
+    public func receive<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int, context: String? = nil) throws {
+        try tracked("MPI_Recv", collective: false, peer: source, context: context) {
+            try Self.check(MPI_Recv(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(source), Int32(tag), handle, cmpi_status_ignore()),
+                           "MPI_Recv(\(buffer.count) elements from rank \(source), tag \(tag))")
+        }
+    }
+
+    /// A message waiting to be received with `tag` (from any rank): its source and element count.
+    public func probe<T: CommunicatorScalar>(tag: Int, as type: T.Type) throws -> (source: Int, count: Int)? {
+        var flag: Int32 = 0
+        var status = MPI_Status()
+        try Self.check(MPI_Iprobe(cmpi_any_source(), Int32(tag), handle, &flag, &status), "MPI_Iprobe(tag \(tag))")
+        guard flag != 0 else { return nil }
+        var count: Int32 = 0
+        MPI_Get_count(&status, T.mpiType, &count)
+        return (Int(status.MPI_SOURCE), Int(count))
     }
 
     /// A nonblocking operation; the buffer must stay alive until `wait` or a successful `test`.
     public final class Request {
         var handle: MPI_Request?
         let description: String
+        let peer: Int
 
-        init(handle: MPI_Request?, description: String) {
+        init(handle: MPI_Request?, description: String, peer: Int) {
             self.handle = handle
             self.description = description
+            self.peer = peer
         }
 
-        public func wait() throws {
+        /// Waits for completion; `context` names what is awaited for the watchdog's report.
+        public func wait(context: String? = nil) throws {
+            let token = CommunicationActivity.shared.begin(CommunicationActivity.Operation(
+                communicator: "point-to-point", sequence: -1, operation: "MPI_Wait(\(description))", context: context, participants: [peer]))
+            defer { CommunicationActivity.shared.end(token) }
             try Communicator.check(MPI_Wait(&handle, cmpi_status_ignore()), "MPI_Wait(\(description))")
         }
 
@@ -134,14 +222,14 @@ public final class Communicator: @unchecked Sendable {
         var request = cmpi_request_null()
         let description = "MPI_Isend(\(buffer.count) elements to rank \(destination), tag \(tag))"
         try Self.check(MPI_Isend(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(destination), Int32(tag), handle, &request), description)
-        return Request(handle: request, description: description)
+        return Request(handle: request, description: description, peer: worldRanks[destination])
     }
 
     public func receiveAsync<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws -> Request {
         var request = cmpi_request_null()
         let description = "MPI_Irecv(\(buffer.count) elements from rank \(source), tag \(tag))"
         try Self.check(MPI_Irecv(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(source), Int32(tag), handle, &request), description)
-        return Request(handle: request, description: description)
+        return Request(handle: request, description: description, peer: worldRanks[source])
     }
 }
 

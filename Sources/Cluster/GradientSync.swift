@@ -37,6 +37,8 @@ public final class GradientSync: @unchecked Sendable {
     /// Seconds the communication thread spent in allreduce, and the training thread waited in `finish`, since the last `resetTimers`.
     public private(set) var communicationSeconds = 0.0
     public private(set) var waitSeconds = 0.0
+    /// Steps completed by `finish`.
+    public private(set) var steps = 0
 
     public init(parameters: [Tensor], communicator: Communicator, firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20, overlap: Bool = true) {
         self.parameters = parameters
@@ -94,6 +96,9 @@ public final class GradientSync: @unchecked Sendable {
     /// The arena as one tensor (for clipping or inspection).
     public var gradients: Tensor { arena }
 
+    /// Zeroes every gradient for the next step (one fill of the arena).
+    public func zeroGradients() { arena.fill(0) }
+
     private func gradientReady(_ index: Int) {
         condition.lock()
         let bucket = bucketOfParameter[index]
@@ -106,10 +111,12 @@ public final class GradientSync: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func reduce(_ bucket: Bucket) throws {
+    private func reduce(_ bucketIndex: Int) throws {
+        let bucket = buckets[bucketIndex]
         let start = DispatchTime.now().uptimeNanoseconds
         let slice = UnsafeMutableBufferPointer(start: arena.data + bucket.start, count: bucket.end - bucket.start)
-        try communicator.allreduce(slice)
+        let megabytes = String(format: "%.2f", Double(slice.count * 4) / 1_048_576)
+        try communicator.allreduce(slice, context: "gradient bucket \(bucketIndex + 1) of \(buckets.count), \(megabytes) MB, step \(steps + 1)")
         let scale = 1 / Float(communicator.size)
         for i in slice.indices { slice[i] *= scale }
         communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
@@ -123,7 +130,7 @@ public final class GradientSync: @unchecked Sendable {
             let next = completed
             condition.unlock()
             do {
-                try reduce(buckets[next])
+                try reduce(next)
             } catch {
                 condition.lock()
                 failure = error
@@ -150,7 +157,7 @@ public final class GradientSync: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
         if thread == nil {
-            if communicator.size > 1 { for bucket in buckets { try reduce(bucket) } }
+            if communicator.size > 1 { for b in buckets.indices { try reduce(b) } }
             condition.lock()
             completed = buckets.count
             condition.unlock()
@@ -168,6 +175,7 @@ public final class GradientSync: @unchecked Sendable {
         bucketReady = [Bool](repeating: false, count: buckets.count)
         condition.unlock()
         waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        steps += 1
         if let error { throw error }
     }
 

@@ -18,6 +18,8 @@ public final class DistillationObjective: TrainingObjective {
     let refiners: [DS2S]
     let branches: [OFABranch]
     let levels: [Int]
+    /// The teacher taps the loss reads (a teacher rank sends only these).
+    public let teacherTapIndices: [Int]
 
     /// Resolves and checks `settings.stages` against the taps (shape and layout per tap, for one
     /// image) and builds the helpers. Errors say what the models offer.
@@ -42,6 +44,7 @@ public final class DistillationObjective: TrainingObjective {
             }
         }
         stagePairs = pairs
+        teacherTapIndices = Array(Set(pairs.map(\.1))).sorted()
         var aligners: [Aligner] = [], refiners: [DS2S] = [], branches: [OFABranch] = [], levels: [Int] = []
         for (s, t) in pairs {
             let studentMap = spatialShape(studentTaps[s]), teacherMap = spatialShape(teacherTaps[t])

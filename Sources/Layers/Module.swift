@@ -49,6 +49,12 @@ extension Module {
 
     public func eval() { train(false) }
 
+    /// Calls `body` on this module and every module below it, parents first.
+    public func forEachModule(_ body: (any Module) -> Void) {
+        body(self)
+        for (_, child) in children { child.forEachModule(body) }
+    }
+
     /// Stops gradients to every parameter (a frozen teacher).
     public func freeze() {
         for p in parameters() { p.requiresGrad = false }

@@ -37,6 +37,11 @@ public struct FeatureTap {
 public struct ModelOutput {
     public let logits: Tensor
     public let taps: [FeatureTap]
+
+    public init(logits: Tensor, taps: [FeatureTap]) {
+        self.logits = logits
+        self.taps = taps
+    }
 }
 
 /// An image classifier from the registry: NCHW images in, logits and taps out.

@@ -24,7 +24,30 @@ public enum MPIProcess {
         MPI_Comm_set_errhandler(cmpi_comm_world(), cmpi_errors_return())
     }
 
+    /// Whether this process is one of several MPI ranks (without initialising MPI).
+    public static var isParallel: Bool {
+        guard initialized else { return false }
+        var size: Int32 = 0
+        MPI_Comm_size(cmpi_comm_world(), &size)
+        return size > 1
+    }
+
+    /// Ends the whole job: MPI_Finalize would wait for ranks that are themselves waiting for this one.
+    public static func abort(code: Int32) -> Never {
+        MPI_Abort(cmpi_comm_world(), code)
+        exit(code)
+    }
+
+    nonisolated(unsafe) private static var finalizeHooks: [() -> Void] = []
+
+    /// Runs `hook` just before MPI_Finalize (threads that call MPI stop there).
+    public static func beforeFinalize(_ hook: @escaping () -> Void) {
+        finalizeHooks.append(hook)
+    }
+
     public static func finalize() {
+        for hook in finalizeHooks { hook() }
+        finalizeHooks.removeAll()
         var initializedFlag: Int32 = 0, finalizedFlag: Int32 = 0
         MPI_Initialized(&initializedFlag)
         MPI_Finalized(&finalizedFlag)

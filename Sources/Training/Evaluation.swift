@@ -13,10 +13,25 @@ public struct EvaluationResult: Equatable, Sendable {
 public enum Evaluation {
     /// Top-1, top-5 and mean cross-entropy (no smoothing) over `dataset`, in eval mode without gradients.
     public static func run(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int) -> EvaluationResult {
+        let totals = Self.totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize)
+        return result(totals)
+    }
+
+    /// Top-1, top-5 and loss from sums over samples: [correct top-1, correct top-5, loss sum, samples].
+    public static func result(_ totals: [Double]) -> EvaluationResult {
+        let n = max(1, totals[3])
+        return EvaluationResult(top1: totals[0] / n, top5: totals[1] / n, loss: totals[2] / n, samples: Int(totals[3]))
+    }
+
+    /// Sums over the test samples `shard` of `shards` takes (samples shard, shard + shards, ...), so
+    /// data-parallel ranks can split evaluation and add their sums: [correct top-1, correct top-5, loss sum, samples].
+    public static func totals(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
+                              shard: Int = 0, shards: Int = 1) -> [Double] {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
-        let batches = stride(from: 0, to: dataset.count, by: batchSize).map { Array($0..<min(dataset.count, $0 + batchSize)) }
+        let samples = Array(stride(from: shard, to: dataset.count, by: shards))
+        let batches = stride(from: 0, to: samples.count, by: batchSize).map { Array(samples[$0..<min(samples.count, $0 + batchSize)]) }
         let loader = BatchLoader(dataset: dataset, mean: mean, std: std, augmentation: nil, seed: 0, epoch: 0, batches: batches)
         var correct1 = 0, correct5 = 0, lossSum = 0.0
         while let batch = loader.next() {
@@ -35,7 +50,6 @@ public enum Evaluation {
                 }
             }
         }
-        let n = Double(max(1, dataset.count))
-        return EvaluationResult(top1: Double(correct1) / n, top5: Double(correct5) / n, loss: lossSum / n, samples: dataset.count)
+        return [Double(correct1), Double(correct5), lossSum, Double(samples.count)]
     }
 }

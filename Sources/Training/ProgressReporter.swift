@@ -7,10 +7,13 @@ final class ProgressReporter {
     private var lastPrint = Date.distantPast
     private let plainInterval: TimeInterval
     private var liveLineShown = false
+    /// Off on every rank but 0 of a multi-rank job.
+    var enabled = true
 
     init(plainInterval: TimeInterval = 10) { self.plainInterval = plainInterval }
 
     func update(_ line: @autoclosure () -> String, force: Bool = false) {
+        guard enabled else { return }
         let now = Date()
         if isTerminal {
             guard force || now.timeIntervalSince(lastPrint) >= 0.2 else { return }
@@ -25,6 +28,7 @@ final class ProgressReporter {
 
     /// A line that stays (epoch results, messages).
     func message(_ line: String) {
+        guard enabled else { return }
         if isTerminal && liveLineShown {
             FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!)
             liveLineShown = false

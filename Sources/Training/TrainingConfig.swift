@@ -37,6 +37,16 @@ public struct TrainingConfig: Equatable, Sendable {
     /// `model.safetensors` of the frozen teacher (`--teacher`).
     public var teacher: String?
     public var distillation = DistillationSettings()
+    /// Ranks that run the frozen teacher for the others (`--teacher-ranks`); 0 runs it inline.
+    public var teacherRanks = 0
+    /// Gradient bucket size in MiB after the first ~1 MiB bucket (`--bucket-mb`).
+    public var bucketMegabytes = 8.0
+    /// Allreduce gradient buckets while backward runs (`--no-overlap` turns it off).
+    public var overlap = true
+    /// BatchNorm with statistics over the global batch (`--sync-bn`).
+    public var syncBatchNorm = false
+    /// Seconds an MPI operation may wait before the job is aborted with a report (`--comm-timeout`).
+    public var communicationTimeout = 300.0
 
     public init() {}
 
@@ -72,6 +82,12 @@ public struct TrainingConfig: Equatable, Sendable {
         guard d.gfflAlpha >= 0 else { throw UserError("config: 'gffl_alpha' must be at least 0, found \(d.gfflAlpha)") }
         guard d.ofaEpsilon > 0 else { throw UserError("config: 'ofa_eps' must be positive, found \(d.ofaEpsilon)") }
         guard seed >= 0 else { throw UserError("config: 'seed' must be at least 0, found \(seed)") }
+        guard teacherRanks >= 0 else { throw UserError("config: 'teacher_ranks' must be at least 0, found \(teacherRanks)") }
+        if teacherRanks > 0 && !d.method.needsTeacher {
+            throw UserError("config: 'teacher_ranks' \(teacherRanks) needs a distillation method with a teacher; method is '\(d.method.rawValue)'")
+        }
+        guard bucketMegabytes > 0 else { throw UserError("config: 'bucket_mb' must be positive, found \(bucketMegabytes)") }
+        guard communicationTimeout > 0 else { throw UserError("config: 'comm_timeout' must be positive, found \(communicationTimeout)") }
     }
 }
 
@@ -104,6 +120,8 @@ extension TrainingConfig {
         float("lambda_wav", \.distillation.lambdaWavelet), float("lambda_freq", \.distillation.lambdaFrequency),
         float("gffl_rho", \.distillation.gfflRho), float("gffl_alpha", \.distillation.gfflAlpha),
         choice("logit_loss", \.distillation.logitLoss), float("lambda_fitnet", \.distillation.lambdaFitNet),
+        int("teacher_ranks", \.teacherRanks), double("bucket_mb", \.bucketMegabytes), bool("overlap", \.overlap),
+        bool("sync_bn", \.syncBatchNorm), double("comm_timeout", \.communicationTimeout),
     ]
 
     static var keyNames: [String] { keys.map(\.name) }

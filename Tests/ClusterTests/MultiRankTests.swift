@@ -7,19 +7,31 @@ let configurations = ["debug", "release"]
 let configurations = ["release", "debug"]
 #endif
 
-/// Runs the built `sfkd` under `mpirun -n ranks`, bounded in time.
-func mpirun(_ ranks: Int, _ arguments: [String], timeout: TimeInterval = 180) throws -> (status: Int32, stdout: String, stderr: String) {
+/// The built `sfkd`, preferring `configuration`'s build.
+func sfkdExecutable(preferring configuration: String? = nil) throws -> String {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    guard let sfkd = configurations.map({ root.appendingPathComponent(".build/\($0)/sfkd").path }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+    let order = configuration.map { preferred in [preferred] + configurations.filter { $0 != preferred } } ?? configurations
+    guard let sfkd = order.map({ root.appendingPathComponent(".build/\($0)/sfkd").path }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
         throw XCTSkip("sfkd is not built")
     }
+    return sfkd
+}
+
+/// Runs the built `sfkd` under `mpirun -n ranks`, bounded in time. Heavy runs prefer the
+/// release build. `"{sfkd}"` in `arguments` stands for the executable (for MPMD jobs with ":").
+/// `whileRunning` gets mpirun's process once it started (to signal ranks in failure tests).
+func mpirun(_ ranks: Int, _ arguments: [String], timeout: TimeInterval = 180, release: Bool = false,
+            whileRunning: ((Process) -> Void)? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    let sfkd = try sfkdExecutable(preferring: release ? "release" : nil)
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed (launch/install-deps)") }
     var flags = ["-n", String(ranks)]
     if getuid() == 0 { flags.append("--allow-run-as-root") }
     if ranks > ProcessInfo.processInfo.activeProcessorCount { flags.append("--oversubscribe") }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-    process.arguments = flags + [sfkd] + arguments
+    process.arguments = arguments.contains("{sfkd}")
+        ? flags + arguments.map { $0 == "{sfkd}" ? sfkd : $0 }
+        : flags + [sfkd] + arguments
     // This test process may itself be an MPI singleton (GradientSync tests use the world
     // communicator); its Open MPI and PMIx variables would make the child mpirun refuse to start.
     process.environment = ProcessInfo.processInfo.environment.filter { key, _ in
@@ -33,11 +45,12 @@ func mpirun(_ ranks: Int, _ arguments: [String], timeout: TimeInterval = 180) th
     let group = DispatchGroup()
     group.enter(); DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
     group.enter(); DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    whileRunning?(process)
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
     if process.isRunning {
         process.terminate()
-        XCTFail("mpirun -n \(ranks) sfkd \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
+        XCTFail("mpirun \(process.arguments!.joined(separator: " ")) did not finish within \(timeout) s")
     }
     process.waitUntilExit()
     group.wait()

@@ -62,6 +62,12 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("logit-loss"), help: "SFKD's logit term: kd (default), ofa or none.") var logitLoss: String?
     @Option(name: .customLong("lambda-fitnet"), help: "Weight of FitNet's hint loss (default 1).") var lambdaFitNet: Double?
 
+    @Option(name: .customLong("teacher-ranks"), help: "Ranks that run the frozen teacher and stream its outputs to the students (default 0: inline).") var teacherRanks: Int?
+    @Option(name: .customLong("bucket-mb"), help: "Gradient allreduce bucket size in MiB after the first 1 MiB bucket (default 8).") var bucketMB: Double?
+    @Flag(name: .customLong("no-overlap"), help: "Allreduce gradients after backward instead of during it.") var noOverlap = false
+    @Flag(name: .customLong("sync-bn"), help: "BatchNorm statistics over the global batch (all student ranks).") var syncBN = false
+    @Option(name: .customLong("comm-timeout"), help: "Seconds an MPI operation may wait before the job aborts with a report (default 300).") var commTimeout: Double?
+
     func run() throws {
         // The config file may name the run folder; a resumed run starts from that folder's config.yaml.
         var fromFile = TrainingConfig()
@@ -86,6 +92,8 @@ struct TrainCommand: ParsableCommand {
             ("dwt_levels", dwtLevels), ("ds2s_dim", ds2sDim), ("lambda_low", lambdaLow), ("lambda_high", lambdaHigh),
             ("lambda_wav", lambdaWav), ("lambda_freq", lambdaFreq), ("gffl_rho", gfflRho), ("gffl_alpha", gfflAlpha),
             ("logit_loss", logitLoss), ("lambda_fitnet", lambdaFitNet),
+            ("teacher_ranks", teacherRanks), ("bucket_mb", bucketMB), ("overlap", noOverlap ? false : nil),
+            ("sync_bn", syncBN ? true : nil), ("comm_timeout", commTimeout),
         ]
         for (key, value) in flags {
             if let value { try resolved.set(key, to: value, source: "flag --\(key.replacingOccurrences(of: "_", with: "-"))") }
