@@ -10,8 +10,7 @@ import Tensors
 extension Trainer {
     /// Runs `body` on rank 0 only and tells the other ranks whether it worked, so an error there
     /// (a bad run folder, a full disk) stops every rank instead of leaving them in the next collective.
-    func onLeader(_ what: String, among communicator: Communicator? = nil, _ body: () throws -> Void) throws {
-        let communicator = communicator ?? (isStudent ? students : world)
+    func onLeader(_ what: String, among communicator: Communicator, _ body: () throws -> Void) throws {
         var failure: Error?
         var status = [0]
         if communicator.rank == 0 {

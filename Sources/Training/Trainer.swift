@@ -147,7 +147,7 @@ public final class Trainer {
         watchdog = try CommunicationWatchdog(world: world, timeout: config.communicationTimeout)
         var state = TrainingState(step: 0, random: [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1], trainedSeconds: 0, trainedImages: 0)
         // Rank 0 reads the run folder (it need not be shared) and tells the others how it went.
-        try onLeader("prepare the run folder \(output)") {
+        try onLeader("prepare the run folder \(output)", among: world) {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
             let existing = Checkpoints.complete(in: output)
             if resume {
@@ -250,7 +250,7 @@ public final class Trainer {
                 state.random = [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1]
                 try synchronizeBuffers()
                 let saved = state
-                try onLeader("write the checkpoint of step \(state.step)") {
+                try onLeader("write the checkpoint of step \(state.step)", among: students) {
                     _ = try Checkpoints.save(model: model, description: description, optimizer: optimizer, extra: auxiliaryState,
                                              state: saved, output: config.output, keep: config.keepCheckpoints)
                 }
@@ -269,7 +269,7 @@ public final class Trainer {
         ]
         if teacher != nil { summary["method"] = config.distillation.method.rawValue }
         try synchronizeBuffers()
-        try onLeader("write model.safetensors and summary.json") {
+        try onLeader("write model.safetensors and summary.json", among: students) {
             try ModelFile.save(model, description: description, to: (output as NSString).appendingPathComponent("model.safetensors"))
             try writeJSON(summary, to: (output as NSString).appendingPathComponent("summary.json"))
         }

@@ -5,17 +5,16 @@ import XCTest
 
 /// Data-parallel training under mpirun: the same global batch on 1, 2 or 4 ranks follows the
 /// same trajectory; bad setups stop every rank with a clear message.
-final class DataParallelTests: XCTestCase {
-    var scratch: URL!
+/// Training runs in a scratch folder, and comparisons of their results.
+final class TrainingRuns {
+    let scratch: URL
 
-    override func setUpWithError() throws {
+    init() throws {
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-dp-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     }
 
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
+    deinit { try? FileManager.default.removeItem(at: scratch) }
 
     /// Trains under `mpirun -n ranks` into a fresh folder and returns it.
     @discardableResult
@@ -64,6 +63,20 @@ final class DataParallelTests: XCTestCase {
             XCTAssertLessThanOrEqual(abs(x - y), tolerance * abs(x), "\(label): step \(step + 1) loss \(x) vs \(y)")
         }
     }
+
+}
+
+final class DataParallelTests: XCTestCase {
+    var runs: TrainingRuns!
+    var scratch: URL { runs.scratch }
+
+    override func setUpWithError() throws { runs = try TrainingRuns() }
+    override func tearDown() { runs = nil }
+
+    func train(_ ranks: Int, _ name: String, _ arguments: [String]) throws -> String { try runs.train(ranks, name, arguments) }
+    func trainLosses(_ out: String) throws -> [Double] { try runs.trainLosses(out) }
+    func assertSameParameters(_ a: String, _ b: String, tolerance: Double, _ label: String) throws { try runs.assertSameParameters(a, b, tolerance: tolerance, label) }
+    func assertSameLosses(_ a: String, _ b: String, tolerance: Double, _ label: String) throws { try runs.assertSameLosses(a, b, tolerance: tolerance, label) }
 
     func testViTTinyFollowsTheSameTrajectoryOnOneTwoAndFourRanks() throws {
         let common = ["--model", "vit-tiny", "--steps", "20", "--batch-size", "32"]
@@ -127,5 +140,33 @@ final class DataParallelTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("differs from rank 0's at tensor"), result.stderr)
         XCTAssertTrue(result.stderr.contains("layer1.1"), "names the first tensor resnet8 lacks: \(result.stderr)")
+    }
+}
+
+/// `--teacher-ranks K`: the teacher runs on its own ranks and streams its outputs; the students
+/// see exactly what an inline teacher would give them.
+final class TeacherOffloadTests: XCTestCase {
+    func testEveryMethodGivesTheSameLossesWithTheTeacherOnItsOwnRank() throws {
+        let helper = try TrainingRuns()
+        let teacher = try helper.train(1, "teacher", ["--model", "resnet8", "--steps", "3", "--batch-size", "16"]) + "/model.safetensors"
+        let common = ["--model", "vit-tiny", "--teacher", teacher, "--steps", "6", "--batch-size", "16", "--kd-stages", "-2,-1"]
+        for method in ["kd", "dkd", "fitnet", "ofa", "sfkd"] {
+            let inline = try helper.train(1, "\(method)-inline", common + ["--method", method])
+            let offloaded = try helper.train(2, "\(method)-offloaded", common + ["--method", method, "--teacher-ranks", "1"])
+            let a = try helper.trainLosses(inline), b = try helper.trainLosses(offloaded)
+            XCTAssertEqual(a.count, 6, method)
+            XCTAssertEqual(a, b, "\(method): a teacher rank must give the same losses as the inline teacher")
+        }
+        // Two students served by one teacher rank (3 ranks), against two students with inline teachers.
+        let inline = try helper.train(2, "sfkd-two-inline", common + ["--method", "sfkd"])
+        let offloaded = try helper.train(3, "sfkd-two-offloaded", common + ["--method", "sfkd", "--teacher-ranks", "1"])
+        XCTAssertEqual(try helper.trainLosses(inline), try helper.trainLosses(offloaded))
+    }
+
+    func testTeacherRanksNeedAStudentAndATeacher() throws {
+        let result = try mpirun(2, ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "2", "--teacher-ranks", "1",
+                                    "--out", FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-no-teacher-\(UUID().uuidString)").path], timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("'teacher_ranks' 1 needs a distillation method with a teacher"), result.stderr)
     }
 }
