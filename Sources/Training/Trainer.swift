@@ -199,17 +199,19 @@ public final class Trainer {
             optimizer.learningRate = lr
             let output = model.forward(batch.images)
             let (loss, parts) = objective.loss(student: output, batch: batch, step: state.step)
-            // Loss, terms and accuracy of the global batch: one small allreduce among students.
-            let (lossValue, globalParts, correct) = try globalStatistics(loss: loss.item, parts: parts, correct: countCorrect(output.logits, batch.labels), step: state.step)
+            let localLoss = loss.item, localCorrect = countCorrect(output.logits, batch.labels)
+            if let gradientSync { gradientSync.zeroGradients() } else { optimizer.zeroGrad() }
+            loss.backward()
+            try gradientSync?.finish()
+            // Loss, terms and accuracy of the global batch (one small allreduce among students,
+            // after backward so it adds no wait between forward and backward); a non-finite loss
+            // on any rank stops every rank before the update.
+            let (lossValue, globalParts, correct) = try globalStatistics(loss: localLoss, parts: parts, correct: localCorrect, step: state.step)
             guard lossValue.isFinite else {
-                Tape.current.reset()
                 let last = Checkpoints.complete(in: config.output).first.map { "the last complete checkpoint, \($0.path), is intact; resume from it with --resume (after lowering --lr)" }
                     ?? "no checkpoint was written yet"
                 throw UserError("non-finite loss (\(lossValue)) at step \(state.step) (epoch \(epoch)); stopping: \(last)")
             }
-            if let gradientSync { gradientSync.zeroGradients() } else { optimizer.zeroGrad() }
-            loss.backward()
-            try gradientSync?.finish()
             if let maxNorm = config.clipGradientNorm { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: Float(maxNorm)) }
             optimizer.step()
             state.step += 1

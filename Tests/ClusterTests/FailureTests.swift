@@ -1,0 +1,95 @@
+import Foundation
+import XCTest
+
+/// A rank that dies or hangs ends the whole job quickly with a message, and the run resumes
+/// from its last complete checkpoint.
+final class FailureTests: XCTestCase {
+    /// The pid of world rank `rank` among mpirun's descendants, once it exists.
+    func pid(ofRank rank: Int, under mpirun: Int32, within seconds: TimeInterval = 60) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+            for pid in pids {
+                guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ"),
+                      String(decoding: environ, as: UTF8.self).split(separator: "\0").contains(Substring("OMPI_COMM_WORLD_RANK=\(rank)")) else { continue }
+                // Only a descendant of our mpirun (other tests may run jobs too).
+                var ancestor = pid
+                while ancestor > 1 {
+                    guard let stat = try? String(contentsOfFile: "/proc/\(ancestor)/stat", encoding: .utf8),
+                          let close = stat.lastIndex(of: ")") else { break }
+                    let fields = stat[stat.index(after: close)...].split(separator: " ")
+                    guard fields.count > 1, let parent = Int32(fields[1]) else { break }
+                    if parent == mpirun { return pid }
+                    ancestor = parent
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return nil
+    }
+
+    /// Waits until the run folder's metrics show `step` steps (so training is under way).
+    func waitForStep(_ step: Int, in out: String, within seconds: TimeInterval = 120) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8),
+               text.split(separator: "\n").count >= step { return true }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return false
+    }
+
+    func trainingArguments(_ out: String) -> [String] {
+        ["train", "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "40", "--batch-size", "32", "--threads", "1",
+         "--log-every", "1", "--checkpoint-every", "5", "--out", out]
+    }
+
+    func resumeAndFinish(_ out: String) throws {
+        let resumed = try mpirun(2, ["train", "--out", out, "--resume"], timeout: 300, release: true)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resuming from"), resumed.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/summary.json"))
+    }
+
+    func testAKilledRankEndsTheJobQuicklyAndTheRunResumes() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-kill-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        var killedAt: Date?
+        let result = try mpirun(2, trainingArguments(out), timeout: 240, release: true) { process in
+            guard self.waitForStep(12, in: out), let victim = self.pid(ofRank: 1, under: process.processIdentifier) else {
+                XCTFail("training did not get under way")
+                return
+            }
+            kill(victim, SIGKILL)
+            killedAt = Date()
+        }
+        let ended = Date()
+        XCTAssertNotEqual(result.status, 0)
+        let seconds = ended.timeIntervalSince(try XCTUnwrap(killedAt))
+        XCTAssertLessThan(seconds, 30, "the job took \(seconds) s to end after rank 1 was killed")
+        XCTAssertTrue(result.stderr.contains("rank 1"), "mpirun names the dead rank: \(result.stderr)")
+        try resumeAndFinish(out)
+    }
+
+    func testAStuckCollectiveIsReportedWithTheMissingRankAndAborts() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-stall-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        var stopped: Int32?
+        let result = try mpirun(2, trainingArguments(out) + ["--comm-timeout", "4"], timeout: 240, release: true) { process in
+            guard self.waitForStep(12, in: out), let victim = self.pid(ofRank: 1, under: process.processIdentifier) else {
+                XCTFail("training did not get under way")
+                return
+            }
+            // A hung rank: stopped, it neither computes nor answers.
+            kill(victim, SIGSTOP)
+            stopped = victim
+        }
+        if let stopped { kill(stopped, SIGCONT); kill(stopped, SIGKILL) }
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("longer than --comm-timeout 4 s"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("MPI_Allreduce"), "names the operation: \(result.stderr)")
+        XCTAssertTrue(result.stderr.contains("gradient bucket"), "names the bucket: \(result.stderr)")
+        XCTAssertTrue(result.stderr.contains("Ranks still missing: rank 1 (no answer"), "names the missing rank: \(result.stderr)")
+        try resumeAndFinish(out)
+    }
+}
