@@ -1,0 +1,93 @@
+import Foundation
+import XCTest
+
+/// `launch/sfkd-mpirun` and `cluster/emulate-two-hosts`, run as a user would.
+final class LauncherTests: XCTestCase {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Runs a repository script, bounded in time, without this test process's MPI environment.
+    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240) throws -> (status: Int32, stderr: String) {
+        _ = try sfkdExecutable(preferring: "release")
+        let process = Process()
+        process.executableURL = root.appendingPathComponent(path)
+        process.arguments = arguments
+        process.currentDirectoryURL = root
+        var environment = ProcessInfo.processInfo.environment.filter { key, _ in
+            !["OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_"].contains { key.hasPrefix($0) }
+        }
+        environment["SFKD_BINARY"] = try sfkdExecutable(preferring: "release")
+        process.environment = environment
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        var errData = Data()
+        let reader = DispatchGroup()
+        reader.enter(); DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); reader.leave() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning {
+            process.interrupt()
+            XCTFail("\(path) did not finish within \(timeout) s")
+        }
+        process.waitUntilExit()
+        reader.wait()
+        return (process.terminationStatus, String(decoding: errData, as: UTF8.self))
+    }
+
+    func testLauncherBindsRanksUnlessThatOversubscribesAndSelectsTCP() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let fits = try script("launch/sfkd-mpirun", ["-n", "1", "--threads", "\(cores)", "--tcp", "--dry-run", "--", "info"])
+        XCTAssertEqual(fits.status, 0, fits.stderr)
+        XCTAssertTrue(fits.stderr.contains("--map-by slot:PE=\(cores) --bind-to core"), fits.stderr)
+        XCTAssertTrue(fits.stderr.contains("--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo"), fits.stderr)
+        XCTAssertTrue(fits.stderr.contains("-x OPENBLAS_NUM_THREADS -x OPENBLAS_CORETYPE"), "exports the kernel choice: \(fits.stderr)")
+        XCTAssertEqual(fits.stderr.contains("--allow-run-as-root"), getuid() == 0)
+        let crowded = try script("launch/sfkd-mpirun", ["-n", "\(cores + 1)", "--dry-run", "--", "info"])
+        XCTAssertTrue(crowded.stderr.contains("--oversubscribe --bind-to none"), crowded.stderr)
+        let bad = try script("launch/sfkd-mpirun", ["-n", "zero", "--", "info"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("-n needs a positive number of ranks, found 'zero'"), bad.stderr)
+    }
+
+    func testLauncherTrainsOnTwoRanksOverTCP() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-launch-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let result = try script("launch/sfkd-mpirun", ["-n", "2", "--tcp", "--", "train", "--model", "resnet8", "--dataset", "synthetic",
+                                                        "--steps", "4", "--batch-size", "16", "--out", out])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as? [String: Any]
+        XCTAssertEqual(summary?["ranks"] as? Int, 2)
+    }
+
+    func testTrainingAcrossTwoEmulatedHostsAndTeardown() throws {
+        let result = try script("cluster/emulate-two-hosts", ["--rate", "1gbit", "--", "--model", "resnet8", "--dataset", "synthetic",
+                                                              "--steps", "4", "--batch-size", "16"])
+        if result.status == 77 {
+            print("skipped: \(result.stderr)")
+            throw XCTSkip("network namespaces cannot be made here: \(result.stderr)")
+        }
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("2 student ranks"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("training across the two emulated nodes finished"), result.stderr)
+        // Nothing is left behind.
+        let namespaces = try String(decoding: Process.output("/usr/sbin/ip", ["netns", "list"]), as: UTF8.self)
+        XCTAssertFalse(namespaces.contains("sfkd-"), namespaces)
+        let links = try String(decoding: Process.output("/usr/sbin/ip", ["link"]), as: UTF8.self)
+        XCTAssertFalse(links.contains("sfkd-"), links)
+    }
+}
+
+extension Process {
+    static func output(_ executable: String, _ arguments: [String]) throws -> Data {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return data
+    }
+}
