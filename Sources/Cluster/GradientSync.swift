@@ -37,6 +37,10 @@ public final class GradientSync: @unchecked Sendable {
     /// Seconds the communication thread spent in allreduce, and the training thread waited in `finish`, since the last `resetTimers`.
     public private(set) var communicationSeconds = 0.0
     public private(set) var waitSeconds = 0.0
+    /// When false, backward leaves gradients local: no bucket is reduced and `finish` only
+    /// resets (benchmarks time the same replicas with and without averaging). Change it only
+    /// between steps, on every rank alike.
+    public var isActive = true
     /// Steps completed by `finish`.
     public private(set) var steps = 0
 
@@ -100,6 +104,7 @@ public final class GradientSync: @unchecked Sendable {
     public func zeroGradients() { arena.fill(0) }
 
     private func gradientReady(_ index: Int) {
+        guard isActive else { return }
         condition.lock()
         let bucket = bucketOfParameter[index]
         pendingInBucket[bucket] -= 1
@@ -150,6 +155,7 @@ public final class GradientSync: @unchecked Sendable {
     /// (their zeros still take part, so every rank runs the same collectives), then waits for the
     /// communication thread, or reduces every bucket here without overlap.
     public func finish() throws {
+        guard isActive else { return }
         let start = DispatchTime.now().uptimeNanoseconds
         condition.lock()
         for b in buckets.indices { bucketReady[b] = true }

@@ -64,16 +64,24 @@ struct StepBenchCommand: ParsableCommand {
     @Option(name: .customLong("teacher-model"), help: "Time a distillation step from this (randomly initialised, frozen) registry teacher.") var teacherModel: String?
     @Option(help: "Distillation method(s) with --teacher-model, timed alternately (repeatable): none, kd, dkd, fitnet, ofa, sfkd.") var method: [String] = []
     @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: "Tap indices for feature methods (default -2,-1).") var kdStages: String = "-2,-1"
+    @Option(name: .customLong("bucket-mb"), help: "Under mpirun: gradient bucket size in MiB after the first 1 MiB bucket.") var bucketMB: Double = 8
+    @Flag(name: .customLong("no-overlap"), help: "Under mpirun: allreduce after backward instead of during it.") var noOverlap = false
+    @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard rounds >= 1, bucketMB > 0 else { throw ValidationError("--rounds must be at least 1 and --bucket-mb positive") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
     }
 
     func run() throws {
         Threads.configure(threads)
+        if MPIProcess.worldSize > 1 {
+            guard teacherModel == nil else { throw ValidationError("under mpirun, bench step times the data-parallel student step; time distillation methods on one rank, and teacher offload with launch/bench/teacher-offload") }
+            return try runDataParallel()
+        }
         let methods = try method.map { name -> DistillationMethod in
             guard let parsed = DistillationMethod(rawValue: name) else {
                 throw ValidationError("--method '\(name)' is not one of \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -101,6 +109,22 @@ struct StepBenchCommand: ParsableCommand {
         } else {
             report("\(model) (\(result["parameters"]!) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result["images_per_sec"] as! Double)) images/s (median step \(formatted(result["median_step_ms"] as! Double, 2)) ms), peak RSS \(formatted(result["peak_rss_mb"] as! Double)) MB")
         }
+    }
+}
+
+extension StepBenchCommand {
+    /// Weak scaling under mpirun: `--batch-size` images per rank.
+    func runDataParallel() throws {
+        let benchmark = DataParallelStepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup, rounds: rounds,
+                                                  bucketMegabytes: bucketMB, overlap: !noOverlap)
+        let result = try benchmark.run()
+        guard MPIProcess.worldRank == 0 else { return }
+        if json { printJSON(result); return }
+        let ranks = result["ranks"] as! Int
+        report("\(model), \(ranks) ranks x batch \(batchSize), \(threads) thread(s) each, overlap \(noOverlap ? "off" : "on"), \(result["buckets"]!) bucket(s) of up to \(formatted(bucketMB, 1)) MiB; \(result["steps"]!) steps with averaging alternating with as many without:")
+        report("  with gradient averaging:    \(formatted(result["images_per_sec"] as! Double)) images/s in all (median step \(formatted(result["median_step_ms"] as! Double, 1)) ms); allreduce \(formatted(result["allreduce_ms"] as! Double, 2)) ms per step, of which the step waited \(formatted(result["allreduce_exposed_ms"] as! Double, 2)) ms")
+        report("  without (each rank alone):  \(formatted(result["local_images_per_sec_per_rank"] as! Double)) images/s per rank (median step \(formatted(result["local_median_step_ms"] as! Double, 1)) ms)")
+        report("  efficiency: \(formatted(result["efficiency_vs_local"] as! Double, 3))")
     }
 }
 
