@@ -18,7 +18,7 @@ public enum BLASCore {
 
     public static var coreName: String { String(cString: openblas_get_corename()) }
     public static var configuration: String { String(cString: openblas_get_config()) }
-    public static var threads: Int { Int(openblas_get_num_threads()) }
+
 
     /// Instruction-set flags of the CPU from /proc/cpuinfo (empty where unavailable).
     public static func cpuFlags() -> Set<String> {

@@ -76,7 +76,6 @@ extension Trainer {
         if let teacherLink, let teacher, let objective = objective as? DistillationObjective {
             let link = try TeacherOutputReceiver(trainer: self, link: teacherLink, teacher: teacher, tapIndices: objective.teacherTapIndices, firstStep: firstStep)
             receiverSlot?.receiver = link
-            teacherReceiver = link
         }
     }
 

@@ -39,10 +39,9 @@ public final class Trainer {
     /// This rank's samples per step.
     public let localBatchSize: Int
     var isLeader: Bool { world.rank == 0 }
-    /// Set up in `run`: gradient averaging, the hang watchdog, the link to a teacher rank.
+    /// Set up in `run`: gradient averaging and the hang watchdog.
     var gradientSync: GradientSync?
     var watchdog: CommunicationWatchdog?
-    var teacherReceiver: TeacherOutputReceiver?
 
     /// Builds everything and checks the config before any file is written.
     public init(config: TrainingConfig, splits: DatasetSplits? = nil, objective: (any TrainingObjective)? = nil) throws {
@@ -133,6 +132,7 @@ public final class Trainer {
         self.augmentation = augmentation
     }
 
+    /// Where the objective finds the link to a teacher rank (`--teacher-ranks`), set in `run`.
     var receiverSlot: TeacherOutputReceiverSlot?
 
     var auxiliaryState: [(String, Tensor)] {

@@ -13,6 +13,40 @@ final class MatMulTests: XCTestCase {
         checkGradients([a3, b]) { matmul(a3, b) }
     }
 
+    /// Large products are split across sfkd's threads in row blocks (or column blocks when C has
+    /// few rows), with leading dimensions wider than the matrices; each split must equal the loop.
+    func testSplitGEMMMatchesTheNaiveProductForEveryTransposeAndShape() {
+        let saved = Threads.count
+        defer { Threads.configure(saved) }
+        Threads.configure(3)
+        for (m, n, k) in [(203, 77, 61), (9, 1000, 53)] {
+            for transposeA in [false, true] {
+                for transposeB in [false, true] {
+                    let lda = (transposeA ? m : k) + 3, ldb = (transposeB ? k : n) + 2, ldc = n + 5
+                    let a = randomTensor([(transposeA ? k : m) * lda], seed: 7), b = randomTensor([(transposeB ? n : k) * ldb], seed: 8)
+                    let c = randomTensor([m * ldc], seed: 9), original = c.array
+                    gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda,
+                         b: b.data, ldb: ldb, beta: 2, c: c.data, ldc: ldc)
+                    var worst: Float = 0
+                    for i in 0..<m {
+                        for j in 0..<ldc {
+                            guard j < n else {
+                                XCTAssertEqual(c.data[i * ldc + j], original[i * ldc + j], "padding must stay untouched")
+                                continue
+                            }
+                            var t: Float = 0
+                            for p in 0..<k {
+                                t += (transposeA ? a.data[p * lda + i] : a.data[i * lda + p]) * (transposeB ? b.data[j * ldb + p] : b.data[p * ldb + j])
+                            }
+                            worst = max(worst, abs(c.data[i * ldc + j] - (0.5 * t + 2 * original[i * ldc + j])))
+                        }
+                    }
+                    XCTAssertLessThan(worst, 1e-3, "m \(m) n \(n) k \(k) transposeA \(transposeA) transposeB \(transposeB)")
+                }
+            }
+        }
+    }
+
     func testBatchedMatmulAllTransposes() {
         for transposeA in [false, true] {
             for transposeB in [false, true] {

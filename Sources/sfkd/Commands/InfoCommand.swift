@@ -21,7 +21,7 @@ struct InfoCommand: ParsableCommand {
                 "config": BLASCore.configuration,
                 "core": BLASCore.coreName,
                 "core_reason": BLASCore.reason,
-                "threads": BLASCore.threads,
+                "threads": Threads.count,
             ],
             "mpi": [
                 "library": MPIProcess.libraryVersion,
@@ -41,7 +41,7 @@ struct InfoCommand: ParsableCommand {
         }
         print("""
             OpenBLAS  \(BLASCore.configuration)
-                      core \(BLASCore.coreName) (\(BLASCore.reason)), \(BLASCore.threads) threads
+                      core \(BLASCore.coreName) (\(BLASCore.reason)); \(Threads.count) threads (sfkd splits GEMMs itself; OpenBLAS runs single-threaded)
             MPI       \(MPIProcess.libraryVersion), \(MPIProcess.threadLevelName), world size \(MPIProcess.worldSize)
             FFTW      \(NativeVersions.fftw)
             zlib      \(NativeVersions.zlib)
