@@ -6,7 +6,7 @@ final class LauncherTests: XCTestCase {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Runs a repository script, bounded in time, without this test process's MPI environment.
-    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240) throws -> (status: Int32, stderr: String) {
+    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:]) throws -> (status: Int32, stderr: String) {
         _ = try sfkdExecutable(preferring: "release")
         let process = Process()
         process.executableURL = root.appendingPathComponent(path)
@@ -16,6 +16,7 @@ final class LauncherTests: XCTestCase {
             !["OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_"].contains { key.hasPrefix($0) }
         }
         environment["SFKD_BINARY"] = try sfkdExecutable(preferring: "release")
+        environment.merge(extra) { $1 }
         process.environment = environment
         let err = Pipe()
         process.standardError = err
@@ -62,7 +63,8 @@ final class LauncherTests: XCTestCase {
 
     func testTrainingAcrossTwoEmulatedHostsAndTeardown() throws {
         let result = try script("cluster/emulate-two-hosts", ["--rate", "1gbit", "--", "--model", "resnet8", "--dataset", "synthetic",
-                                                              "--steps", "4", "--batch-size", "16"])
+                                                              "--steps", "4", "--batch-size", "16"],
+                                environment: ["SFKD_EMULATE_TIMEOUT": "150"])
         if result.status == 77 {
             print("skipped: \(result.stderr)")
             throw XCTSkip("network namespaces cannot be made here: \(result.stderr)")
