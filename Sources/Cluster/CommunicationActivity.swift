@@ -14,7 +14,11 @@ public final class CommunicationActivity: @unchecked Sendable {
         public var context: String?
         /// World ranks that must take part (all members for a collective, the peer otherwise).
         public var participants: [Int]
-        public var started = Date()
+        /// Uptime in nanoseconds (cheaper than `Date` on every collective).
+        public var started = DispatchTime.now().uptimeNanoseconds
+
+        /// Seconds since the operation started.
+        public var seconds: Double { Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 }
 
         public var summary: String {
             let what = sequence >= 0 ? "\(operation) #\(sequence) on '\(communicator)'" : operation
@@ -24,35 +28,41 @@ public final class CommunicationActivity: @unchecked Sendable {
 
     public static let shared = CommunicationActivity()
 
+    // A few fixed slots (one per thread in MPI at a time: the training, communication and
+    // watchdog threads) instead of a dictionary: begin/end sit on every collective's path.
     private let lock = NSLock()
-    private var running: [Int: Operation] = [:]
-    private var nextToken = 0
-    /// The last operation that finished, for reports about ranks that are not in any.
-    private var lastFinished: Operation?
+    private var slots: [Operation?] = Array(repeating: nil, count: 16)
+    private var active = [Bool](repeating: false, count: 16)
+    /// The slot of the operation that finished last, for reports about ranks in none.
+    private var lastFinishedSlot = -1
 
     public func begin(_ operation: Operation) -> Int {
         lock.lock()
         defer { lock.unlock() }
-        nextToken += 1
-        running[nextToken] = operation
-        return nextToken
+        var slot = 0
+        while slot < active.count && active[slot] { slot += 1 }
+        if slot == active.count { slots.append(nil); active.append(false) }
+        slots[slot] = operation
+        active[slot] = true
+        return slot
     }
 
     public func end(_ token: Int) {
         lock.lock()
-        defer { lock.unlock() }
-        lastFinished = running.removeValue(forKey: token)
+        active[token] = false
+        lastFinishedSlot = token
+        lock.unlock()
     }
 
     public var current: [Operation] {
         lock.lock()
         defer { lock.unlock() }
-        return running.values.sorted { $0.started < $1.started }
+        return slots.indices.filter { active[$0] }.compactMap { slots[$0] }.sorted { $0.started < $1.started }
     }
 
     public var last: Operation? {
         lock.lock()
         defer { lock.unlock() }
-        return lastFinished
+        return lastFinishedSlot >= 0 && !active[lastFinishedSlot] ? slots[lastFinishedSlot] : nil
     }
 }

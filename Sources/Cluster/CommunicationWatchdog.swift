@@ -61,7 +61,7 @@ public final class CommunicationWatchdog: @unchecked Sendable {
             if shouldStop { return }
             do {
                 try answerQueries()
-                if let stuck = CommunicationActivity.shared.current.first, Date().timeIntervalSince(stuck.started) > timeout {
+                if let stuck = CommunicationActivity.shared.current.first, stuck.seconds > timeout {
                     report(stuck)
                 }
             } catch {
@@ -73,13 +73,12 @@ public final class CommunicationWatchdog: @unchecked Sendable {
 
     /// What this rank is doing, one line per running operation (or what it did last).
     private func describeSelf() -> String {
-        let now = Date()
         let running = CommunicationActivity.shared.current
         if running.isEmpty {
             let last = CommunicationActivity.shared.last.map { "last finished \($0.summary)" } ?? "no MPI operation yet"
             return "idle\t-1\t0\tnot in any MPI operation (computing or doing I/O); \(last)"
         }
-        return running.map { "\($0.communicator)\t\($0.sequence)\t\(Int(now.timeIntervalSince($0.started)))\t\($0.summary)" }.joined(separator: "\n")
+        return running.map { "\($0.communicator)\t\($0.sequence)\t\(Int($0.seconds))\t\($0.summary)" }.joined(separator: "\n")
     }
 
     private func answerQueries() throws {
@@ -95,7 +94,7 @@ public final class CommunicationWatchdog: @unchecked Sendable {
     }
 
     private func report(_ stuck: CommunicationActivity.Operation) -> Never {
-        var lines = ["sfkd rank \(rank): \(stuck.summary) has waited \(Int(Date().timeIntervalSince(stuck.started))) s, longer than --comm-timeout \(Int(timeout)) s."]
+        var lines = ["sfkd rank \(rank): \(stuck.summary) has waited \(Int(stuck.seconds)) s, longer than --comm-timeout \(Int(timeout)) s."]
         let peers = stuck.participants.filter { $0 != rank }
         var queries: [(Communicator.Request, [Int])] = []
         for peer in peers {

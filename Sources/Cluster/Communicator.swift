@@ -40,7 +40,8 @@ public final class Communicator: @unchecked Sendable {
     public let name: String
     /// The world rank of each member, by rank in this communicator.
     public let worldRanks: [Int]
-    private let sequenceLock = NSLock()
+    /// Collectives issued so far. No lock: MPI requires the collectives of one communicator to
+    /// be issued one at a time, in the same order on every rank.
     private var collectiveSequence = 0
 
     /// MPI_COMM_WORLD (initialising MPI with MPI_THREAD_MULTIPLE on first use).
@@ -71,13 +72,12 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Runs one blocking MPI call registered with the activity tracker; collectives get the next sequence number.
+    @inline(__always)
     private func tracked<R>(_ operation: String, collective: Bool, peer: Int? = nil, context: String?, _ body: () throws -> R) rethrows -> R {
         var sequence = -1
         if collective {
-            sequenceLock.lock()
             collectiveSequence += 1
             sequence = collectiveSequence
-            sequenceLock.unlock()
         }
         let token = CommunicationActivity.shared.begin(CommunicationActivity.Operation(
             communicator: name, sequence: sequence, operation: operation, context: context,

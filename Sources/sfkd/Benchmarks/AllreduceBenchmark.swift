@@ -27,13 +27,19 @@ struct AllreduceBenchmark {
             }
             var wrapper: [Double] = [], direct: [Double] = []
             try communicator.barrier()
-            for _ in 0..<repeats {
-                var start = DispatchTime.now().uptimeNanoseconds
-                try communicator.allreduce(buffer)
-                wrapper.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-                start = DispatchTime.now().uptimeNanoseconds
-                _ = communicator.directAllreduceSum(buffer.baseAddress!, count: count)
-                direct.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            // The two in turns, each first every other round (the first one after a pause
+            // absorbs the ranks' arrival skew).
+            for round in 0..<repeats {
+                for useWrapper in round % 2 == 0 ? [true, false] : [false, true] {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    if useWrapper {
+                        try communicator.allreduce(buffer)
+                    } else {
+                        _ = communicator.directAllreduceSum(buffer.baseAddress!, count: count)
+                    }
+                    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                    if useWrapper { wrapper.append(seconds) } else { direct.append(seconds) }
+                }
             }
             // Every rank reports the slowest rank's median (the collective is as slow as that).
             var medians = [wrapper.sorted()[repeats / 2], direct.sorted()[repeats / 2]]
