@@ -21,7 +21,7 @@ public final class CommunicationWatchdog: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     /// Keeps query sends alive until they complete (a stopped peer never receives them).
     private var pendingReplies: [(Communicator.Request, [UInt8])] = []
-    /// How the job ends after the report; tests replace nothing here, mpirun reports the code.
+    /// The exit code after a report (mpirun passes it on).
     private let abortCode: Int32 = 3
 
     public init(world: Communicator, timeout: TimeInterval) throws {
@@ -96,6 +96,7 @@ public final class CommunicationWatchdog: @unchecked Sendable {
     private func report(_ stuck: CommunicationActivity.Operation) -> Never {
         var lines = ["sfkd rank \(rank): \(stuck.summary) has waited \(Int(stuck.seconds)) s, longer than --comm-timeout \(Int(timeout)) s."]
         let peers = stuck.participants.filter { $0 != rank }
+        // Requests and their message arrays stay referenced until the abort (MPI reads the arrays' storage).
         var queries: [(Communicator.Request, [Int])] = []
         for peer in peers {
             let message = [rank]
@@ -133,7 +134,6 @@ public final class CommunicationWatchdog: @unchecked Sendable {
             : "Ranks still missing: " + missing.joined(separator: ", ") + ".")
         lines.append("Aborting the job; resume from the last complete checkpoint with --resume.")
         FileHandle.standardError.write((lines.joined(separator: "\n") + "\n").data(using: .utf8)!)
-        _ = queries
-        control.abort(code: abortCode)
+        withExtendedLifetime(queries) { control.abort(code: abortCode) }
     }
 }
