@@ -1,4 +1,5 @@
 import Layers
+import Models
 import Spectral
 import Tensors
 
@@ -19,26 +20,14 @@ public final class ResConvBlock: Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor { relu(x + bn2(conv2(relu(bn1(conv1(x)))))) }
 }
 
-/// Pre-norm transformer block on (B, N, d) tokens: 4 heads (fewer when d is small, each head at
-/// least 8 wide), MLP ratio 2, GELU: the global (approximation and interaction) streams.
-public final class TransBlock: Layer {
-    let norm1: LayerNorm, attn: MultiHeadAttention, norm2: LayerNorm, mlp: MLP
-    public var isTraining = true
-
+/// The global (approximation and interaction) streams' block: the ViT's pre-norm transformer
+/// block on (B, N, d) tokens with 4 heads (fewer when d is small, each head at least 8 wide),
+/// MLP ratio 2, GELU, LayerNorm epsilon 1e-5.
+public enum TransBlock {
     public static func heads(for width: Int) -> Int { max(1, min(4, width / 8)) }
 
-    public init(width: Int, generator: inout RandomGenerator) {
-        norm1 = LayerNorm(dimensions: width)
-        attn = MultiHeadAttention(dimensions: width, heads: Self.heads(for: width), generator: &generator)
-        norm2 = LayerNorm(dimensions: width)
-        mlp = MLP(inputDimensions: width, hiddenDimensions: 2 * width, generator: &generator)
-    }
-
-    public var children: [(String, any Module)] { [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp", mlp)] }
-
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = x + attn(norm1(x))
-        return h + mlp(norm2(h))
+    public static func make(width: Int, generator: inout RandomGenerator) -> TransformerBlock {
+        TransformerBlock(width: width, heads: heads(for: width), mlpWidth: 2 * width, epsilon: 1e-5, generator: &generator)
     }
 }
 
@@ -51,8 +40,8 @@ public final class DS2S: Module {
     public let width: Int
     let embed: Conv2d
     let detail: ResConvBlock
-    let approximation: TransBlock
-    let interaction: TransBlock
+    let approximation: TransformerBlock
+    let interaction: TransformerBlock
     let fuse: Conv2d
     let project: Conv2d
     public var isTraining = true
@@ -66,8 +55,8 @@ public final class DS2S: Module {
         self.width = width
         embed = Conv2d(inputChannels: teacherChannels, outputChannels: width, kernelSize: 1, generator: &generator)
         detail = ResConvBlock(channels: width, generator: &generator)
-        approximation = TransBlock(width: width, generator: &generator)
-        interaction = TransBlock(width: width, generator: &generator)
+        approximation = TransBlock.make(width: width, generator: &generator)
+        interaction = TransBlock.make(width: width, generator: &generator)
         fuse = Conv2d(inputChannels: 2 * width, outputChannels: width, kernelSize: 1, generator: &generator)
         project = Conv2d(inputChannels: width, outputChannels: teacherChannels, kernelSize: 1, generator: &generator)
     }

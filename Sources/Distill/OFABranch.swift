@@ -8,7 +8,7 @@ import Tensors
 /// TransBlock, the mean over tokens, Linear.
 public final class OFABranch: Module {
     let blocks: Sequential?
-    let transformer: TransBlock?
+    let transformer: TransformerBlock?
     let head: Linear
     public var isTraining = true
 
@@ -33,7 +33,7 @@ public final class OFABranch: Module {
         case .tokens:
             let width = tapShape[2]
             blocks = nil
-            transformer = TransBlock(width: width, generator: &generator)
+            transformer = TransBlock.make(width: width, generator: &generator)
             head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)
         }
     }

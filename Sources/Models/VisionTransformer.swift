@@ -2,20 +2,20 @@ import Layers
 import Tensors
 
 /// Pre-norm transformer block (timm's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x)).
-final class TransformerBlock: Layer {
+public final class TransformerBlock: Layer {
     let norm1: LayerNorm, attn: MultiHeadAttention, norm2: LayerNorm, mlp: MLP
-    var isTraining = true
+    public var isTraining = true
 
-    init(width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, generator: inout RandomGenerator) {
+    public init(width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, generator: inout RandomGenerator) {
         norm1 = LayerNorm(dimensions: width, epsilon: epsilon)
         attn = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
         norm2 = LayerNorm(dimensions: width, epsilon: epsilon)
         mlp = MLP(inputDimensions: width, hiddenDimensions: mlpWidth, generator: &generator)
     }
 
-    var children: [(String, any Module)] { [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp", mlp)] }
+    public var children: [(String, any Module)] { [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp", mlp)] }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         let h = x + attn(norm1(x))
         return h + mlp(norm2(h))
     }
