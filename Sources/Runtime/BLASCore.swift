@@ -19,7 +19,6 @@ public enum BLASCore {
     public static var coreName: String { String(cString: openblas_get_corename()) }
     public static var configuration: String { String(cString: openblas_get_config()) }
 
-
     /// Instruction-set flags of the CPU from /proc/cpuinfo (empty where unavailable).
     public static func cpuFlags() -> Set<String> {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
