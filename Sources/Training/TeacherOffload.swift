@@ -107,11 +107,18 @@ extension Trainer {
         var loaders: [Int: BatchLoader] = [:]
         var loaderEpoch = -1
         // Sends still in flight, oldest step first: the buffers they read and their requests.
-        var inFlight: [(buffers: [Tensor], header: UnsafeMutablePointer<Int>, requests: [Communicator.Request])] = []
-        func complete(_ entry: (buffers: [Tensor], header: UnsafeMutablePointer<Int>, requests: [Communicator.Request]), step: Int) throws {
-            for request in entry.requests { try request.wait(context: "sending teacher outputs of step \(step + 1)") }
-            entry.header.deallocate()
+        struct StepSends {
+            let step: Int
+            let buffers: [Tensor]
+            let headers: UnsafeMutablePointer<Int>
+            let requests: [Communicator.Request]
+
+            func complete() throws {
+                for request in requests { try request.wait(context: "sending teacher outputs of step \(step + 1)") }
+                headers.deallocate()
+            }
         }
+        var inFlight: [StepSends] = []
         for step in firstStep..<totalSteps where !served.isEmpty {
             let epoch = step / stepsPerEpoch
             if epoch != loaderEpoch {
@@ -136,10 +143,10 @@ extension Trainer {
                 }
                 buffers += pieces
             }
-            inFlight.append((buffers, headers, requests))
+            inFlight.append(StepSends(step: step, buffers: buffers, headers: headers, requests: requests))
             // One step ahead: before computing the next step, the one before this must be delivered.
-            if inFlight.count >= 2 { try complete(inFlight.removeFirst(), step: step - 1) }
+            if inFlight.count >= 2 { try inFlight.removeFirst().complete() }
         }
-        for (offset, entry) in inFlight.enumerated() { try complete(entry, step: totalSteps - inFlight.count + offset) }
+        for entry in inFlight { try entry.complete() }
     }
 }

@@ -7,33 +7,16 @@ final class LauncherTests: XCTestCase {
 
     /// Runs a repository script, bounded in time, without this test process's MPI environment.
     func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:]) throws -> (status: Int32, stderr: String) {
-        _ = try sfkdExecutable(preferring: "release")
         let process = Process()
         process.executableURL = root.appendingPathComponent(path)
         process.arguments = arguments
         process.currentDirectoryURL = root
-        var environment = ProcessInfo.processInfo.environment.filter { key, _ in
-            !["OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_"].contains { key.hasPrefix($0) }
-        }
+        var environment = environmentWithoutMPI()
         environment["SFKD_BINARY"] = try sfkdExecutable(preferring: "release")
         environment.merge(extra) { $1 }
         process.environment = environment
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        var errData = Data()
-        let reader = DispatchGroup()
-        reader.enter(); DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); reader.leave() }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        if process.isRunning {
-            process.interrupt()
-            XCTFail("\(path) did not finish within \(timeout) s")
-        }
-        process.waitUntilExit()
-        reader.wait()
-        return (process.terminationStatus, String(decoding: errData, as: UTF8.self))
+        let result = try runBounded(process, timeout: timeout)
+        return (result.status, result.stderr)
     }
 
     func testLauncherBindsRanksUnlessThatOversubscribesAndSelectsTCP() throws {

@@ -32,11 +32,21 @@ func mpirun(_ ranks: Int, _ arguments: [String], timeout: TimeInterval = 180, re
     process.arguments = arguments.contains("{sfkd}")
         ? flags + arguments.map { $0 == "{sfkd}" ? sfkd : $0 }
         : flags + [sfkd] + arguments
-    // This test process may itself be an MPI singleton (GradientSync tests use the world
-    // communicator); its Open MPI and PMIx variables would make the child mpirun refuse to start.
-    process.environment = ProcessInfo.processInfo.environment.filter { key, _ in
+    process.environment = environmentWithoutMPI()
+    return try runBounded(process, timeout: timeout, whileRunning: whileRunning)
+}
+
+/// This test process may itself be an MPI singleton (GradientSync tests use the world
+/// communicator); its Open MPI and PMIx variables would make a child mpirun refuse to start.
+func environmentWithoutMPI() -> [String: String] {
+    ProcessInfo.processInfo.environment.filter { key, _ in
         !["OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_"].contains { key.hasPrefix($0) }
     }
+}
+
+/// Runs `process` to its end, at most `timeout` seconds (then interrupts it and fails the test),
+/// collecting its output; `whileRunning` gets it once started.
+func runBounded(_ process: Process, timeout: TimeInterval, whileRunning: ((Process) -> Void)? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -49,8 +59,8 @@ func mpirun(_ ranks: Int, _ arguments: [String], timeout: TimeInterval = 180, re
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
     if process.isRunning {
-        process.terminate()
-        XCTFail("mpirun \(process.arguments!.joined(separator: " ")) did not finish within \(timeout) s")
+        process.interrupt()
+        XCTFail("\(process.executableURL!.path) \(process.arguments!.joined(separator: " ")) did not finish within \(timeout) s")
     }
     process.waitUntilExit()
     group.wait()

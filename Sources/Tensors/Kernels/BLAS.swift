@@ -13,32 +13,34 @@ public func gemm(
     let threads = Threads.count
     if threads > 1 && m * n * k >= 1 << 18 && !ParallelRegion.isInside {
         if m >= 32 {
-            let rows = ((m + threads - 1) / threads + 7) / 8 * 8
-            DispatchQueue.concurrentPerform(iterations: (m + rows - 1) / rows) { part in
-                let start = part * rows, count = min(rows, m - start)
-                ParallelRegion.run {
-                    gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: count, n: n, k: k, alpha: alpha,
-                                     a: transposeA ? a + start : a + start * lda, lda: lda, b: b, ldb: ldb,
-                                     beta: beta, c: c + start * ldc, ldc: ldc)
-                }
+            inBlocks(of: m, threads: threads, multiple: 8) { start, rows in
+                gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: rows, n: n, k: k, alpha: alpha,
+                                 a: transposeA ? a + start : a + start * lda, lda: lda, b: b, ldb: ldb,
+                                 beta: beta, c: c + start * ldc, ldc: ldc)
             }
             return
         }
         if n >= 64 {
-            let columns = ((n + threads - 1) / threads + 15) / 16 * 16
-            DispatchQueue.concurrentPerform(iterations: (n + columns - 1) / columns) { part in
-                let start = part * columns, count = min(columns, n - start)
-                ParallelRegion.run {
-                    gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: m, n: count, k: k, alpha: alpha,
-                                     a: a, lda: lda, b: transposeB ? b + start * ldb : b + start, ldb: ldb,
-                                     beta: beta, c: c + start, ldc: ldc)
-                }
+            inBlocks(of: n, threads: threads, multiple: 16) { start, columns in
+                gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: m, n: columns, k: k, alpha: alpha,
+                                 a: a, lda: lda, b: transposeB ? b + start * ldb : b + start, ldb: ldb,
+                                 beta: beta, c: c + start, ldc: ldc)
             }
             return
         }
     }
     gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+}
+
+/// Splits 0..<total into one block per thread (sizes rounded up to `multiple`) and runs `body`
+/// on each block concurrently, each inside a parallel region (its GEMM stays on its thread).
+private func inBlocks(of total: Int, threads: Int, multiple: Int, _ body: (_ start: Int, _ count: Int) -> Void) {
+    let size = ((total + threads - 1) / threads + multiple - 1) / multiple * multiple
+    DispatchQueue.concurrentPerform(iterations: (total + size - 1) / size) { part in
+        let start = part * size
+        ParallelRegion.run { body(start, min(size, total - start)) }
+    }
 }
 
 @inline(__always)
