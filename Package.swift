@@ -1,10 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Vector width of the hand-written kernels: on x86-64 they are built for AVX2 + FMA (Haswell,
+// 2013, and every later x86 server) unless SFKD_TARGET_CPU names another LLVM CPU, e.g.
+// `native` for the build machine or `x86-64` for CPUs without AVX2. Other architectures use
+// the compiler's default.
+#if arch(x86_64)
+let targetCPU = ["-target-cpu", Context.environment["SFKD_TARGET_CPU"] ?? "haswell"]
+#else
+let targetCPU = Context.environment["SFKD_TARGET_CPU"].map { ["-target-cpu", $0] } ?? []
+#endif
+
 // Release builds drop bounds and exclusivity checks in the numeric kernels: they run on raw
 // pointers whose extents the ops check once per call, not per element.
 let fastMath: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"] + targetCPU, .when(configuration: .release)),
 ]
 
 let package = Package(

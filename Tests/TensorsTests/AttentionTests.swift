@@ -3,8 +3,9 @@ import Tensors
 import XCTest
 
 final class AttentionTests: XCTestCase {
-    /// Narrow heads (width <= 16) take the vectorised loops, wider ones the GEMM path: both are checked.
-    let shapes: [(n: Int, d: Int)] = [(5, 4), (7, 20)]
+    /// Narrow heads (width <= 8 and <= 16 use different vector widths) take the vectorised
+    /// loops, wider ones the GEMM path; token counts below, at and past the 32-key block.
+    let shapes: [(n: Int, d: Int)] = [(5, 4), (37, 8), (70, 13), (7, 20)]
 
     func testForwardMatchesNaiveAttention() {
         for (n, width) in shapes {
@@ -30,7 +31,9 @@ final class AttentionTests: XCTestCase {
     }
 
     func testGradients() {
-        for (n, width) in shapes {
+        // Shorter than the forward shapes (the debug build runs the vector loops slowly), still
+        // past one 32-key block for the 8-wide case.
+        for (n, width) in [(5, 4), (33, 8), (9, 12), (7, 20)] {
             let q = randomTensor([2, 2, n, width], seed: 4), k = randomTensor([2, 2, n, width], seed: 5), v = randomTensor([2, 2, n, width], seed: 6)
             checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v) }
             checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v, scale: 0.7) }
@@ -52,6 +55,8 @@ final class PackedAttentionTests: XCTestCase {
     func testPackedGradients() {
         let qkv = randomTensor([2, 4, 3 * 4], seed: 8)
         checkGradients([qkv]) { packedSelfAttention(qkv, heads: 2) }
+        let long = randomTensor([1, 34, 3 * 16], seed: 10)
+        checkGradients([long]) { packedSelfAttention(long, heads: 2) }
         let wide = randomTensor([2, 3, 3 * 36], seed: 9)
         checkGradients([wide]) { packedSelfAttention(wide, heads: 2) }
     }

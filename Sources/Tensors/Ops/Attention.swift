@@ -20,18 +20,12 @@ private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: Un
     // Small per-head GEMMs: each thread takes whole heads and runs its GEMMs on one core.
     withSingleThreadedBLAS {
         parallelFor(layout.batch * heads) { range in
-            let narrow = d <= SmallWidth.limit
-            let scratch = narrow ? Tensor(uninitializedShape: [2, d, n]) : nil
+            let workspace = d <= NarrowHeads.limit ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
             for index in range {
                 let b = index / heads, h = index % heads
                 let scores = pp + index * n * n
-                if let scratch {
-                    let kt = scratch.data, vt = scratch.data + d * n
-                    SmallWidth.transpose(k + layout.keyOffset(b, h), rows: n, width: d, stride: ld, into: kt)
-                    SmallWidth.transpose(v + layout.valueOffset(b, h), rows: n, width: d, stride: ld, into: vt)
-                    SmallWidth.rowsTimesTransposed(q + layout.queryOffset(b, h), stride: ld, transposed: kt, rows: n, width: d, columns: n, scale: factor, into: scores)
-                    for r in 0..<n { softmaxRow(scores + r * n, scores + r * n, n) }
-                    SmallWidth.rowDots(scores, transposed: vt, rows: n, width: d, columns: n, into: out + layout.outputOffset(b, h), stride: layout.outputStride)
+                if let workspace {
+                    NarrowHeads.forward(layout, b: b, h: h, q: q, k: k, v: v, out: out, scores: scores, factor: factor, workspace: workspace.data)
                     continue
                 }
                 gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: factor,
@@ -49,37 +43,22 @@ private func attentionBackward(_ layout: AttentionLayout, q: UnsafePointer<Float
                                gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
-    let scratch = Tensor(uninitializedShape: [layout.batch * heads, n, n])
-    let ps = scratch.data
+    let narrow = d <= NarrowHeads.limit
+    // Wide heads keep dP per head; narrow ones need only a row of it, in their workspace.
+    let scratch = narrow ? nil : Tensor(uninitializedShape: [layout.batch * heads, n, n])
     withSingleThreadedBLAS {
         parallelFor(layout.batch * heads) { range in
-            let narrow = d <= SmallWidth.limit
-            let work = narrow ? Tensor(uninitializedShape: [5, d, n]) : nil
+            let workspace = narrow ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
             for index in range {
                 let b = index / heads, h = index % heads
-                let p = pp + index * n * n, dp = ps + index * n * n
-                let gh = pg + layout.outputOffset(b, h), ldo = layout.outputStride
-                if let work {
-                    let w = work.data
-                    let vt = w, kt = w + d * n, accumulator = w + 2 * d * n
-                    SmallWidth.transpose(v + layout.valueOffset(b, h), rows: n, width: d, stride: ld, into: vt)
-                    SmallWidth.transpose(k + layout.keyOffset(b, h), rows: n, width: d, stride: ld, into: kt)
-                    // dV = P^T dO, accumulated transposed: dV^T[c, :] += dO[i, c] P[i, :]
-                    SmallWidth.transposedRowSums(gh, stride: ldo, matrix: p, rows: n, width: d, columns: n, into: accumulator)
-                    SmallWidth.untranspose(accumulator, rows: n, width: d, into: gv + layout.valueOffset(b, h), stride: ld)
-                    // dP = dO V^T
-                    SmallWidth.rowsTimesTransposed(gh, stride: ldo, transposed: vt, rows: n, width: d, columns: n, scale: 1, into: dp)
-                    for r in 0..<n {
-                        let pr = p + r * n, dr = dp + r * n
-                        let inner = dot(pr, dr, count: n)
-                        for c in 0..<n { dr[c] = pr[c] * (dr[c] - inner) * factor }
-                    }
-                    // dQ = dS K, dK = dS^T Q
-                    SmallWidth.rowDots(dp, transposed: kt, rows: n, width: d, columns: n, into: gq + layout.queryOffset(b, h), stride: ld)
-                    SmallWidth.transposedRowSums(q + layout.queryOffset(b, h), stride: ld, matrix: dp, rows: n, width: d, columns: n, into: accumulator)
-                    SmallWidth.untranspose(accumulator, rows: n, width: d, into: gk + layout.keyOffset(b, h), stride: ld)
+                let p = pp + index * n * n
+                if let workspace {
+                    NarrowHeads.backward(layout, b: b, h: h, q: q, k: k, v: v, probabilities: p, gradOut: pg,
+                                         gq: gq, gk: gk, gv: gv, factor: factor, workspace: workspace.data)
                     continue
                 }
+                let dp = scratch!.data + index * n * n
+                let gh = pg + layout.outputOffset(b, h), ldo = layout.outputStride
                 // dV = P^T dO
                 gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: p, lda: n, b: gh, ldb: ldo, c: gv + layout.valueOffset(b, h), ldc: ld)
                 // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
@@ -148,57 +127,4 @@ public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil) 
         accumulateGradient(qkv, gqkv)
     }
     return out
-}
-
-/// Attention products for narrow heads (width <= 16), where a GEMM's packing costs more than its
-/// arithmetic: every loop below runs along a row of n scores, so it vectorises.
-enum SmallWidth {
-    static let limit = 16
-
-    /// (rows x width, row stride `stride`) to (width x rows), packed.
-    static func transpose(_ source: UnsafePointer<Float>, rows: Int, width: Int, stride: Int, into target: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows { for c in 0..<width { target[c * rows + r] = source[r * stride + c] } }
-    }
-
-    /// (width x rows) packed back to (rows x width) with row stride `stride`.
-    static func untranspose(_ source: UnsafePointer<Float>, rows: Int, width: Int, into target: UnsafeMutablePointer<Float>, stride: Int) {
-        for r in 0..<rows { for c in 0..<width { target[r * stride + c] = source[c * rows + r] } }
-    }
-
-    /// out[i, :] = scale * sum_c a[i, c] * bt[c, :] for an (rows x width) a and a (width x columns) bt.
-    static func rowsTimesTransposed(_ a: UnsafePointer<Float>, stride: Int, transposed bt: UnsafePointer<Float>, rows: Int, width: Int,
-                                    columns: Int, scale: Float, into out: UnsafeMutablePointer<Float>) {
-        for i in 0..<rows {
-            let row = out + i * columns
-            let first = scale * a[i * stride]
-            for j in 0..<columns { row[j] = first * bt[j] }
-            for c in 1..<max(1, width) {
-                let factor = scale * a[i * stride + c]
-                let line = bt + c * columns
-                for j in 0..<columns { row[j] += factor * line[j] }
-            }
-        }
-    }
-
-    /// out[i, c] = dot(m[i, :], bt[c, :]) for an (rows x columns) m and a (width x columns) bt.
-    static func rowDots(_ m: UnsafePointer<Float>, transposed bt: UnsafePointer<Float>, rows: Int, width: Int, columns: Int,
-                        into out: UnsafeMutablePointer<Float>, stride: Int) {
-        for i in 0..<rows {
-            for c in 0..<width { out[i * stride + c] = dot(m + i * columns, bt + c * columns, count: columns) }
-        }
-    }
-
-    /// outT[c, :] = sum_i a[i, c] * m[i, :] for an (rows x width) a and an (rows x columns) m.
-    static func transposedRowSums(_ a: UnsafePointer<Float>, stride: Int, matrix m: UnsafePointer<Float>, rows: Int, width: Int, columns: Int,
-                                  into outT: UnsafeMutablePointer<Float>) {
-        outT.update(repeating: 0, count: width * columns)
-        for i in 0..<rows {
-            let row = m + i * columns
-            for c in 0..<width {
-                let factor = a[i * stride + c]
-                let line = outT + c * columns
-                for j in 0..<columns { line[j] += factor * row[j] }
-            }
-        }
-    }
 }

@@ -127,6 +127,34 @@ public func batchNorm(
 }
 
 /// Layer norm over the last dimension, with optional affine weight and bias.
+/// sum_i (row[i] - mean)^2 in eight partial sums (a single running sum is latency-bound on the
+/// short rows LayerNorm sees, 32-64 channels).
+@inline(__always)
+private func squaredDeviations(_ row: UnsafePointer<Float>, from mean: Float, count: Int) -> Float {
+    var partial = SIMD8<Float>()
+    let m = SIMD8<Float>(repeating: mean)
+    mapLanes(count) { i, lanes in
+        var d = loadLanes(row, i, lanes) - m
+        if lanes < 8 { for k in lanes..<8 { d[k] = 0 } }
+        partial += d * d
+    }
+    return partial.sum()
+}
+
+/// LayerNorm backward's row sums: sum of dxhat = g * w, and of dxhat * xhat, in partial sums.
+@inline(__always)
+private func gradientSums(_ g: UnsafePointer<Float>, weight: UnsafePointer<Float>?, row: UnsafePointer<Float>, mean: Float, inverseStd: Float,
+                          count: Int) -> (Float, Float) {
+    var sumG = SIMD8<Float>(), sumGX = SIMD8<Float>()
+    let m = SIMD8<Float>(repeating: mean)
+    mapLanes(count) { i, lanes in
+        let dxhat = weight.map { loadLanes(g, i, lanes) * loadLanes($0, i, lanes) } ?? loadLanes(g, i, lanes)
+        sumG += dxhat
+        sumGX += dxhat * (loadLanes(row, i, lanes) - m) * inverseStd
+    }
+    return (sumG.sum(), sumGX.sum())
+}
+
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5) -> Tensor {
     let width = x.shape[x.rank - 1]
     if let weight { ensure(weight.shape == [width], "layerNorm: weight \(weight.shape) for input \(x.shape)") }
@@ -139,8 +167,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
         for r in range {
             let row = px + r * width
             let m = sum(row, count: width) / Float(width)
-            var v: Float = 0
-            for i in 0..<width { let d = row[i] - m; v += d * d }
+            let v = squaredDeviations(row, from: m, count: width)
             let s = 1 / (v / Float(width) + epsilon).squareRoot()
             pm[r] = m; pis[r] = s
             let dst = po + r * width
@@ -161,12 +188,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
                 for r in range {
                     let row = px + r * width, grow = pg + r * width, dst = pgx + r * width
                     let m = pm[r], s = pis[r]
-                    var sumG: Float = 0, sumGX: Float = 0
-                    for i in 0..<width {
-                        let dxhat = grow[i] * (pw?[i] ?? 1)
-                        sumG += dxhat
-                        sumGX += dxhat * (row[i] - m) * s
-                    }
+                    let (sumG, sumGX) = gradientSums(grow, weight: pw, row: row, mean: m, inverseStd: s, count: width)
                     let meanG = sumG / Float(width), meanGX = sumGX / Float(width)
                     for i in 0..<width {
                         let dxhat = grow[i] * (pw?[i] ?? 1)
