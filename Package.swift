@@ -11,6 +11,9 @@ let targetCPU = ["-target-cpu", Context.environment["SFKD_TARGET_CPU"] ?? "haswe
 let targetCPU = Context.environment["SFKD_TARGET_CPU"].map { ["-target-cpu", $0] } ?? []
 #endif
 
+// A Haswell build stops with a message on a CPU without AVX2 instead of dying of SIGILL.
+let cpuCheck: [SwiftSetting] = targetCPU == ["-target-cpu", "haswell"] ? [.define("SFKD_REQUIRES_AVX2", .when(configuration: .release))] : []
+
 // Release builds drop bounds and exclusivity checks in the numeric kernels: they run on raw
 // pointers whose extents the ops check once per call, not per element.
 let fastMath: [SwiftSetting] = [
@@ -54,7 +57,7 @@ let package = Package(
                 "Tensors", "Layers", "Models", "Data", "Training", "Cluster", "Runtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: fastMath
+            swiftSettings: fastMath + cpuCheck
         ),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),

@@ -25,12 +25,6 @@ public final class Aligner: Module {
     }
 }
 
-/// LayerNorm over channels at each position of a (B, C, H, W) map, no affine (eps 1e-5).
-public func channelLayerNorm(_ map: Tensor, epsilon: Float = 1e-5) -> Tensor {
-    let normalized = layerNorm(map.permute([0, 2, 3, 1]), weight: nil, bias: nil, epsilon: epsilon)
-    return normalized.permute([0, 3, 1, 2])
-}
-
 /// The feature normalisation applied to aligned student and teacher maps.
 public enum FeatureNormalization: String, CaseIterable, Sendable {
     case layernorm, none

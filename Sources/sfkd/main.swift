@@ -1,6 +1,14 @@
 import Foundation
 import Runtime
 
+#if SFKD_REQUIRES_AVX2
+// The release build's kernels use AVX2 (Package.swift): say so rather than die of SIGILL.
+let cpuFlags = BLASCore.cpuFlags()
+if !cpuFlags.isEmpty && !(cpuFlags.contains("avx2") && cpuFlags.contains("fma")) {
+    FileHandle.standardError.write("sfkd: this binary was built for AVX2 + FMA (Haswell or later) and this CPU lacks them; rebuild with SFKD_TARGET_CPU=x86-64 swift build -c release\n".data(using: .utf8)!)
+    exit(2)
+}
+#endif
 // Must run before anything touches MPI or threads: it may re-execute the binary with a faster
 // OpenBLAS kernel set.
 BLASCore.selectFastCoreOrReexec()

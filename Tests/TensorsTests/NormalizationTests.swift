@@ -58,6 +58,14 @@ final class NormalizationTests: XCTestCase {
         checkGradients([x, w]) { batchNorm(x, weight: w, bias: nil, runningMean: m2, runningVariance: v2, training: true, reducer: doubling) }
     }
 
+    func testChannelLayerNormEqualsLayerNormOverPermutedChannels() {
+        let x = randomTensor([3, 5, 4, 3], seed: 31)
+        let fused = withNoGrad { channelLayerNorm(x) }
+        let reference = withNoGrad { layerNorm(x.permute([0, 2, 3, 1]), weight: nil, bias: nil).permute([0, 3, 1, 2]) }
+        XCTAssertLessThan(maxDifference(fused, reference.array), 1e-5)
+        checkGradients([x]) { channelLayerNorm(x) }
+    }
+
     func testLayerNorm() {
         let x = randomTensor([2, 3, 6], seed: 12, range: -2...2)
         let w = randomTensor([6], seed: 13), b = randomTensor([6], seed: 14)

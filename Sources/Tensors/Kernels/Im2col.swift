@@ -132,3 +132,51 @@ public func col2imAdd(_ columns: UnsafePointer<Float>, channels: Int, geometry g
         }
     }
 }
+
+/// im2col for small planes as a gather through a table built once per convolution: on 2x2 to
+/// 8x8 planes (DS2S's wavelet bands, the last stages) `im2col`'s per-row copies and zero fills
+/// are mostly call overhead. The table holds, for every (ky, kx, output position), the source
+/// index in the plane, or `inPlane` for padding, which reads a zero appended to a copy of the plane.
+struct PlaneGather {
+    let geometry: ConvGeometry
+    let indices: [Int32]
+
+    init(geometry g: ConvGeometry) {
+        geometry = g
+        let inPlane = g.inputHeight * g.inputWidth
+        var indices: [Int32] = []
+        indices.reserveCapacity(g.kernelHeight * g.kernelWidth * g.outputHeight * g.outputWidth)
+        for ky in 0..<g.kernelHeight {
+            for kx in 0..<g.kernelWidth {
+                for oy in 0..<g.outputHeight {
+                    for ox in 0..<g.outputWidth {
+                        let iy = oy * g.strideHeight + ky - g.paddingHeight, ix = ox * g.strideWidth + kx - g.paddingWidth
+                        let inside = iy >= 0 && iy < g.inputHeight && ix >= 0 && ix < g.inputWidth
+                        indices.append(Int32(inside ? iy * g.inputWidth + ix : inPlane))
+                    }
+                }
+            }
+        }
+        self.indices = indices
+    }
+
+    /// Floats of scratch `unfold` needs: one plane and its zero.
+    var scratchCount: Int { geometry.inputHeight * geometry.inputWidth + 1 }
+
+    /// Same result as `im2col(input, channels:, geometry:, rowStride:, into:)`.
+    func unfold(_ input: UnsafePointer<Float>, channels: Int, rowStride: Int, into columns: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let inPlane = geometry.inputHeight * geometry.inputWidth, outPlane = geometry.outputHeight * geometry.outputWidth
+        let kernelArea = geometry.kernelHeight * geometry.kernelWidth
+        scratch[inPlane] = 0
+        indices.withUnsafeBufferPointer { table in
+            let table = table.baseAddress!
+            for c in 0..<channels {
+                scratch.update(from: input + c * inPlane, count: inPlane)
+                for k in 0..<kernelArea {
+                    let destination = columns + (c * kernelArea + k) * rowStride, source = table + k * outPlane
+                    for p in 0..<outPlane { destination[p] = scratch[Int(source[p])] }
+                }
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 /// 2-D convolution (cross-correlation, as PyTorch) on NCHW input with a
-/// (outChannels, inChannels/groups, kh, kw) weight. Three paths: 1x1 convolutions are one
-/// GEMM per image, depthwise convolutions a direct loop, everything else im2col + GEMM.
+/// (outChannels, inChannels/groups, kh, kw) weight. Three paths: depthwise convolutions are a
+/// direct loop; on small output planes several images are unfolded side by side into one GEMM;
+/// otherwise 1x1 convolutions are one GEMM per image and the rest im2col + GEMM.
 /// The unfolded columns are recomputed in backward rather than kept, to save memory.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
     ensure(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape) and weight \(weight.shape) must be 4-D")
@@ -77,7 +78,7 @@ struct ConvPlan {
             return
         }
         overImages { _, images in
-            if !isPointwise && imagesPerGEMM > 1 {
+            if imagesPerGEMM > 1 {
                 forwardSmallPlanes(x, w, b, y, images: images)
                 return
             }
@@ -125,13 +126,14 @@ struct ConvPlan {
         let perGEMM = imagesPerGEMM
         let columns = Tensor(uninitializedShape: [columnsRows, perGEMM * outPlane])
         let product = Tensor(uninitializedShape: [outPerGroup, perGEMM * outPlane])
+        let gather = PlaneGather(geometry: geometry), scratch = Tensor(uninitializedShape: [gather.scratchCount])
         for first in stride(from: images.lowerBound, to: images.upperBound, by: perGEMM) {
             let count = min(perGEMM, images.upperBound - first)
             let width = count * outPlane
             for group in 0..<groups {
                 for i in 0..<count {
                     let xg = x + (first + i) * inChannels * inPlane + group * inPerGroup * inPlane
-                    im2col(xg, channels: inPerGroup, geometry: geometry, rowStride: width, into: columns.data + i * outPlane)
+                    gather.unfold(xg, channels: inPerGroup, rowStride: width, into: columns.data + i * outPlane, scratch: scratch.data)
                 }
                 gemm(transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
                      a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: columns.data, ldb: width, c: product.data, ldc: width)
@@ -154,13 +156,14 @@ struct ConvPlan {
         let perGEMM = imagesPerGEMM
         let columns = Tensor(uninitializedShape: [columnsRows, perGEMM * outPlane])
         let gathered = Tensor(uninitializedShape: [outPerGroup, perGEMM * outPlane])
+        let gather = PlaneGather(geometry: geometry), scratch = Tensor(uninitializedShape: [gather.scratchCount])
         for first in stride(from: images.lowerBound, to: images.upperBound, by: perGEMM) {
             let count = min(perGEMM, images.upperBound - first)
             let width = count * outPlane
             for group in 0..<groups {
                 for i in 0..<count {
                     let xg = x + (first + i) * inChannels * inPlane + group * inPerGroup * inPlane
-                    im2col(xg, channels: inPerGroup, geometry: geometry, rowStride: width, into: columns.data + i * outPlane)
+                    gather.unfold(xg, channels: inPerGroup, rowStride: width, into: columns.data + i * outPlane, scratch: scratch.data)
                     for c in 0..<outPerGroup {
                         (gathered.data + c * width + i * outPlane).update(from: gy + ((first + i) * outChannels + group * outPerGroup + c) * outPlane, count: outPlane)
                     }
@@ -236,7 +239,7 @@ struct ConvPlan {
         let partials = gw == nil || chunks == 1 ? nil : Tensor(zeros: [chunks, weightCount])
         overImages { chunk, images in
             var gwChunk = partials.map { $0.data + chunk * weightCount } ?? gw
-            if let target = gwChunk, !isPointwise && imagesPerGEMM > 1 {
+            if let target = gwChunk, imagesPerGEMM > 1 {
                 weightGradientSmallPlanes(x, gy, into: target, images: images)
                 gwChunk = nil
             }

@@ -231,3 +231,58 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
     }
     return out
 }
+
+/// LayerNorm over the channels of a (B, C, H, W) map at each position, without affine
+/// parameters. Equal to permuting to (B, H, W, C), `layerNorm` and permuting back, but works on
+/// NCHW directly: the sums over channels run across whole planes, so every loop is over
+/// contiguous positions and nothing is permuted (the distillation losses normalise every
+/// feature map this way, forward and backward).
+public func channelLayerNorm(_ x: Tensor, epsilon: Float = 1e-5) -> Tensor {
+    ensure(x.rank == 4, "channelLayerNorm: input \(x.shape) must be (B, C, H, W)")
+    let batch = x.shape[0], channels = x.shape[1], plane = x.shape[2] * x.shape[3]
+    let out = Tensor(uninitializedShape: x.shape)
+    let inverseStd = Tensor(uninitializedShape: [batch, plane])
+    let px = x.data, po = out.data, pis = inverseStd.data
+    let scale = 1 / Float(channels)
+    parallelFor(batch) { images in
+        let mean = Tensor(uninitializedShape: [plane]), pm = mean.data
+        for b in images {
+            let xb = px + b * channels * plane, ob = po + b * channels * plane, inv = pis + b * plane
+            pm.update(repeating: 0, count: plane)
+            for c in 0..<channels { addInPlace(pm, xb + c * plane, count: plane) }
+            for p in 0..<plane { pm[p] *= scale }
+            inv.update(repeating: 0, count: plane)
+            for c in 0..<channels {
+                let xc = xb + c * plane
+                for p in 0..<plane { let d = xc[p] - pm[p]; inv[p] += d * d }
+            }
+            for p in 0..<plane { inv[p] = 1 / (inv[p] * scale + epsilon).squareRoot() }
+            for c in 0..<channels {
+                let xc = xb + c * plane, oc = ob + c * plane
+                for p in 0..<plane { oc[p] = (xc[p] - pm[p]) * inv[p] }
+            }
+        }
+    }
+    Tape.current.record(out, inputs: [x]) { g in
+        // dx = inv * (g - mean_c(g) - xhat * mean_c(g * xhat)), with xhat the output.
+        let gx = Tensor(uninitializedShape: x.shape)
+        let pg = g.data, pgx = gx.data, py = out.data
+        parallelFor(batch) { images in
+            let sums = Tensor(uninitializedShape: [2, plane]), sumG = sums.data, sumGY = sums.data + plane
+            for b in images {
+                let offset = b * channels * plane, inv = pis + b * plane
+                sums.data.update(repeating: 0, count: 2 * plane)
+                for c in 0..<channels {
+                    let gc = pg + offset + c * plane, yc = py + offset + c * plane
+                    for p in 0..<plane { sumG[p] += gc[p]; sumGY[p] += gc[p] * yc[p] }
+                }
+                for c in 0..<channels {
+                    let gc = pg + offset + c * plane, yc = py + offset + c * plane, dc = pgx + offset + c * plane
+                    for p in 0..<plane { dc[p] = inv[p] * (gc[p] - sumG[p] * scale - yc[p] * sumGY[p] * scale) }
+                }
+            }
+        }
+        accumulateGradient(x, gx)
+    }
+    return out
+}
