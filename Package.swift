@@ -11,14 +11,17 @@ let targetCPU = ["-target-cpu", Context.environment["SFKD_TARGET_CPU"] ?? "haswe
 let targetCPU = Context.environment["SFKD_TARGET_CPU"].map { ["-target-cpu", $0] } ?? []
 #endif
 
-// A Haswell build stops with a message on a CPU without AVX2 instead of dying of SIGILL.
-let cpuCheck: [SwiftSetting] = targetCPU == ["-target-cpu", "haswell"] ? [.define("SFKD_REQUIRES_AVX2", .when(configuration: .release))] : []
+// A Haswell build fuses multiply-adds in the attention kernels (SFKD_FMA), and stops with a
+// message on a CPU without AVX2 and FMA instead of dying of SIGILL.
+let haswell = targetCPU == ["-target-cpu", "haswell"]
+let fusedMultiplyAdd: [SwiftSetting] = haswell ? [.define("SFKD_FMA", .when(configuration: .release))] : []
+let cpuCheck: [SwiftSetting] = haswell ? [.define("SFKD_REQUIRES_AVX2", .when(configuration: .release))] : []
 
 // Release builds drop bounds and exclusivity checks in the numeric kernels: they run on raw
 // pointers whose extents the ops check once per call, not per element.
 let fastMath: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"] + targetCPU, .when(configuration: .release)),
-]
+] + fusedMultiplyAdd
 
 let package = Package(
     name: "sfkd",

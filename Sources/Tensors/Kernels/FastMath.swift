@@ -76,3 +76,15 @@ func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _
     if n == 8 { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: SIMD8<Float>.self); return }
     for k in 0..<n { p[i + k] = v[k] }
 }
+
+/// a * b + c, one fused instruction where the build targets FMA hardware (Package.swift defines
+/// SFKD_FMA for its default Haswell target); elsewhere a multiply and an add, since a fused
+/// multiply-add without hardware support is a slow library call per lane.
+@inline(__always)
+func multiplyAdd<Lanes: SIMD>(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes where Lanes.Scalar == Float {
+    #if SFKD_FMA
+    return c.addingProduct(a, b)
+    #else
+    return a * b + c
+    #endif
+}

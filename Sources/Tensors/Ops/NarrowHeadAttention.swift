@@ -65,22 +65,26 @@ enum NarrowHeads {
             let p = probabilities + i * n
             // dP = dO V^T, then dS = P * (dP - <P, dP>) * scale.
             rowTimesTransposed(gh + i * ldo, scale: 1, transposed: valuesT, width: d, columns: n, into: scoreGrad)
-            let inner = dot(p, scoreGrad, count: n)
+            let inner = dotInParallel(p, scoreGrad, count: n)
             for j in 0..<n { scoreGrad[j] = p[j] * (scoreGrad[j] - inner) * factor }
             // dV += P^T dO, dK += dS^T Q and dQ = dS K, in one pass over the row.
             let g = vector(gh + i * ldo, width: d, as: Lanes.self), qi = vector(qh + i * ld, width: d, as: Lanes.self)
-            var dq = (Lanes(), Lanes())
-            var j = 0
-            while j < n {
+            var dq0 = Lanes(), dq1 = Lanes()
+            func update(_ j: Int) -> Lanes {
                 let pj = Lanes(repeating: p[j]), sj = Lanes(repeating: scoreGrad[j])
                 let dv = UnsafeMutableRawPointer(valueGrad + j * w), dk = UnsafeMutableRawPointer(keyGrad + j * w)
-                dv.storeBytes(of: dv.loadUnaligned(as: Lanes.self) + pj * g, as: Lanes.self)
-                dk.storeBytes(of: dk.loadUnaligned(as: Lanes.self) + sj * qi, as: Lanes.self)
-                let kj = UnsafeRawPointer(keys + j * w).loadUnaligned(as: Lanes.self)
-                if j & 1 == 0 { dq.0 += sj * kj } else { dq.1 += sj * kj }
-                j += 1
+                dv.storeBytes(of: multiplyAdd(pj, g, dv.loadUnaligned(as: Lanes.self)), as: Lanes.self)
+                dk.storeBytes(of: multiplyAdd(sj, qi, dk.loadUnaligned(as: Lanes.self)), as: Lanes.self)
+                return sj * UnsafeRawPointer(keys + j * w).loadUnaligned(as: Lanes.self)
             }
-            let dqi = dq.0 + dq.1
+            var j = 0
+            while j + 2 <= n {
+                dq0 += update(j)
+                dq1 += update(j + 1)
+                j += 2
+            }
+            if j < n { dq0 += update(j) }
+            let dqi = dq0 + dq1
             for c in 0..<d { gqh[i * ld + c] = dqi[c] }
         }
         unpad(keyGrad, rows: n, width: d, lanes: w, into: gk + layout.keyOffset(b, h), stride: ld)
@@ -96,10 +100,10 @@ enum NarrowHeads {
             var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
             for c in 0..<width {
                 let x = SIMD8<Float>(repeating: a[c]), line = UnsafeRawPointer(bt + c * n + j)
-                s0 += x * line.loadUnaligned(as: SIMD8<Float>.self)
-                s1 += x * line.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                s2 += x * line.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
-                s3 += x * line.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                s0 = multiplyAdd(x, line.loadUnaligned(as: SIMD8<Float>.self), s0)
+                s1 = multiplyAdd(x, line.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self), s1)
+                s2 = multiplyAdd(x, line.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), s2)
+                s3 = multiplyAdd(x, line.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self), s3)
             }
             let target = UnsafeMutableRawPointer(out + j)
             target.storeBytes(of: s0 * scale, as: SIMD8<Float>.self)
@@ -111,26 +115,44 @@ enum NarrowHeads {
         while j < n {
             let count = min(8, n - j)
             var s = SIMD8<Float>()
-            for c in 0..<width { s += SIMD8(repeating: a[c]) * loadLanes(bt + c * n, j, count) }
+            for c in 0..<width { s = multiplyAdd(SIMD8(repeating: a[c]), loadLanes(bt + c * n, j, count), s) }
             storeLanes(s * scale, out, j, count)
             j += count
         }
     }
 
-    /// sum_j weights[j] * rows[j] over padded rows of one vector each, two accumulators.
+    /// sum_j weights[j] * rows[j] over padded rows of one vector each, four accumulators.
     @inline(__always)
     private static func weightedSum<Lanes: SIMD>(_ weights: UnsafePointer<Float>, rows: UnsafePointer<Float>, count n: Int,
                                                  as: Lanes.Type) -> Lanes where Lanes.Scalar == Float {
         let w = Lanes.scalarCount
-        var s0 = Lanes(), s1 = Lanes()
-        var j = 0
-        while j + 2 <= n {
-            s0 += Lanes(repeating: weights[j]) * UnsafeRawPointer(rows + j * w).loadUnaligned(as: Lanes.self)
-            s1 += Lanes(repeating: weights[j + 1]) * UnsafeRawPointer(rows + (j + 1) * w).loadUnaligned(as: Lanes.self)
-            j += 2
+        func term(_ j: Int, _ sum: Lanes) -> Lanes {
+            multiplyAdd(Lanes(repeating: weights[j]), UnsafeRawPointer(rows + j * w).loadUnaligned(as: Lanes.self), sum)
         }
-        if j < n { s0 += Lanes(repeating: weights[j]) * UnsafeRawPointer(rows + j * w).loadUnaligned(as: Lanes.self) }
-        return s0 + s1
+        var s0 = Lanes(), s1 = Lanes(), s2 = Lanes(), s3 = Lanes()
+        var j = 0
+        while j + 4 <= n {
+            s0 = term(j, s0); s1 = term(j + 1, s1); s2 = term(j + 2, s2); s3 = term(j + 3, s3)
+            j += 4
+        }
+        while j < n { s0 = term(j, s0); j += 1 }
+        return (s0 + s1) + (s2 + s3)
+    }
+
+    /// <a, b> in four vector accumulators (one is latency-bound on rows of a few hundred).
+    private static func dotInParallel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+        let pa = UnsafeRawPointer(a), pb = UnsafeRawPointer(b)
+        var j = 0
+        while j + 32 <= n {
+            let offset = 4 * j
+            s0 = multiplyAdd(pa.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self), pb.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self), s0)
+            s1 = multiplyAdd(pa.loadUnaligned(fromByteOffset: offset + 32, as: SIMD8<Float>.self), pb.loadUnaligned(fromByteOffset: offset + 32, as: SIMD8<Float>.self), s1)
+            s2 = multiplyAdd(pa.loadUnaligned(fromByteOffset: offset + 64, as: SIMD8<Float>.self), pb.loadUnaligned(fromByteOffset: offset + 64, as: SIMD8<Float>.self), s2)
+            s3 = multiplyAdd(pa.loadUnaligned(fromByteOffset: offset + 96, as: SIMD8<Float>.self), pb.loadUnaligned(fromByteOffset: offset + 96, as: SIMD8<Float>.self), s3)
+            j += 32
+        }
+        return ((s0 + s1) + (s2 + s3)).sum() + dot(a + j, b + j, count: n - j)
     }
 
     @inline(__always)
