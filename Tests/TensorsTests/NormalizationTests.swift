@@ -64,6 +64,20 @@ final class NormalizationTests: XCTestCase {
         let reference = withNoGrad { layerNorm(x.permute([0, 2, 3, 1]), weight: nil, bias: nil).permute([0, 3, 1, 2]) }
         XCTAssertLessThan(maxDifference(fused, reference.array), 1e-5)
         checkGradients([x]) { channelLayerNorm(x) }
+        // Backward must not depend on buffers the forward let go of (they are reused).
+        let seed = randomTensor(x.shape, seed: 32, requiresGrad: false)
+        x.grad = nil
+        Tape.current.reset()
+        layerNorm(x.permute([0, 2, 3, 1]), weight: nil, bias: nil).permute([0, 3, 1, 2]).backward(seed: seed)
+        let referenceGradient = x.grad!.array
+        x.grad = nil
+        Tape.current.reset()
+        let y = channelLayerNorm(x)
+        let reuse = (0..<8).map { _ in Tensor(Array(repeating: 1000, count: 36), shape: [3, 12]) }
+        y.backward(seed: seed)
+        XCTAssertLessThan(maxDifference(x.grad!, referenceGradient), 1e-5)
+        XCTAssertEqual(reuse.count, 8)
+        x.grad = nil
     }
 
     func testLayerNorm() {

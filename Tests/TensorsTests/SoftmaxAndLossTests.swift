@@ -35,6 +35,24 @@ final class SoftmaxAndLossTests: XCTestCase {
         }
     }
 
+    /// The targets are often a temporary of the caller's: backward must still read them after
+    /// their tensor is gone and its buffer has gone back to the pool and been reused.
+    func testSoftTargetGradientOutlivesTheTargetsTensor() {
+        let logits = randomTensor([4, 6], seed: 12)
+        func targets() -> Tensor { withNoGrad { softmax(randomTensor([4, 6], seed: 13, requiresGrad: false)) } }
+        let expected = targets().array
+        logits.grad = nil
+        Tape.current.reset()
+        let loss = crossEntropy(logits, softTargets: targets())
+        let reuse = (0..<8).map { _ in Tensor(Array(repeating: 1000, count: 24), shape: [4, 6]) }
+        loss.backward()
+        let p = withNoGrad { softmax(logits) }.array
+        let gradient = (0..<24).map { (p[$0] - expected[$0]) / 4 }
+        XCTAssertLessThan(maxDifference(logits.grad!, gradient), 1e-6)
+        XCTAssertEqual(reuse.count, 8)
+        logits.grad = nil
+    }
+
     func testSoftTargetCrossEntropyAndKL() {
         let logits = randomTensor([3, 5], seed: 3, range: -2...2)
         let targetLogits = randomTensor([3, 5], seed: 4, range: -2...2, requiresGrad: false)

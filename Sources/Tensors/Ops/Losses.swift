@@ -46,7 +46,9 @@ public func crossEntropy(_ logits: Tensor, softTargets: Tensor) -> Tensor {
     }
     let out = Tensor(scalar: Float(total / Double(batch)))
     Tape.current.record(out, inputs: [logits]) { g in
-        let plp = logProbabilities.data
+        // Both tensors are named here so the closure keeps their buffers (the targets are
+        // often a temporary of the caller's, which would otherwise go back to the pool).
+        let plp = logProbabilities.data, pq = softTargets.data
         let scale = g.data[0] / Float(batch)
         let gx = Tensor(uninitializedShape: logits.shape)
         for b in 0..<batch {

@@ -266,7 +266,7 @@ public func channelLayerNorm(_ x: Tensor, epsilon: Float = 1e-5) -> Tensor {
     Tape.current.record(out, inputs: [x]) { g in
         // dx = inv * (g - mean_c(g) - xhat * mean_c(g * xhat)), with xhat the output.
         let gx = Tensor(uninitializedShape: x.shape)
-        let pg = g.data, pgx = gx.data, py = out.data
+        let pg = g.data, pgx = gx.data, py = out.data, pis = inverseStd.data
         parallelFor(batch) { images in
             let sums = Tensor(uninitializedShape: [2, plane]), sumG = sums.data, sumGY = sums.data + plane
             for b in images {
