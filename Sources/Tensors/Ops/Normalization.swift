@@ -126,7 +126,6 @@ public func batchNorm(
     return out
 }
 
-/// Layer norm over the last dimension, with optional affine weight and bias.
 /// sum_i (row[i] - mean)^2 in eight partial sums (a single running sum is latency-bound on the
 /// short rows LayerNorm sees, 32-64 channels).
 @inline(__always)
@@ -155,6 +154,7 @@ private func gradientSums(_ g: UnsafePointer<Float>, weight: UnsafePointer<Float
     return (sumG.sum(), sumGX.sum())
 }
 
+/// Layer norm over the last dimension, with optional affine weight and bias.
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5) -> Tensor {
     let width = x.shape[x.rank - 1]
     if let weight { ensure(weight.shape == [width], "layerNorm: weight \(weight.shape) for input \(x.shape)") }
