@@ -40,8 +40,9 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CVector"),
 
-        .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CVector"], swiftSettings: fastMath),
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Layers", "Tensors"], swiftSettings: fastMath),
         .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),

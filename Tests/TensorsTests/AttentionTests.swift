@@ -39,6 +39,24 @@ final class AttentionTests: XCTestCase {
             checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v, scale: 0.7) }
         }
     }
+
+    /// The fused backward against autograd through batched matmul and softmax, at sizes too
+    /// long for finite differences in a debug build: several four-row blocks plus a tail, for
+    /// both vector widths and the GEMM path.
+    func testBackwardMatchesComposedOps() {
+        for (n, width) in [(37, 8), (70, 13), (23, 20)] {
+            let q = randomTensor([3, n, width], seed: 11), k = randomTensor([3, n, width], seed: 12), v = randomTensor([3, n, width], seed: 13)
+            let seed = randomTensor([3, n, width], seed: 14, requiresGrad: false)
+            scaledDotProductAttention(query: q, key: k, value: v).backward(seed: seed)
+            let fused = [q.grad!.array, k.grad!.array, v.grad!.array]
+            for t in [q, k, v] { t.zeroGrad() }
+            let scores = batchedMatmul(q, k, transposeB: true) * (1 / Float(width).squareRoot())
+            matmul(softmax(scores), v).backward(seed: seed)
+            for (index, name) in ["query", "key", "value"].enumerated() {
+                XCTAssertLessThan(maxDifference([q, k, v][index].grad!, fused[index]), 1e-5, "\(name) gradient, \(n) tokens x \(width)")
+            }
+        }
+    }
 }
 
 final class PackedAttentionTests: XCTestCase {

@@ -1,3 +1,5 @@
+import CVector
+
 /// Vectorised exp and erf for the elementwise kernels. The C library's scalar expf/erff cost
 /// more than the memory traffic of GELU and softmax; these run eight lanes at a time with
 /// errors of a few float ulps (checked against the C library in the tests).
@@ -16,19 +18,22 @@ func clamp(_ x: SIMD8<Float>, _ low: Float, _ high: Float) -> SIMD8<Float> {
 /// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n in the exponent bits.
 @inline(__always)
 public func fastExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    typealias V = SIMD8<Float>
     let clamped = clamp(x, -87.3, 88.3)
-    let shifted = clamped * 1.442_695_04 + roundingMagic
+    let shifted = multiplyAdd(clamped, V(repeating: 1.442_695_04), V(repeating: roundingMagic))
     let n = shifted - roundingMagic
     // Cody-Waite: subtract n ln2 in two parts to keep r exact.
-    var r = clamped - n * 0.693_359_375
-    r = r + n * 2.121_944_4e-4
-    var p = SIMD8<Float>(repeating: 1.987_569_15e-4)
-    p = p * r + 1.398_199_95e-3
-    p = p * r + 8.333_451_9e-3
-    p = p * r + 4.166_579_6e-2
-    p = p * r + 1.666_666_55e-1
-    p = p * r + 5.000_000_1e-1
-    p = p * r * r + r + 1
+    var r = multiplyAdd(n, V(repeating: -0.693_359_375), clamped)
+    r = multiplyAdd(n, V(repeating: 2.121_944_4e-4), r)
+    // Horner steps as fused multiply-adds where the target has them: fewer instructions and a
+    // shorter dependency chain (softmax over attention scores spends its time here).
+    var p = V(repeating: 1.987_569_15e-4)
+    p = multiplyAdd(p, r, V(repeating: 1.398_199_95e-3))
+    p = multiplyAdd(p, r, V(repeating: 8.333_451_9e-3))
+    p = multiplyAdd(p, r, V(repeating: 4.166_579_6e-2))
+    p = multiplyAdd(p, r, V(repeating: 1.666_666_55e-1))
+    p = multiplyAdd(p, r, V(repeating: 5.000_000_1e-1))
+    p = multiplyAdd(p * r, r, r + 1)
     let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- roundingMagicBits
     return p * unsafeBitCast((integer &+ 127) &* 8_388_608, to: SIMD8<Float>.self)
 }
@@ -83,6 +88,16 @@ func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _
 @inline(__always)
 func multiplyAdd<Lanes: SIMD>(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes where Lanes.Scalar == Float {
     #if SFKD_FMA
+    // Through C (CVector): Swift's own addingProduct on SIMD types is a loop over lanes that
+    // is not reliably vectorised. The type tests fold away in specialised code.
+    if Lanes.self == SIMD8<Float>.self {
+        return unsafeBitCast(sfkd_fma8(unsafeBitCast(a, to: SIMD8<Float>.self), unsafeBitCast(b, to: SIMD8<Float>.self),
+                                       unsafeBitCast(c, to: SIMD8<Float>.self)), to: Lanes.self)
+    }
+    if Lanes.self == SIMD16<Float>.self {
+        return unsafeBitCast(sfkd_fma16(unsafeBitCast(a, to: SIMD16<Float>.self), unsafeBitCast(b, to: SIMD16<Float>.self),
+                                        unsafeBitCast(c, to: SIMD16<Float>.self)), to: Lanes.self)
+    }
     return c.addingProduct(a, b)
     #else
     return a * b + c

@@ -8,7 +8,7 @@ enum NarrowHeads {
     static let limit = 16
 
     /// Floats of per-thread workspace for heads of `width` over `tokens` tokens.
-    static func workspaceCount(tokens n: Int, width d: Int) -> Int { d * n + 3 * n * lanes(d) + n }
+    static func workspaceCount(tokens n: Int, width d: Int) -> Int { d * n + 3 * n * lanes(d) + 4 * n }
 
     private static func lanes(_ width: Int) -> Int { width <= 8 ? 8 : 16 }
 
@@ -56,39 +56,94 @@ enum NarrowHeads {
                                               _ gq: UnsafeMutablePointer<Float>, _ gk: UnsafeMutablePointer<Float>, _ gv: UnsafeMutablePointer<Float>,
                                               _ factor: Float, _ workspace: UnsafeMutablePointer<Float>, as: Lanes.Type) where Lanes.Scalar == Float {
         let n = layout.tokens, d = layout.width, ld = layout.inputStride, ldo = layout.outputStride, w = Lanes.scalarCount
-        let valuesT = workspace, keys = workspace + d * n, keyGrad = keys + n * w, valueGrad = keyGrad + n * w, scoreGrad = valueGrad + n * w
+        // dK and dV interleaved, one vector each per key: as two arrays a power of two apart,
+        // their loads and stores alias in the CPU's 4 KB address check and stall each other.
+        let valuesT = workspace, keys = workspace + d * n, gradients = keys + n * w, scoreGrads = gradients + 2 * n * w
         let qh = q + layout.queryOffset(b, h), gh = gradOut + layout.outputOffset(b, h), gqh = gq + layout.queryOffset(b, h)
         transpose(v + layout.valueOffset(b, h), rows: n, width: d, stride: ld, into: valuesT)
         pad(k + layout.keyOffset(b, h), rows: n, width: d, stride: ld, lanes: w, into: keys)
-        keyGrad.update(repeating: 0, count: 2 * n * w)
-        for i in 0..<n {
+        gradients.update(repeating: 0, count: 2 * n * w)
+        // dP = dO V^T for query row i, then dS = P * (dP - <P, dP>) * scale.
+        func scoreGradient(_ i: Int, into row: UnsafeMutablePointer<Float>) {
             let p = probabilities + i * n
-            // dP = dO V^T, then dS = P * (dP - <P, dP>) * scale.
-            rowTimesTransposed(gh + i * ldo, scale: 1, transposed: valuesT, width: d, columns: n, into: scoreGrad)
-            let inner = dotInParallel(p, scoreGrad, count: n)
-            for j in 0..<n { scoreGrad[j] = p[j] * (scoreGrad[j] - inner) * factor }
-            // dV += P^T dO, dK += dS^T Q and dQ = dS K, in one pass over the row.
-            let g = vector(gh + i * ldo, width: d, as: Lanes.self), qi = vector(qh + i * ld, width: d, as: Lanes.self)
-            var dq0 = Lanes(), dq1 = Lanes()
-            func update(_ j: Int) -> Lanes {
-                let pj = Lanes(repeating: p[j]), sj = Lanes(repeating: scoreGrad[j])
-                let dv = UnsafeMutableRawPointer(valueGrad + j * w), dk = UnsafeMutableRawPointer(keyGrad + j * w)
-                dv.storeBytes(of: multiplyAdd(pj, g, dv.loadUnaligned(as: Lanes.self)), as: Lanes.self)
-                dk.storeBytes(of: multiplyAdd(sj, qi, dk.loadUnaligned(as: Lanes.self)), as: Lanes.self)
-                return sj * UnsafeRawPointer(keys + j * w).loadUnaligned(as: Lanes.self)
-            }
-            var j = 0
-            while j + 2 <= n {
-                dq0 += update(j)
-                dq1 += update(j + 1)
-                j += 2
-            }
-            if j < n { dq0 += update(j) }
-            let dqi = dq0 + dq1
-            for c in 0..<d { gqh[i * ld + c] = dqi[c] }
+            rowTimesTransposed(gh + i * ldo, scale: 1, transposed: valuesT, width: d, columns: n, into: row)
+            let inner = dotInParallel(p, row, count: n)
+            for j in 0..<n { row[j] = p[j] * (row[j] - inner) * factor }
         }
-        unpad(keyGrad, rows: n, width: d, lanes: w, into: gk + layout.keyOffset(b, h), stride: ld)
-        unpad(valueGrad, rows: n, width: d, lanes: w, into: gv + layout.valueOffset(b, h), stride: ld)
+        func store(_ dq: Lanes, row i: Int) { for c in 0..<d { gqh[i * ld + c] = dq[c] } }
+        // dV += P^T dO, dK += dS^T Q and dQ = dS K in one pass over the keys, four query rows
+        // at a time so each key's gradients are loaded and stored once per four rows. Wider
+        // lanes take one row at a time (four would not fit the vector registers).
+        var i = 0
+        if w == 8 {
+            while i + 4 <= n {
+                for r in 0..<4 { scoreGradient(i + r, into: scoreGrads + r * n) }
+                let dq = fourRows(probabilities + i * n, scoreGrads, rows: n, gradOut: gh + i * ldo, outputStride: ldo, queries: qh + i * ld, stride: ld,
+                                  width: d, keys: keys, gradients: gradients, as: Lanes.self)
+                store(dq.0, row: i); store(dq.1, row: i + 1); store(dq.2, row: i + 2); store(dq.3, row: i + 3)
+                i += 4
+            }
+        }
+        while i < n {
+            scoreGradient(i, into: scoreGrads)
+            store(oneRow(probabilities + i * n, scoreGrads, count: n, gradOut: vector(gh + i * ldo, width: d, as: Lanes.self),
+                         query: vector(qh + i * ld, width: d, as: Lanes.self), keys: keys, gradients: gradients), row: i)
+            i += 1
+        }
+        unpad(gradients, rows: n, width: d, lanes: 2 * w, into: gk + layout.keyOffset(b, h), stride: ld)
+        unpad(gradients + w, rows: n, width: d, lanes: 2 * w, into: gv + layout.valueOffset(b, h), stride: ld)
+    }
+
+    /// One query row's share of dK and dV (accumulated into `gradients`) and its dQ.
+    @inline(__always)
+    private static func oneRow<Lanes: SIMD>(_ p: UnsafePointer<Float>, _ s: UnsafePointer<Float>, count n: Int, gradOut g: Lanes, query qi: Lanes,
+                                            keys: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>) -> Lanes where Lanes.Scalar == Float {
+        let w = Lanes.scalarCount
+        var dq0 = Lanes(), dq1 = Lanes()
+        func update(_ j: Int) -> Lanes {
+            let pj = Lanes(repeating: p[j]), sj = Lanes(repeating: s[j])
+            let dk = UnsafeMutableRawPointer(gradients + 2 * j * w), dv = dk + 4 * w
+            dk.storeBytes(of: multiplyAdd(sj, qi, dk.loadUnaligned(as: Lanes.self)), as: Lanes.self)
+            dv.storeBytes(of: multiplyAdd(pj, g, dv.loadUnaligned(as: Lanes.self)), as: Lanes.self)
+            return sj * UnsafeRawPointer(keys + j * w).loadUnaligned(as: Lanes.self)
+        }
+        var j = 0
+        while j + 2 <= n {
+            dq0 += update(j)
+            dq1 += update(j + 1)
+            j += 2
+        }
+        if j < n { dq0 += update(j) }
+        return dq0 + dq1
+    }
+
+    /// Four consecutive query rows (probabilities and score gradients `rows` floats apart) at once.
+    @inline(__always)
+    private static func fourRows<Lanes: SIMD>(_ p: UnsafePointer<Float>, _ s: UnsafePointer<Float>, rows n: Int, gradOut: UnsafePointer<Float>, outputStride ldo: Int,
+                                              queries: UnsafePointer<Float>, stride ld: Int, width d: Int, keys: UnsafePointer<Float>,
+                                              gradients: UnsafeMutablePointer<Float>, as: Lanes.Type) -> (Lanes, Lanes, Lanes, Lanes) where Lanes.Scalar == Float {
+        let w = Lanes.scalarCount
+        let g0 = vector(gradOut, width: d, as: Lanes.self), g1 = vector(gradOut + ldo, width: d, as: Lanes.self)
+        let g2 = vector(gradOut + 2 * ldo, width: d, as: Lanes.self), g3 = vector(gradOut + 3 * ldo, width: d, as: Lanes.self)
+        let q0 = vector(queries, width: d, as: Lanes.self), q1 = vector(queries + ld, width: d, as: Lanes.self)
+        let q2 = vector(queries + 2 * ld, width: d, as: Lanes.self), q3 = vector(queries + 3 * ld, width: d, as: Lanes.self)
+        var dq0 = Lanes(), dq1 = Lanes(), dq2 = Lanes(), dq3 = Lanes()
+        for j in 0..<n {
+            let s0 = Lanes(repeating: s[j]), s1 = Lanes(repeating: s[n + j]), s2 = Lanes(repeating: s[2 * n + j]), s3 = Lanes(repeating: s[3 * n + j])
+            let dk = UnsafeMutableRawPointer(gradients + 2 * j * w), dv = dk + 4 * w
+            var kGrad = dk.loadUnaligned(as: Lanes.self)
+            kGrad = multiplyAdd(s0, q0, kGrad); kGrad = multiplyAdd(s1, q1, kGrad)
+            kGrad = multiplyAdd(s2, q2, kGrad); kGrad = multiplyAdd(s3, q3, kGrad)
+            dk.storeBytes(of: kGrad, as: Lanes.self)
+            var vGrad = dv.loadUnaligned(as: Lanes.self)
+            vGrad = multiplyAdd(Lanes(repeating: p[j]), g0, vGrad); vGrad = multiplyAdd(Lanes(repeating: p[n + j]), g1, vGrad)
+            vGrad = multiplyAdd(Lanes(repeating: p[2 * n + j]), g2, vGrad); vGrad = multiplyAdd(Lanes(repeating: p[3 * n + j]), g3, vGrad)
+            dv.storeBytes(of: vGrad, as: Lanes.self)
+            let key = UnsafeRawPointer(keys + j * w).loadUnaligned(as: Lanes.self)
+            dq0 = multiplyAdd(s0, key, dq0); dq1 = multiplyAdd(s1, key, dq1)
+            dq2 = multiplyAdd(s2, key, dq2); dq3 = multiplyAdd(s3, key, dq3)
+        }
+        return (dq0, dq1, dq2, dq3)
     }
 
     /// out[j] = scale * sum_c a[c] * bt[c, j] for j < columns: eight columns per vector, four

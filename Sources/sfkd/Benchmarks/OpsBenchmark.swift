@@ -34,6 +34,9 @@ struct OpsBenchmark {
         let attention = attentionBlock(batch: 64, tokens: 65, width: 128, heads: 4)
         results["attention"] = attention
         progress("attention block 64x65x128, 4 heads: forward \(formatted(attention["forward_ms"] as! Double, 2)) ms, forward+backward \(formatted(attention["forward_backward_ms"] as! Double, 2)) ms (\(formatted(attention["forward_backward_gflops"] as! Double)) GFLOP/s)")
+        let narrow = narrowHeadAttention(batch: 64, tokens: 256, width: 32, heads: 4)
+        results["narrow_head_attention"] = narrow
+        progress("narrow-head attention 64x256x32, 4 heads of 8 (DS2S's interaction block): forward \(formatted(narrow["forward_ms"] as! Double, 2)) ms, forward+backward \(formatted(narrow["forward_backward_ms"] as! Double, 2)) ms (\(formatted(narrow["forward_backward_gflops"] as! Double)) GFLOP/s)")
         }
         if parts.contains(.elementwise) {
 
@@ -111,6 +114,21 @@ struct OpsBenchmark {
         let products = 2.0 * 2 * Double(batch * tokens * tokens * width)
         return ["forward_ms": forward * 1e3, "forward_backward_ms": both * 1e3,
                 "forward_backward_gflops": 3 * (projections + products) / both * 1e-9]
+    }
+
+    /// The attention kernel alone (no projections) on packed qkv: softmax(Q K^T / sqrt(d)) V.
+    private func narrowHeadAttention(batch: Int, tokens: Int, width: Int, heads: Int) -> [String: Any] {
+        var generator = RandomGenerator(seed: 4)
+        let qkv = randomTensor([batch, tokens, 3 * width], &generator, requiresGrad: true)
+        let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = packedSelfAttention(qkv, heads: heads) } }
+        let both = medianSeconds(repeats: repeats) {
+            let y = packedSelfAttention(qkv, heads: heads)
+            y.backward(seed: y.detached())
+            qkv.zeroGrad()
+        }
+        // Forward: Q K^T and P V; backward: dP, dV, dQ and dK, each 2 * B * N * N * width flops.
+        let product = 2.0 * Double(batch * tokens * tokens * width)
+        return ["forward_ms": forward * 1e3, "forward_backward_ms": both * 1e3, "forward_backward_gflops": 6 * product / both * 1e-9]
     }
 
     private func elementwise(count: Int) -> [String: Any] {
