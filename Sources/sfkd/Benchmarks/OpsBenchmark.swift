@@ -23,7 +23,7 @@ struct OpsBenchmark {
         progress("sgemm 1024^3: \(formatted(gemmRate)) GFLOP/s")
 
         var convolutions: [[String: Any]] = []
-        for (channels, size) in [(16, 32), (32, 16), (64, 8)] where parts.contains(.conv) {
+        for (channels, size) in [(16, 32), (32, 16), (64, 8), (32, 8), (32, 4)] where parts.contains(.conv) {
             let c = conv3x3(batch: 64, channels: channels, size: size, baseline: gemm)
             convolutions.append(c)
             progress("conv3x3 64x\(channels)x\(size)x\(size): forward \(formatted(c["forward_gflops"] as! Double)) GFLOP/s, forward+backward \(formatted(c["forward_backward_gflops"] as! Double)) GFLOP/s = \(formatted(100 * (c["forward_backward_vs_sgemm"] as! Double), 0))% of sgemm (\(formatted(c["sgemm_gflops"] as! Double)) GFLOP/s, timed alternately)")

@@ -90,6 +90,9 @@ struct StepBenchmark {
             return ["method": setup.method.rawValue, "median_step_ms": medians[k] * 1e3, "images_per_sec": Double(batchSize) / medians[k],
                     "helper_parameters": setup.objective.auxiliaryModules.reduce(0) { $0 + $1.1.parameterCount },
                     "vs_first": medians[k] / medians[0],
+                    // Step i of every method runs back to back, so their ratio sees one machine
+                    // state; its median is steadier than the ratio of medians on a noisy host.
+                    "vs_first_paired": median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
                     "phases_ms": ["forward": median(phases[k][0]) * 1e3, "loss": median(phases[k][1]) * 1e3,
                                   "backward": median(phases[k][2]) * 1e3, "optimizer": median(phases[k][3]) * 1e3]]
         }

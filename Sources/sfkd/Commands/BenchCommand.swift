@@ -102,7 +102,7 @@ struct StepBenchCommand: ParsableCommand {
         } else if let perMethod = result["methods"] as? [[String: Any]] {
             report("\(teacherModel!) -> \(model), batch \(batchSize), \(threads) thread(s), full distillation steps timed alternately:")
             for entry in perMethod {
-                report("  \((entry["method"] as! String).padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry["images_per_sec"] as! Double)) images/s, median step \(formatted(entry["median_step_ms"] as! Double, 1)) ms = \(formatted(entry["vs_first"] as! Double, 2))x the first method's, \(entry["helper_parameters"]!) helper parameters")
+                report("  \((entry["method"] as! String).padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry["images_per_sec"] as! Double)) images/s, median step \(formatted(entry["median_step_ms"] as! Double, 1)) ms = \(formatted(entry["vs_first"] as! Double, 2))x the first method's (paired per step: \(formatted(entry["vs_first_paired"] as! Double, 2))x), \(entry["helper_parameters"]!) helper parameters")
                 let phases = entry["phases_ms"] as! [String: Double]
                 report("          forward \(formatted(phases["forward"]!)) ms, loss (teacher + method) \(formatted(phases["loss"]!)) ms, backward \(formatted(phases["backward"]!)) ms, optimizer \(formatted(phases["optimizer"]!)) ms")
             }
