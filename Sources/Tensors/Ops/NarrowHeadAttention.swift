@@ -1,9 +1,9 @@
 /// Attention kernels for narrow heads (width <= 16, e.g. DS2S's 8-wide heads over hundreds of
 /// wavelet tokens), where a GEMM's packing costs more than its k = width arithmetic. One head
-/// at a time, one query row at a time: scores come eight keys per vector from transposed keys,
-/// and products with values, keys and queries run over the head width held in one SIMD vector,
-/// so each row of probabilities is read once per product and nothing n x n is kept besides
-/// the probabilities themselves.
+/// at a time, one query row at a time (four in the 8-wide backward): scores come eight keys per
+/// vector from transposed keys, and products with values, keys and queries run over the head
+/// width held in one SIMD vector, so each row of probabilities is read once per product and
+/// nothing n x n is kept besides the probabilities themselves.
 enum NarrowHeads {
     static let limit = 16
 
