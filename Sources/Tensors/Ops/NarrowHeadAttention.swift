@@ -102,7 +102,7 @@ enum NarrowHeads {
         var dq0 = Lanes(), dq1 = Lanes()
         func update(_ j: Int) -> Lanes {
             let pj = Lanes(repeating: p[j]), sj = Lanes(repeating: s[j])
-            let dk = UnsafeMutableRawPointer(gradients + 2 * j * w), dv = dk + 4 * w
+            let dk = UnsafeMutableRawPointer(gradients + 2 * j * w), dv = UnsafeMutableRawPointer(gradients + 2 * j * w + w)
             dk.storeBytes(of: multiplyAdd(sj, qi, dk.loadUnaligned(as: Lanes.self)), as: Lanes.self)
             dv.storeBytes(of: multiplyAdd(pj, g, dv.loadUnaligned(as: Lanes.self)), as: Lanes.self)
             return sj * UnsafeRawPointer(keys + j * w).loadUnaligned(as: Lanes.self)
@@ -130,7 +130,7 @@ enum NarrowHeads {
         var dq0 = Lanes(), dq1 = Lanes(), dq2 = Lanes(), dq3 = Lanes()
         for j in 0..<n {
             let s0 = Lanes(repeating: s[j]), s1 = Lanes(repeating: s[n + j]), s2 = Lanes(repeating: s[2 * n + j]), s3 = Lanes(repeating: s[3 * n + j])
-            let dk = UnsafeMutableRawPointer(gradients + 2 * j * w), dv = dk + 4 * w
+            let dk = UnsafeMutableRawPointer(gradients + 2 * j * w), dv = UnsafeMutableRawPointer(gradients + 2 * j * w + w)
             var kGrad = dk.loadUnaligned(as: Lanes.self)
             kGrad = multiplyAdd(s0, q0, kGrad); kGrad = multiplyAdd(s1, q1, kGrad)
             kGrad = multiplyAdd(s2, q2, kGrad); kGrad = multiplyAdd(s3, q3, kGrad)
