@@ -48,8 +48,8 @@ final class ConvolutionTests: XCTestCase {
         Case(input: [6, 4, 5, 6], outChannels: 6, kernel: 3, stride: 1, padding: 1, groups: 2, bias: true),
         Case(input: [5, 3, 9, 9], outChannels: 4, kernel: 3, stride: 2, padding: 1, groups: 1, bias: false),
         Case(input: [4, 3, 2, 2], outChannels: 5, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true),   // a 2x2 wavelet band
-        Case(input: [3, 4, 8, 8], outChannels: 5, kernel: 3, stride: 1, padding: 1, groups: 1, bias: false),  // 8x8: rows copied as vectors
-        Case(input: [2, 2, 15, 15], outChannels: 3, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true), // rows of 8 + 4 + 3
+        Case(input: [3, 4, 8, 8], outChannels: 5, kernel: 3, stride: 1, padding: 1, groups: 1, bias: false),  // an 8x8 band, as DS2S's finest level
+        Case(input: [2, 2, 15, 15], outChannels: 3, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true), // 225 outputs, just under the 256 limit for several images per GEMM
         // Large enough that the unfolded columns are processed in several row chunks.
         Case(input: [1, 40, 20, 20], outChannels: 3, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true),
         Case(input: [1, 64, 41, 19], outChannels: 2, kernel: 3, stride: 2, padding: 1, groups: 1, bias: false),
