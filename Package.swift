@@ -53,27 +53,27 @@ let package = Package(
             dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", "Cluster", .product(name: "Yams", package: "Yams")],
             swiftSettings: fastMath
         ),
-        .target(name: "Cluster", dependencies: ["CMPI", "Runtime", "Tensors"], swiftSettings: fastMath),
-        .target(name: "Runtime", dependencies: ["CBLAS", "CMPI", "CFFTW", "CZlib", "Tensors"], swiftSettings: fastMath),
+        .target(name: "Cluster", dependencies: ["CMPI", "Tensors"], swiftSettings: fastMath),
         .executableTarget(
             name: "sfkd",
             dependencies: [
-                "Tensors", "Layers", "Models", "Data", "Training", "Cluster", "Runtime",
+                "Tensors", "Layers", "Models", "Data", "Distill", "Training", "Cluster", "CFFTW", "CZlib",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastMath + cpuCheck
         ),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors"]),
-        .testTarget(name: "SpectralTests", dependencies: ["Spectral", "Tensors"]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "Tensors"]),
-        .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors"]),
-        .testTarget(name: "ClusterTests", dependencies: ["sfkd", "Cluster", "Tensors", "Layers", "Training"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
-        .testTarget(name: "CLITests", dependencies: ["sfkd"]),
+        // Shared by the test targets: random tensors, the gradient checker, bounded child processes.
+        .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "TestSupport"]),
+        .testTarget(name: "SpectralTests", dependencies: ["Spectral", "Tensors", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Tensors", "TestSupport"]),
+        .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["sfkd", "Cluster", "Tensors", "Layers", "Training", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["sfkd", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

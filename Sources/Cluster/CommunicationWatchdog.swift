@@ -1,5 +1,5 @@
 import Foundation
-import Runtime
+
 
 /// Turns a hung MPI operation into an error instead of a silent hang. A thread checks the
 /// running operations every 200 ms; one older than `timeout` makes this rank ask every other

@@ -1,6 +1,6 @@
 import CMPI
 import Foundation
-import Runtime
+
 
 /// An MPI error with the operation that failed and MPI's own description.
 public struct CommunicatorError: Error, CustomStringConvertible {

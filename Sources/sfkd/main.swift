@@ -1,5 +1,6 @@
 import Foundation
-import Runtime
+import Cluster
+import Tensors
 
 #if SFKD_REQUIRES_AVX2
 // The release build's kernels use AVX2 (Package.swift): say so rather than die of SIGILL.

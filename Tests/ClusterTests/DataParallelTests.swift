@@ -1,6 +1,7 @@
 import Foundation
 import Tensors
 import Training
+import TestSupport
 import XCTest
 
 /// Data-parallel training under mpirun: the same global batch on 1, 2 or 4 ranks follows the

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// A rank that dies or hangs ends the whole job quickly with a message, and the run resumes

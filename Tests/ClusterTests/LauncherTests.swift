@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `launch/sfkd-mpirun` and `cluster/emulate-two-hosts`, run as a user would.
@@ -63,16 +64,3 @@ final class LauncherTests: XCTestCase {
     }
 }
 
-extension Process {
-    static func output(_ executable: String, _ arguments: [String]) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return data
-    }
-}

@@ -1,15 +1,8 @@
 import Data
 import Foundation
 import Tensors
+import TestSupport
 import XCTest
-
-/// A fresh temporary folder, removed after the test.
-func temporaryFolder(_ test: XCTestCase) throws -> String {
-    let path = NSTemporaryDirectory() + "sfkd-test-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-    return path
-}
 
 func idxBytes(dimensions: [Int], data: [UInt8]) -> [UInt8] {
     var bytes: [UInt8] = [0, 0, 0x08, UInt8(dimensions.count)]

@@ -5,15 +5,8 @@ import Layers
 import Models
 import Spectral
 import Tensors
+import TestSupport
 import XCTest
-
-func randomTensor(_ shape: [Int], seed: UInt64, requiresGrad: Bool = true) -> Tensor {
-    var generator = RandomGenerator(seed: seed)
-    let t = Tensor(uninitializedShape: shape)
-    for i in 0..<t.count { t.data[i] = 2 * generator.nextUniform() - 1 }
-    t.requiresGrad = requiresGrad
-    return t
-}
 
 final class LogitLossTests: XCTestCase {
     func testKDMatchesItsFormula() {

@@ -1,47 +1,8 @@
 import Foundation
 import Spectral
 import Tensors
+import TestSupport
 import XCTest
-
-func randomTensor(_ shape: [Int], seed: UInt64, requiresGrad: Bool = true) -> Tensor {
-    var generator = RandomGenerator(seed: seed)
-    let t = Tensor(uninitializedShape: shape)
-    for i in 0..<t.count { t.data[i] = 2 * generator.nextUniform() - 1 }
-    t.requiresGrad = requiresGrad
-    return t
-}
-
-/// Central finite differences of sum(f(x) * R) against autograd, as in the tensor tests.
-func checkGradients(_ inputs: [Tensor], step h: Float = 1e-2, tolerance: Double = 2e-2, file: StaticString = #filePath, line: UInt = #line,
-                    _ function: () -> Tensor) {
-    for x in inputs { x.grad = nil }
-    let output = function()
-    let weights = randomTensor(output.shape, seed: 99, requiresGrad: false)
-    output.backward(seed: weights)
-    func objective() -> Double {
-        withNoGrad {
-            let y = function()
-            return (0..<y.count).reduce(0.0) { $0 + Double(y.data[$1]) * Double(weights.data[$1]) }
-        }
-    }
-    for (index, x) in inputs.enumerated() {
-        guard let analytic = x.grad else { XCTFail("input \(index) got no gradient", file: file, line: line); continue }
-        var scale = 1e-3
-        for i in 0..<x.count { scale = max(scale, Double(Swift.abs(analytic.data[i]))) }
-        var worst = 0.0
-        for i in stride(from: 0, to: x.count, by: max(1, x.count / 40)) {
-            let original = x.data[i]
-            x.data[i] = original + h; let plus = objective()
-            x.data[i] = original - h; let minus = objective()
-            x.data[i] = original
-            let numeric = (plus - minus) / (2 * Double(h))
-            let error = Swift.abs(numeric - Double(analytic.data[i])) / max(scale, Swift.abs(numeric))
-            worst = error.isFinite ? max(worst, error) : .infinity
-        }
-        XCTAssertLessThan(worst, tolerance, "input \(index) of shape \(x.shape)", file: file, line: line)
-        x.grad = nil
-    }
-}
 
 final class HaarDWTTests: XCTestCase {
     func testPerfectReconstructionAndEnergyForOddAndEvenSizes() {

@@ -1,4 +1,5 @@
 import Tensors
+import TestSupport
 import XCTest
 
 /// A direct seven-loop convolution, independent of im2col and GEMM.

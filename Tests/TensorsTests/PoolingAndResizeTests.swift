@@ -1,4 +1,5 @@
 import Tensors
+import TestSupport
 import XCTest
 
 final class PoolingAndResizeTests: XCTestCase {

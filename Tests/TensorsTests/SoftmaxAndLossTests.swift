@@ -1,5 +1,6 @@
 import Foundation
 import Tensors
+import TestSupport
 import XCTest
 
 final class SoftmaxAndLossTests: XCTestCase {

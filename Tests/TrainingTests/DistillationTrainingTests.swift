@@ -4,6 +4,7 @@ import Foundation
 import Models
 import Tensors
 import Training
+import TestSupport
 import XCTest
 
 final class DistillationTrainingTests: XCTestCase {

@@ -5,14 +5,8 @@ import Layers
 import Models
 import Tensors
 import Training
+import TestSupport
 import XCTest
-
-func temporaryFolder(_ test: XCTestCase) throws -> String {
-    let path = NSTemporaryDirectory() + "sfkd-train-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-    return path
-}
 
 /// A small learnable dataset: class = brightest quadrant of an 8x8 image.
 func tinySplits() -> DatasetSplits {

@@ -1,4 +1,4 @@
-/// A small, fast, splittable generator (xoshiro128** seeded by SplitMix64). Its state is two
+/// A small, fast, splittable generator (xoroshiro128++ seeded by SplitMix64). Its state is two
 /// 64-bit words, so checkpoints can save and restore it exactly.
 public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
     public var state: (UInt64, UInt64)

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Runtime
 import Cluster
 import Distill
 import Tensors
@@ -79,7 +78,7 @@ struct StepBenchCommand: ParsableCommand {
     func run() throws {
         Threads.configure(threads)
         if MPIProcess.worldSize > 1 {
-            guard teacherModel == nil else { throw ValidationError("under mpirun, bench step times the data-parallel student step; time distillation methods on one rank, and teacher offload with launch/bench/teacher-offload") }
+            guard teacherModel == nil else { throw ValidationError("under mpirun, bench step times the data-parallel student step; time distillation methods on one rank") }
             return try runDataParallel()
         }
         let methods = try method.map { name -> DistillationMethod in

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Data
 import Models
-import Runtime
+import Cluster
 import Tensors
 
 struct InfoCommand: ParsableCommand {

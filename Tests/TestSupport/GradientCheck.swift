@@ -1,18 +1,9 @@
 import Tensors
 import XCTest
 
-/// Deterministic test inputs.
-func randomTensor(_ shape: [Int], seed: UInt64, range: ClosedRange<Float> = -1...1, requiresGrad: Bool = true) -> Tensor {
-    var generator = RandomGenerator(seed: seed)
-    let t = Tensor(uninitializedShape: shape)
-    for i in 0..<t.count { t.data[i] = range.lowerBound + (range.upperBound - range.lowerBound) * generator.nextUniform() }
-    t.requiresGrad = requiresGrad
-    return t
-}
-
 /// Central finite-difference check of every input's gradient. The scalar is Σ f(x) * R for a
 /// fixed random R, accumulated in Double; up to `samples` elements of each input are probed.
-func checkGradients(
+public func checkGradients(
     _ inputs: [Tensor], step h: Float = 1e-2, tolerance: Double = 2e-2, samples: Int = 40,
     file: StaticString = #filePath, line: UInt = #line, _ function: () -> Tensor
 ) {
@@ -55,13 +46,3 @@ func checkGradients(
     for x in inputs { x.grad = nil }
 }
 
-/// Largest absolute difference between a tensor and expected values.
-func maxDifference(_ t: Tensor, _ expected: [Float]) -> Float {
-    precondition(t.count == expected.count, "maxDifference: \(t.count) values against \(expected.count)")
-    var worst: Float = 0
-    for i in 0..<t.count {
-        let difference = Swift.abs(t.data[i] - expected[i])
-        worst = difference.isFinite ? max(worst, difference) : .infinity
-    }
-    return worst
-}

@@ -1,6 +1,5 @@
 import CBLAS
 import Foundation
-import Tensors
 
 /// Which OpenBLAS kernel set runs, and why.
 ///
