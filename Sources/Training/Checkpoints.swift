@@ -3,6 +3,17 @@ import Layers
 import Models
 import Tensors
 
+/// The version of the files sfkd writes (`state.json`, the model metadata). A file without one
+/// is of version 1; a file of a newer version than this build knows is refused.
+public enum FileFormat {
+    public static let version = 1
+
+    static func check(_ found: Int?, file: String) throws {
+        guard let found, found > version else { return }
+        throw UserError("\(file) has format version \(found); this sfkd reads versions up to \(version): use a newer sfkd")
+    }
+}
+
 /// Where a run is, beyond its tensors: enough to continue bit for bit.
 public struct TrainingState: Codable, Equatable, Sendable {
     /// Optimizer steps completed.
@@ -11,6 +22,13 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var random: [UInt64]
     public var trainedSeconds: Double
     public var trainedImages: Int
+    /// `FileFormat.version` when written (absent in files of version 1 written before it existed).
+    public var formatVersion: Int? = FileFormat.version
+
+    enum CodingKeys: String, CodingKey {
+        case step, random, trainedSeconds, trainedImages
+        case formatVersion = "format_version"
+    }
 }
 
 /// `checkpoints/step-N/` folders: `model.safetensors` (parameters and buffers),
@@ -19,14 +37,16 @@ public struct TrainingState: Codable, Equatable, Sendable {
 public enum Checkpoints {
     public static func folder(in output: String) -> String { (output as NSString).appendingPathComponent("checkpoints") }
 
-    public static func save(model: any ImageClassifier, description: ModelDescription, optimizer: any Optimizer, extra: [(String, Tensor)] = [],
+    /// Writes `checkpoints/step-N/` for the student and helpers in `modules`, `DONE` last, then
+    /// prunes to the newest `keep` complete checkpoints.
+    public static func save(modules: StudentAndHelpers, description: ModelDescription, optimizer: any Optimizer,
                             state: TrainingState, output: String, keep: Int) throws -> String {
         let root = folder(in: output)
         let path = (root as NSString).appendingPathComponent("step-\(state.step)")
         if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        try ModelFile.save(model, description: description, to: (path as NSString).appendingPathComponent("model.safetensors"))
-        try SafeTensors.write(optimizer.stateTensors() + extra, metadata: ["step_count": String(optimizer.stepCount)],
+        try ModelFile.save(modules.student, description: description, to: (path as NSString).appendingPathComponent("model.safetensors"))
+        try SafeTensors.write(optimizer.stateTensors() + modules.helperState, metadata: ["step_count": String(optimizer.stepCount)],
                               to: (path as NSString).appendingPathComponent("optimizer.safetensors"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -48,10 +68,12 @@ public enum Checkpoints {
         }.sorted { $0.1 > $1.1 }
     }
 
-    /// Restores model, optimizer and returns the state; `extra` receives any additional tensors saved with the optimizer.
-    public static func load(_ path: String, model: any ImageClassifier, optimizer: any Optimizer, extra: [(String, Tensor)] = []) throws -> TrainingState {
+    /// Restores the student, its helpers and the optimizer, and returns the state.
+    public static func load(_ path: String, modules: StudentAndHelpers, optimizer: any Optimizer) throws -> TrainingState {
         let modelFile = (path as NSString).appendingPathComponent("model.safetensors")
-        try ModelFile.load(try SafeTensors.read(modelFile), into: model, path: modelFile)
+        let modelContents = try SafeTensors.read(modelFile)
+        try FileFormat.check(modelContents.metadata[ModelDescription.formatVersionKey].flatMap { Int($0) }, file: modelFile)
+        try ModelFile.load(modelContents, into: modules.student, path: modelFile)
         let optimizerFile = (path as NSString).appendingPathComponent("optimizer.safetensors")
         let optimizerContents = try SafeTensors.read(optimizerFile)
         guard let stepCount = optimizerContents.metadata["step_count"].flatMap(Int.init) else {
@@ -62,7 +84,7 @@ public enum Checkpoints {
         } catch {
             throw UserError("\(optimizerFile): \(error) (was the checkpoint written with another --optimizer?)")
         }
-        for (name, tensor) in extra {
+        for (name, tensor) in modules.helperState {
             guard let saved = optimizerContents.tensors[name], saved.shape == tensor.shape else {
                 throw UserError("\(optimizerFile): tensor '\(name)' \(tensor.shape) is missing or of another shape")
             }
@@ -76,6 +98,7 @@ public enum Checkpoints {
         } catch {
             throw UserError("\(stateFile): not a valid training state (\(error))")
         }
+        try FileFormat.check(state.formatVersion, file: stateFile)
         guard state.random.count == 2, state.step >= 0 else {
             throw UserError("\(stateFile): field 'random' must hold 2 words and 'step' be at least 0; found \(state.random.count) words, step \(state.step)")
         }

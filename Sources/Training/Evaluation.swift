@@ -10,23 +10,29 @@ public struct EvaluationResult: Equatable, Sendable {
     public var samples: Int
 }
 
+/// Sums over evaluated samples, which data-parallel ranks add up before taking the means.
+public struct EvaluationTotals: Equatable, Sendable {
+    public var correctTop1: Double
+    public var correctTop5: Double
+    public var lossSum: Double
+    public var samples: Double
+
+    public var result: EvaluationResult {
+        let n = max(1, samples)
+        return EvaluationResult(top1: correctTop1 / n, top5: correctTop5 / n, loss: lossSum / n, samples: Int(samples))
+    }
+}
+
 public enum Evaluation {
     /// Top-1, top-5 and mean cross-entropy (no smoothing) over `dataset`, in eval mode without gradients.
     public static func run(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int) -> EvaluationResult {
-        let totals = Self.totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize)
-        return result(totals)
-    }
-
-    /// Top-1, top-5 and loss from sums over samples: [correct top-1, correct top-5, loss sum, samples].
-    public static func result(_ totals: [Double]) -> EvaluationResult {
-        let n = max(1, totals[3])
-        return EvaluationResult(top1: totals[0] / n, top5: totals[1] / n, loss: totals[2] / n, samples: Int(totals[3]))
+        totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize).result
     }
 
     /// Sums over the test samples `shard` of `shards` takes (samples shard, shard + shards, ...), so
-    /// data-parallel ranks can split evaluation and add their sums: [correct top-1, correct top-5, loss sum, samples].
+    /// data-parallel ranks can split evaluation and add their sums.
     public static func totals(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
-                              shard: Int = 0, shards: Int = 1) -> [Double] {
+                              shard: Int = 0, shards: Int = 1) -> EvaluationTotals {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
@@ -50,6 +56,6 @@ public enum Evaluation {
                 }
             }
         }
-        return [Double(correct1), Double(correct5), lossSum, Double(samples.count)]
+        return EvaluationTotals(correctTop1: Double(correct1), correctTop5: Double(correct5), lossSum: lossSum, samples: Double(samples.count))
     }
 }

@@ -23,8 +23,10 @@ public struct ModelDescription: Equatable, Sendable {
         self.std = std
     }
 
+    static let formatVersionKey = "sfkd_format_version"
+
     var metadata: [String: String] {
-        ["format": "pt", "sfkd_architecture": architecture, "sfkd_dataset": dataset, "sfkd_classes": String(classes),
+        ["format": "pt", Self.formatVersionKey: String(FileFormat.version), "sfkd_architecture": architecture, "sfkd_dataset": dataset, "sfkd_classes": String(classes),
          "sfkd_input_shape": inputShape.map(String.init).joined(separator: ","),
          "sfkd_mean": mean.map { String($0) }.joined(separator: ","), "sfkd_std": std.map { String($0) }.joined(separator: ",")]
     }
@@ -38,6 +40,10 @@ public struct ModelDescription: Equatable, Sendable {
             let values = try field(key).split(separator: ",").map { T(String($0)) }
             guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw UserError("\(path): metadata field '\(key)' is not a list of numbers") }
             return values.map { $0! }
+        }
+        if let version = metadata[Self.formatVersionKey] {
+            guard let number = Int(version) else { throw UserError("\(path): metadata field '\(Self.formatVersionKey)' is not an integer: '\(version)'") }
+            try FileFormat.check(number, file: path)
         }
         architecture = try field("sfkd_architecture")
         dataset = try field("sfkd_dataset")

@@ -98,18 +98,38 @@ final class SFKDModuleTests: XCTestCase {
     }
 }
 
+final class MethodRegistryTests: XCTestCase {
+    func testNamesAreUniqueAndSharedSettingsAgree() throws {
+        XCTAssertEqual(Set(MethodRegistry.names).count, MethodRegistry.methods.count)
+        XCTAssertEqual(MethodRegistry.names, ["none", "kd", "dkd", "fitnet", "ofa", "sfkd"])
+        // A setting read by several methods is one declaration: same type, default, range and help.
+        for method in MethodRegistry.methods {
+            for spec in method.settings {
+                let shared = try XCTUnwrap(MethodRegistry.settings.first { $0.spec.name == spec.name }?.spec)
+                XCTAssertEqual(shared.kind, spec.kind, spec.name)
+                XCTAssertEqual(shared.defaultValue, spec.defaultValue, spec.name)
+                XCTAssertEqual(shared.range, spec.range, spec.name)
+                XCTAssertEqual(shared.help, spec.help, spec.name)
+            }
+        }
+        XCTAssertEqual(MethodRegistry.settings.first { $0.spec.name == "tau" }?.methods, ["kd", "dkd", "sfkd"])
+        XCTAssertThrowsError(try MethodRegistry.method(named: "crd")) { error in
+            XCTAssertTrue("\(error)".contains("unknown method 'crd'; valid methods: none, kd, dkd, fitnet, ofa, sfkd"), "\(error)")
+        }
+    }
+}
+
 final class DistillationObjectiveTests: XCTestCase {
     let resnetTaps: [(shape: [Int], layout: TapLayout)] = [([1, 16, 8, 8], .spatial), ([1, 32, 4, 4], .spatial), ([1, 64, 2, 2], .spatial)]
     let vitTaps: [(shape: [Int], layout: TapLayout)] = Array(repeating: ([1, 5, 128], .tokens(prefixTokens: 1, gridHeight: 2, gridWidth: 2)), count: 4)
 
-    func objective(_ method: DistillationMethod, stages: [Int] = [-2, -1], teacher: any ImageClassifier, configure: (inout DistillationSettings) -> Void = { _ in }) throws -> DistillationObjective {
-        var settings = DistillationSettings()
-        settings.method = method
-        settings.stages = stages
+    func method(_ name: String, stages: [Int] = [-2, -1], configure: (inout SettingValues) -> Void = { _ in }) throws -> any DistillationMethod {
+        var settings = SettingValues()
+        settings[SharedSettings.stages] = stages
         configure(&settings)
-        return try DistillationObjective(settings: settings, studentTaps: vitTaps, teacherTaps: resnetTaps, classes: 4, seed: 1) { batch in
-            teacher.forward(batch.images)
-        }
+        let context = MethodContext(settings: settings, studentTaps: vitTaps, teacherTaps: resnetTaps, classes: 4, seed: 1,
+                                    labelSmoothing: 0.1, stepsPerEpoch: 10, totalSteps: 10)
+        return try MethodRegistry.make(name, context: context)
     }
 
     func testEveryMethodGivesAFiniteLossAndGradientsToStudentAndHelpers() throws {
@@ -117,14 +137,15 @@ final class DistillationObjectiveTests: XCTestCase {
         teacher.eval(); teacher.freeze()
         let student = try ModelRegistry.make("vit-tiny", inputShape: [3, 8, 8], classes: 4, seed: 2)
         let batch = Batch(images: randomTensor([4, 3, 8, 8], seed: 3, requiresGrad: false), labels: [0, 1, 2, 3], indices: [0, 1, 2, 3])
-        for method in DistillationMethod.allCases {
-            let objective = try self.objective(method, teacher: teacher)
-            let (loss, parts) = objective.loss(student: student.forward(batch.images), batch: batch, step: 0)
-            XCTAssertTrue(loss.item.isFinite, "\(method)")
-            XCTAssertNotNil(parts["ce"])
-            loss.backward()
+        for method in MethodRegistry.names {
+            let objective = try self.method(method)
+            let teacherOutput = withNoGrad { teacher.forward(batch.images) }
+            let loss = objective.loss(student: student.forward(batch.images), teacher: teacherOutput, labels: batch.labels, step: 0)
+            XCTAssertTrue(loss.total.item.isFinite, "\(method)")
+            XCTAssertNotNil(loss.terms["ce"])
+            loss.total.backward()
             XCTAssertNotNil(student.namedParameters().first { $0.0 == "blocks.0.attn.qkv.weight" }?.1.grad, "\(method)")
-            for (prefix, module) in objective.auxiliaryModules {
+            for (prefix, module) in objective.helpers {
                 for (name, p) in module.namedParameters() where !name.hasPrefix("bn") {
                     XCTAssertNotNil(p.grad, "\(method): \(prefix).\(name) got no gradient")
                 }
@@ -135,23 +156,23 @@ final class DistillationObjectiveTests: XCTestCase {
     }
 
     func testBadStagesLevelsAndWidthsAreClearErrors() throws {
-        let teacher = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 1)
-        XCTAssertThrowsError(try objective(.sfkd, stages: [3], teacher: teacher)) { error in
+        XCTAssertThrowsError(try method("sfkd", stages: [3])) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("--kd-stages 3 is out of range for the teacher, which has 3 taps"), text)
             XCTAssertTrue(text.contains("2: 64x2x2"), text)
         }
-        XCTAssertThrowsError(try objective(.fitnet, stages: [-5], teacher: teacher)) { error in
+        XCTAssertThrowsError(try method("fitnet", stages: [-5])) { error in
             XCTAssertTrue("\(error)".contains("out of range for the student, which has 4 taps"), "\(error)")
         }
         let oneByOne: [(shape: [Int], layout: TapLayout)] = [([1, 8, 1, 1], .spatial)]
-        var settings = DistillationSettings()
-        settings.method = .sfkd
-        settings.stages = [0]
-        XCTAssertThrowsError(try DistillationObjective(settings: settings, studentTaps: oneByOne, teacherTaps: oneByOne, classes: 4, seed: 0) { _ in fatalError() }) { error in
+        var settings = SettingValues()
+        settings[SharedSettings.stages] = [0]
+        let context = MethodContext(settings: settings, studentTaps: oneByOne, teacherTaps: oneByOne, classes: 4, seed: 0,
+                                    labelSmoothing: 0, stepsPerEpoch: 1, totalSteps: 1)
+        XCTAssertThrowsError(try SFKD(context: context)) { error in
             XCTAssertTrue("\(error)".contains("a Haar level needs a grid larger than 1x1"), "\(error)")
         }
-        XCTAssertThrowsError(try objective(.sfkd, teacher: teacher) { $0.ds2sWidth = 12 }) { error in
+        XCTAssertThrowsError(try method("sfkd") { $0.set(SFKD.settings.first { $0.name == "ds2s_dim" }!, to: .int(12)) }) { error in
             XCTAssertTrue("\(error)".contains("--ds2s-dim 12 must be a positive multiple of 8"), "\(error)")
         }
     }

@@ -1,3 +1,4 @@
+import Distill
 import Tensors
 import Training
 import XCTest
@@ -38,10 +39,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try config.apply(yaml: "- just\n- a list\n", source: "config file b.yaml")) { error in
             XCTAssertTrue("\(error)".contains("expected a mapping"), "\(error)")
         }
-        config.model = "resnet8"
-        config.optimizer = "adam"
-        XCTAssertThrowsError(try config.validate()) { error in
-            XCTAssertTrue("\(error)".contains("'optimizer' must be sgd or adamw, found 'adam'"), "\(error)")
+        XCTAssertThrowsError(try config.set("optimizer", to: "adam", source: "flag --optimizer")) { error in
+            XCTAssertTrue("\(error)".contains("key 'optimizer' expects one of sgd, adamw, found 'adam'"), "\(error)")
         }
     }
 }
@@ -57,8 +56,8 @@ final class RecipeTests: XCTestCase {
             try config.apply(yamlFile: folder + "/" + recipe)
             XCTAssertNoThrow(try config.validate(), recipe)
             if recipe.hasPrefix("distill-") {
-                XCTAssertNotEqual(config.distillation.method, .none, recipe)
-                XCTAssertEqual(config.distillation.stages, [-2, -1], recipe)
+                XCTAssertNotEqual(config.method, "none", recipe)
+                XCTAssertEqual(config.distillation[SharedSettings.stages], [-2, -1], recipe)
             }
         }
     }

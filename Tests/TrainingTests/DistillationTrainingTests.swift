@@ -20,7 +20,7 @@ final class DistillationTrainingTests: XCTestCase {
         return folder + "/model.safetensors"
     }
 
-    func distillConfig(_ method: DistillationMethod, teacher: String, output: String) -> TrainingConfig {
+    func distillConfig(_ method: String, teacher: String, output: String) -> TrainingConfig {
         var c = TrainingConfig()
         c.model = "vit-tiny"
         c.dataset = "tiny"
@@ -30,18 +30,18 @@ final class DistillationTrainingTests: XCTestCase {
         c.logEverySteps = 1
         c.checkpointEverySteps = 4
         c.teacher = teacher
-        c.distillation.method = method
+        c.method = method
         return c
     }
 
     func testSFKDResumeReproducesTheUninterruptedRun() throws {
         let teacher = try teacherFile()
         let straight = try temporaryFolder(self), interrupted = try temporaryFolder(self)
-        try Trainer(config: distillConfig(.sfkd, teacher: teacher, output: straight), splits: tinySplits()).run()
-        try Trainer(config: distillConfig(.sfkd, teacher: teacher, output: interrupted), splits: tinySplits()).run()
+        try Trainer(config: distillConfig("sfkd", teacher: teacher, output: straight), splits: tinySplits()).run()
+        try Trainer(config: distillConfig("sfkd", teacher: teacher, output: interrupted), splits: tinySplits()).run()
         try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-6")
         try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-8")
-        try Trainer(config: distillConfig(.sfkd, teacher: teacher, output: interrupted), splits: tinySplits()).run(resume: true)
+        try Trainer(config: distillConfig("sfkd", teacher: teacher, output: interrupted), splits: tinySplits()).run(resume: true)
         XCTAssertEqual(try trainLines(straight).suffix(4).map { $0["loss"] as! Double }, try trainLines(interrupted).suffix(4).map { $0["loss"] as! Double })
         // Each term of the SFKD loss is logged.
         let last = try XCTUnwrap(try trainLines(straight).last)
@@ -58,25 +58,25 @@ final class DistillationTrainingTests: XCTestCase {
     func testTeacherProblemsAreRefusedBeforeTraining() throws {
         let teacher = try teacherFile()
         let folder = try temporaryFolder(self)
-        var noTeacher = distillConfig(.kd, teacher: teacher, output: folder + "/a")
+        var noTeacher = distillConfig("kd", teacher: teacher, output: folder + "/a")
         noTeacher.teacher = nil
         XCTAssertThrowsError(try Trainer(config: noTeacher, splits: tinySplits())) { error in
             XCTAssertTrue("\(error)".contains("method 'kd' needs a teacher: pass --teacher"), "\(error)")
         }
-        XCTAssertThrowsError(try Trainer(config: distillConfig(.kd, teacher: folder + "/missing.safetensors", output: folder + "/b"), splits: tinySplits())) { error in
+        XCTAssertThrowsError(try Trainer(config: distillConfig("kd", teacher: folder + "/missing.safetensors", output: folder + "/b"), splits: tinySplits())) { error in
             XCTAssertTrue("\(error)".contains("missing.safetensors not found"), "\(error)")
         }
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: folder + "/corrupt.safetensors"))
-        XCTAssertThrowsError(try Trainer(config: distillConfig(.kd, teacher: folder + "/corrupt.safetensors", output: folder + "/c"), splits: tinySplits())) { error in
+        XCTAssertThrowsError(try Trainer(config: distillConfig("kd", teacher: folder + "/corrupt.safetensors", output: folder + "/c"), splits: tinySplits())) { error in
             XCTAssertTrue("\(error)".contains("corrupt.safetensors"), "\(error)")
         }
-        var otherDataset = distillConfig(.kd, teacher: teacher, output: folder + "/d")
+        var otherDataset = distillConfig("kd", teacher: teacher, output: folder + "/d")
         otherDataset.dataset = "synthetic"
         XCTAssertThrowsError(try Trainer(config: otherDataset)) { error in
             XCTAssertTrue("\(error)".contains("was trained on 'tiny'; this run uses 'synthetic'"), "\(error)")
         }
-        var badStage = distillConfig(.fitnet, teacher: teacher, output: folder + "/e")
-        badStage.distillation.stages = [7]
+        var badStage = distillConfig("fitnet", teacher: teacher, output: folder + "/e")
+        badStage.distillation[SharedSettings.stages] = [7]
         XCTAssertThrowsError(try Trainer(config: badStage, splits: tinySplits())) { error in
             XCTAssertTrue("\(error)".contains("--kd-stages 7 is out of range"), "\(error)")
         }

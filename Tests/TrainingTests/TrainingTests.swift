@@ -79,7 +79,7 @@ final class TrainingTests: XCTestCase {
         for file in ["config.yaml", "metrics.jsonl", "model.safetensors", "summary.json", "checkpoints/step-12/DONE", "checkpoints/step-24/DONE"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/" + file), file)
         }
-        XCTAssertEqual(summary["steps"] as? Int, 24)
+        XCTAssertEqual(summary?.steps, 24)
         // keep_checkpoints (3) prunes the oldest.
         XCTAssertEqual(Checkpoints.complete(in: folder).map(\.step), [24, 18, 12])
         let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))) as! [String: Any]
@@ -99,11 +99,16 @@ final class TrainingTests: XCTestCase {
         }
     }
 
-    final class ExplodingObjective: TrainingObjective {
-        var auxiliaryModules: [(String, any Module)] { [] }
-        func loss(student: ModelOutput, batch: Batch, step: Int) -> (total: Tensor, parts: [String: Float]) {
-            let ce = crossEntropy(student.logits, labels: batch.labels)
-            return (step == 5 ? ce * Float.nan : ce, [:])
+    final class ExplodingObjective: DistillationMethod {
+        static let name = "exploding"
+        static let summary = "cross-entropy that turns NaN at step 5"
+        static let needsTeacher = false
+        static let settings: [SettingSpec] = []
+        init(context: MethodContext) {}
+        init() {}
+        func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
+            let ce = crossEntropy(student.logits, labels: labels)
+            return ObjectiveLoss(total: step == 5 ? ce * Float.nan : ce, terms: [:])
         }
     }
 
@@ -111,7 +116,7 @@ final class TrainingTests: XCTestCase {
         let folder = try temporaryFolder(self)
         var c = config("resnet8", output: folder)
         c.checkpointEverySteps = 2
-        let trainer = try Trainer(config: c, splits: tinySplits(), objective: ExplodingObjective())
+        let trainer = try Trainer(config: c, splits: tinySplits(), method: ExplodingObjective())
         XCTAssertThrowsError(try trainer.run()) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("non-finite loss (nan) at step 5"), text)

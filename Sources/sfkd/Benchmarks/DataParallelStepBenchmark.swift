@@ -1,15 +1,18 @@
 import Cluster
+import Data
+import Distill
 import Foundation
 import Layers
 import Models
 import Tensors
+import Training
 
 /// `sfkd bench step` under mpirun: every rank trains a replica on its own `batchSize` random
-/// images (weak scaling) and gradients are averaged through `GradientSync`. Blocks of steps with
-/// averaging alternate with blocks of the same steps without it, so the cost of communication
-/// is a ratio measured in one run: efficiency = step without averaging / step with averaging.
-/// Also reported: seconds per step the communication thread spent in allreduce, and the part
-/// the step waited for (not hidden behind backward).
+/// images (weak scaling) through the `TrainingStep` and `ReplicaGroup` users run. Blocks of
+/// steps with gradient averaging alternate with blocks of the same steps without it, so the
+/// cost of communication is a ratio measured in one run: efficiency = step without averaging /
+/// step with averaging. Also reported: seconds per step the communication thread spent in
+/// allreduce, and the part the step waited for (not hidden behind backward).
 struct DataParallelStepBenchmark {
     let model: String
     let batchSize: Int
@@ -19,41 +22,75 @@ struct DataParallelStepBenchmark {
     let bucketMegabytes: Double
     let overlap: Bool
 
-    func run() throws -> [String: Any] {
+    struct Result: Encodable {
+        let model: String
+        let ranks: Int
+        let batchSizePerRank: Int
+        let threads: Int
+        let overlap: Bool
+        let bucketMegabytes: Double
+        let buckets: Int
+        let steps: Int
+        let imagesPerSecond: Double
+        let medianStepMilliseconds: Double
+        let localMedianStepMilliseconds: Double
+        let localImagesPerSecondPerRank: Double
+        let efficiencyVersusLocal: Double
+        let allreduceMilliseconds: Double
+        let allreduceExposedMilliseconds: Double
+        let peakResidentMegabytes: Double
+
+        enum CodingKeys: String, CodingKey {
+            case model, ranks, threads, overlap, buckets, steps
+            case batchSizePerRank = "batch_size_per_rank", bucketMegabytes = "bucket_mb", imagesPerSecond = "images_per_sec"
+            case medianStepMilliseconds = "median_step_ms", localMedianStepMilliseconds = "local_median_step_ms"
+            case localImagesPerSecondPerRank = "local_images_per_sec_per_rank", efficiencyVersusLocal = "efficiency_vs_local"
+            case allreduceMilliseconds = "allreduce_ms", allreduceExposedMilliseconds = "allreduce_exposed_ms", peakResidentMegabytes = "peak_rss_mb"
+        }
+    }
+
+    func run() throws -> Result {
         let world = Communicator.world
-        let shape = [3, 32, 32]
+        let shape = [3, 32, 32], classes = 10
         var generator = RandomGenerator.derived(seed: 1, UInt64(world.rank))
         let images = Tensor(uninitializedShape: [batchSize] + shape)
         for i in 0..<images.count { images.data[i] = generator.nextNormal() }
-        let labels = (0..<batchSize).map { _ in Int(generator.next() % 10) }
-        let student = try ModelRegistry.make(model, inputShape: shape, classes: 10, seed: 0)
-        student.train()
-        let groups = ParameterGroup.decayAndNoDecay(student.namedParameters(), weightDecay: 5e-4, exempt: student.noWeightDecay)
-        let optimizer = SGD(groups: groups, learningRate: 0.01, momentum: 0.9)
-        let sync = GradientSync(parameters: student.parameters(), communicator: try world.duplicate(name: "gradients"),
-                                bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap)
+        let labels = (0..<batchSize).map { _ in Int(generator.next() % UInt64(classes)) }
+        let batch = Batch(images: images, labels: labels, indices: Array(0..<batchSize))
+        var config = TrainingConfig()
+        config.learningRate = 0.01
+        let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0)
+        let modules = StudentAndHelpers(student: student, helpers: [])
+        let optimizer = config.makeOptimizer(for: modules)
+        let replicas = try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: try world.duplicate(name: "students"),
+                                        bucketMegabytes: bucketMegabytes, overlap: overlap)
+        modules.train()
+        let method = CrossEntropyOnly(context: MethodContext(settings: config.distillation, studentTaps: [], teacherTaps: [], classes: classes, seed: 0,
+                                                             labelSmoothing: Float(config.labelSmoothing), stepsPerEpoch: 1, totalSteps: 1))
+        let step = TrainingStep(modules: modules, method: method, optimizer: optimizer, replicas: replicas, teacher: nil)
 
-        func step() throws -> Double {
-            try world.barrier()
-            let start = DispatchTime.now().uptimeNanoseconds
-            sync.zeroGradients()
-            crossEntropy(student.forward(images).logits, labels: labels).backward()
-            try sync.finish()
-            optimizer.step()
-            return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        }
         var synced: [Double] = [], local: [Double] = []
         var communication = 0.0, exposed = 0.0
+        var index = 0
         for round in 0..<(rounds + 1) {
             for averaging in [true, false] {
-                sync.isActive = averaging
-                sync.resetTimers()
-                let times = try (0..<(round == 0 ? warmup : steps)).map { _ in try step() }
+                replicas.averagesGradients = averaging
+                _ = replicas.takeCommunicationTimes(steps: 1)
+                var times: [Double] = []
+                for _ in 0..<(round == 0 ? warmup : steps) {
+                    try world.barrier()
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = try step.run(batch, step: index, learningRate: 0.01)
+                    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                    index += 1
+                }
                 guard round > 0 else { continue }
                 if averaging {
                     synced += times
-                    communication += sync.communicationSeconds
-                    exposed += sync.waitSeconds
+                    if let spent = replicas.takeCommunicationTimes(steps: 1) {
+                        communication += spent.allreduce
+                        exposed += spent.exposed
+                    }
                 } else {
                     local += times
                 }
@@ -64,12 +101,11 @@ struct DataParallelStepBenchmark {
         var medians = [median(synced), median(local), communication / Double(synced.count), exposed / Double(synced.count)]
         try world.allreduce(&medians, .max)
         let (syncedStep, localStep, allreduce, waited) = (medians[0], medians[1], medians[2], medians[3])
-        return ["model": model, "ranks": world.size, "batch_size_per_rank": batchSize, "threads": Threads.count,
-                "overlap": overlap, "bucket_mb": bucketMegabytes, "buckets": sync.buckets.count, "steps": synced.count,
-                "images_per_sec": Double(batchSize * world.size) / syncedStep, "median_step_ms": syncedStep * 1e3,
-                "local_median_step_ms": localStep * 1e3, "local_images_per_sec_per_rank": Double(batchSize) / localStep,
-                "efficiency_vs_local": localStep / syncedStep,
-                "allreduce_ms": allreduce * 1e3, "allreduce_exposed_ms": waited * 1e3,
-                "peak_rss_mb": peakResidentMegabytes()]
+        return Result(model: model, ranks: world.size, batchSizePerRank: batchSize, threads: Threads.count, overlap: overlap,
+                      bucketMegabytes: bucketMegabytes, buckets: replicas.bucketCount, steps: synced.count,
+                      imagesPerSecond: Double(batchSize * world.size) / syncedStep, medianStepMilliseconds: syncedStep * 1e3,
+                      localMedianStepMilliseconds: localStep * 1e3, localImagesPerSecondPerRank: Double(batchSize) / localStep,
+                      efficiencyVersusLocal: localStep / syncedStep, allreduceMilliseconds: allreduce * 1e3, allreduceExposedMilliseconds: waited * 1e3,
+                      peakResidentMegabytes: peakResidentMegabytes())
     }
 }

@@ -1,109 +1,121 @@
+import Cluster
 import Data
 import Distill
 import Foundation
 import Layers
 import Models
 import Tensors
+import Training
 
-/// `sfkd bench step`: one training step (forward, backward, SGD with momentum) of a registry
-/// model on random 3x32x32 images with 10 classes; the median over the timed steps. With a
-/// teacher model and methods, a full distillation step (teacher forward included) per method,
-/// the methods timed alternately, step after step, so their ratio is fair on a noisy host.
+/// `sfkd bench step`: the training step users run (`TrainingStep`: forward, teacher, loss,
+/// backward, SGD with momentum) of a registry model on random 3x32x32 images with 10 classes;
+/// the median over the timed steps. With a teacher model and methods, a full distillation step
+/// per method (teacher forward included), the methods timed alternately, step after step, so
+/// their ratio is fair on a noisy host.
 struct StepBenchmark {
     let model: String
     let batchSize: Int
     let steps: Int
     let warmup: Int
     var teacherModel: String?
-    var methods: [DistillationMethod] = [.none]
-    var stages: [Int] = DistillationSettings().stages
+    var methods: [String] = [CrossEntropyOnly.name]
+    var stages: [Int] = SharedSettings.stages.defaultValue
 
-    struct Setup {
-        let method: DistillationMethod
-        let student: any ImageClassifier
-        let objective: any TrainingObjective
-        let optimizer: SGD
+    /// Median milliseconds of each phase of the step.
+    struct Phases: Encodable {
+        let forward: Double, teacher: Double, loss: Double, backward: Double, reduce: Double, optimizer: Double
     }
 
-    func run() throws -> [String: Any] {
-        let shape = [3, 32, 32]
+    struct MethodResult: Encodable {
+        let method: String
+        let medianStepMilliseconds: Double
+        let imagesPerSecond: Double
+        let helperParameters: Int
+        let versusFirst: Double
+        /// Step i of every method runs back to back, so their ratio sees one machine state; its
+        /// median is steadier than the ratio of medians on a noisy host.
+        let versusFirstPaired: Double
+        let phases: Phases
+
+        enum CodingKeys: String, CodingKey {
+            case method, phases
+            case medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec", helperParameters = "helper_parameters"
+            case versusFirst = "vs_first", versusFirstPaired = "vs_first_paired"
+        }
+    }
+
+    struct Result: Encodable {
+        let model: String
+        let parameters: Int
+        let batchSize: Int
+        let threads: Int
+        let steps: Int
+        let medianStepMilliseconds: Double
+        let imagesPerSecond: Double
+        let peakResidentMegabytes: Double
+        let teacherModel: String?
+        let methods: [MethodResult]?
+
+        enum CodingKeys: String, CodingKey {
+            case model, parameters, threads, steps, methods
+            case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
+            case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
+        }
+    }
+
+    func run() throws -> Result {
+        let shape = [3, 32, 32], classes = 10
         var generator = RandomGenerator(seed: 1)
         let images = Tensor(uninitializedShape: [batchSize] + shape)
         for i in 0..<images.count { images.data[i] = generator.nextNormal() }
-        let labels = (0..<batchSize).map { _ in Int(generator.next() % 10) }
+        let labels = (0..<batchSize).map { _ in Int(generator.next() % UInt64(classes)) }
         let batch = Batch(images: images, labels: labels, indices: Array(0..<batchSize))
-        let teacher = try teacherModel.map { try ModelRegistry.make($0, inputShape: shape, classes: 10, seed: 3) }
-        teacher?.eval()
-        teacher?.freeze()
+        let teacher = try teacherModel.map { InlineTeacher(model: try ModelRegistry.make($0, inputShape: shape, classes: classes, seed: 3)) }
+        var config = TrainingConfig()
+        config.learningRate = 0.01
+        config.distillation[SharedSettings.stages] = stages
 
-        var setups: [Setup] = []
-        for method in methods {
-            let student = try ModelRegistry.make(model, inputShape: shape, classes: 10, seed: 0)
-            let objective: any TrainingObjective
-            if let teacher, method != .none {
-                var settings = DistillationSettings()
-                settings.method = method
-                settings.stages = stages
-                objective = try DistillationObjective(settings: settings, studentTaps: ModelRegistry.describeTaps(student, inputShape: shape),
-                                                      teacherTaps: ModelRegistry.describeTaps(teacher, inputShape: shape), classes: 10, seed: 0) { batch in
-                    withNoGrad { teacher.forward(batch.images) }
-                }
-            } else {
-                objective = CrossEntropyObjective(labelSmoothing: 0)
-            }
-            var named = student.namedParameters()
-            for (prefix, module) in objective.auxiliaryModules { named += module.namedParameters(prefix: prefix + ".") }
-            let groups = ParameterGroup.decayAndNoDecay(named, weightDecay: 5e-4, exempt: student.noWeightDecay)
-            student.train()
-            for (_, module) in objective.auxiliaryModules { module.train() }
-            setups.append(Setup(method: method, student: student, objective: objective, optimizer: SGD(groups: groups, learningRate: 0.01, momentum: 0.9)))
+        let trainingSteps = try methods.map { name -> TrainingStep in
+            let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0)
+            let methodType = try MethodRegistry.method(named: name)
+            let context = MethodContext(settings: config.distillation, studentTaps: ModelRegistry.describeTaps(student, inputShape: shape),
+                                        teacherTaps: teacher.map { ModelRegistry.describeTaps($0.model, inputShape: shape) } ?? [],
+                                        classes: classes, seed: 0, labelSmoothing: Float(config.labelSmoothing), stepsPerEpoch: 100, totalSteps: 100)
+            let method = try methodType.init(context: context)
+            let modules = StudentAndHelpers(student: student, helpers: method.helpers)
+            let optimizer = config.makeOptimizer(for: modules)
+            modules.train()
+            return TrainingStep(modules: modules, method: method, optimizer: optimizer,
+                                replicas: try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: Communicator.world),
+                                teacher: methodType.needsTeacher ? teacher : nil)
         }
-        // Per method and step: the whole step, then its phases (student forward, loss with the
-        // teacher forward and the method's helpers, backward, optimizer).
-        var seconds = [[Double]](repeating: [], count: setups.count)
-        var phases = [[[Double]]](repeating: [[], [], [], []], count: setups.count)
-        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        var seconds = [[Double]](repeating: [], count: trainingSteps.count)
+        var phases = [[StepPhases]](repeating: [], count: trainingSteps.count)
         for step in 0..<(warmup + steps) {
-            for (k, setup) in setups.enumerated() {
-                let start = now()
-                let output = setup.student.forward(images)
-                let forwardDone = now()
-                let (loss, _) = setup.objective.loss(student: output, batch: batch, step: step)
-                let lossDone = now()
-                setup.optimizer.zeroGrad()
-                loss.backward()
-                let backwardDone = now()
-                setup.optimizer.step()
-                let end = now()
+            for (k, trainingStep) in trainingSteps.enumerated() {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let result = try trainingStep.run(batch, step: step, learningRate: 0.01)
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 if step >= warmup {
-                    seconds[k].append(Double(end - start) * 1e-9)
-                    for (p, (a, b)) in [(start, forwardDone), (forwardDone, lossDone), (lossDone, backwardDone), (backwardDone, end)].enumerated() {
-                        phases[k][p].append(Double(b - a) * 1e-9)
-                    }
+                    seconds[k].append(elapsed)
+                    phases[k].append(result.phases)
                 }
             }
         }
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let medians = seconds.map(median)
-        let perMethod: [[String: Any]] = setups.indices.map { k in
-            let setup = setups[k]
-            return ["method": setup.method.rawValue, "median_step_ms": medians[k] * 1e3, "images_per_sec": Double(batchSize) / medians[k],
-                    "helper_parameters": setup.objective.auxiliaryModules.reduce(0) { $0 + $1.1.parameterCount },
-                    "vs_first": medians[k] / medians[0],
-                    // Step i of every method runs back to back, so their ratio sees one machine
-                    // state; its median is steadier than the ratio of medians on a noisy host.
-                    "vs_first_paired": median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
-                    "phases_ms": ["forward": median(phases[k][0]) * 1e3, "loss": median(phases[k][1]) * 1e3,
-                                  "backward": median(phases[k][2]) * 1e3, "optimizer": median(phases[k][3]) * 1e3]]
+        let perMethod = trainingSteps.indices.map { k in
+            let p = phases[k]
+            return MethodResult(method: methods[k], medianStepMilliseconds: medians[k] * 1e3, imagesPerSecond: Double(batchSize) / medians[k],
+                                helperParameters: trainingSteps[k].modules.helperParameterCount, versusFirst: medians[k] / medians[0],
+                                versusFirstPaired: median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
+                                phases: Phases(forward: median(p.map(\.forward)) * 1e3, teacher: median(p.map(\.teacher)) * 1e3,
+                                               loss: median(p.map(\.loss)) * 1e3, backward: median(p.map(\.backward)) * 1e3,
+                                               reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3))
         }
-        var result: [String: Any] = ["model": model, "parameters": setups[0].student.parameterCount, "batch_size": batchSize,
-                                     "threads": Threads.count, "steps": steps, "median_step_ms": medians[0] * 1e3,
-                                     "images_per_sec": Double(batchSize) / medians[0], "peak_rss_mb": peakResidentMegabytes()]
-        if let teacherModel {
-            result["teacher_model"] = teacherModel
-            result["methods"] = perMethod
-        }
-        return result
+        return Result(model: model, parameters: trainingSteps[0].modules.student.parameterCount, batchSize: batchSize, threads: Threads.count,
+                      steps: steps, medianStepMilliseconds: medians[0] * 1e3, imagesPerSecond: Double(batchSize) / medians[0],
+                      peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod)
     }
 }
 

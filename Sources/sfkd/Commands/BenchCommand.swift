@@ -61,7 +61,7 @@ struct StepBenchCommand: ParsableCommand {
     @Option(help: "Timed steps (the median is reported).") var steps: Int = 20
     @Option(help: "Untimed steps first.") var warmup: Int = 3
     @Option(name: .customLong("teacher-model"), help: "Time a distillation step from this (randomly initialised, frozen) registry teacher.") var teacherModel: String?
-    @Option(help: "Distillation method(s) with --teacher-model, timed alternately (repeatable): none, kd, dkd, fitnet, ofa, sfkd.") var method: [String] = []
+    @Option(help: "Distillation method(s) with --teacher-model, timed alternately (repeatable): \(MethodRegistry.names.joined(separator: ", ")).") var method: [String] = []
     @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: "Tap indices for feature methods (default -2,-1).") var kdStages: String = "-2,-1"
     @Option(name: .customLong("bucket-mb"), help: "Under mpirun: gradient bucket size in MiB after the first 1 MiB bucket.") var bucketMB: Double = 8
     @Flag(name: .customLong("no-overlap"), help: "Under mpirun: allreduce after backward instead of during it.") var noOverlap = false
@@ -81,32 +81,27 @@ struct StepBenchCommand: ParsableCommand {
             guard teacherModel == nil else { throw ValidationError("under mpirun, bench step times the data-parallel student step; time distillation methods on one rank") }
             return try runDataParallel()
         }
-        let methods = try method.map { name -> DistillationMethod in
-            guard let parsed = DistillationMethod(rawValue: name) else {
-                throw ValidationError("--method '\(name)' is not one of \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return parsed
-        }
-        if !methods.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
+        for name in method { _ = try MethodRegistry.method(named: name) }
+        if !method.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
         var benchmark = StepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
         benchmark.stages = try kdStages.split(separator: ",").map { text in
             guard let index = Int(text.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--kd-stages: '\(text)' is not an integer") }
             return index
         }
-        if teacherModel != nil { benchmark.methods = methods.isEmpty ? [.kd] : methods }
+        if teacherModel != nil { benchmark.methods = method.isEmpty ? [KD.name] : method }
         let result = try benchmark.run()
         if json {
-            printJSON(result)
-        } else if let perMethod = result["methods"] as? [[String: Any]] {
-            report("\(teacherModel!) -> \(model), batch \(batchSize), \(threads) thread(s), full distillation steps timed alternately:")
+            try printJSON(result)
+        } else if let teacherModel, let perMethod = result.methods {
+            report("\(teacherModel) -> \(model), batch \(batchSize), \(threads) thread(s), full distillation steps timed alternately:")
             for entry in perMethod {
-                report("  \((entry["method"] as! String).padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry["images_per_sec"] as! Double)) images/s, median step \(formatted(entry["median_step_ms"] as! Double, 1)) ms = \(formatted(entry["vs_first"] as! Double, 2))x the first method's (paired per step: \(formatted(entry["vs_first_paired"] as! Double, 2))x), \(entry["helper_parameters"]!) helper parameters")
-                let phases = entry["phases_ms"] as! [String: Double]
-                report("          forward \(formatted(phases["forward"]!)) ms, loss (teacher + method) \(formatted(phases["loss"]!)) ms, backward \(formatted(phases["backward"]!)) ms, optimizer \(formatted(phases["optimizer"]!)) ms")
+                report("  \(entry.method.padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry.imagesPerSecond)) images/s, median step \(formatted(entry.medianStepMilliseconds, 1)) ms = \(formatted(entry.versusFirst, 2))x the first method's (paired per step: \(formatted(entry.versusFirstPaired, 2))x), \(entry.helperParameters) helper parameters")
+                let p = entry.phases
+                report("          forward \(formatted(p.forward)) ms, teacher \(formatted(p.teacher)) ms, loss (method and helpers) \(formatted(p.loss)) ms, backward \(formatted(p.backward)) ms, optimizer \(formatted(p.optimizer)) ms")
             }
         } else {
-            report("\(model) (\(result["parameters"]!) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result["images_per_sec"] as! Double)) images/s (median step \(formatted(result["median_step_ms"] as! Double, 2)) ms), peak RSS \(formatted(result["peak_rss_mb"] as! Double)) MB")
+            report("\(model) (\(result.parameters) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB")
         }
     }
 }
@@ -118,12 +113,11 @@ extension StepBenchCommand {
                                                   bucketMegabytes: bucketMB, overlap: !noOverlap)
         let result = try benchmark.run()
         guard MPIProcess.worldRank == 0 else { return }
-        if json { printJSON(result); return }
-        let ranks = result["ranks"] as! Int
-        report("\(model), \(ranks) ranks x batch \(batchSize), \(threads) thread(s) each, overlap \(noOverlap ? "off" : "on"), \(result["buckets"]!) bucket(s) of up to \(formatted(bucketMB, 1)) MiB; \(result["steps"]!) steps with averaging alternating with as many without:")
-        report("  with gradient averaging:    \(formatted(result["images_per_sec"] as! Double)) images/s in all (median step \(formatted(result["median_step_ms"] as! Double, 1)) ms); allreduce \(formatted(result["allreduce_ms"] as! Double, 2)) ms per step, of which the step waited \(formatted(result["allreduce_exposed_ms"] as! Double, 2)) ms")
-        report("  without (each rank alone):  \(formatted(result["local_images_per_sec_per_rank"] as! Double)) images/s per rank (median step \(formatted(result["local_median_step_ms"] as! Double, 1)) ms)")
-        report("  efficiency: \(formatted(result["efficiency_vs_local"] as! Double, 3))")
+        if json { try printJSON(result); return }
+        report("\(model), \(result.ranks) ranks x batch \(batchSize), \(threads) thread(s) each, overlap \(noOverlap ? "off" : "on"), \(result.buckets) bucket(s) of up to \(formatted(bucketMB, 1)) MiB; \(result.steps) steps with averaging alternating with as many without:")
+        report("  with gradient averaging:    \(formatted(result.imagesPerSecond)) images/s in all (median step \(formatted(result.medianStepMilliseconds, 1)) ms); allreduce \(formatted(result.allreduceMilliseconds, 2)) ms per step, of which the step waited \(formatted(result.allreduceExposedMilliseconds, 2)) ms")
+        report("  without (each rank alone):  \(formatted(result.localImagesPerSecondPerRank)) images/s per rank (median step \(formatted(result.localMedianStepMilliseconds, 1)) ms)")
+        report("  efficiency: \(formatted(result.efficiencyVersusLocal, 3))")
     }
 }
 

@@ -3,106 +3,121 @@ import Foundation
 import Tensors
 import Training
 
+/// `sfkd train`: every setting of `TrainingConfig.keys` is a flag (`--batch-size 64` for the
+/// key `batch_size`; booleans as `--sync-bn` / `--no-overlap` or with a value), so the flags,
+/// the YAML keys and this help come from one table.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a model on a dataset (flags override --config; the resolved config is saved in --out).",
+        usage: "sfkd train --model NAME [--dataset NAME] [--config FILE.yaml] [--resume] [--KEY VALUE ...]",
         discussion: """
             Writes to --out: config.yaml, metrics.jsonl, checkpoints/step-N/ (DONE written last), \
-            model.safetensors and summary.json. --resume continues from the newest complete checkpoint.
+            model.safetensors and summary.json. --resume continues from the newest complete checkpoint \
+            (the folder's config.yaml is the base). Every key below is also a YAML key of --config (snake_case).
+
+            \(TrainingConfig.helpEntry("--config FILE.yaml", "YAML file with any of the keys below; flags override it."))
+            \(TrainingConfig.helpEntry("--resume", "Continue from the newest complete checkpoint in --out."))
+
+            \(TrainingConfig.helpText)
             """
     )
 
-    @Option(help: "YAML file with any of the keys below (snake_case); flags override it.") var config: String?
-    @Option(help: "Model name (sfkd info lists them).") var model: String?
-    @Option(help: "Dataset name: fashion-mnist (default), mnist, cifar10, cifar100, npy, synthetic.") var dataset: String?
-    @Option(name: .customLong("data-dir"), help: "Folder with the dataset files.") var dataDirectory: String?
-    @Option(help: "Epochs to train (default 1).") var epochs: Int?
-    @Option(help: "Optimizer steps to train, instead of --epochs.") var steps: Int?
-    @Option(name: .customLong("batch-size"), help: "Global batch size (default 128).") var batchSize: Int?
-    @Option(name: .customLong("eval-batch-size"), help: "Batch size for evaluation (default 500).") var evalBatchSize: Int?
-    @Option(help: "sgd (default) or adamw.") var optimizer: String?
-    @Option(help: "Peak learning rate (default 0.05 for SGD, 1e-3 for AdamW).") var lr: Double?
-    @Option(help: "SGD momentum (default 0.9).") var momentum: Double?
-    @Flag(help: "Nesterov momentum.") var nesterov = false
-    @Option(name: .customLong("weight-decay"), help: "Weight decay (default 5e-4 for SGD, 0.05 for AdamW); never on biases, norms, embeddings.") var weightDecay: Double?
-    @Option(help: "cosine (default), step or constant.") var schedule: String?
-    @Option(name: .customLong("warmup-epochs"), help: "Linear warm-up length in epochs (may be fractional).") var warmupEpochs: Double?
-    @Option(name: .customLong("min-lr"), help: "Learning rate at the end of the cosine schedule.") var minLR: Double?
-    @Option(name: .customLong("label-smoothing"), help: "Cross-entropy label smoothing (default 0.1).") var labelSmoothing: Double?
-    @Option(name: .customLong("clip-grad-norm"), help: "Clip gradients to this global L2 norm.") var clipGradNorm: Double?
-    @Option(name: .customLong("crop-padding"), help: "Random-crop padding in pixels (0 turns cropping off; default per dataset).") var cropPadding: Int?
-    @Option(help: "Random horizontal flips: true or false (default per dataset).") var flip: Bool?
-    @Option(help: "Seed for initialisation, data order and augmentation.") var seed: Int?
-    @Option(help: "Run folder.") var out: String?
-    @Option(name: .customLong("log-every"), help: "Steps between metrics.jsonl lines (default 50).") var logEvery: Int?
-    @Option(name: .customLong("checkpoint-every"), help: "Steps between checkpoints (besides each epoch's end).") var checkpointEvery: Int?
-    @Option(name: .customLong("keep-checkpoints"), help: "Complete checkpoints to keep (default 3).") var keepCheckpoints: Int?
-    @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int?
-    @Flag(help: "Continue from the newest complete checkpoint in --out (its config.yaml is the base).") var resume = false
+    @Argument(parsing: .captureForPassthrough, help: .hidden) var arguments: [String] = []
 
-    @Option(help: "Frozen teacher: a model.safetensors written by sfkd train on the same dataset.") var teacher: String?
-    @Option(help: "Distillation method: none (default), kd, dkd, fitnet, ofa, sfkd.") var method: String?
-    @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: "Tap indices to distil, negatives from the end (default -2,-1).") var kdStages: String?
-    @Option(help: "KD/DKD temperature (default 4).") var tau: Double?
-    @Option(name: .customLong("lambda-ce"), help: "Weight of cross-entropy (default 1).") var lambdaCE: Double?
-    @Option(name: .customLong("lambda-kd"), help: "Weight of the logit loss (default 1).") var lambdaKD: Double?
-    @Option(name: .customLong("dkd-alpha"), help: "DKD target-class weight (default 1).") var dkdAlpha: Double?
-    @Option(name: .customLong("dkd-beta"), help: "DKD non-target weight (default 8).") var dkdBeta: Double?
-    @Option(name: .customLong("ofa-eps"), help: "OFA target exponent (default 1).") var ofaEps: Double?
-    @Option(name: .customLong("feat-norm"), help: "Feature normalisation: layernorm (default) or none.") var featNorm: String?
-    @Option(name: .customLong("dwt-levels"), help: "Haar levels (default 2; reduced to fit the grid).") var dwtLevels: Int?
-    @Option(name: .customLong("ds2s-dim"), help: "DS2S width, a multiple of 8 (default min(C_t, 64)).") var ds2sDim: Int?
-    @Option(name: .customLong("lambda-low"), help: "Wavelet loss weight of the approximation band (default 1).") var lambdaLow: Double?
-    @Option(name: .customLong("lambda-high"), help: "Wavelet loss weight of the detail bands (default 1).") var lambdaHigh: Double?
-    @Option(name: .customLong("lambda-wav"), help: "Weight of the wavelet loss (default 1).") var lambdaWav: Double?
-    @Option(name: .customLong("lambda-freq"), help: "Weight of the Gaussian-filtered frequency loss (default 1).") var lambdaFreq: Double?
-    @Option(name: .customLong("gffl-rho"), help: "Gaussian width as a fraction of min(H, W) (default 0.25).") var gfflRho: Double?
-    @Option(name: .customLong("gffl-alpha"), help: "Focal exponent of the frequency loss (default 0: off).") var gfflAlpha: Double?
-    @Option(name: .customLong("logit-loss"), help: "SFKD's logit term: kd (default), ofa or none.") var logitLoss: String?
-    @Option(name: .customLong("lambda-fitnet"), help: "Weight of FitNet's hint loss (default 1).") var lambdaFitNet: Double?
+    /// What the command line says: the config file, whether to resume, and settings in order.
+    struct Invocation {
+        var configFile: String?
+        var resume = false
+        var settings: [(key: String, value: String, flag: String)] = []
 
-    @Option(name: .customLong("teacher-ranks"), help: "Ranks that run the frozen teacher and stream its outputs to the students (default 0: inline).") var teacherRanks: Int?
-    @Option(name: .customLong("bucket-mb"), help: "Gradient allreduce bucket size in MiB after the first 1 MiB bucket (default 8).") var bucketMB: Double?
-    @Flag(name: .customLong("no-overlap"), help: "Allreduce gradients after backward instead of during it.") var noOverlap = false
-    @Flag(name: .customLong("sync-bn"), help: "BatchNorm statistics over the global batch (all student ranks).") var syncBN = false
-    @Option(name: .customLong("comm-timeout"), help: "Seconds an MPI operation may wait before the job aborts with a report (default 300).") var commTimeout: Double?
+        func sets(_ key: String) -> Bool { settings.contains { $0.key == key } }
+    }
+
+    /// Reads `--config`, `--resume` and `--KEY VALUE`, `--KEY=VALUE`, `--FLAG`, `--no-FLAG`.
+    static func parse(_ arguments: [String]) throws -> Invocation {
+        var invocation = Invocation()
+        var index = 0
+        func value(for flag: String) throws -> String {
+            index += 1
+            guard index < arguments.count else { throw UserError("\(flag) needs a value") }
+            return arguments[index]
+        }
+        while index < arguments.count {
+            let argument = arguments[index]
+            guard argument.hasPrefix("--"), argument.count > 2 else {
+                if argument == "-h" { throw CleanExit.helpRequest(TrainCommand.self) }
+                throw UserError("unexpected argument '\(argument)'; settings are flags such as --model resnet8 (sfkd train --help lists them)")
+            }
+            var name = String(argument.dropFirst(2))
+            var inline: String?
+            if let equals = name.firstIndex(of: "=") {
+                inline = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            }
+            switch name {
+            case "help": throw CleanExit.helpRequest(TrainCommand.self)
+            case "config": invocation.configFile = try inline ?? value(for: argument)
+            case "resume": invocation.resume = true
+            default:
+                let key = name.replacingOccurrences(of: "-", with: "_")
+                if let spec = TrainingConfig.key(named: key)?.spec {
+                    if spec.kind == .bool && inline == nil {
+                        // A bare boolean flag means true; a following word that is not a flag is its value.
+                        let next = index + 1 < arguments.count ? arguments[index + 1] : nil
+                        let text = next.map { !$0.hasPrefix("--") } == true ? try value(for: argument) : "true"
+                        invocation.settings.append((key, text, argument))
+                    } else {
+                        invocation.settings.append((key, try inline ?? value(for: argument), "--" + name))
+                    }
+                } else if key.hasPrefix("no_"), let spec = TrainingConfig.key(named: String(key.dropFirst(3)))?.spec, spec.kind == .bool, inline == nil {
+                    invocation.settings.append((spec.name, "false", argument))
+                } else {
+                    let close = TrainingConfig.keys.map(\.spec.flag).filter { editDistance(String($0.dropFirst(2)), name) <= 2 }
+                    throw UserError("unknown option '--\(name)'\(close.isEmpty ? "" : "; did you mean \(close.prefix(3).joined(separator: ", "))?") (sfkd train --help lists them)")
+                }
+            }
+            index += 1
+        }
+        return invocation
+    }
 
     func run() throws {
+        let invocation = try Self.parse(arguments)
         // The config file may name the run folder; a resumed run starts from that folder's config.yaml.
         var fromFile = TrainingConfig()
-        if let config { try fromFile.apply(yamlFile: config) }
-        let fileSetsOutput = config != nil && fromFile.output != TrainingConfig().output
-        let folder = out ?? (fileSetsOutput ? fromFile.output : nil)
+        if let file = invocation.configFile { try fromFile.apply(yamlFile: file) }
+        let flagFolder = invocation.settings.last { $0.key == "out" }?.value
+        let fileSetsOutput = invocation.configFile != nil && fromFile.output != TrainingConfig().output
+        let folder = flagFolder ?? (fileSetsOutput ? fromFile.output : nil)
         var resolved = TrainingConfig()
-        if resume, let folder {
+        if invocation.resume, let folder {
             let saved = (folder as NSString).appendingPathComponent("config.yaml")
             if FileManager.default.fileExists(atPath: saved) { try resolved.apply(yamlFile: saved) }
         }
-        if let config { try resolved.apply(yamlFile: config) }
-        let flags: [(String, Any?)] = [
-            ("model", model), ("dataset", dataset), ("data_dir", dataDirectory), ("epochs", epochs), ("steps", steps),
-            ("batch_size", batchSize), ("eval_batch_size", evalBatchSize), ("optimizer", optimizer), ("lr", lr),
-            ("momentum", momentum), ("nesterov", nesterov ? true : nil), ("weight_decay", weightDecay), ("schedule", schedule),
-            ("warmup_epochs", warmupEpochs), ("min_lr", minLR), ("label_smoothing", labelSmoothing), ("clip_grad_norm", clipGradNorm),
-            ("crop_padding", cropPadding), ("flip", flip), ("seed", seed), ("out", out), ("log_every", logEvery),
-            ("checkpoint_every", checkpointEvery), ("keep_checkpoints", keepCheckpoints), ("threads", threads),
-            ("teacher", teacher), ("method", method), ("kd_stages", kdStages), ("tau", tau), ("lambda_ce", lambdaCE),
-            ("lambda_kd", lambdaKD), ("dkd_alpha", dkdAlpha), ("dkd_beta", dkdBeta), ("ofa_eps", ofaEps), ("feat_norm", featNorm),
-            ("dwt_levels", dwtLevels), ("ds2s_dim", ds2sDim), ("lambda_low", lambdaLow), ("lambda_high", lambdaHigh),
-            ("lambda_wav", lambdaWav), ("lambda_freq", lambdaFreq), ("gffl_rho", gfflRho), ("gffl_alpha", gfflAlpha),
-            ("logit_loss", logitLoss), ("lambda_fitnet", lambdaFitNet),
-            ("teacher_ranks", teacherRanks), ("bucket_mb", bucketMB), ("overlap", noOverlap ? false : nil),
-            ("sync_bn", syncBN ? true : nil), ("comm_timeout", commTimeout),
-        ]
-        for (key, value) in flags {
-            if let value { try resolved.set(key, to: value, source: "flag --\(key.replacingOccurrences(of: "_", with: "-"))") }
+        if let file = invocation.configFile { try resolved.apply(yamlFile: file) }
+        for (key, value, flag) in invocation.settings {
+            try resolved.set(key, to: value, source: "flag \(flag)")
         }
-        // A flag for one length replaces the other from the file.
-        if epochs != nil { resolved.steps = nil }
-        if steps != nil { resolved.epochs = nil }
+        // A flag for one length replaces the other from the files (both as flags is an error).
+        if invocation.sets("epochs") && !invocation.sets("steps") { resolved.steps = nil }
+        if invocation.sets("steps") && !invocation.sets("epochs") { resolved.epochs = nil }
         if folder == nil { resolved.output = "runs/\(resolved.model)-\(resolved.dataset)" }
         let trainer = try Trainer(config: resolved)
-        try trainer.run(resume: resume)
+        try trainer.run(resume: invocation.resume)
     }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var previous = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var current = [i] + [Int](repeating: 0, count: b.count)
+        for j in stride(from: 1, through: b.count, by: 1) {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return a.isEmpty ? b.count : previous[b.count]
 }

@@ -1,6 +1,5 @@
 import Cluster
 import Data
-import Distill
 import Foundation
 import Models
 import Tensors
@@ -20,7 +19,7 @@ func sampleChecksum(_ indices: [Int]) -> Int {
     return Int(bitPattern: UInt(hash >> 1))
 }
 
-/// Per-sample shapes of what a teacher rank sends: logits, then the used taps.
+/// Per-sample shapes of what a teacher rank sends: logits, then the taps the method reads.
 struct TeacherMessageLayout {
     let tapIndices: [Int]
     let tapCount: Int
@@ -39,7 +38,7 @@ struct TeacherMessageLayout {
 
 /// The student side: receives the teacher's outputs for each step, posting the receives for the
 /// next step as soon as the current one arrives.
-final class TeacherOutputReceiver {
+final class OffloadedTeacher: TeacherSource {
     private let link: Communicator
     private let teacherRank: Int
     private let layout: TeacherMessageLayout
@@ -48,12 +47,12 @@ final class TeacherOutputReceiver {
     private var step: Int
     private var posted: (header: UnsafeMutablePointer<Int>, tensors: [Tensor], requests: [Communicator.Request])?
 
-    init(trainer: Trainer, link: Communicator, teacher: any ImageClassifier, tapIndices: [Int], firstStep: Int) throws {
+    init(link: Communicator, teacherRank: Int, layout: TeacherMessageLayout, localBatch: Int, firstStep: Int, totalSteps: Int) throws {
         self.link = link
-        teacherRank = trainer.studentRanks + trainer.students.rank % trainer.teacherRanks
-        layout = TeacherMessageLayout(teacher: teacher, inputShape: trainer.splits.shape, classes: trainer.splits.classes, tapIndices: tapIndices)
-        localBatch = trainer.localBatchSize
-        totalSteps = trainer.totalSteps
+        self.teacherRank = teacherRank
+        self.layout = layout
+        self.localBatch = localBatch
+        self.totalSteps = totalSteps
         step = firstStep
         if step < totalSteps { try post() }
     }
@@ -70,67 +69,58 @@ final class TeacherOutputReceiver {
         posted = (header, tensors, requests)
     }
 
-    /// The teacher's outputs for `batch`, the next step's. A failure here cannot be thrown
-    /// through the loss, so it ends the job with a message instead.
-    func next(batch: Batch) -> ModelOutput {
-        do {
-            guard let (header, tensors, requests) = posted else {
-                throw UserError("internal: teacher outputs requested for step \(step + 1) beyond the \(totalSteps) steps of the run")
-            }
-            for request in requests { try request.wait(context: "teacher outputs of step \(step + 1) from teacher rank \(teacherRank)") }
-            let (sentStep, checksum) = (header[0], header[1])
-            header.deallocate()
-            posted = nil
-            guard sentStep == step, checksum == sampleChecksum(batch.indices) else {
-                throw UserError("teacher rank \(teacherRank) sent outputs for step \(sentStep + 1) (sample checksum \(checksum)) while this rank trains step \(step + 1) (checksum \(sampleChecksum(batch.indices))); both must run the same configuration")
-            }
-            step += 1
-            if step < totalSteps { try post() }
-            var taps = [FeatureTap](repeating: FeatureTap(tensor: Tensor(zeros: [0]), layout: .spatial), count: layout.tapCount)
-            for (k, index) in layout.tapIndices.enumerated() { taps[index] = FeatureTap(tensor: tensors[1 + k], layout: layout.tapLayouts[k]) }
-            return ModelOutput(logits: tensors[0], taps: taps)
-        } catch {
-            FileHandle.standardError.write("sfkd rank \(Communicator.world.rank): \(error)\n".data(using: .utf8)!)
-            link.abort(code: 1)
+    func outputs(for batch: Batch) throws -> ModelOutput {
+        guard let (header, tensors, requests) = posted else {
+            throw UserError("internal: teacher outputs requested for step \(step + 1) beyond the \(totalSteps) steps of the run")
         }
+        for request in requests { try request.wait(context: "teacher outputs of step \(step + 1) from teacher rank \(teacherRank)") }
+        let (sentStep, checksum) = (header[0], header[1])
+        header.deallocate()
+        posted = nil
+        guard sentStep == step, checksum == sampleChecksum(batch.indices) else {
+            throw UserError("teacher rank \(teacherRank) sent outputs for step \(sentStep + 1) (sample checksum \(checksum)) while this rank trains step \(step + 1) (checksum \(sampleChecksum(batch.indices))); both must run the same configuration")
+        }
+        step += 1
+        if step < totalSteps { try post() }
+        var taps = [FeatureTap](repeating: FeatureTap(tensor: Tensor(zeros: [0]), layout: .spatial), count: layout.tapCount)
+        for (k, index) in layout.tapIndices.enumerated() { taps[index] = FeatureTap(tensor: tensors[1 + k], layout: layout.tapLayouts[k]) }
+        return ModelOutput(logits: tensors[0], taps: taps)
     }
 }
 
-extension Trainer {
-    /// The teacher rank's loop: for every step from `firstStep`, for every student it serves,
-    /// rebuild the student's batch, run the frozen teacher, and send the outputs; at most two
-    /// steps per student are in flight.
-    func serveTeacherOutputs(link: Communicator, fromStep firstStep: Int) throws {
-        guard let teacher, let objective = objective as? DistillationObjective else { return }
-        let served = (0..<studentRanks).filter { $0 % teacherRanks == world.rank - studentRanks }
-        let layout = TeacherMessageLayout(teacher: teacher, inputShape: splits.shape, classes: splits.classes, tapIndices: objective.teacherTapIndices)
-        var loaders: [Int: BatchLoader] = [:]
-        var loaderEpoch = -1
-        // Sends still in flight, oldest step first: the buffers they read and their requests.
-        struct StepSends {
-            let step: Int
-            let buffers: [Tensor]
-            let headers: UnsafeMutablePointer<Int>
-            let requests: [Communicator.Request]
+/// The teacher rank's side: for every step, for every student it serves, rebuild the student's
+/// batch, run the frozen teacher, and send the outputs; at most two steps per student are in flight.
+struct TeacherServer {
+    let link: Communicator
+    let teacher: InlineTeacher
+    let layout: TeacherMessageLayout
+    let data: TrainingData
+    let students: [Int]
 
-            func complete() throws {
-                for request in requests { try request.wait(context: "sending teacher outputs of step \(step + 1)") }
-                headers.deallocate()
-            }
+    /// Sends still in flight for one step: the buffers they read and their requests.
+    private struct StepSends {
+        let step: Int
+        let buffers: [Tensor]
+        let headers: UnsafeMutablePointer<Int>
+        let requests: [Communicator.Request]
+
+        func complete() throws {
+            for request in requests { try request.wait(context: "sending teacher outputs of step \(step + 1)") }
+            headers.deallocate()
         }
+    }
+
+    func serve(fromStep firstStep: Int) throws {
+        guard !students.isEmpty else { return }
+        let streams = students.map { TrainingData.Stream(data, rank: $0) }
         var inFlight: [StepSends] = []
-        for step in firstStep..<totalSteps where !served.isEmpty {
-            let epoch = step / stepsPerEpoch
-            if epoch != loaderEpoch {
-                loaders = Dictionary(uniqueKeysWithValues: served.map { ($0, makeLoader(epoch: epoch, fromStep: step, rank: $0)) })
-                loaderEpoch = epoch
-            }
+        for step in firstStep..<data.totalSteps {
             var buffers: [Tensor] = []
             var requests: [Communicator.Request] = []
-            let headers = UnsafeMutablePointer<Int>.allocate(capacity: 2 * served.count)
-            for (n, student) in served.enumerated() {
-                guard let batch = loaders[student]?.next() else { throw UserError("internal: the teacher's loader ran out of batches at step \(step)") }
-                let output = withNoGrad { teacher.forward(batch.images) }
+            let headers = UnsafeMutablePointer<Int>.allocate(capacity: 2 * students.count)
+            for (n, student) in students.enumerated() {
+                let batch = try streams[n].batch(step: step)
+                let output = teacher.outputs(for: batch)
                 let pieces = [output.logits] + layout.tapIndices.map { output.taps[$0].tensor }
                 for (piece, shape) in zip(pieces, layout.sampleShapes) where piece.shape != [batch.labels.count] + shape {
                     throw UserError("internal: teacher output \(piece.shape) does not match the expected \([batch.labels.count] + shape)")

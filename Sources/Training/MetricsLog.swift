@@ -20,8 +20,3 @@ final class MetricsLog {
 
     deinit { try? handle.close() }
 }
-
-func writeJSON(_ object: [String: Any], to path: String) throws {
-    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-    try writeAtomically(data + "\n".data(using: .utf8)!, to: path)
-}

@@ -26,7 +26,7 @@ public final class Aligner: Module {
 }
 
 /// The feature normalisation applied to aligned student and teacher maps.
-public enum FeatureNormalization: String, CaseIterable, Sendable {
+public enum FeatureNormalization: String, SettingChoice {
     case layernorm, none
 
     func apply(_ map: Tensor) -> Tensor { self == .layernorm ? channelLayerNorm(map) : map }

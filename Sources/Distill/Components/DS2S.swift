@@ -31,7 +31,7 @@ public enum TransBlock {
     }
 }
 
-/// Dual-stream dual-stage refinement of the student's wavelet bands (sfkd-method.md section 3).
+/// Dual-stream dual-stage refinement of the student's wavelet bands (README, "Method").
 /// Stage 1: every band is embedded to width d; detail bands go through a shared ResConvBlock,
 /// the coarsest approximation as tokens (+ PE4D) through a TransBlock. Stage 2: the tokens of
 /// all bands, concatenated (+ PE4D), through one TransBlock. A per-band sigmoid gate fuses the

@@ -1,0 +1,181 @@
+import Distill
+import Foundation
+import Models
+import Tensors
+import Yams
+
+/// One configuration key: its declaration and where its value lives in `TrainingConfig`.
+public struct ConfigKey {
+    public let spec: SettingSpec
+    /// The heading it is listed under in `--help`.
+    public let section: String
+    let get: (TrainingConfig) -> SettingValue
+    let set: (inout TrainingConfig, SettingValue) -> Void
+}
+
+/// A training key stored in a field of `TrainingConfig`; its default is the field's initial value.
+private func field<T: SettingConvertible>(_ name: String, _ path: WritableKeyPath<TrainingConfig, T>, _ section: String,
+                                        range: SettingRange? = nil, kind: SettingSpec.Kind? = nil, help: String) -> ConfigKey {
+    let spec = SettingSpec(name: name, kind: kind ?? T.settingKind, isOptional: T.isOptionalSetting,
+                           defaultValue: TrainingConfig()[keyPath: path].settingValue, range: range, help: help)
+    return ConfigKey(spec: spec, section: section, get: { $0[keyPath: path].settingValue },
+                     set: { config, value in if let typed = T(settingValue: value) { config[keyPath: path] = typed } })
+}
+
+extension TrainingConfig {
+    private static let trainingKeys: [ConfigKey] = [
+        field("model", \.model, "model and data", help: "Model to train (sfkd info lists them)."),
+        field("dataset", \.dataset, "model and data", help: "Dataset: fashion-mnist, mnist, cifar10, cifar100, npy, synthetic."),
+        field("data_dir", \.dataDirectory, "model and data", help: "Folder with the dataset files."),
+        field("crop_padding", \.cropPadding, "model and data", range: .between(0, 64), help: "Random-crop padding in pixels (0 turns cropping off; default per dataset)."),
+        field("flip", \.horizontalFlip, "model and data", help: "Random horizontal flips (default per dataset)."),
+        field("seed", \.seed, "model and data", range: .between(0, 9_007_199_254_740_992), help: "Seed for initialisation, data order and augmentation."),
+
+        field("epochs", \.epochs, "schedule", range: .between(1, 1_000_000), help: "Epochs to train (default 1)."),
+        field("steps", \.steps, "schedule", range: .between(1, 1_000_000_000_000), help: "Optimizer steps to train, instead of epochs."),
+        field("batch_size", \.batchSize, "schedule", range: .between(1, 1_048_576), help: "Global batch size, split over the student ranks."),
+        field("eval_batch_size", \.evalBatchSize, "schedule", range: .between(1, 1_048_576), help: "Batch size for evaluation."),
+        field("optimizer", \.optimizer, "schedule", help: "Optimizer."),
+        field("lr", \.learningRate, "schedule", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 100),
+            help: "Peak learning rate (default 0.05 for SGD, 1e-3 for AdamW)."),
+        field("momentum", \.momentum, "schedule", range: .between(0, 1, upperExclusive: true), help: "SGD momentum."),
+        field("nesterov", \.nesterov, "schedule", help: "Nesterov momentum."),
+        field("weight_decay", \.weightDecay, "schedule", range: .between(0, 10),
+            help: "Weight decay (default 5e-4 for SGD, 0.05 for AdamW); never on biases, norms, embeddings."),
+        field("schedule", \.schedule, "schedule", help: "Learning-rate schedule after the warm-up."),
+        field("warmup_epochs", \.warmupEpochs, "schedule", range: .between(0, 1_000_000), help: "Linear warm-up length in epochs (may be fractional)."),
+        field("min_lr", \.minimumLearningRate, "schedule", range: .between(0, 100), help: "Learning rate at the end of the cosine schedule."),
+        field("step_size_epochs", \.stepSizeEpochs, "schedule", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1_000_000),
+            help: "Epochs between decays of the step schedule."),
+        field("step_gamma", \.stepGamma, "schedule", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1), help: "Decay factor of the step schedule."),
+        field("label_smoothing", \.labelSmoothing, "schedule", range: .between(0, 1, upperExclusive: true), help: "Cross-entropy label smoothing."),
+        field("clip_grad_norm", \.clipGradientNorm, "schedule", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1e6),
+            help: "Clip gradients to this global L2 norm."),
+
+        field("out", \.output, "run folder", help: "Run folder (default runs/MODEL-DATASET)."),
+        field("log_every", \.logEverySteps, "run folder", range: .between(1, 1_000_000_000), help: "Steps between metrics.jsonl lines."),
+        field("checkpoint_every", \.checkpointEverySteps, "run folder", range: .between(1, 1_000_000_000),
+            help: "Steps between checkpoints (besides each epoch's end)."),
+        field("keep_checkpoints", \.keepCheckpoints, "run folder", range: .between(1, 1_000_000), help: "Complete checkpoints to keep."),
+        field("threads", \.threads, "run folder", range: .between(1, 1024), help: "Threads for OpenBLAS and the kernels."),
+
+        field("teacher", \.teacher, "distillation", help: "Frozen teacher: a model.safetensors written by sfkd train on the same dataset."),
+        field("method", \.method, "distillation", kind: .choice(MethodRegistry.names),
+            help: "Distillation method: " + MethodRegistry.methods.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ") + "."),
+
+        field("teacher_ranks", \.teacherRanks, "data parallel", range: .between(0, 65_536),
+            help: "Ranks that run the frozen teacher and stream its outputs to the students (0: inline)."),
+        field("bucket_mb", \.bucketMegabytes, "data parallel", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1024),
+            help: "Gradient allreduce bucket size in MiB after the first 1 MiB bucket."),
+        field("overlap", \.overlap, "data parallel", help: "Allreduce gradient buckets while backward runs (--no-overlap: after it)."),
+        field("sync_bn", \.syncBatchNorm, "data parallel", help: "BatchNorm statistics over the global batch (all student ranks)."),
+        field("comm_timeout", \.communicationTimeout, "data parallel", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 86_400),
+            help: "Seconds an MPI operation may wait before the job aborts with a report."),
+    ]
+
+    /// Every key: the training keys, then every method's settings (declared by the methods).
+    public static let keys: [ConfigKey] = trainingKeys + MethodRegistry.settings.map { spec, methods in
+        ConfigKey(spec: spec, section: "method settings", get: { $0.distillation.value(of: spec) }, set: { $0.distillation.set(spec, to: $1) })
+    }
+
+    static var keyNames: [String] { keys.map(\.spec.name) }
+
+    public static func key(named name: String) -> ConfigKey? { keys.first { $0.spec.name == name } }
+
+    /// Sets `key` from a YAML value or a flag's text; errors name the key, the expected type and range.
+    public mutating func set(_ key: String, to value: Any, source: String) throws {
+        guard let entry = Self.key(named: key) else {
+            throw UserError("\(source): unknown key '\(key)'; valid keys: \(Self.keyNames.joined(separator: ", "))")
+        }
+        let parsed: SettingValue
+        do {
+            parsed = try entry.spec.parse(value)
+        } catch let error as SettingTypeError {
+            throw UserError("\(source): key '\(key)' expects \(error.expected), found '\(value)'")
+        }
+        try entry.spec.check(parsed, source: source)
+        entry.set(&self, parsed)
+    }
+
+    /// The current value of `key`, as the saved config writes it.
+    public func value(of key: String) -> SettingValue? { Self.key(named: key)?.get(self) }
+
+    /// Applies a YAML mapping (the contents of `--config FILE`).
+    public mutating func apply(yaml text: String, source: String) throws {
+        let parsed: Any?
+        do {
+            parsed = try Yams.load(yaml: text)
+        } catch {
+            throw UserError("\(source): not valid YAML: \(error)")
+        }
+        guard let parsed else { return }
+        guard let mapping = parsed as? [String: Any] else { throw UserError("\(source): expected a mapping of keys to values at the top level") }
+        for key in mapping.keys.sorted() {
+            try set(key, to: mapping[key]!, source: source)
+        }
+    }
+
+    public mutating func apply(yamlFile path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw UserError("config file \(path) not found or unreadable") }
+        try apply(yaml: String(decoding: data, as: UTF8.self), source: "config file \(path)")
+    }
+
+    /// The resolved config as YAML, every key listed (unset optional ones as null).
+    public func yaml() throws -> String {
+        var mapping: [String: Any] = [:]
+        for key in Self.keys { mapping[key.spec.name] = key.get(self).plain }
+        return try Yams.dump(object: mapping, sortKeys: true)
+    }
+
+    /// "  --flag VALUE   help..." wrapped to 80 columns with the help in its own column (pre-wrapped,
+    /// so the argument parser leaves the layout alone).
+    public static func helpEntry(_ flag: String, _ text: String) -> String {
+        let column = 30, width = 78
+        var lines: [String] = []
+        var line = "  " + flag
+        if line.count >= column - 1 { lines.append(line); line = "" }
+        line = line.padding(toLength: column, withPad: " ", startingAt: 0)
+        var lineHasWords = false
+        for word in text.split(separator: " ") {
+            if lineHasWords && line.count + 1 + word.count > width {
+                lines.append(line)
+                line = String(repeating: " ", count: column)
+                lineHasWords = false
+            }
+            line += (lineHasWords ? " " : "") + word
+            lineHasWords = true
+        }
+        lines.append(line)
+        return lines.joined(separator: "\n")
+    }
+
+    /// `--help` text for every key, grouped by section: flag, value type, default, range, help
+    /// (and for method settings, the methods that read them).
+    public static var helpText: String {
+        var sections: [String] = []
+        var lines: [String: [String]] = [:]
+        for key in keys {
+            if lines[key.section] == nil { sections.append(key.section) }
+            let spec = key.spec
+            var placeholder: String
+            switch spec.kind {
+            case .bool: placeholder = ""
+            case .int: placeholder = " N"
+            case .float, .double: placeholder = " X"
+            case .string: placeholder = " TEXT"
+            case .ints: placeholder = " I,J,..."
+            case let .choice(options): placeholder = options.count <= 6 ? " " + options.joined(separator: "|") : " NAME"
+            }
+            var facts: [String] = []
+            if spec.defaultValue != .null, spec.name != "model", spec.name != "out" { facts.append("default \(spec.defaultValue.text)") }
+            if let range = spec.range { facts.append(range.phrase) }
+            if key.section == "method settings", let methods = MethodRegistry.settings.first(where: { $0.spec.name == spec.name })?.methods {
+                facts.append("used by " + methods.joined(separator: ", "))
+            }
+            let flag = spec.kind == .bool ? "\(spec.flag), --no-\(spec.flag.dropFirst(2))" : spec.flag + placeholder
+            let text = spec.help + (facts.isEmpty ? "" : " (" + facts.joined(separator: "; ") + ")")
+            lines[key.section, default: []].append(helpEntry(flag, text))
+        }
+        return sections.map { "\($0):\n" + lines[$0]!.joined(separator: "\n") }.joined(separator: "\n\n")
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+
+/// Averages of the steps since the last `metrics.jsonl` line: loss, accuracy, the method's
+/// terms and throughput.
+struct MetricsWindow {
+    private var loss = 0.0, correct = 0.0, images = 0, steps = 0
+    private var terms: [String: Double] = [:]
+    private var started = Date()
+
+    var meanLoss: Double { loss / Double(max(steps, 1)) }
+    var accuracy: Double { correct / Double(max(images, 1)) }
+    var stepCount: Int { steps }
+
+    mutating func add(_ statistics: StepStatistics, images batch: Int) {
+        loss += Double(statistics.loss)
+        correct += statistics.correct
+        images += batch
+        steps += 1
+        for (name, value) in statistics.terms { terms[name, default: 0] += value }
+    }
+
+    /// The `kind: train` line for `metrics.jsonl`, and a fresh window.
+    mutating func record(step: Int, epoch: Int, learningRate: Float, communication: (allreduce: Double, exposed: Double)?) -> [String: Any] {
+        let elapsed = Date().timeIntervalSince(started)
+        var record: [String: Any] = ["kind": "train", "step": step, "epoch": epoch, "loss": meanLoss, "top1": accuracy,
+                                     "lr": Double(learningRate), "images_per_sec": Double(images) / max(elapsed, 1e-9)]
+        for (name, total) in terms { record["loss_\(name)"] = total / Double(steps) }
+        if let communication {
+            // Seconds per step spent in allreduce on the communication thread, and the part the step waited for.
+            record["allreduce_seconds"] = communication.allreduce
+            record["allreduce_exposed_seconds"] = communication.exposed
+        }
+        self = MetricsWindow()
+        return record
+    }
+}

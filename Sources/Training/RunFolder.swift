@@ -1,0 +1,121 @@
+import Cluster
+import Foundation
+import Layers
+import Models
+import Tensors
+
+/// The run folder (`--out`): `config.yaml`, `metrics.jsonl`, `checkpoints/step-N/`,
+/// `model.safetensors` and `summary.json`. Rank 0 alone reads and writes it (it need not be
+/// shared) and tells the other ranks whether that worked, so an error there (a bad path, a full
+/// disk) stops every rank instead of leaving them waiting in the next collective.
+final class RunFolder {
+    let path: String
+    private let layout: JobLayout
+    private var metrics: MetricsLog?
+
+    init(path: String, layout: JobLayout) {
+        self.path = path
+        self.layout = layout
+    }
+
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    /// Creates the folder and writes `config.yaml`; with `resume`, restores the newest complete
+    /// checkpoint into `modules` and `optimizer` on rank 0 (the replica group copies it to the
+    /// other students). Returns the state to continue from, on every rank.
+    func start(config: TrainingConfig, resume: Bool, modules: StudentAndHelpers, optimizer: any Optimizer, fresh: TrainingState,
+               totalSteps: Int, progress: ProgressReporter) throws -> TrainingState {
+        var state = fresh
+        try onLeader("prepare the run folder \(path)", among: layout.world) {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            let existing = Checkpoints.complete(in: path)
+            if resume {
+                if let newest = existing.first {
+                    state = try Checkpoints.load(newest.path, modules: modules, optimizer: optimizer)
+                    progress.message("resuming from \(newest.path) (step \(state.step) of \(totalSteps))")
+                } else {
+                    progress.message("no complete checkpoint in \(Checkpoints.folder(in: path)); starting from step 0")
+                }
+            } else if let newest = existing.first {
+                throw UserError("\(path) already holds checkpoints (newest \(newest.path)); pass --resume to continue that run or choose another --out")
+            }
+            try writeAtomically(Data(try config.yaml().utf8), to: file("config.yaml"))
+            metrics = try MetricsLog(path: file("metrics.jsonl"))
+        }
+        return try broadcast(state)
+    }
+
+    /// Appends a line to `metrics.jsonl` (rank 0).
+    func log(_ record: [String: Any]) { metrics?.append(record) }
+
+    func saveCheckpoint(modules: StudentAndHelpers, description: ModelDescription, optimizer: any Optimizer, state: TrainingState, keep: Int) throws {
+        try onLeader("write the checkpoint of step \(state.step)", among: layout.group) {
+            _ = try Checkpoints.save(modules: modules, description: description, optimizer: optimizer, state: state, output: path, keep: keep)
+        }
+    }
+
+    /// The student alone as `model.safetensors`, and `summary.json`.
+    func finish(student: any ImageClassifier, description: ModelDescription, summary: RunSummary) throws {
+        try onLeader("write model.safetensors and summary.json", among: layout.group) {
+            try ModelFile.save(student, description: description, to: file("model.safetensors"))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            try writeAtomically(try encoder.encode(summary) + Data("\n".utf8), to: file("summary.json"))
+        }
+    }
+
+    /// What a user can do after training stopped on an error.
+    var recoveryAdvice: String {
+        Checkpoints.complete(in: path).first.map { "the last complete checkpoint, \($0.path), is intact; resume from it with --resume (after lowering --lr)" }
+            ?? "no checkpoint was written yet"
+    }
+
+    /// Runs `body` on rank 0 of `communicator` only and tells the others whether it worked.
+    private func onLeader(_ what: String, among communicator: Communicator, _ body: () throws -> Void) throws {
+        var failure: Error?
+        var status = [0]
+        if communicator.rank == 0 {
+            do { try body() } catch { failure = error; status[0] = 1 }
+        }
+        try communicator.broadcast(&status, root: 0, context: what)
+        if let failure { throw failure }
+        if status[0] != 0 { throw UserError("rank 0 could not \(what); its message above says why") }
+    }
+
+    /// Rank 0's state on every rank of the job (teacher ranks need the step), as JSON.
+    private func broadcast(_ state: TrainingState) throws -> TrainingState {
+        let world = layout.world
+        guard world.size > 1 else { return state }
+        var bytes = world.rank == 0 ? Array(try JSONEncoder().encode(state)) : []
+        var length = [bytes.count]
+        try world.broadcast(&length, root: 0, context: "training state length")
+        if world.rank != 0 { bytes = [UInt8](repeating: 0, count: length[0]) }
+        try world.broadcast(&bytes, root: 0, context: "training state")
+        return try JSONDecoder().decode(TrainingState.self, from: Data(bytes))
+    }
+}
+
+/// What `summary.json` holds, and what `Trainer.run` returns.
+public struct RunSummary: Codable, Equatable, Sendable {
+    public var model: String
+    public var dataset: String
+    public var method: String?
+    public var parameters: Int
+    public var testTop1: Double
+    public var testTop5: Double
+    public var testLoss: Double
+    public var imagesPerSecond: Double
+    public var steps: Int
+    public var epochs: Double
+    public var wallSeconds: Double
+    public var threads: Int
+    public var ranks: Int
+    public var studentRanks: Int
+    public var teacherRanks: Int
+
+    enum CodingKeys: String, CodingKey {
+        case model, dataset, method, parameters, steps, epochs, threads, ranks
+        case testTop1 = "test_top1", testTop5 = "test_top5", testLoss = "test_loss", imagesPerSecond = "images_per_sec"
+        case wallSeconds = "wall_seconds", studentRanks = "student_ranks", teacherRanks = "teacher_ranks"
+    }
+}

@@ -1,0 +1,52 @@
+import Data
+import Foundation
+import Tensors
+
+/// The batches of a run: which samples each student rank trains on at each step (a sharded
+/// permutation per epoch), prepared in the background. A teacher rank asks for its students'
+/// batches the same way, so no image crosses the wire.
+struct TrainingData {
+    let splits: DatasetSplits
+    let augmentation: Augmentation
+    let seed: UInt64
+    let globalBatch: Int
+    let studentRanks: Int
+    let stepsPerEpoch: Int
+    let totalSteps: Int
+
+    /// The batches `rank` of the student ranks trains on in `epoch`, from `fromStep` on.
+    func loader(epoch: Int, fromStep step: Int, rank: Int) -> BatchLoader {
+        let sampler = ShardedSampler(count: splits.train.count, seed: seed)
+        let order = sampler.order(epoch: epoch)
+        let firstStep = step % stepsPerEpoch
+        let lastStep = min(stepsPerEpoch, firstStep + (totalSteps - step))
+        let batches = (firstStep..<lastStep).map { sampler.indices(order: order, step: $0, globalBatch: globalBatch, rank: rank, worldSize: studentRanks) }
+        return BatchLoader(dataset: splits.train, mean: splits.mean, std: splits.std, augmentation: augmentation,
+                           seed: seed, epoch: epoch, batches: batches)
+    }
+
+    /// A student rank's batches step after step, across epochs.
+    final class Stream {
+        private let data: TrainingData
+        private let rank: Int
+        private var loader: BatchLoader?
+        private var epoch = -1
+
+        init(_ data: TrainingData, rank: Int) {
+            self.data = data
+            self.rank = rank
+        }
+
+        /// The batch of `step` (steps are asked for in order).
+        func batch(step: Int) throws -> Batch {
+            let stepEpoch = step / data.stepsPerEpoch
+            if stepEpoch != epoch {
+                loader = nil
+                loader = data.loader(epoch: stepEpoch, fromStep: step, rank: rank)
+                epoch = stepEpoch
+            }
+            guard let batch = loader?.next() else { throw UserError("internal: the loader of rank \(rank) ran out of batches at step \(step)") }
+            return batch
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Data
+import Distill
+import Foundation
+import Layers
+import Models
+import Tensors
+
+/// Seconds spent in each part of a step on this rank.
+public struct StepPhases: Sendable {
+    public var forward = 0.0
+    /// The teacher's outputs: its forward pass inline, or the wait for a teacher rank.
+    public var teacher = 0.0
+    /// The method's loss (helpers included).
+    public var loss = 0.0
+    public var backward = 0.0
+    /// The wait for gradient averaging after backward, and the statistics allreduce.
+    public var reduce = 0.0
+    /// Clipping and the optimizer update.
+    public var optimizer = 0.0
+
+    public var total: Double { forward + teacher + loss + backward + reduce + optimizer }
+}
+
+/// What a step reports: statistics of the global batch and where this rank's time went.
+public struct StepResult: Sendable {
+    public var statistics: StepStatistics
+    public var phases: StepPhases
+}
+
+/// A loss that is NaN or infinite on some rank; every rank stops before the update.
+public struct NonFiniteLoss: Error {
+    public let loss: Float
+}
+
+/// One optimizer step: student forward, the teacher's outputs, the method's loss, backward
+/// with gradient averaging across the replicas, clipping, the update. The trainer and every
+/// step benchmark run this same code.
+public final class TrainingStep {
+    public let modules: StudentAndHelpers
+    public let method: any DistillationMethod
+    public let optimizer: any Optimizer
+    public let replicas: ReplicaGroup
+    let teacher: (any TeacherSource)?
+    let clipNorm: Float?
+
+    public init(modules: StudentAndHelpers, method: any DistillationMethod, optimizer: any Optimizer, replicas: ReplicaGroup,
+                teacher: (any TeacherSource)?, clipNorm: Float? = nil) {
+        self.modules = modules
+        self.method = method
+        self.optimizer = optimizer
+        self.replicas = replicas
+        self.teacher = teacher
+        self.clipNorm = clipNorm
+    }
+
+    /// Runs step `step` (0-based) on `batch` at `learningRate`. Throws `NonFiniteLoss` before
+    /// updating anything when the global loss is not finite.
+    public func run(_ batch: Batch, step: Int, learningRate: Float) throws -> StepResult {
+        var phases = StepPhases()
+        var clock = DispatchTime.now().uptimeNanoseconds
+        func lap() -> Double {
+            let now = DispatchTime.now().uptimeNanoseconds
+            defer { clock = now }
+            return Double(now - clock) * 1e-9
+        }
+        optimizer.learningRate = learningRate
+        let output = modules.student.forward(batch.images)
+        phases.forward = lap()
+        let teacherOutput = try teacher?.outputs(for: batch)
+        phases.teacher = lap()
+        let loss = method.loss(student: output, teacher: teacherOutput, labels: batch.labels, step: step)
+        let local = StepStatistics(loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
+                                   terms: loss.terms.mapValues(Double.init))
+        phases.loss = lap()
+        replicas.zeroGradients()
+        loss.total.backward()
+        phases.backward = lap()
+        try replicas.finishGradients()
+        let statistics = try replicas.reduce(local, step: step)
+        phases.reduce = lap()
+        guard statistics.loss.isFinite else { throw NonFiniteLoss(loss: statistics.loss) }
+        if let clipNorm { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clipNorm) }
+        optimizer.step()
+        phases.optimizer = lap()
+        return StepResult(statistics: statistics, phases: phases)
+    }
+
+    private func countCorrect(_ logits: Tensor, _ labels: [Int]) -> Int {
+        let classes = logits.shape[1]
+        var correct = 0
+        for (row, label) in labels.enumerated() {
+            let scores = logits.data + row * classes
+            var best = 0
+            for c in 1..<classes where scores[c] > scores[best] { best = c }
+            if best == label { correct += 1 }
+        }
+        return correct
+    }
+}
+
+extension TrainingConfig {
+    /// The optimizer over the student and its helpers: decay on weights, none on biases, norms
+    /// and the student's exempt parameters (position embeddings, class tokens).
+    public func makeOptimizer(for modules: StudentAndHelpers) -> any Optimizer {
+        let groups = ParameterGroup.decayAndNoDecay(modules.namedParameters(), weightDecay: Float(resolvedWeightDecay), exempt: modules.student.noWeightDecay)
+        let lr = Float(resolvedLearningRate)
+        switch optimizer {
+        case .adamw: return AdamW(groups: groups, learningRate: lr)
+        case .sgd: return SGD(groups: groups, learningRate: lr, momentum: Float(momentum), nesterov: nesterov)
+        }
+    }
+
+    public func makeSchedule(stepsPerEpoch: Int, totalSteps: Int) -> any LearningRateSchedule {
+        let lr = Float(resolvedLearningRate)
+        let warmup = Int(warmupEpochs * Double(stepsPerEpoch))
+        switch schedule {
+        case .step:
+            return StepDecaySchedule(base: lr, stepSize: max(1, Int(stepSizeEpochs * Double(stepsPerEpoch))), gamma: Float(stepGamma))
+        case .constant:
+            return WarmupCosineSchedule(base: lr, warmupSteps: warmup, totalSteps: Int.max / 2, minimum: lr)
+        case .cosine:
+            return WarmupCosineSchedule(base: lr, warmupSteps: warmup, totalSteps: totalSteps, minimum: Float(minimumLearningRate))
+        }
+    }
+}
