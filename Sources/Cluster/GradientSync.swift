@@ -5,10 +5,10 @@ import Tensors
 /// one flat arena; buckets cover it in reverse parameter order (the order backward finishes
 /// them), the first about `firstBucketBytes`, the rest about `bucketBytes`. When the tape
 /// reports that every gradient of a bucket is final, the bucket is handed to one communication
-/// thread, which allreduces buckets strictly in bucket order (so every rank issues the same
-/// collectives in the same order) and divides by the number of ranks. Open MPI 4.1 makes no
-/// background progress on nonblocking collectives, hence a thread of our own. `finish()`
-/// waits only for what is still in flight.
+/// thread, which hands buckets to the communication hook strictly in bucket order (so every
+/// rank issues the same collectives in the same order); the default hook allreduces and divides
+/// by the number of ranks. Open MPI 4.1 makes no background progress on nonblocking
+/// collectives, hence a thread of our own. `finish()` waits only for what is still in flight.
 public final class GradientSync: @unchecked Sendable {
     public struct Bucket: Sendable {
         /// Floats [start, end) of the arena.
@@ -20,6 +20,7 @@ public final class GradientSync: @unchecked Sendable {
 
     public let buckets: [Bucket]
     public let overlap: Bool
+    public let hook: any CommunicationHook
     let communicator: Communicator
     let arena: Tensor
     let parameters: [Tensor]
@@ -44,10 +45,12 @@ public final class GradientSync: @unchecked Sendable {
     /// Steps completed by `finish`.
     public private(set) var steps = 0
 
-    public init(parameters: [Tensor], communicator: Communicator, firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20, overlap: Bool = true) {
+    public init(parameters: [Tensor], communicator: Communicator, firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20, overlap: Bool = true,
+                hook: any CommunicationHook = AllreduceAverage()) {
         self.parameters = parameters
         self.communicator = communicator
         self.overlap = overlap
+        self.hook = hook
         let total = parameters.reduce(0) { $0 + $1.count }
         arena = Tensor(zeros: [max(total, 1)])
         // Arena offsets in parameter order; buckets from the last parameter backwards.
@@ -121,9 +124,8 @@ public final class GradientSync: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let slice = UnsafeMutableBufferPointer(start: arena.data + bucket.start, count: bucket.end - bucket.start)
         let megabytes = String(format: "%.2f", Double(slice.count * 4) / 1_048_576)
-        try communicator.allreduce(slice, context: "gradient bucket \(bucketIndex + 1) of \(buckets.count), \(megabytes) MB, step \(steps + 1)")
-        let scale = 1 / Float(communicator.size)
-        for i in slice.indices { slice[i] *= scale }
+        try hook.reduce(slice, bucket: bucket, communicator: communicator,
+                        context: "gradient bucket \(bucketIndex + 1) of \(buckets.count), \(megabytes) MB, step \(steps + 1)")
         communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
 
@@ -188,5 +190,24 @@ public final class GradientSync: @unchecked Sendable {
     public func resetTimers() {
         communicationSeconds = 0
         waitSeconds = 0
+    }
+}
+
+/// What `GradientSync` does with a bucket once backward has finished its gradients, on the
+/// communication thread, one bucket at a time in bucket order (PyTorch DDP's comm hook). On
+/// return `values` must hold the gradient every rank applies; compressed or sharded variants
+/// plug in here.
+public protocol CommunicationHook: AnyObject {
+    func reduce(_ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator, context: String) throws
+}
+
+/// The default hook: allreduce the bucket in float32 and divide by the number of ranks.
+public final class AllreduceAverage: CommunicationHook {
+    public init() {}
+
+    public func reduce(_ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator, context: String) throws {
+        try communicator.allreduce(values, context: context)
+        let scale = 1 / Float(communicator.size)
+        for i in values.indices { values[i] *= scale }
     }
 }

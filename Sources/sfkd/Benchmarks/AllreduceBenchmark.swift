@@ -10,8 +10,28 @@ struct AllreduceBenchmark {
     let sizesInBytes: [Int]
     let repeats: Int
 
-    func run() throws -> [String: Any] {
-        var rows: [[String: Any]] = []
+    struct Row: Encodable {
+        let bytes: Int
+        let communicatorSeconds: Double, directSeconds: Double
+        let communicatorBusGBPS: Double, directBusGBPS: Double, communicatorVersusDirect: Double
+
+        enum CodingKeys: String, CodingKey {
+            case bytes
+            case communicatorSeconds = "communicator_seconds", directSeconds = "direct_seconds"
+            case communicatorBusGBPS = "communicator_bus_gbps", directBusGBPS = "direct_bus_gbps", communicatorVersusDirect = "communicator_vs_direct"
+        }
+    }
+
+    struct Result: Encodable {
+        let worldSize: Int
+        let verified: Bool
+        let repeats: Int
+        let sizes: [Row]
+        enum CodingKeys: String, CodingKey { case worldSize = "world_size", verified, repeats, sizes }
+    }
+
+    func run() throws -> Result {
+        var rows: [Row] = []
         var verified = true
         let ranks = communicator.size
         for bytes in sizesInBytes {
@@ -45,11 +65,11 @@ struct AllreduceBenchmark {
             var medians = [wrapper.sorted()[repeats / 2], direct.sorted()[repeats / 2]]
             try communicator.allreduce(&medians, .max)
             let busFactor = ranks > 1 ? 2 * Double(ranks - 1) / Double(ranks) : 1
-            rows.append(["bytes": bytes, "communicator_seconds": medians[0], "direct_seconds": medians[1],
-                         "communicator_bus_gbps": Double(bytes) / medians[0] * busFactor * 1e-9,
-                         "direct_bus_gbps": Double(bytes) / medians[1] * busFactor * 1e-9,
-                         "communicator_vs_direct": medians[1] / medians[0]])
+            rows.append(Row(bytes: bytes, communicatorSeconds: medians[0], directSeconds: medians[1],
+                            communicatorBusGBPS: Double(bytes) / medians[0] * busFactor * 1e-9,
+                            directBusGBPS: Double(bytes) / medians[1] * busFactor * 1e-9,
+                            communicatorVersusDirect: medians[1] / medians[0]))
         }
-        return ["world_size": ranks, "verified": verified, "repeats": repeats, "sizes": rows]
+        return Result(worldSize: ranks, verified: verified, repeats: repeats, sizes: rows)
     }
 }

@@ -14,45 +14,95 @@ struct OpsBenchmark {
     let repeats: Int
     var parts: Set<Part> = Set(Part.allCases)
 
-    func run(progress: (String) -> Void) -> [String: Any] {
-        var results: [String: Any] = [:]
+    struct Convolution: Encodable {
+        let shape: String
+        let forwardGFLOPS: Double, forwardBackwardGFLOPS: Double, sgemmGFLOPS: Double, forwardBackwardVersusSGEMM: Double
 
+        enum CodingKeys: String, CodingKey {
+            case shape
+            case forwardGFLOPS = "forward_gflops", forwardBackwardGFLOPS = "forward_backward_gflops"
+            case sgemmGFLOPS = "sgemm_gflops", forwardBackwardVersusSGEMM = "forward_backward_vs_sgemm"
+        }
+    }
+
+    struct AttentionTiming: Encodable {
+        let forwardMilliseconds: Double, forwardBackwardMilliseconds: Double, forwardBackwardGFLOPS: Double
+
+        enum CodingKeys: String, CodingKey {
+            case forwardMilliseconds = "forward_ms", forwardBackwardMilliseconds = "forward_backward_ms", forwardBackwardGFLOPS = "forward_backward_gflops"
+        }
+    }
+
+    /// Each kernel's GB/s and its ratio to a copy timed alternately with it.
+    struct Elementwise: Encodable {
+        struct Kernel: Encodable {
+            let name: String, gbps: Double, versusCopy: Double
+            enum CodingKeys: String, CodingKey { case name, gbps, versusCopy = "vs_copy" }
+        }
+        let copyGBPS: Double
+        let kernels: [Kernel]
+        enum CodingKeys: String, CodingKey { case copyGBPS = "copy_gbps", kernels }
+    }
+
+    struct PoolAllocations: Encodable {
+        let firstStep: Int, laterSteps: Int, laterStepCount: Int
+        enum CodingKeys: String, CodingKey {
+            case firstStep = "first_step_allocations", laterSteps = "later_step_allocations", laterStepCount = "later_steps"
+        }
+    }
+
+    struct Result: Encodable {
+        var sgemmGFLOPS = 0.0
+        var convolutions: [Convolution]?
+        var attention: AttentionTiming?
+        var narrowHeadAttention: AttentionTiming?
+        var elementwise: Elementwise?
+        var pool: PoolAllocations?
+        var openblasCore = BLASCore.coreName
+        var threads = Threads.count
+
+        enum CodingKeys: String, CodingKey {
+            case attention, elementwise, pool, threads
+            case sgemmGFLOPS = "sgemm_gflops", convolutions = "conv2d_3x3", narrowHeadAttention = "narrow_head_attention", openblasCore = "openblas_core"
+        }
+    }
+
+    func run(progress: (String) -> Void) -> Result {
+        var results = Result()
         let gemm = SquareGEMM(size: 1024)
         let gemmRate = gemm.flops / medianSeconds(repeats: repeats) { gemm.run() } * 1e-9
-        results["sgemm_gflops"] = gemmRate
+        results.sgemmGFLOPS = gemmRate
         progress("sgemm 1024^3: \(formatted(gemmRate)) GFLOP/s")
 
-        var convolutions: [[String: Any]] = []
-        for (channels, size) in [(16, 32), (32, 16), (64, 8), (32, 8), (32, 4)] where parts.contains(.conv) {
-            let c = conv3x3(batch: 64, channels: channels, size: size, baseline: gemm)
-            convolutions.append(c)
-            progress("conv3x3 64x\(channels)x\(size)x\(size): forward \(formatted(c["forward_gflops"] as! Double)) GFLOP/s, forward+backward \(formatted(c["forward_backward_gflops"] as! Double)) GFLOP/s = \(formatted(100 * (c["forward_backward_vs_sgemm"] as! Double), 0))% of sgemm (\(formatted(c["sgemm_gflops"] as! Double)) GFLOP/s, timed alternately)")
+        if parts.contains(.conv) {
+            var convolutions: [Convolution] = []
+            for (channels, size) in [(16, 32), (32, 16), (64, 8), (32, 8), (32, 4)] {
+                let c = conv3x3(batch: 64, channels: channels, size: size, baseline: gemm)
+                convolutions.append(c)
+                progress("conv3x3 \(c.shape): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s, timed alternately)")
+            }
+            results.convolutions = convolutions
         }
-        if parts.contains(.conv) { results["conv2d_3x3"] = convolutions }
         if parts.contains(.attention) {
-
-        let attention = attentionBlock(batch: 64, tokens: 65, width: 128, heads: 4)
-        results["attention"] = attention
-        progress("attention block 64x65x128, 4 heads: forward \(formatted(attention["forward_ms"] as! Double, 2)) ms, forward+backward \(formatted(attention["forward_backward_ms"] as! Double, 2)) ms (\(formatted(attention["forward_backward_gflops"] as! Double)) GFLOP/s)")
-        let narrow = narrowHeadAttention(batch: 64, tokens: 256, width: 32, heads: 4)
-        results["narrow_head_attention"] = narrow
-        progress("narrow-head attention 64x256x32, 4 heads of 8 (DS2S's interaction block): forward \(formatted(narrow["forward_ms"] as! Double, 2)) ms, forward+backward \(formatted(narrow["forward_backward_ms"] as! Double, 2)) ms (\(formatted(narrow["forward_backward_gflops"] as! Double)) GFLOP/s)")
+            let attention = attentionBlock(batch: 64, tokens: 65, width: 128, heads: 4)
+            results.attention = attention
+            progress("attention block 64x65x128, 4 heads: forward \(formatted(attention.forwardMilliseconds, 2)) ms, forward+backward \(formatted(attention.forwardBackwardMilliseconds, 2)) ms (\(formatted(attention.forwardBackwardGFLOPS)) GFLOP/s)")
+            let narrow = narrowHeadAttention(batch: 64, tokens: 256, width: 32, heads: 4)
+            results.narrowHeadAttention = narrow
+            progress("narrow-head attention 64x256x32, 4 heads of 8 (DS2S's interaction block): forward \(formatted(narrow.forwardMilliseconds, 2)) ms, forward+backward \(formatted(narrow.forwardBackwardMilliseconds, 2)) ms (\(formatted(narrow.forwardBackwardGFLOPS)) GFLOP/s)")
         }
         if parts.contains(.elementwise) {
-
-        let memory = elementwise(count: 1 << 24)
-        results["elementwise"] = memory
-        progress("memory copy: \(formatted(memory["copy_gbps"] as! Double)) GB/s")
-        for kernel in ["add", "mul", "relu", "scale"] {
-            let rate = memory["\(kernel)_gbps"] as! Double
-            progress("  \(kernel): \(formatted(rate)) GB/s = \(formatted(100 * (memory["\(kernel)_vs_copy"] as! Double), 0))% of the copy timed alternately")
+            let memory = elementwise(count: 1 << 24)
+            results.elementwise = memory
+            progress("memory copy: \(formatted(memory.copyGBPS)) GB/s")
+            for kernel in memory.kernels {
+                progress("  \(kernel.name): \(formatted(kernel.gbps)) GB/s = \(formatted(100 * kernel.versusCopy, 0))% of the copy timed alternately")
             }
         }
         if parts.contains(.pool) {
-
-        let allocations = poolAllocationsPerStep()
-        results["pool"] = allocations
-        progress("pool: \(allocations["first_step_allocations"]!) fresh buffers in the first step, \(allocations["later_step_allocations"]!) in the \(allocations["later_steps"]!) steps after")
+            let allocations = poolAllocationsPerStep()
+            results.pool = allocations
+            progress("pool: \(allocations.firstStep) fresh buffers in the first step, \(allocations.laterSteps) in the \(allocations.laterStepCount) steps after")
         }
         return results
     }
@@ -80,7 +130,7 @@ struct OpsBenchmark {
         return t
     }
 
-    private func conv3x3(batch: Int, channels: Int, size: Int, baseline: SquareGEMM) -> [String: Any] {
+    private func conv3x3(batch: Int, channels: Int, size: Int, baseline: SquareGEMM) -> Convolution {
         var generator = RandomGenerator(seed: 1)
         let x = randomTensor([batch, channels, size, size], &generator, requiresGrad: true)
         let w = randomTensor([channels, channels, 3, 3], &generator, requiresGrad: true)
@@ -95,11 +145,11 @@ struct OpsBenchmark {
         }
         let gemmRate = baseline.flops / gemmSeconds * 1e-9
         let rate = 3 * flops / both * 1e-9
-        return ["shape": "\(batch)x\(channels)x\(size)x\(size)", "forward_gflops": flops / forward * 1e-9,
-                "forward_backward_gflops": rate, "sgemm_gflops": gemmRate, "forward_backward_vs_sgemm": rate / gemmRate]
+        return Convolution(shape: "\(batch)x\(channels)x\(size)x\(size)", forwardGFLOPS: flops / forward * 1e-9,
+                           forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate)
     }
 
-    private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> [String: Any] {
+    private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> AttentionTiming {
         var generator = RandomGenerator(seed: 2)
         let attention = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
         let x = randomTensor([batch, tokens, width], &generator, requiresGrad: true)
@@ -112,12 +162,12 @@ struct OpsBenchmark {
         // qkv and proj projections plus the two attention products, times 3 for backward.
         let projections = 2.0 * Double(batch * tokens) * Double(width * width) * 4
         let products = 2.0 * 2 * Double(batch * tokens * tokens * width)
-        return ["forward_ms": forward * 1e3, "forward_backward_ms": both * 1e3,
-                "forward_backward_gflops": 3 * (projections + products) / both * 1e-9]
+        return AttentionTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
+                               forwardBackwardGFLOPS: 3 * (projections + products) / both * 1e-9)
     }
 
     /// The attention kernel alone (no projections) on packed qkv: softmax(Q K^T / sqrt(d)) V.
-    private func narrowHeadAttention(batch: Int, tokens: Int, width: Int, heads: Int) -> [String: Any] {
+    private func narrowHeadAttention(batch: Int, tokens: Int, width: Int, heads: Int) -> AttentionTiming {
         var generator = RandomGenerator(seed: 4)
         let qkv = randomTensor([batch, tokens, 3 * width], &generator, requiresGrad: true)
         let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = packedSelfAttention(qkv, heads: heads) } }
@@ -128,15 +178,14 @@ struct OpsBenchmark {
         }
         // Forward: Q K^T and P V; backward: dP, dV, dQ and dK, each 2 * B * N * N * width flops.
         let product = 2.0 * Double(batch * tokens * tokens * width)
-        return ["forward_ms": forward * 1e3, "forward_backward_ms": both * 1e3, "forward_backward_gflops": 6 * product / both * 1e-9]
+        return AttentionTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 6 * product / both * 1e-9)
     }
 
-    private func elementwise(count: Int) -> [String: Any] {
+    private func elementwise(count: Int) -> Elementwise {
         var generator = RandomGenerator(seed: 3)
         let a = randomTensor([count], &generator), b = randomTensor([count], &generator)
         let bytes = Double(count * MemoryLayout<Float>.stride)
-        var results: [String: Any] = [:]
-        // A copy moves 2 arrays (read + write); a binary op 3, a unary op 2.
+        var results: [Elementwise.Kernel] = []
         let destination = Tensor(uninitializedShape: [count])
         let copy = { destination.data.update(from: a.data, count: count) }
         // Each kernel is timed alternately with the copy; a copy moves 2 arrays (read + write),
@@ -150,17 +199,15 @@ struct OpsBenchmark {
                 let (copySeconds, kernelSeconds) = pairedMedianSeconds(repeats: repeats, baseline: copy, candidate: kernel)
                 let copyRate = 2 * bytes / copySeconds * 1e-9, rate = arrays * bytes / kernelSeconds * 1e-9
                 copyRates.append(copyRate)
-                results["\(name)_gbps"] = rate
-                results["\(name)_vs_copy"] = rate / copyRate
+                results.append(Elementwise.Kernel(name: name, gbps: rate, versusCopy: rate / copyRate))
             }
         }
-        results["copy_gbps"] = copyRates.sorted()[copyRates.count / 2]
-        return results
+        return Elementwise(copyGBPS: copyRates.sorted()[copyRates.count / 2], kernels: results)
     }
 
     /// A small conv + norm + attention + classifier step repeated: after the first step every
     /// buffer should come from the pool.
-    private func poolAllocationsPerStep() -> [String: Int] {
+    private func poolAllocationsPerStep() -> PoolAllocations {
         var generator = RandomGenerator(seed: 4)
         let conv = Conv2d(inputChannels: 3, outputChannels: 16, kernelSize: 3, padding: 1, generator: &generator)
         let norm = BatchNorm2d(channels: 16)
@@ -185,6 +232,6 @@ struct OpsBenchmark {
         let laterSteps = 10
         for _ in 0..<laterSteps { step() }
         let afterAll = BufferPool.shared.stats.freshAllocations
-        return ["first_step_allocations": afterFirst - before, "later_step_allocations": afterAll - afterFirst, "later_steps": laterSteps]
+        return PoolAllocations(firstStep: afterFirst - before, laterSteps: afterAll - afterFirst, laterStepCount: laterSteps)
     }
 }

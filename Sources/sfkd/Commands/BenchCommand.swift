@@ -40,12 +40,7 @@ struct OpsBenchCommand: ParsableCommand {
         var benchmark = OpsBenchmark(repeats: repeats)
         if !only.isEmpty { benchmark.parts = Set(only) }
         let results = benchmark.run(progress: json ? { _ in } : report)
-        if json {
-            var object = results
-            object["openblas_core"] = BLASCore.coreName
-            object["threads"] = threads
-            printJSON(object)
-        }
+        if json { try printJSON(results) }
     }
 }
 
@@ -145,16 +140,15 @@ struct AllreduceBenchCommand: ParsableCommand {
         let result = try AllreduceBenchmark(communicator: world, sizesInBytes: sizes, repeats: repeats).run()
         guard world.rank == 0 else { return }
         if json {
-            printJSON(result)
+            try printJSON(result)
             return
         }
-        report("allreduce over \(world.size) rank(s), float sum in place, medians of \(repeats) (verified: \(result["verified"]!)):")
+        report("allreduce over \(world.size) rank(s), float sum in place, medians of \(repeats) (verified: \(result.verified)):")
         report("     size   communicator GB/s   direct GB/s   ratio")
-        for row in result["sizes"] as! [[String: Any]] {
-            let size = row["bytes"] as! Int
-            let label = size >= 1 << 20 ? "\(size >> 20) MiB" : "\(size >> 10) KiB"
-            report("\(label.padding(toLength: 9, withPad: " ", startingAt: 0))   \(formatted(row["communicator_bus_gbps"] as! Double, 2).padding(toLength: 17, withPad: " ", startingAt: 0))   \(formatted(row["direct_bus_gbps"] as! Double, 2).padding(toLength: 11, withPad: " ", startingAt: 0))   \(formatted(row["communicator_vs_direct"] as! Double, 3))")
+        for row in result.sizes {
+            let label = row.bytes >= 1 << 20 ? "\(row.bytes >> 20) MiB" : "\(row.bytes >> 10) KiB"
+            report("\(label.padding(toLength: 9, withPad: " ", startingAt: 0))   \(formatted(row.communicatorBusGBPS, 2).padding(toLength: 17, withPad: " ", startingAt: 0))   \(formatted(row.directBusGBPS, 2).padding(toLength: 11, withPad: " ", startingAt: 0))   \(formatted(row.communicatorVersusDirect, 3))")
         }
-        if !(result["verified"] as! Bool) { throw UserError("allreduce verification failed: a reduced value was wrong") }
+        if !result.verified { throw UserError("allreduce verification failed: a reduced value was wrong") }
     }
 }

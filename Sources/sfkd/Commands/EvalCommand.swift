@@ -17,6 +17,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int?
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
+    struct Report: Encodable {
+        let model: String, dataset: String, checkpoint: String, samples: Int, top1: Double, top5: Double, loss: Double
+    }
+
     func run() throws {
         if let threads {
             guard threads >= 1 else { throw UserError("--threads must be at least 1, got \(threads)") }
@@ -28,8 +32,8 @@ struct EvalCommand: ParsableCommand {
         try description.checkCompatible(with: splits, path: file)
         let result = Evaluation.run(model, on: splits.test, mean: description.mean, std: description.std, batchSize: batchSize)
         if json {
-            printJSON(["model": description.architecture, "dataset": splits.name, "checkpoint": file, "samples": result.samples,
-                       "top1": result.top1, "top5": result.top5, "loss": result.loss])
+            try printJSON(Report(model: description.architecture, dataset: splits.name, checkpoint: file, samples: result.samples,
+                                 top1: result.top1, top5: result.top5, loss: result.loss))
         } else {
             print("\(description.architecture) on \(splits.name) (\(result.samples) test images): top-1 \(String(format: "%.2f", 100 * result.top1))%, top-5 \(String(format: "%.2f", 100 * result.top5))%, loss \(String(format: "%.4f", result.loss))")
         }
