@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["Layers", "Tensors"], swiftSettings: fastMath),
         .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),
         .target(name: "Data", dependencies: ["Tensors", "CZlib"], swiftSettings: fastMath),
-        .target(name: "Distill", dependencies: ["Tensors", "Layers", "Models", "Data", "Spectral"], swiftSettings: fastMath),
+        .target(name: "Distill", dependencies: ["Tensors", "Layers", "Models", "Spectral"], swiftSettings: fastMath),
         .target(
             name: "Training",
             dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", "Cluster", .product(name: "Yams", package: "Yams")],

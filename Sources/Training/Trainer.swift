@@ -101,13 +101,13 @@ public final class Trainer {
         let started = Date()
         let batches = TrainingData.Stream(data, rank: replicas.rank)
         var window = MetricsWindow()
-        var lastEvaluation: EvaluationResult?
+        var evaluation: EvaluationResult?
         modules.train()
         while state.step < totalSteps {
             let epoch = state.step / stepsPerEpoch
             let batch = try batches.batch(step: state.step)
-            let stepStart = Date()
             let lr = schedule.learningRate(atStep: state.step)
+            let stepStart = Date()
             let result: StepResult
             do {
                 result = try step.run(batch, step: state.step, learningRate: lr)
@@ -118,34 +118,48 @@ public final class Trainer {
             state.trainedSeconds += Date().timeIntervalSince(stepStart)
             state.trainedImages += config.batchSize
             window.add(result.statistics, images: config.batchSize)
-            reportProgress(window, state: state, epoch: epoch, learningRate: lr)
-            if state.step % config.logEverySteps == 0 || state.step == totalSteps {
-                folder.log(window.record(step: state.step, epoch: epoch, learningRate: lr,
-                                         communication: replicas.takeCommunicationTimes(steps: window.stepCount)))
-            }
+            report(&window, state: state, epoch: epoch, learningRate: lr, replicas: replicas)
             let epochEnded = state.step % stepsPerEpoch == 0 || state.step == totalSteps
-            if epochEnded {
-                let evaluation = try evaluate(replicas)
-                lastEvaluation = evaluation
-                folder.log(["kind": "eval", "step": state.step, "epoch": epoch, "test_top1": evaluation.top1, "test_top5": evaluation.top5, "test_loss": evaluation.loss])
-                progress.message("epoch \(epoch + 1) step \(state.step): test top-1 \(percent(evaluation.top1))%, top-5 \(percent(evaluation.top5))%, loss \(String(format: "%.4f", evaluation.loss)); \(Int(state.imagesPerSecond)) img/s")
-            }
+            if epochEnded { evaluation = try evaluateEpoch(replicas, state: state, epoch: epoch) }
             if epochEnded || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
-                state.random = [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1]
-                try replicas.synchronizeBuffers()
-                try folder.saveCheckpoint(modules: modules, description: description, optimizer: optimizer, state: state, keep: config.keepCheckpoints)
+                try checkpoint(&state, replicas: replicas)
             }
         }
-        let evaluation = try lastEvaluation ?? evaluate(replicas)
+        let final = try evaluation ?? evaluate(replicas)
         let summary = RunSummary(model: config.model, dataset: splits.name, method: teacher == nil ? nil : type(of: method).name,
-                                 parameters: model.parameterCount, testTop1: evaluation.top1, testTop5: evaluation.top5, testLoss: evaluation.loss,
+                                 parameters: model.parameterCount, testTop1: final.top1, testTop5: final.top5, testLoss: final.loss,
                                  imagesPerSecond: state.imagesPerSecond, steps: state.step, epochs: Double(state.step) / Double(stepsPerEpoch),
                                  wallSeconds: Date().timeIntervalSince(started), threads: Threads.count, ranks: layout.world.size,
                                  studentRanks: layout.studentRanks, teacherRanks: layout.teacherRanks)
         try replicas.synchronizeBuffers()
         try folder.finish(student: model, description: description, summary: summary)
-        progress.message("done: test top-1 \(percent(evaluation.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))")
+        progress.message("done: test top-1 \(percent(final.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))")
         return summary
+    }
+
+    /// The progress line after every step, and a `metrics.jsonl` line every `log_every` steps.
+    private func report(_ window: inout MetricsWindow, state: TrainingState, epoch: Int, learningRate: Float, replicas: ReplicaGroup) {
+        let remaining = Double((totalSteps - state.step) * config.batchSize) / state.imagesPerSecond
+        progress.update("epoch \(epoch + 1)/\((totalSteps + stepsPerEpoch - 1) / stepsPerEpoch) step \(state.step)/\(totalSteps) loss \(String(format: "%.4f", window.meanLoss)) acc \(String(format: "%.1f", 100 * window.accuracy))% lr \(String(format: "%.4g", learningRate)) \(Int(state.imagesPerSecond)) img/s ETA \(ProgressReporter.duration(remaining))")
+        if state.step % config.logEverySteps == 0 || state.step == totalSteps {
+            folder.log(window.record(step: state.step, epoch: epoch, learningRate: learningRate,
+                                     communication: replicas.takeCommunicationTimes(steps: window.stepCount)))
+        }
+    }
+
+    /// Test metrics at the end of an epoch, logged and printed.
+    private func evaluateEpoch(_ replicas: ReplicaGroup, state: TrainingState, epoch: Int) throws -> EvaluationResult {
+        let evaluation = try evaluate(replicas)
+        folder.log(["kind": "eval", "step": state.step, "epoch": epoch, "test_top1": evaluation.top1, "test_top5": evaluation.top5, "test_loss": evaluation.loss])
+        progress.message("epoch \(epoch + 1) step \(state.step): test top-1 \(percent(evaluation.top1))%, top-5 \(percent(evaluation.top5))%, loss \(String(format: "%.4f", evaluation.loss)); \(Int(state.imagesPerSecond)) img/s")
+        return evaluation
+    }
+
+    /// `checkpoints/step-N/` with rank 0's buffers and the generator state of this step.
+    private func checkpoint(_ state: inout TrainingState, replicas: ReplicaGroup) throws {
+        state.random = [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1]
+        try replicas.synchronizeBuffers()
+        try folder.saveCheckpoint(modules: modules, description: description, optimizer: optimizer, state: state, keep: config.keepCheckpoints)
     }
 
     /// Where the step's teacher outputs come from: a teacher rank, the teacher inline, or nowhere.
@@ -181,11 +195,6 @@ public final class Trainer {
             ? ", \(layout.studentRanks) student ranks x \(layout.localBatchSize) images" + (layout.teacherRanks > 0 ? " + \(layout.teacherRanks) teacher ranks" : "")
             : ""
         progress.message("train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize)\(placement), \(totalSteps) steps (\(stepsPerEpoch) per epoch), \(config.optimizer.rawValue) lr \(config.resolvedLearningRate), \(Threads.count) threads")
-    }
-
-    private func reportProgress(_ window: MetricsWindow, state: TrainingState, epoch: Int, learningRate: Float) {
-        let remaining = Double((totalSteps - state.step) * config.batchSize) / state.imagesPerSecond
-        progress.update("epoch \(epoch + 1)/\((totalSteps + stepsPerEpoch - 1) / stepsPerEpoch) step \(state.step)/\(totalSteps) loss \(String(format: "%.4f", window.meanLoss)) acc \(String(format: "%.1f", 100 * window.accuracy))% lr \(String(format: "%.4g", learningRate)) \(Int(state.imagesPerSecond)) img/s ETA \(ProgressReporter.duration(remaining))")
     }
 
     private func percent(_ fraction: Double) -> String { String(format: "%.2f", 100 * fraction) }

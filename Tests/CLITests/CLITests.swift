@@ -67,6 +67,36 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(typed.stderr.contains("--flip"), typed.stderr)
     }
 
+    func testEverySettingIsAFlagWithItsRangeAndHelp() throws {
+        let help = try runSFKD(["train", "--help"])
+        XCTAssertEqual(help.status, 0, help.stderr)
+        // Training keys and the methods' own settings, with type, default, range and readers.
+        for line in ["--batch-size N", "--sync-bn, --no-sync-bn", "--method none|kd|dkd|fitnet|ofa|sfkd", "--gffl-rho X", "used by kd, dkd, sfkd"] {
+            XCTAssertTrue(help.stdout.contains(line), "\(line) missing from:\n\(help.stdout)")
+        }
+        let folder = try temporaryFolder(self)
+        for (arguments, message) in [
+            (["--warmup-epochs", "nan"], "flag --warmup-epochs: 'warmup_epochs' must be in [0, 1000000], found nan"),
+            (["--momentum", "-3"], "flag --momentum: 'momentum' must be in [0, 1), found -3.0"),
+            (["--ds2s-dim", "10000000"], "flag --ds2s-dim: 'ds2s_dim' must be in [8, 4096], found 10000000"),
+            (["--methd", "kd"], "unknown option '--methd'; did you mean --method?"),
+            (["--method", "crd"], "key 'method' expects one of none, kd, dkd, fitnet, ofa, sfkd, found 'crd'"),
+            (["--epochs", "2", "--steps", "3"], "give 'epochs' or 'steps', not both"),
+            (["stray"], "unexpected argument 'stray'"),
+        ] {
+            let result = try runSFKD(["train", "--model", "resnet8", "--out", folder + "/run"] + arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            XCTAssertTrue(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/run"))
+        // Booleans take --flag, --no-flag and --flag=value; the resolved config records them.
+        let run = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "1", "--batch-size", "16", "--no-overlap",
+                               "--nesterov", "--flip=false", "--kd-stages=-1", "--out", folder + "/ok", "--threads", "1"], timeout: 300)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let saved = try String(contentsOfFile: folder + "/ok/config.yaml", encoding: .utf8)
+        for line in ["overlap: false", "nesterov: true", "flip: false", "- -1"] { XCTAssertTrue(saved.contains(line), "\(line) in \(saved)") }
+    }
+
     func testMissingDatasetFolderSaysWhereAndHow() throws {
         let folder = try temporaryFolder(self)
         let result = try runSFKD(["train", "--model", "resnet8", "--dataset", "mnist", "--data-dir", folder + "/nowhere", "--out", folder + "/run"])

@@ -126,6 +126,39 @@ final class TrainingTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/model.safetensors"))
     }
 
+    func testFilesOfANewerFormatAreRefusedAndFilesWithoutAVersionAreRead() throws {
+        let folder = try temporaryFolder(self)
+        try Trainer(config: config("resnet8", output: folder), splits: tinySplits()).run()
+        // state.json and the model metadata carry the format version.
+        let statePath = folder + "/checkpoints/step-8/state.json"
+        var state = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
+        XCTAssertEqual(state["format_version"] as? Int, FileFormat.version)
+        let model = try SafeTensors.read(folder + "/model.safetensors")
+        XCTAssertEqual(model.metadata["sfkd_format_version"], String(FileFormat.version))
+
+        // A newer state.json is refused by --resume, naming the file.
+        state["format_version"] = FileFormat.version + 1
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
+        XCTAssertThrowsError(try Trainer(config: config("resnet8", output: folder), splits: tinySplits()).run(resume: true)) { error in
+            XCTAssertTrue("\(error)".contains("step-8/state.json has format version \(FileFormat.version + 1)"), "\(error)")
+        }
+        // One without a version (written before versions existed) is read as version 1.
+        state.removeValue(forKey: "format_version")
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
+        XCTAssertNoThrow(try Trainer(config: config("resnet8", output: folder), splits: tinySplits()).run(resume: true))
+
+        // A newer model file is refused by eval and as a teacher; one without a version opens.
+        var metadata = model.metadata
+        metadata["sfkd_format_version"] = String(FileFormat.version + 1)
+        try SafeTensors.write(model.names.map { ($0, model.tensors[$0]!) }, metadata: metadata, to: folder + "/newer.safetensors")
+        XCTAssertThrowsError(try ModelFile.open(folder + "/newer.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("newer.safetensors has format version \(FileFormat.version + 1)"), "\(error)")
+        }
+        metadata.removeValue(forKey: "sfkd_format_version")
+        try SafeTensors.write(model.names.map { ($0, model.tensors[$0]!) }, metadata: metadata, to: folder + "/older.safetensors")
+        XCTAssertEqual(try ModelFile.open(folder + "/older.safetensors").description.architecture, "resnet8")
+    }
+
     func testCheckpointOfAnotherArchitectureListsTheMismatch() throws {
         let folder = try temporaryFolder(self)
         let small = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)
