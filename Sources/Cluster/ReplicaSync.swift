@@ -8,8 +8,13 @@ public enum ReplicaSync {
     /// rank 0. Every rank learns of a mismatch, so all stop together; the error names the first
     /// differing tensor on each rank that differs.
     public static func checkSignature(_ tensors: [(String, [Int])], communicator: Communicator, what: String = "model") throws {
+        try checkAgreement(tensors.map { "\($0.0) \($0.1)" }, communicator: communicator, what: what, item: "tensor")
+    }
+
+    /// Checks that every rank holds the same lines, in the same order, as rank 0 (a model's
+    /// tensors, a resolved configuration); the error names the first differing `item` on both sides.
+    public static func checkAgreement(_ lines: [String], communicator: Communicator, what: String, item: String) throws {
         guard communicator.size > 1 else { return }
-        let lines = tensors.map { "\($0.0) \($0.1)" }
         let text = Array(lines.joined(separator: "\n").utf8)
         var length = [text.count]
         try communicator.broadcast(&length, root: 0, context: "\(what) signature length")
@@ -28,13 +33,13 @@ public enum ReplicaSync {
         // Every rank learns what the first differing rank has there, so whichever rank's message
         // reaches the terminal first (the job aborts on the first error) tells the whole story.
         let width = 240
-        var mine = Array((first.element < lines.count ? "'\(lines[first.element])'" : "nothing (\(lines.count) tensors)").utf8.prefix(width))
+        var mine = Array((first.element < lines.count ? "'\(lines[first.element])'" : "nothing (\(lines.count) \(item)s)").utf8.prefix(width))
         mine += [UInt8](repeating: 0, count: width - mine.count)
         let all = try communicator.allgather(mine, context: "\(what) signature report")
         let theirs = String(decoding: all[(first.offset * width)..<((first.offset + 1) * width)].prefix { $0 != 0 }, as: UTF8.self)
-        let rootHas = first.element < rootLines.count ? "'\(rootLines[first.element])'" : "nothing (\(rootLines.count) tensors)"
-        let others = differences.enumerated().filter { $0.element >= 0 && $0.offset != first.offset }.map { "rank \($0.offset) at tensor \($0.element)" }
-        throw UserError("the \(what) on rank \(first.offset) differs from rank 0's at tensor \(first.element): rank 0 has \(rootHas), rank \(first.offset) has \(theirs)"
+        let rootHas = first.element < rootLines.count ? "'\(rootLines[first.element])'" : "nothing (\(rootLines.count) \(item)s)"
+        let others = differences.enumerated().filter { $0.element >= 0 && $0.offset != first.offset }.map { "rank \($0.offset) at \(item) \($0.element)" }
+        throw UserError("the \(what) on rank \(first.offset) differs from rank 0's at \(item) \(first.element): rank 0 has \(rootHas), rank \(first.offset) has \(theirs)"
             + (others.isEmpty ? "" : "; also \(others.joined(separator: ", "))") + "; every rank must run the same model and configuration")
     }
 

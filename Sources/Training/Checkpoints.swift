@@ -105,6 +105,8 @@ public enum Checkpoints {
         var kept = 0
         for (path, _, done) in steps {
             if done && kept < keep { kept += 1; continue }
+            // DONE first: a kill during the removal must not leave a "complete" folder without its files.
+            try? FileManager.default.removeItem(atPath: (path as NSString).appendingPathComponent("DONE"))
             try? FileManager.default.removeItem(atPath: path)
         }
     }

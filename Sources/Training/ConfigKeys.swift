@@ -56,7 +56,7 @@ extension TrainingConfig {
         field("log_every", \.logEverySteps, "run folder", range: .between(1, 1_000_000_000), help: "Steps between metrics.jsonl lines."),
         field("checkpoint_every", \.checkpointEverySteps, "run folder", range: .between(1, 1_000_000_000),
             help: "Steps between checkpoints (besides each epoch's end)."),
-        field("keep_checkpoints", \.keepCheckpoints, "run folder", range: .between(1, 1_000_000), help: "Complete checkpoints to keep."),
+        field("keep_checkpoints", \.keepCheckpoints, "run folder", range: .between(1, 1_000_000), help: "Complete checkpoints to keep (the disk must hold one more while the next is written)."),
         field("threads", \.threads, "run folder", range: .between(1, 1024), help: "Threads for OpenBLAS and the kernels."),
 
         field("teacher", \.teacher, "distillation", help: "Frozen teacher: a model.safetensors written by sfkd train on the same dataset."),
@@ -100,8 +100,15 @@ extension TrainingConfig {
     /// The current value of `key`, as the saved config writes it.
     public func value(of key: String) -> SettingValue? { Self.key(named: key)?.get(self) }
 
-    /// Applies a YAML mapping (the contents of `--config FILE`).
+    /// Largest config file read: configs are a few hundred bytes.
+    static let maximumConfigBytes = 1 << 20
+
+    /// Applies a YAML mapping (the contents of `--config FILE`). Anchors and aliases are refused:
+    /// a config never needs them, and their expansion is how a small file becomes a huge one.
     public mutating func apply(yaml text: String, source: String) throws {
+        if let (line, token) = firstAnchorOrAlias(in: text) {
+            throw UserError("\(source): line \(line) uses the YAML \(token.hasPrefix("&") ? "anchor" : "alias") '\(token)'; config files may not use anchors or aliases (write each value out)")
+        }
         let parsed: Any?
         do {
             parsed = try Yams.load(yaml: text)
@@ -116,6 +123,10 @@ extension TrainingConfig {
     }
 
     public mutating func apply(yamlFile path: String) throws {
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= Self.maximumConfigBytes else {
+            throw UserError("config file \(path) is \(size) bytes; a config file may be at most \(Self.maximumConfigBytes) bytes")
+        }
         guard let data = FileManager.default.contents(atPath: path) else { throw UserError("config file \(path) not found or unreadable") }
         try apply(yaml: String(decoding: data, as: UTF8.self), source: "config file \(path)")
     }
@@ -178,4 +189,29 @@ extension TrainingConfig {
         }
         return sections.map { "\($0):\n" + lines[$0]!.joined(separator: "\n") }.joined(separator: "\n\n")
     }
+}
+
+/// The first YAML anchor (`&name`) or alias (`*name`) outside quotes and comments, with its line.
+func firstAnchorOrAlias(in text: String) -> (line: Int, token: String)? {
+    for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        var quote: Character?
+        var previous: Character = " "
+        var index = line.startIndex
+        while index < line.endIndex {
+            let c = line[index]
+            if let open = quote {
+                if c == open { quote = nil }
+            } else if c == "'" || c == "\"" {
+                quote = c
+            } else if c == "#" && (previous == " " || previous == "\t" || index == line.startIndex) {
+                break
+            } else if (c == "&" || c == "*") && " \t,[{:-".contains(previous) {
+                let rest = line[line.index(after: index)...].prefix { !" \t,[]{}".contains($0) }
+                if !rest.isEmpty { return (number + 1, String(c) + rest) }
+            }
+            previous = c
+            index = line.index(after: index)
+        }
+    }
+    return nil
 }

@@ -8,6 +8,13 @@ public struct EvaluationResult: Equatable, Sendable {
     public var top5: Double
     public var loss: Double
     public var samples: Int
+
+    /// A NaN or infinite test loss means the model computes NaN or infinities: an error, not a figure.
+    func checkFinite(what: String, dataset: String) throws {
+        guard loss.isFinite else {
+            throw UserError("\(what) gives a non-finite test loss (\(loss)) on '\(dataset)': its weights or inputs produce NaN or infinite logits")
+        }
+    }
 }
 
 /// Sums over evaluated samples, which data-parallel ranks add up before taking the means.
@@ -25,8 +32,13 @@ public struct EvaluationTotals: Equatable, Sendable {
 
 public enum Evaluation {
     /// Top-1, top-5 and mean cross-entropy (no smoothing) over `dataset`, in eval mode without gradients.
-    public static func run(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int) -> EvaluationResult {
-        totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize).result
+    /// Refuses an empty split and a non-finite loss (a broken model), naming `what` (the checkpoint).
+    public static func run(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
+                           what: String = "the model") throws -> EvaluationResult {
+        guard dataset.count > 0 else { throw UserError("the test split of '\(dataset.name)' is empty: nothing to evaluate \(what) on") }
+        let result = totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize).result
+        try result.checkFinite(what: what, dataset: dataset.name)
+        return result
     }
 
     /// Sums over the test samples `shard` of `shards` takes (samples shard, shard + shards, ...), so
@@ -49,10 +61,14 @@ public enum Evaluation {
                     let scores = logits.data + row * classes
                     let target = scores[label]
                     // Rank of the true class: how many classes score higher (ties count against it).
-                    var higher = 0
-                    for c in 0..<classes where c != label && scores[c] >= target { higher += 1 }
-                    if higher == 0 { correct1 += 1 }
-                    if higher < 5 { correct5 += 1 }
+                    // A non-finite score anywhere in the row never counts as a hit.
+                    var higher = 0, finite = target.isFinite
+                    for c in 0..<classes where c != label {
+                        if !scores[c].isFinite { finite = false }
+                        if scores[c] >= target { higher += 1 }
+                    }
+                    if finite && higher == 0 { correct1 += 1 }
+                    if finite && higher < 5 { correct5 += 1 }
                 }
             }
         }

@@ -4,19 +4,53 @@ import Tensors
 /// Appends one JSON object per line to `metrics.jsonl`.
 final class MetricsLog {
     private let handle: FileHandle
+    let path: String
 
-    init(path: String) throws {
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+    /// Opens `path` for appending. With `keepingUpTo`, lines of steps after that one (those a
+    /// resumed run is about to train again) are cut first, so no step appears twice.
+    init(path: String, keepingUpTo step: Int? = nil) throws {
+        self.path = path
+        if let step, let data = FileManager.default.contents(atPath: path) {
+            var kept = Data()
+            for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+                let record = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
+                if let recordStep = record?["step"] as? Int, recordStep > step { continue }
+                kept.append(contentsOf: line)
+                kept.append(UInt8(ascii: "\n"))
+            }
+            try writeAtomically(kept, to: path)
+        }
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw UserError("cannot create \(path) (is the folder writable?)") }
+        }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw UserError("cannot open \(path) for writing") }
         handle.seekToEndOfFile()
         self.handle = handle
     }
 
-    func append(_ record: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else { return }
-        handle.write(data)
-        handle.write("\n".data(using: .utf8)!)
+    func append(_ record: [String: Any]) throws {
+        var data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        data.append(UInt8(ascii: "\n"))
+        do {
+            try handle.write(contentsOf: data)
+        } catch {
+            throw UserError("writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
+        }
     }
 
     deinit { try? handle.close() }
+}
+
+/// "disk full", "permission denied", ... from a Foundation write error.
+func describeWriteError(_ error: Error) -> String {
+    let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+    let code = (error as NSError).domain == NSPOSIXErrorDomain ? (error as NSError).code : underlying?.domain == NSPOSIXErrorDomain ? underlying!.code : 0
+    switch Int32(code) {
+    case ENOSPC: return "disk full"
+    case EDQUOT: return "disk quota exceeded"
+    case EACCES, EPERM: return "permission denied"
+    case EROFS: return "read-only file system"
+    case EIO: return "input/output error"
+    default: return code != 0 ? String(cString: strerror(Int32(code))) : error.localizedDescription
+    }
 }

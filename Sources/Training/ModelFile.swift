@@ -52,6 +52,17 @@ public struct ModelDescription: Equatable, Sendable {
         inputShape = try numbers("sfkd_input_shape")
         mean = try numbers("sfkd_mean")
         std = try numbers("sfkd_std")
+        // Sizes and statistics from a file are checked before anything is built from them.
+        guard (2...100_000).contains(classes) else { throw UserError("\(path): metadata field 'sfkd_classes' is \(classes); expected 2 to 100000") }
+        guard inputShape.count == 3, inputShape.allSatisfy({ (1...8192).contains($0) }), inputShape[0] <= 64 else {
+            throw UserError("\(path): metadata field 'sfkd_input_shape' is \(inputShape); expected C,H,W with C in 1...64 and H, W in 1...8192")
+        }
+        guard mean.count == inputShape[0], std.count == inputShape[0] else {
+            throw UserError("\(path): metadata fields 'sfkd_mean' and 'sfkd_std' give \(mean.count) and \(std.count) values; expected one per channel (\(inputShape[0]))")
+        }
+        guard mean.allSatisfy(\.isFinite), std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw UserError("\(path): metadata field 'sfkd_mean' \(mean) or 'sfkd_std' \(std) is not finite, or a std is not positive")
+        }
     }
 
     /// Refuses a dataset of another shape or class count than the model was built for.

@@ -8,10 +8,28 @@ import Tensors
 /// `model.safetensors` and `summary.json`. Rank 0 alone reads and writes it (it need not be
 /// shared) and tells the other ranks whether that worked, so an error there (a bad path, a full
 /// disk) stops every rank instead of leaving them waiting in the next collective.
+/// How a run treats what its folder already holds.
+public struct RunOptions: Sendable {
+    /// Continue from the newest complete checkpoint.
+    public var resume = false
+    /// Replace a finished or abandoned run.
+    public var overwrite = false
+    /// Settings that may differ from the saved run at resume (`--allow-change`).
+    public var allowedChanges: Set<String> = []
+
+    public init(resume: Bool = false, overwrite: Bool = false, allowedChanges: Set<String> = []) {
+        self.resume = resume
+        self.overwrite = overwrite
+        self.allowedChanges = allowedChanges
+    }
+}
+
 final class RunFolder {
     let path: String
     private let layout: JobLayout
     private var metrics: MetricsLog?
+    /// Held by rank 0 from `start` to the end of the run.
+    private var lock: RunLock?
 
     init(path: String, layout: JobLayout) {
         self.path = path
@@ -20,33 +38,58 @@ final class RunFolder {
 
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
-    /// Creates the folder and writes `config.yaml`; with `resume`, restores the newest complete
-    /// checkpoint into `modules` and `optimizer` on rank 0 (the replica group copies it to the
-    /// other students). Returns the state to continue from, on every rank.
-    func start(config: TrainingConfig, resume: Bool, modules: StudentAndHelpers, optimizer: any Optimizer, fresh: TrainingState,
+    /// The files a run writes; a folder holding any of them holds a run.
+    static let runFiles = ["config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "summary.json"]
+
+    /// Locks the folder and writes `config.yaml`. With `resume`, checks the settings against the
+    /// saved run and restores the newest complete checkpoint into `modules` and `optimizer` on
+    /// rank 0 (the replica group copies it to the other students); without it, refuses a folder
+    /// that holds a run unless `overwrite`. Returns the state to continue from, on every rank.
+    func start(config: TrainingConfig, options: RunOptions, modules: StudentAndHelpers, optimizer: any Optimizer, fresh: TrainingState,
                totalSteps: Int, progress: ProgressReporter) throws -> TrainingState {
         var state = fresh
         try onLeader("prepare the run folder \(path)", among: layout.world) {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            let existing = Checkpoints.complete(in: path)
-            if resume {
-                if let newest = existing.first {
+            try createFolder()
+            lock = try RunLock(folder: path)
+            let present = Self.runFiles.filter { FileManager.default.fileExists(atPath: file($0)) }
+            if options.resume {
+                if FileManager.default.fileExists(atPath: file("config.yaml")) {
+                    var saved = TrainingConfig()
+                    try saved.apply(yamlFile: file("config.yaml"))
+                    for note in try config.checkResume(against: saved, allowed: options.allowedChanges, folder: path) { progress.message("resume: \(note)") }
+                }
+                if let newest = Checkpoints.complete(in: path).first {
                     state = try Checkpoints.load(newest.path, modules: modules, optimizer: optimizer)
+                    guard state.step == newest.step else {
+                        throw UserError("\(newest.path)/state.json says step \(state.step), but the folder is the checkpoint of step \(newest.step); the checkpoint is damaged: remove it to resume from the one before")
+                    }
                     progress.message("resuming from \(newest.path) (step \(state.step) of \(totalSteps))")
                 } else {
                     progress.message("no complete checkpoint in \(Checkpoints.folder(in: path)); starting from step 0")
                 }
-            } else if let newest = existing.first {
-                throw UserError("\(path) already holds checkpoints (newest \(newest.path)); pass --resume to continue that run or choose another --out")
+            } else if !present.isEmpty {
+                guard options.overwrite else {
+                    throw UserError("\(path) already holds a run (\(present.joined(separator: ", "))); pass --resume to continue it, --overwrite to replace it, or choose another --out")
+                }
+                for name in present { try FileManager.default.removeItem(atPath: file(name)) }
+                progress.message("--overwrite: removed \(present.joined(separator: ", ")) from \(path)")
             }
+            metrics = try MetricsLog(path: file("metrics.jsonl"), keepingUpTo: options.resume ? state.step : nil)
             try writeAtomically(Data(try config.yaml().utf8), to: file("config.yaml"))
-            metrics = try MetricsLog(path: file("metrics.jsonl"))
         }
         return try broadcast(state)
     }
 
+    private func createFolder() throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw UserError("cannot create the run folder '\(path)' (\(describeWriteError(error))); choose another --out")
+        }
+    }
+
     /// Appends a line to `metrics.jsonl` (rank 0).
-    func log(_ record: [String: Any]) { metrics?.append(record) }
+    func log(_ record: [String: Any]) throws { try metrics?.append(record) }
 
     func saveCheckpoint(modules: StudentAndHelpers, description: ModelDescription, optimizer: any Optimizer, state: TrainingState, keep: Int) throws {
         try onLeader("write the checkpoint of step \(state.step)", among: layout.group) {

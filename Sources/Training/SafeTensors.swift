@@ -88,7 +88,7 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     } catch {
         try? handle.close()
         try? FileManager.default.removeItem(atPath: temporary)
-        throw UserError("writing \(path) failed: \(error.localizedDescription)")
+        throw UserError("writing \(path) failed (\(describeWriteError(error)))")
     }
     guard rename(temporary, path) == 0 else {
         let reason = String(cString: strerror(errno))

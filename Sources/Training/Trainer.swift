@@ -81,11 +81,16 @@ public final class Trainer {
     /// Runs to the end (or from the newest complete checkpoint with `resume`) and returns the
     /// summary (on student ranks; teacher ranks return nil when their students are done).
     @discardableResult
-    public func run(resume: Bool = false) throws -> RunSummary? {
+    public func run(resume: Bool = false) throws -> RunSummary? { try run(RunOptions(resume: resume)) }
+
+    @discardableResult
+    public func run(_ options: RunOptions) throws -> RunSummary? {
         let watchdog = try CommunicationWatchdog(world: layout.world, timeout: config.communicationTimeout)
         defer { withExtendedLifetime(watchdog) {} }
+        // Every rank must run the same configuration (paths and threads may differ).
+        try ReplicaSync.checkAgreement(config.trajectoryLines, communicator: layout.world, what: "configuration", item: "key")
         let fresh = TrainingState(step: 0, random: [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1], trainedSeconds: 0, trainedImages: 0)
-        var state = try folder.start(config: config, resume: resume, modules: modules, optimizer: optimizer, fresh: fresh,
+        var state = try folder.start(config: config, options: options, modules: modules, optimizer: optimizer, fresh: fresh,
                                      totalSteps: totalSteps, progress: progress)
         GlobalRandom.generator = RandomGenerator(state: (state.random[0], state.random[1]))
         let teacherLink = layout.teacherRanks > 0 ? try layout.world.duplicate(name: "teacher-offload") : nil
@@ -118,7 +123,7 @@ public final class Trainer {
             state.trainedSeconds += Date().timeIntervalSince(stepStart)
             state.trainedImages += config.batchSize
             window.add(result.statistics, images: config.batchSize)
-            report(&window, state: state, epoch: epoch, learningRate: lr, replicas: replicas)
+            try report(&window, state: state, epoch: epoch, learningRate: lr, replicas: replicas)
             let epochEnded = state.step % stepsPerEpoch == 0 || state.step == totalSteps
             if epochEnded { evaluation = try evaluateEpoch(replicas, state: state, epoch: epoch) }
             if epochEnded || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
@@ -138,11 +143,11 @@ public final class Trainer {
     }
 
     /// The progress line after every step, and a `metrics.jsonl` line every `log_every` steps.
-    private func report(_ window: inout MetricsWindow, state: TrainingState, epoch: Int, learningRate: Float, replicas: ReplicaGroup) {
+    private func report(_ window: inout MetricsWindow, state: TrainingState, epoch: Int, learningRate: Float, replicas: ReplicaGroup) throws {
         let remaining = Double((totalSteps - state.step) * config.batchSize) / state.imagesPerSecond
         progress.update("epoch \(epoch + 1)/\((totalSteps + stepsPerEpoch - 1) / stepsPerEpoch) step \(state.step)/\(totalSteps) loss \(String(format: "%.4f", window.meanLoss)) acc \(String(format: "%.1f", 100 * window.accuracy))% lr \(String(format: "%.4g", learningRate)) \(Int(state.imagesPerSecond)) img/s ETA \(ProgressReporter.duration(remaining))")
         if state.step % config.logEverySteps == 0 || state.step == totalSteps {
-            folder.log(window.record(step: state.step, epoch: epoch, learningRate: learningRate,
+            try folder.log(window.record(step: state.step, epoch: epoch, learningRate: learningRate,
                                      communication: replicas.takeCommunicationTimes(steps: window.stepCount)))
         }
     }
@@ -150,7 +155,7 @@ public final class Trainer {
     /// Test metrics at the end of an epoch, logged and printed.
     private func evaluateEpoch(_ replicas: ReplicaGroup, state: TrainingState, epoch: Int) throws -> EvaluationResult {
         let evaluation = try evaluate(replicas)
-        folder.log(["kind": "eval", "step": state.step, "epoch": epoch, "test_top1": evaluation.top1, "test_top5": evaluation.top5, "test_loss": evaluation.loss])
+        try folder.log(["kind": "eval", "step": state.step, "epoch": epoch, "test_top1": evaluation.top1, "test_top5": evaluation.top5, "test_loss": evaluation.loss])
         progress.message("epoch \(epoch + 1) step \(state.step): test top-1 \(percent(evaluation.top1))%, top-5 \(percent(evaluation.top5))%, loss \(String(format: "%.4f", evaluation.loss)); \(Int(state.imagesPerSecond)) img/s")
         return evaluation
     }
@@ -182,9 +187,12 @@ public final class Trainer {
     /// Test metrics, each student rank evaluating every R-th sample with rank 0's buffers.
     func evaluate(_ replicas: ReplicaGroup) throws -> EvaluationResult {
         try replicas.synchronizeBuffers()
+        guard splits.test.count > 0 else { throw UserError("the test split of '\(splits.name)' is empty: nothing to evaluate on") }
         let totals = Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize,
                                        shard: replicas.rank, shards: replicas.size)
-        return try replicas.reduce(totals).result
+        let result = try replicas.reduce(totals).result
+        try result.checkFinite(what: "the student at this step", dataset: splits.name)
+        return result
     }
 
     private func announce() {

@@ -25,6 +25,46 @@ final class NormalizationTests: XCTestCase {
         }
     }
 
+    /// A channel whose mean is 200 times its spread, against a float64 reference of forward,
+    /// input and weight gradients and running variance (E[x^2] - mean^2 in float32 sums lost
+    /// three digits here).
+    func testBatchNormIsAccurateWhenTheMeanDwarfsTheSpread() {
+        let (batch, channels, plane) = (8, 2, 64)
+        let x = randomTensor([batch, channels, 8, 8], seed: 21)
+        for i in 0..<x.count { x.data[i] = 200 + x.data[i] }   // mean 200, spread ~0.58
+        let w = randomTensor([channels], seed: 22, range: 0.5...1.5), b = randomTensor([channels], seed: 23)
+        let runningMean = Tensor(zeros: [channels]), runningVariance = Tensor(repeating: 1, shape: [channels])
+        let y = batchNorm(x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: true)
+        let g = randomTensor(y.shape, seed: 24, requiresGrad: false)
+        y.backward(seed: g)
+        let n = Double(batch * plane)
+        for c in 0..<channels {
+            var values: [Double] = [], grads: [Double] = []
+            for k in 0..<batch { for i in 0..<plane { values.append(Double(x.data[(k * channels + c) * plane + i])); grads.append(Double(g.data[(k * channels + c) * plane + i])) } }
+            let mean = values.reduce(0, +) / n
+            let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / n
+            let s = 1 / (variance + 1e-5).squareRoot()
+            let xhat = values.map { ($0 - mean) * s }
+            let weight = Double(w.data[c])
+            let meanG = grads.reduce(0, +) / n
+            let meanGX = zip(grads, xhat).map(*).reduce(0, +) / n
+            var worstOutput = 0.0, worstInput = 0.0, scaleInput = 1e-12
+            for (j, (k, i)) in (0..<batch).flatMap({ k in (0..<plane).map { (k, $0) } }).enumerated() {
+                let index = (k * channels + c) * plane + i
+                worstOutput = max(worstOutput, abs(Double(y.data[index]) - (xhat[j] * weight + Double(b.data[c]))))
+                let expected = weight * s * (grads[j] - meanG - xhat[j] * meanGX)
+                scaleInput = max(scaleInput, abs(expected))
+                worstInput = max(worstInput, abs(Double(x.grad!.data[index]) - expected))
+            }
+            XCTAssertLessThan(worstOutput, 2e-4, "channel \(c): output")
+            XCTAssertLessThan(worstInput / scaleInput, 2e-4, "channel \(c): input gradient")
+            let weightGradient = zip(grads, xhat).map(*).reduce(0, +)
+            XCTAssertEqual(Double(w.grad!.data[c]), weightGradient, accuracy: 2e-4 * max(1, abs(weightGradient)), "channel \(c): weight gradient")
+            XCTAssertEqual(Double(runningVariance.data[c]), 0.9 + 0.1 * variance * n / (n - 1), accuracy: 1e-4 * variance, "channel \(c): running variance")
+            XCTAssertEqual(Double(runningMean.data[c]), 0.1 * mean, accuracy: 1e-5 * mean, "channel \(c): running mean")
+        }
+    }
+
     func testBatchNormGradients() {
         let x = randomTensor([3, 2, 3, 4], seed: 4)
         let w = randomTensor([2], seed: 5), b = randomTensor([2], seed: 6)

@@ -91,7 +91,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(description.architecture, "resnet8")
         XCTAssertEqual(description.inputShape, [3, 8, 8])
         let splits = tinySplits()
-        let result = Evaluation.run(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 7)
+        let result = try Evaluation.run(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 7)
         XCTAssertEqual(result.top1, saved["test_top1"] as! Double, accuracy: 1e-9)
         // An existing run is not overwritten without --resume.
         XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits()).run()) { error in

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Sums per channel across ranks for synchronised batch norm; receives a Double buffer and
-/// must replace it by its elementwise sum over all ranks.
+/// Sums per channel across ranks for synchronised batch norm; receives a Double buffer (sums
+/// per channel, the element count last) and must replace it by its elementwise sum over all
+/// ranks. It is called the same number of times on every rank (twice per forward, once per backward).
 public typealias StatisticsReducer = (UnsafeMutableBufferPointer<Double>) -> Void
 
 /// Batch norm over (N, H, W) per channel of an NCHW tensor (also (N, C) tensors).
@@ -20,26 +21,40 @@ public func batchNorm(
     let inverseStd = Tensor(uninitializedShape: [channels])
     let pm = mean.data, pis = inverseStd.data, px = x.data
     if training {
-        // Per channel: sum and sum of squares in Double (shifted by the first element to keep precision).
+        // Two passes, so a channel whose mean is large against its spread keeps its variance:
+        // the mean first, then the sums of deviations from it (shifted data: the variance is
+        // E[d^2] - E[d]^2 with d = x - mean, both terms small). Sums per plane in Float, across
+        // planes (and ranks, through `reducer`) in Double.
         let stats = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2 * channels + 1)
         defer { stats.deallocate() }
         parallelFor(channels) { range in
             for c in range {
-                var s = 0.0, ss = 0.0
+                var s = 0.0
+                for n in 0..<batch { s += Double(sum(px + (n * channels + c) * plane, count: plane)) }
+                stats[c] = s
+            }
+        }
+        stats[channels] = Double(batch * plane)
+        reducer?(UnsafeMutableBufferPointer(rebasing: stats[0...channels]))
+        let total = stats[channels]
+        ensure(total > 1 || reducer != nil || batch * plane > 1, "batchNorm: training needs more than one value per channel, got input \(x.shape)")
+        for c in 0..<channels { pm[c] = Float(stats[c] / total) }
+        parallelFor(channels) { range in
+            for c in range {
+                var d = 0.0, dd = 0.0
                 for n in 0..<batch {
-                    let p = px + (n * channels + c) * plane
-                    s += Double(sum(p, count: plane)); ss += Double(dot(p, p, count: plane))
+                    let (a, b) = deviationSums(px + (n * channels + c) * plane, from: pm[c], count: plane)
+                    d += Double(a); dd += Double(b)
                 }
-                stats[c] = s; stats[channels + c] = ss
+                stats[c] = d; stats[channels + c] = dd
             }
         }
         stats[2 * channels] = Double(batch * plane)
         reducer?(stats)
-        let total = stats[2 * channels]
-        ensure(total > 1 || reducer != nil || batch * plane > 1, "batchNorm: training needs more than one value per channel, got input \(x.shape)")
         for c in 0..<channels {
-            let m = stats[c] / total
-            let variance = max(0, stats[channels + c] / total - m * m)
+            let shift = stats[c] / total
+            let m = Double(pm[c]) + shift
+            let variance = max(0, stats[channels + c] / total - shift * shift)
             pm[c] = Float(m)
             pis[c] = Float(1 / (variance + Double(epsilon)).squareRoot())
             let unbiased = total > 1 ? variance * total / (total - 1) : variance
@@ -77,10 +92,10 @@ public func batchNorm(
                 let m = pm[c], s = pis[c]
                 for n in 0..<batch {
                     let offset = (n * channels + c) * plane
-                    // sum(g * (x - m) * s) = s * (sum(g * x) - m * sum(g))
-                    let a = sum(pg + offset, count: plane)
-                    let gx = dot(pg + offset, px + offset, count: plane)
-                    sg += Double(a); sgx += Double(s) * (Double(gx) - Double(m) * Double(a))
+                    // sum(g * xhat) = s * sum(g * (x - m)), centred before multiplying: the
+                    // difference of sum(g * x) and m * sum(g) would cancel when |m| >> std.
+                    sg += Double(sum(pg + offset, count: plane))
+                    sgx += Double(s) * Double(centeredDot(pg + offset, px + offset, mean: m, count: plane))
                 }
                 sums[c] = sg; sums[channels + c] = sgx
             }
@@ -136,6 +151,33 @@ private func squaredDeviations(_ row: UnsafePointer<Float>, from mean: Float, co
         var d = loadLanes(row, i, lanes) - m
         if lanes < 8 { for k in lanes..<8 { d[k] = 0 } }
         partial += d * d
+    }
+    return partial.sum()
+}
+
+/// sum_i (row[i] - mean) and sum_i (row[i] - mean)^2, in partial sums.
+@inline(__always)
+private func deviationSums(_ row: UnsafePointer<Float>, from mean: Float, count: Int) -> (Float, Float) {
+    var first = SIMD8<Float>(), second = SIMD8<Float>()
+    let m = SIMD8<Float>(repeating: mean)
+    mapLanes(count) { i, lanes in
+        var d = loadLanes(row, i, lanes) - m
+        if lanes < 8 { for k in lanes..<8 { d[k] = 0 } }
+        first += d
+        second += d * d
+    }
+    return (first.sum(), second.sum())
+}
+
+/// sum_i g[i] * (x[i] - mean), in partial sums.
+@inline(__always)
+private func centeredDot(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, mean: Float, count: Int) -> Float {
+    var partial = SIMD8<Float>()
+    let m = SIMD8<Float>(repeating: mean)
+    mapLanes(count) { i, lanes in
+        var d = loadLanes(x, i, lanes) - m
+        if lanes < 8 { for k in lanes..<8 { d[k] = 0 } }
+        partial += loadLanes(g, i, lanes) * d
     }
     return partial.sum()
 }

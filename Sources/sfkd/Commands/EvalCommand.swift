@@ -30,7 +30,7 @@ struct EvalCommand: ParsableCommand {
         let (model, description, file) = try ModelFile.open(checkpoint)
         let splits = try DatasetRegistry.load(dataset, directory: dataDirectory)
         try description.checkCompatible(with: splits, path: file)
-        let result = Evaluation.run(model, on: splits.test, mean: description.mean, std: description.std, batchSize: batchSize)
+        let result = try Evaluation.run(model, on: splits.test, mean: description.mean, std: description.std, batchSize: batchSize, what: file)
         if json {
             try printJSON(Report(model: description.architecture, dataset: splits.name, checkpoint: file, samples: result.samples,
                                  top1: result.top1, top5: result.top5, loss: result.loss))

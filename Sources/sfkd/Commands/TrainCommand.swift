@@ -17,7 +17,9 @@ struct TrainCommand: ParsableCommand {
             (the folder's config.yaml is the base). Every key below is also a YAML key of --config (snake_case).
 
             \(TrainingConfig.helpEntry("--config FILE.yaml", "YAML file with any of the keys below; flags override it."))
-            \(TrainingConfig.helpEntry("--resume", "Continue from the newest complete checkpoint in --out."))
+            \(TrainingConfig.helpEntry("--resume", "Continue from the newest complete checkpoint in --out; settings that change the trajectory must match the saved run's."))
+            \(TrainingConfig.helpEntry("--allow-change KEY,...", "With --resume: keys that may differ from the saved run (a longer --epochs, say); the message says what that changes."))
+            \(TrainingConfig.helpEntry("--overwrite", "Replace the run a non-empty --out holds (without it, such a folder is refused)."))
 
             \(TrainingConfig.helpText)
             """
@@ -28,7 +30,7 @@ struct TrainCommand: ParsableCommand {
     /// What the command line says: the config file, whether to resume, and settings in order.
     struct Invocation {
         var configFile: String?
-        var resume = false
+        var options = RunOptions()
         var settings: [(key: String, value: String, flag: String)] = []
 
         func sets(_ key: String) -> Bool { settings.contains { $0.key == key } }
@@ -58,7 +60,14 @@ struct TrainCommand: ParsableCommand {
             switch name {
             case "help": throw CleanExit.helpRequest(TrainCommand.self)
             case "config": invocation.configFile = try inline ?? value(for: argument)
-            case "resume": invocation.resume = true
+            case "resume": invocation.options.resume = true
+            case "overwrite": invocation.options.overwrite = true
+            case "allow-change":
+                let keys = try (inline ?? value(for: argument)).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                for key in keys where TrainingConfig.key(named: key) == nil {
+                    throw UserError("--allow-change: unknown key '\(key)'; valid keys: \(TrainingConfig.keys.map(\.spec.name).joined(separator: ", "))")
+                }
+                invocation.options.allowedChanges.formUnion(keys)
             default:
                 let key = name.replacingOccurrences(of: "-", with: "_")
                 if let spec = TrainingConfig.key(named: key)?.spec {
@@ -91,7 +100,7 @@ struct TrainCommand: ParsableCommand {
         let fileSetsOutput = invocation.configFile != nil && fromFile.output != TrainingConfig().output
         let folder = flagFolder ?? (fileSetsOutput ? fromFile.output : nil)
         var resolved = TrainingConfig()
-        if invocation.resume, let folder {
+        if invocation.options.resume, let folder {
             let saved = (folder as NSString).appendingPathComponent("config.yaml")
             if FileManager.default.fileExists(atPath: saved) { try resolved.apply(yamlFile: saved) }
         }
@@ -104,7 +113,8 @@ struct TrainCommand: ParsableCommand {
         if invocation.sets("steps") && !invocation.sets("epochs") { resolved.epochs = nil }
         if folder == nil { resolved.output = "runs/\(resolved.model)-\(resolved.dataset)" }
         let trainer = try Trainer(config: resolved)
-        try trainer.run(resume: invocation.resume)
+        if !invocation.options.allowedChanges.isEmpty && !invocation.options.resume { throw UserError("--allow-change applies only with --resume") }
+        try trainer.run(invocation.options)
     }
 }
 

@@ -1,0 +1,50 @@
+import Foundation
+import Tensors
+
+/// What `--resume` may change. Paths, logging, threads and communication settings may differ
+/// from the saved run (and between ranks); every other key changes the trajectory, so a
+/// difference is refused unless named in `--allow-change`, with what the change means.
+extension TrainingConfig {
+    /// Keys that do not change what is computed: they may differ at resume and between ranks.
+    public static let placementKeys: Set<String> = [
+        "out", "data_dir", "teacher", "threads", "log_every", "checkpoint_every", "keep_checkpoints",
+        "comm_timeout", "bucket_mb", "overlap", "teacher_ranks", "eval_batch_size",
+    ]
+
+    /// What a change of a trajectory key at resume means, for the keys where it is a common wish.
+    static let changeMeaning: [String: String] = [
+        "epochs": "the schedule is recomputed for the new length, so the learning rate from this step on differs from the saved run's",
+        "steps": "the schedule is recomputed for the new length, so the learning rate from this step on differs from the saved run's",
+        "lr": "the learning rate changes from this step on",
+        "batch_size": "the epoch's batches are cut differently, so samples of the current epoch are skipped or repeated",
+        "dataset": "training continues on other data",
+        "seed": "the data order and augmentation of the coming epochs change",
+    ]
+
+    /// The resolved config as "key: value" lines without the placement keys: what every rank
+    /// must agree on.
+    var trajectoryLines: [String] {
+        Self.keys.filter { !Self.placementKeys.contains($0.spec.name) }.map { "\($0.spec.name): \($0.get(self).text)" }
+    }
+
+    /// Refuses a resume whose config differs from the saved one in a trajectory key not in
+    /// `allowed`; returns notes for the allowed changes.
+    func checkResume(against saved: TrainingConfig, allowed: Set<String>, folder: String) throws -> [String] {
+        var refused: [String] = [], notes: [String] = []
+        for key in Self.keys where !Self.placementKeys.contains(key.spec.name) {
+            let before = key.get(saved), now = key.get(self)
+            guard before != now else { continue }
+            let name = key.spec.name
+            let change = "\(name): \(before.text) -> \(now.text)"
+            if allowed.contains(name) {
+                notes.append("\(change) (allowed: \(Self.changeMeaning[name] ?? "the run no longer follows the saved trajectory"))")
+            } else {
+                refused.append(change)
+            }
+        }
+        guard refused.isEmpty else {
+            throw UserError("--resume: the settings differ from the run saved in \(folder)/config.yaml: \(refused.joined(separator: "; ")); resume with the saved settings, or pass --allow-change \(refused.map { String($0.prefix { $0 != ":" }) }.joined(separator: ",")) to continue with the new ones")
+        }
+        return notes
+    }
+}
