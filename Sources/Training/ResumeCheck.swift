@@ -22,9 +22,10 @@ extension TrainingConfig {
     ]
 
     /// The resolved config as "key: value" lines without the placement keys: what every rank
-    /// must agree on.
+    /// must agree on. The model is left to the replicas' tensor signature check, which names
+    /// the first differing tensor.
     var trajectoryLines: [String] {
-        Self.keys.filter { !Self.placementKeys.contains($0.spec.name) }.map { "\($0.spec.name): \($0.get(self).text)" }
+        Self.keys.filter { !Self.placementKeys.contains($0.spec.name) && $0.spec.name != "model" }.map { "\($0.spec.name): \($0.get(self).text)" }
     }
 
     /// Refuses a resume whose config differs from the saved one in a trajectory key not in

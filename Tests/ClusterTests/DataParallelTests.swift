@@ -142,6 +142,17 @@ final class DataParallelTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("differs from rank 0's at tensor"), result.stderr)
         XCTAssertTrue(result.stderr.contains("layer1.1"), "names the first tensor resnet8 lacks: \(result.stderr)")
     }
+
+    func testRanksGivenDifferentSettingsAreStoppedNamingTheKey() throws {
+        let out = scratch.appendingPathComponent("settings").path
+        let shared = ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "2", "--batch-size", "8", "--threads", "1", "--out", out]
+        // Same model, another learning rate on rank 1.
+        let result = try mpirun(1, ["{sfkd}"] + shared + ["--lr", "0.1", ":", "-n", "1", "{sfkd}"] + shared + ["--lr", "0.2"], timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("the configuration on rank 1 differs from rank 0's at key"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("rank 0 has 'lr: 0.1', rank 1 has 'lr: 0.2'"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/checkpoints"))
+    }
 }
 
 /// `--teacher-ranks K`: the teacher runs on its own ranks and streams its outputs; the students

@@ -1,5 +1,6 @@
 import Distill
 import Tensors
+import TestSupport
 import Training
 import XCTest
 
@@ -41,6 +42,47 @@ final class ConfigTests: XCTestCase {
         }
         XCTAssertThrowsError(try config.set("optimizer", to: "adam", source: "flag --optimizer")) { error in
             XCTAssertTrue("\(error)".contains("key 'optimizer' expects one of sgd, adamw, found 'adam'"), "\(error)")
+        }
+    }
+}
+
+final class ConfigFileHardeningTests: XCTestCase {
+    func testAnchorsAliasesAndOversizedFilesAreRefused() throws {
+        // The "billion laughs": nine levels of aliases expand a few hundred bytes to 10^9 nodes.
+        var bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+        for level in 1..<9 { bomb += "\(Character(UnicodeScalar(97 + level)!)): &\(Character(UnicodeScalar(97 + level)!)) [" + Array(repeating: "*\(Character(UnicodeScalar(96 + level)!))", count: 9).joined(separator: ",") + "]\n" }
+        var config = TrainingConfig()
+        XCTAssertThrowsError(try config.apply(yaml: bomb, source: "config file bomb.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("config file bomb.yaml: line 1 uses the YAML anchor '&a'; config files may not use anchors or aliases"), "\(error)")
+        }
+        XCTAssertThrowsError(try config.apply(yaml: "model: resnet8\nseed: *s\n", source: "x.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("line 2 uses the YAML alias '*s'"), "\(error)")
+        }
+        // Quoted text and comments are not anchors.
+        XCTAssertNoThrow(try config.apply(yaml: "out: 'runs/*a &b'  # &c *d\n", source: "ok.yaml"))
+        let folder = try temporaryFolder(self)
+        try Data(repeating: UInt8(ascii: "#"), count: 2 << 20).write(to: URL(fileURLWithPath: folder + "/big.yaml"))
+        XCTAssertThrowsError(try config.apply(yamlFile: folder + "/big.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("big.yaml is 2097152 bytes; a config file may be at most 1048576 bytes"), "\(error)")
+        }
+    }
+
+    func testNumbersOutsideTheirRangeAndNaNAreRefused() {
+        var config = TrainingConfig()
+        for (key, value, message) in [("warmup_epochs", "nan", "'warmup_epochs' must be in [0, 1000000], found nan"),
+                                      ("momentum", "-3", "'momentum' must be in [0, 1), found -3.0"),
+                                      ("lr", "inf", "'lr' must be in (0, 100], found inf"),
+                                      ("crop_padding", "1000000000", "'crop_padding' must be in [0, 64]"),
+                                      ("epochs", "0", "'epochs' must be in [1, 1000000], found 0")] {
+            XCTAssertThrowsError(try config.set(key, to: value, source: "flag"), key) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(key): \(error)")
+            }
+        }
+        // Set in code, a bad value is caught by validate().
+        config.model = "resnet8"
+        config.momentum = .nan
+        XCTAssertThrowsError(try config.validate()) { error in
+            XCTAssertTrue("\(error)".contains("'momentum' must be in [0, 1), found nan"), "\(error)")
         }
     }
 }
