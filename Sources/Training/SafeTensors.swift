@@ -42,7 +42,7 @@ public enum SafeTensors {
         }
         guard data.count >= 8 else { throw UserError("safetensors file \(path): \(data.count) bytes, too short for the 8-byte header length") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        guard headerLength <= UInt64(data.count - 8) else {
+        guard headerLength <= UInt64(data.count - 8), headerLength <= 100 << 20 else {
             throw UserError("safetensors file \(path): header length \(headerLength) at offset 0 exceeds the file (\(data.count) bytes); truncated or not safetensors")
         }
         let headerData = data.subdata(in: 8..<(8 + Int(headerLength)))
@@ -50,27 +50,39 @@ public enum SafeTensors {
             throw UserError("safetensors file \(path): the header (offset 8, \(headerLength) bytes) is not a JSON object")
         }
         let base = 8 + Int(headerLength)
-        var tensors: [String: Tensor] = [:]
-        var ordered: [(Int, String)] = []
+        let dataBytes = data.count - base
+        // Every size and offset comes from the file: checked for overflow, order and against the
+        // bytes present before anything is allocated from it.
+        var entries: [(name: String, shape: [Int], start: Int, end: Int)] = []
         for (name, value) in header where name != "__metadata__" {
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
                   let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw UserError("safetensors file \(path): entry '\(name)' lacks dtype, shape or data_offsets")
             }
             guard dtype == "F32" else { throw UserError("safetensors file \(path): tensor '\(name)' has dtype \(dtype); expected F32") }
-            let count = shape.reduce(1, *)
-            guard offsets[1] - offsets[0] == count * 4, offsets[0] >= 0, base + offsets[1] <= data.count else {
-                throw UserError("safetensors file \(path): tensor '\(name)' of shape \(shape) has data_offsets \(offsets), outside the \(data.count - base) data bytes (truncated?)")
+            guard let count = checkedProduct(shape), let bytes = checkedProduct([count, 4]) else {
+                throw UserError("safetensors file \(path): tensor '\(name)' has shape \(shape), with a negative or impossibly large size")
             }
-            let tensor = Tensor(zeros: shape)
+            let (start, end) = (offsets[0], offsets[1])
+            guard start >= 0, start <= end, end <= dataBytes, end - start == bytes else {
+                throw UserError("safetensors file \(path): tensor '\(name)' of shape \(shape) (\(bytes) bytes) has data_offsets \(offsets), which do not fit the \(dataBytes) data bytes (truncated or corrupt)")
+            }
+            entries.append((name, shape, start, end))
+        }
+        entries.sort { ($0.start, $0.end) < ($1.start, $1.end) }
+        for (previous, next) in zip(entries, entries.dropFirst()) where next.start < previous.end {
+            throw UserError("safetensors file \(path): tensors '\(previous.name)' (bytes \(previous.start)..<\(previous.end)) and '\(next.name)' (\(next.start)..<\(next.end)) overlap")
+        }
+        var tensors: [String: Tensor] = [:]
+        for entry in entries {
+            let tensor = Tensor(zeros: entry.shape)
             data.withUnsafeBytes { raw in
-                memcpy(tensor.data, raw.baseAddress! + base + offsets[0], count * 4)
+                memcpy(tensor.data, raw.baseAddress! + base + entry.start, entry.end - entry.start)
             }
-            tensors[name] = tensor
-            ordered.append((offsets[0], name))
+            tensors[entry.name] = tensor
         }
         let metadata = header["__metadata__"] as? [String: String] ?? [:]
-        return Contents(tensors: tensors, names: ordered.sorted { $0.0 < $1.0 }.map(\.1), metadata: metadata)
+        return Contents(tensors: tensors, names: entries.map(\.name), metadata: metadata)
     }
 }
 

@@ -116,3 +116,56 @@ final class EvaluationHardeningTests: XCTestCase {
         }
     }
 }
+
+/// Corrupted safetensors files: truncations, flipped header bytes, and sizes and offsets that
+/// overflow, go negative or overlap. Only clear errors may come out (also on the release build).
+final class SafeTensorsHardeningTests: XCTestCase {
+    func file(header: String, dataBytes: Int) -> Data {
+        var json = Data(header.utf8)
+        while json.count % 8 != 0 { json.append(0x20) }
+        var length = UInt64(json.count).littleEndian
+        return Data(bytes: &length, count: 8) + json + Data(repeating: 0, count: dataBytes)
+    }
+
+    func expectClearError(_ data: Data, _ what: String, contains message: String? = nil, folder: String) throws {
+        let path = folder + "/t.safetensors"
+        try data.write(to: URL(fileURLWithPath: path))
+        do {
+            let contents = try SafeTensors.read(path)
+            // Accepted: it must then be consistent (every tensor inside the file).
+            XCTAssertNil(message, "\(what): accepted")
+            XCTAssertLessThanOrEqual(contents.tensors.values.reduce(0) { $0 + $1.count * 4 }, data.count, what)
+        } catch let error as UserError {
+            if let message { XCTAssertTrue(error.description.contains(message), "\(what): \(error)") }
+        } catch {
+            XCTFail("\(what): not a clear error: \(error)")
+        }
+    }
+
+    func testCorruptFilesGiveClearErrors() throws {
+        let folder = try temporaryFolder(self)
+        try SafeTensors.write([("a", Tensor([1, 2, 3, 4], shape: [2, 2])), ("b", Tensor([5], shape: [1]))], metadata: ["k": "v"], to: folder + "/valid.safetensors")
+        let valid = try Data(contentsOf: URL(fileURLWithPath: folder + "/valid.safetensors"))
+        let headerEnd = 8 + Int(valid[0])
+        for cut in 0..<headerEnd + 9 { try expectClearError(valid.prefix(cut), "truncated at \(cut)", folder: folder) }
+        for index in 0..<headerEnd {
+            var flipped = valid
+            flipped[index] ^= 0xFF
+            try expectClearError(flipped, "byte \(index) flipped", folder: folder)
+        }
+        let cases: [(String, String, Int, String)] = [
+            ("offsets that overflow", #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[9223372036854775804,9223372036854775807]}}"#, 16, "do not fit the 16 data bytes"),
+            ("a negative dimension", #"{"a":{"dtype":"F32","shape":[-1,4],"data_offsets":[0,16]}}"#, 16, "negative or impossibly large size"),
+            ("a shape that wraps", #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#, 16, "negative or impossibly large size"),
+            ("overlapping tensors", #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, 16, "overlap"),
+            ("offsets backwards", #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#, 16, "do not fit"),
+            ("a header length beyond the file", "{}", 0, ""),
+        ]
+        for (what, header, dataBytes, message) in cases.dropLast() {
+            try expectClearError(file(header: header, dataBytes: dataBytes), what, contains: message, folder: folder)
+        }
+        var huge = file(header: "{}", dataBytes: 0)
+        huge.replaceSubrange(0..<8, with: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
+        try expectClearError(huge, "a header length beyond the file", contains: "exceeds the file", folder: folder)
+    }
+}

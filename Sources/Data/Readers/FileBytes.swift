@@ -28,6 +28,9 @@ private func gunzip(_ path: String) throws -> [UInt8] {
             throw UserError("file \(path): corrupt gzip data after \(result.count) decompressed bytes (\(message))")
         }
         if read == 0 { break }
+        guard result.count + Int(read) <= maximumDecompressedBytes else {
+            throw UserError("file \(path): decompresses to more than \(maximumDecompressedBytes >> 30) GiB; not a dataset file sfkd reads")
+        }
         result.append(contentsOf: chunk[0..<Int(read)])
     }
     // gzread stops quietly at a truncated end; zlib reports it through gzerror.
@@ -38,6 +41,11 @@ private func gunzip(_ path: String) throws -> [UInt8] {
     }
     return result
 }
+
+
+/// Largest decompressed `.gz` input: the biggest dataset file sfkd reads is far smaller, and a
+/// small compressed file must not expand into all of memory.
+let maximumDecompressedBytes = 4 << 30
 
 /// Big-endian 32-bit integer at `offset`.
 func bigEndianUInt32(_ bytes: [UInt8], _ offset: Int) -> Int {

@@ -18,8 +18,11 @@ enum IDXReader {
         let headerSize = 4 + 4 * dimensions
         guard bytes.count >= headerSize else { throw UserError("file \(path): truncated IDX header (\(bytes.count) bytes, expected \(headerSize))") }
         let sizes = (0..<dimensions).map { bigEndianUInt32(bytes, 4 + 4 * $0) }
-        let expected = sizes.reduce(1, *)
         let available = bytes.count - headerSize
+        // The sizes come from the file: their product is checked for overflow before it is trusted.
+        guard let expected = checkedProduct(sizes) else {
+            throw UserError("file \(path): the header (offset 4) gives sizes \(sizes), more data bytes than any file holds (corrupt)")
+        }
         guard available == expected else {
             throw UserError("file \(path): the header (offset 4) gives sizes \(sizes), \(expected) data bytes, but \(available) follow\(available < expected ? " (truncated)" : "")")
         }
@@ -30,6 +33,9 @@ enum IDXReader {
     static func split(name: String, images imagesPath: String, labels labelsPath: String, classes: Int) throws -> ImageDataset {
         let (imageSizes, imageData) = try read(imagesPath, expectedDimensions: 3)
         let (labelSizes, labelData) = try read(labelsPath, expectedDimensions: 1)
+        guard (1...8192).contains(imageSizes[1]), (1...8192).contains(imageSizes[2]) else {
+            throw UserError("file \(imagesPath): image size \(imageSizes[1])x\(imageSizes[2]) in the header (offset 8); expected 1 to 8192 per side")
+        }
         guard imageSizes[0] == labelSizes[0] else {
             throw UserError("files \(imagesPath) and \(labelsPath): \(imageSizes[0]) images but \(labelSizes[0]) labels")
         }

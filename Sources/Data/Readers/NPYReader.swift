@@ -29,7 +29,7 @@ enum NPYReader {
         default:
             throw UserError("file \(path): .npy version \(major) at offset 6; expected 1, 2 or 3")
         }
-        guard bytes.count >= headerStart + headerLength else {
+        guard headerLength <= bytes.count - headerStart else {
             throw UserError("file \(path): truncated .npy header (needs \(headerStart + headerLength) bytes, file has \(bytes.count))")
         }
         let header = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
@@ -40,12 +40,19 @@ enum NPYReader {
             throw UserError("file \(path): field 'fortran_order' is \(fortran); expected False (C order)")
         }
         guard let shapeText = value(of: "shape", in: header) else { throw UserError("file \(path): .npy header has no 'shape' field: \(header)") }
-        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.compactMap { Int($0) }
+        let fields = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let shape = fields.compactMap { Int($0) }
+        guard shape.count == fields.count, shape.allSatisfy({ $0 >= 0 }) else {
+            throw UserError("file \(path): field 'shape' is \(shapeText); expected a tuple of non-negative integers")
+        }
         let itemSize = try NPYReader.itemSize(descr, path: path)
-        let expected = shape.reduce(1, *) * itemSize
         let dataStart = headerStart + headerLength
         let available = bytes.count - dataStart
+        // Sizes from the file: the product is checked for overflow before it is compared.
+        guard let elements = checkedProduct(shape), let expected = checkedProduct([elements, itemSize]) else {
+            throw UserError("file \(path): field 'shape' \(shape) describes more data than any file can hold")
+        }
         guard available == expected else {
             throw UserError("file \(path): field 'shape' \(shape) with dtype '\(descr)' needs \(expected) data bytes after offset \(dataStart), found \(available)")
         }
@@ -67,6 +74,9 @@ enum NPYReader {
         }
         return String(header[header.index(after: colon)..<end]).trimmingCharacters(in: .whitespaces)
     }
+
+    /// Labels name classes 0..<maximumClasses (the class count is the largest label plus one).
+    static let maximumClasses = 100_000
 
     static let integerTypes: [String: Int] = ["|u1": 1, "|i1": 1, "<u2": 2, "<i2": 2, "<u4": 4, "<i4": 4, "<u8": 8, "<i8": 8]
 
@@ -110,6 +120,9 @@ enum NPYReader {
                 throw UserError("files \(imagesPath) and \(labelsPath): \(images.shape[0]) images but \(labels.count) labels")
             }
             if let bad = labels.firstIndex(where: { $0 < 0 }) { throw UserError("file \(labelsPath): label \(labels[bad]) of item \(bad) is negative") }
+            if let bad = labels.firstIndex(where: { $0 >= maximumClasses }) {
+                throw UserError("file \(labelsPath): label \(labels[bad]) of item \(bad) is not below \(maximumClasses), the most classes sfkd trains")
+            }
             let n = images.shape[0], h = images.shape[1], w = images.shape[2]
             let c = images.shape.count == 4 ? images.shape[3] : 1
             let source = Swift.Array(images.data)
