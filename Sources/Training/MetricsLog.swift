@@ -43,14 +43,26 @@ final class MetricsLog {
 
 /// "disk full", "permission denied", ... from a Foundation write error.
 func describeWriteError(_ error: Error) -> String {
-    let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
-    let code = (error as NSError).domain == NSPOSIXErrorDomain ? (error as NSError).code : underlying?.domain == NSPOSIXErrorDomain ? underlying!.code : 0
-    switch Int32(code) {
-    case ENOSPC: return "disk full"
-    case EDQUOT: return "disk quota exceeded"
-    case EACCES, EPERM: return "permission denied"
-    case EROFS: return "read-only file system"
-    case EIO: return "input/output error"
-    default: return code != 0 ? String(cString: strerror(Int32(code))) : error.localizedDescription
+    let error = error as NSError
+    let posix = error.domain == NSPOSIXErrorDomain ? error
+        : (error.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
+    if let posix {
+        switch Int32(posix.code) {
+        case ENOSPC: return "disk full"
+        case EDQUOT: return "disk quota exceeded"
+        case EACCES, EPERM: return "permission denied"
+        default: return String(cString: strerror(Int32(posix.code)))
+        }
     }
+    if error.domain == NSCocoaErrorDomain {
+        switch error.code {
+        case NSFileWriteOutOfSpaceError: return "disk full"
+        case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "a folder on the path does not exist or cannot be created"
+        case NSFileWriteVolumeReadOnlyError: return "read-only file system"
+        case NSFileWriteInvalidFileNameError: return "not a valid file name (too long?)"
+        default: break
+        }
+    }
+    return error.localizedDescription
 }

@@ -11,6 +11,8 @@ public struct StepStatistics: Equatable, Sendable {
     public var correct: Double
     /// The method's loss terms (ce, kd, wavelet0, ...).
     public var terms: [String: Double]
+    /// Ranks that received SIGINT or SIGTERM during the step (any stops them all).
+    public var stopRequests: Double = 0
 }
 
 /// The student replicas of a data-parallel job, PyTorch DDP's counterpart. At start-up it
@@ -82,12 +84,12 @@ public final class ReplicaGroup {
     public func reduce(_ local: StepStatistics, step: Int) throws -> StepStatistics {
         guard size > 1 else { return local }
         let names = local.terms.keys.sorted()
-        var values = [Double(local.loss), local.correct] + names.map { local.terms[$0]! }
+        var values = [Double(local.loss), local.correct, local.stopRequests] + names.map { local.terms[$0]! }
         try communicator.allreduce(&values, context: "loss statistics, step \(step + 1)")
         let ranks = Double(size)
         var terms: [String: Double] = [:]
-        for (i, name) in names.enumerated() { terms[name] = values[2 + i] / ranks }
-        return StepStatistics(loss: Float(values[0] / ranks), correct: values[1], terms: terms)
+        for (i, name) in names.enumerated() { terms[name] = values[3 + i] / ranks }
+        return StepStatistics(loss: Float(values[0] / ranks), correct: values[1], terms: terms, stopRequests: values[2])
     }
 
     /// Evaluation sums of every replica's shard, added.

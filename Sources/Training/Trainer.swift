@@ -103,6 +103,8 @@ public final class Trainer {
         let step = TrainingStep(modules: modules, method: method, optimizer: optimizer, replicas: replicas,
                                 teacher: try teacherSource(link: teacherLink, firstStep: state.step), clipNorm: config.clipGradientNorm.map(Float.init))
         announce()
+        StopSignal.install()
+        defer { StopSignal.uninstall() }
         let started = Date()
         let batches = TrainingData.Stream(data, rank: replicas.rank)
         var window = MetricsWindow()
@@ -129,6 +131,7 @@ public final class Trainer {
             if epochEnded || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
                 try checkpoint(&state, replicas: replicas)
             }
+            if result.statistics.stopRequests > 0 { throw stopped(atStep: state.step) }
         }
         let final = try evaluation ?? evaluate(replicas)
         let summary = RunSummary(model: config.model, dataset: splits.name, method: teacher == nil ? nil : type(of: method).name,
@@ -158,6 +161,15 @@ public final class Trainer {
         try folder.log(["kind": "eval", "step": state.step, "epoch": epoch, "test_top1": evaluation.top1, "test_top5": evaluation.top5, "test_loss": evaluation.loss])
         progress.message("epoch \(epoch + 1) step \(state.step): test top-1 \(percent(evaluation.top1))%, top-5 \(percent(evaluation.top5))%, loss \(String(format: "%.4f", evaluation.loss)); \(Int(state.imagesPerSecond)) img/s")
         return evaluation
+    }
+
+    /// The stop after step `step`, saying where a `--resume` continues from.
+    private func stopped(atStep step: Int) -> TrainingStopped {
+        let signal = StopSignal.received != 0 ? StopSignal.received : SIGTERM
+        let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+        let resume = Checkpoints.complete(in: config.output).first.map { "--resume continues from \($0.path) (step \($0.step))" }
+            ?? "no checkpoint was written yet, so --resume starts again from step 0"
+        return TrainingStopped(signal: signal, description: "stopped by \(name) after step \(step) of \(totalSteps); the checkpoints are intact and \(resume)")
     }
 
     /// `checkpoints/step-N/` with rank 0's buffers and the generator state of this step.

@@ -68,6 +68,7 @@ public struct TrainingConfig: Equatable, Sendable {
     /// Checks every value against its declared range, then values that must agree; errors name the key.
     public func validate() throws {
         guard !model.isEmpty else { throw UserError("config: 'model' is required (--model NAME)") }
+        guard !output.isEmpty else { throw UserError("config: 'out' is empty; name a run folder (--out DIR)") }
         for key in Self.keys { try key.spec.check(key.get(self)) }
         if epochs != nil && steps != nil { throw UserError("config: give 'epochs' or 'steps', not both") }
         let method = try methodType

@@ -69,11 +69,12 @@ public final class TrainingStep {
         let teacherOutput = try teacher?.outputs(for: batch)
         phases.teacher = lap()
         let loss = method.loss(student: output, teacher: teacherOutput, labels: batch.labels, step: step)
-        let local = StepStatistics(loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
+        var local = StepStatistics(loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
                                    terms: loss.terms.mapValues(Double.init))
         phases.loss = lap()
         replicas.zeroGradients()
         loss.total.backward()
+        local.stopRequests = StopSignal.received != 0 ? 1 : 0
         phases.backward = lap()
         try replicas.finishGradients()
         let statistics = try replicas.reduce(local, step: step)

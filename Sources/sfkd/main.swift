@@ -1,6 +1,7 @@
 import Foundation
 import Cluster
 import Tensors
+import Training
 
 #if SFKD_REQUIRES_AVX2
 // The release build's kernels use AVX2 (Package.swift): say so rather than die of SIGILL.
@@ -21,16 +22,22 @@ do {
     exit(2)
 }
 // Like SFKDCommand.main(), except that an error on one rank of a multi-rank job aborts the whole
-// job (with the rank in the message) instead of finalising MPI while the others wait for it.
+// job (with the rank in the message) instead of finalising MPI while the others wait for it, a
+// stop on SIGINT/SIGTERM exits with the shell's status for it, and errors read as one sentence.
 do {
     var command = try SFKDCommand.parseAsRoot()
     try command.run()
 } catch {
+    let stopped = error as? TrainingStopped
+    let message = stopped?.description ?? plainMessage(for: error) ?? SFKDCommand.fullMessage(for: error)
+    let code = stopped?.exitCode ?? { let code = SFKDCommand.exitCode(for: error).rawValue; return code == 0 ? 1 : code }()
     if MPIProcess.isParallel {
-        let code = SFKDCommand.exitCode(for: error)
-        let rank = MPIProcess.worldRank
-        FileHandle.standardError.write("sfkd rank \(rank): \(SFKDCommand.fullMessage(for: error))\n".data(using: .utf8)!)
-        MPIProcess.abort(code: code.rawValue == 0 ? 1 : code.rawValue)
+        FileHandle.standardError.write("sfkd rank \(MPIProcess.worldRank): \(message)\n".data(using: .utf8)!)
+        MPIProcess.abort(code: code)
+    }
+    if stopped != nil || plainMessage(for: error) != nil {
+        FileHandle.standardError.write("sfkd: \(message)\n".data(using: .utf8)!)
+        exit(code)
     }
     SFKDCommand.exit(withError: error)
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import Training
 import XCTest
 
 final class CLITests: XCTestCase {
@@ -95,6 +96,62 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(run.status, 0, run.stderr)
         let saved = try String(contentsOfFile: folder + "/ok/config.yaml", encoding: .utf8)
         for line in ["overlap: false", "nesterov: true", "flip: false", "- -1"] { XCTAssertTrue(saved.contains(line), "\(line) in \(saved)") }
+    }
+
+    func testSIGTERMAndSIGINTStopAfterAStepAndSayWhereResumeContinues() throws {
+        let folder = try temporaryFolder(self)
+        for (signal, name, status) in [(SIGTERM, "SIGTERM", Int32(143)), (SIGINT, "SIGINT", Int32(130))] {
+            let out = folder + "/\(name)"
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try sfkdExecutable())
+            process.arguments = ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "400", "--batch-size", "16",
+                                 "--checkpoint-every", "2", "--threads", "1", "--out", out]
+            let result = try runBounded(process, timeout: 300) { process in
+                // Once the first checkpoint exists, stop the run.
+                let deadline = Date().addingTimeInterval(240)
+                while !FileManager.default.fileExists(atPath: out + "/checkpoints/step-2/DONE") && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+                kill(process.processIdentifier, signal)
+            }
+            XCTAssertEqual(result.status, status, result.stderr)
+            XCTAssertTrue(result.stderr.contains("stopped by \(name) after step"), result.stderr)
+            XCTAssertTrue(result.stderr.contains("--resume continues from \(out)/checkpoints/step-"), result.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+        }
+    }
+
+    func testErrorsReadAsOneSentence() throws {
+        let before = try runSFKD(["--model", "resnet8"])
+        XCTAssertNotEqual(before.status, 0)
+        XCTAssertTrue(before.stderr.contains("'--model' belongs to a subcommand; put one first, e.g. sfkd train --model resnet8"), before.stderr)
+        let empty = try runSFKD(["train", "--model", "resnet8", "--out", ""])
+        XCTAssertTrue(empty.stderr.contains("'out' is empty; name a run folder"), empty.stderr)
+        let impossible = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--out", "/proc/sfkd-nowhere/run"])
+        XCTAssertTrue(impossible.stderr.contains("cannot create the run folder '/proc/sfkd-nowhere/run'"), impossible.stderr)
+        XCTAssertFalse(impossible.stderr.contains("NSCocoaErrorDomain"), impossible.stderr)
+    }
+
+    /// A full disk: a tiny tmpfs as the run folder (needs root to mount; skipped otherwise).
+    func testAFullDiskIsAClearErrorAndTheLastCheckpointStaysIntact() throws {
+        let folder = try temporaryFolder(self)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=1m", "tmpfs", folder]
+        let mounted = try runBounded(mount, timeout: 30)
+        guard mounted.status == 0 else { throw XCTSkip("cannot mount a tmpfs here (\(mounted.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))") }
+        defer {
+            let unmount = Process()
+            unmount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            unmount.arguments = [folder]
+            _ = try? runBounded(unmount, timeout: 30)
+        }
+        // vit-tiny's checkpoint (~6 MB with the optimizer state) cannot fit in 1 MB.
+        let result = try runSFKD(["train", "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "2", "--batch-size", "8",
+                                  "--checkpoint-every", "1", "--threads", "1", "--out", folder + "/run"], timeout: 300)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("disk full"), result.stderr)
+        XCTAssertFalse(result.stderr.contains("Fatal error"), result.stderr)
+        // No half-written checkpoint counts as complete.
+        XCTAssertTrue(Checkpoints.complete(in: folder + "/run").isEmpty)
     }
 
     func testMissingDatasetFolderSaysWhereAndHow() throws {
