@@ -49,7 +49,9 @@ public final class Trainer {
         guard stepsPerEpoch >= 1 else {
             throw UserError("config: 'batch_size' \(config.batchSize) is larger than the \(splits.train.count) training images of '\(splits.name)'")
         }
-        totalSteps = config.steps ?? (config.epochs ?? 1) * stepsPerEpoch
+        let (epochSteps, overflow) = (config.epochs ?? 1).multipliedReportingOverflow(by: stepsPerEpoch)
+        guard !overflow else { throw UserError("config: 'epochs' \(config.epochs ?? 1) x \(stepsPerEpoch) steps per epoch is more steps than can be counted") }
+        totalSteps = config.steps ?? epochSteps
         let methodType = try config.methodType
         teacher = try methodType.needsTeacher ? Self.openTeacher(config.teacher!, for: splits) : nil
         let context = MethodContext(settings: config.distillation, studentTaps: ModelRegistry.describeTaps(student, inputShape: splits.shape),
