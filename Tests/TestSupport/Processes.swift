@@ -37,10 +37,12 @@ public func runBounded(_ process: Process, timeout: TimeInterval, whileRunning: 
     process.standardOutput = out
     process.standardError = err
     try process.run()
-    var outData = Data(), errData = Data()
+    // Both pipes are drained on their own threads (a full pipe would block the child); the
+    // group's wait orders those writes before the reads below.
+    let outData = Collected(), errData = Collected()
     let group = DispatchGroup()
-    group.enter(); DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    group.enter(); DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter(); DispatchQueue.global().async { outData.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter(); DispatchQueue.global().async { errData.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
     whileRunning?(process)
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
@@ -50,7 +52,12 @@ public func runBounded(_ process: Process, timeout: TimeInterval, whileRunning: 
     }
     process.waitUntilExit()
     group.wait()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    return (process.terminationStatus, String(decoding: outData.data, as: UTF8.self), String(decoding: errData.data, as: UTF8.self))
+}
+
+/// Bytes a reader thread collects for `runBounded`.
+private final class Collected: @unchecked Sendable {
+    var data = Data()
 }
 
 /// Runs the built `sfkd` as a user would, bounded in time.
