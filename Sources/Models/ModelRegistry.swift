@@ -7,7 +7,29 @@ public enum ModelRegistry {
         public let name: String
         public let family: String
         public let summary: String
-        let build: @Sendable (_ inputShape: [Int], _ classes: Int, _ generator: inout RandomGenerator) throws -> any ImageClassifier
+        /// The keyword arguments it takes (`--model-args`).
+        public var arguments: [String] = []
+        /// The final Linear layer, whose weight gives the class count of imported weights.
+        public var classifier = "fc"
+        let build: @Sendable (_ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments, _ generator: inout RandomGenerator) throws -> any ImageClassifier
+
+        init(name: String, family: String, summary: String, arguments: [String] = [], classifier: String = "fc",
+             build: @escaping @Sendable (_ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments, _ generator: inout RandomGenerator) throws -> any ImageClassifier) {
+            self.name = name
+            self.family = family
+            self.summary = summary
+            self.arguments = arguments
+            self.classifier = classifier
+            self.build = build
+        }
+
+        /// A model that takes no arguments.
+        init(name: String, family: String, summary: String, classifier: String = "fc",
+             build: @escaping @Sendable (_ inputShape: [Int], _ classes: Int, _ generator: inout RandomGenerator) throws -> any ImageClassifier) {
+            self.init(name: name, family: family, summary: summary, classifier: classifier) { shape, classes, _, generator in
+                try build(shape, classes, &generator)
+            }
+        }
     }
 
     public static let entries: [Entry] = [
@@ -21,7 +43,10 @@ public enum ModelRegistry {
         },
         vit("vit-tiny", width: 128, depth: 4, heads: 4, mlpWidth: 256),
         vit("vit-small", width: 192, depth: 8, heads: 6, mlpWidth: 384),
-        Entry(name: "mixer-tiny", family: "mixer", summary: "MLP-Mixer, patch 4, width 128, depth 4, token MLP 64, channel MLP 256") { shape, classes, generator in
+        timmResNet("resnet18", block: .basic, layers: [2, 2, 2, 2]),
+        timmResNet("resnet34", block: .basic, layers: [3, 4, 6, 3]),
+        timmResNet("resnet50", block: .bottleneck, layers: [3, 4, 6, 3]),
+        Entry(name: "mixer-tiny", family: "mixer", summary: "MLP-Mixer, patch 4, width 128, depth 4, token MLP 64, channel MLP 256", classifier: "head") { shape, classes, generator in
             try checkPatchGrid(shape, patch: 4, model: "mixer-tiny")
             return MLPMixer(architecture: "mixer-tiny", inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
                             patchSize: 4, width: 128, depth: 4, tokenMLPWidth: 64, channelMLPWidth: 256, generator: &generator)
@@ -37,13 +62,28 @@ public enum ModelRegistry {
         return entry
     }
 
-    /// Builds `name` for images of `inputShape` (C, H, W) and `classes` classes.
-    public static func make(_ name: String, inputShape: [Int], classes: Int, seed: UInt64) throws -> any ImageClassifier {
+    /// Builds `name` for images of `inputShape` (C, H, W) and `classes` classes, with `arguments`
+    /// as `timm.create_model(name, **arguments)` takes them.
+    public static func make(_ name: String, inputShape: [Int], classes: Int, seed: UInt64, arguments: ModelArguments = ModelArguments()) throws -> any ImageClassifier {
         guard inputShape.count == 3, inputShape.allSatisfy({ $0 >= 1 }), classes >= 2 else {
             throw UserError("model '\(name)': input shape \(inputShape) must be (C, H, W) with positive sizes and classes (\(classes)) at least 2")
         }
+        let entry = try entry(named: name)
+        try arguments.check(accepted: entry.arguments, model: name)
         var generator = RandomGenerator(seed: seed)
-        return try entry(named: name).build(inputShape, classes, &generator)
+        return try entry.build(inputShape, classes, arguments, &generator)
+    }
+
+    /// timm's ResNet family: `layers` and `channels` as timm takes them, `stem=cifar` for 32x32 inputs.
+    private static func timmResNet(_ name: String, block: TimmResNet.Block, layers: [Int]) -> Entry {
+        let kind = block == .basic ? "basic blocks" : "bottlenecks"
+        return Entry(name: name, family: "cnn", summary: "timm \(name): \(kind) \(layers.map(String.init).joined(separator: "-")), widths 64/128/256/512 (stem=cifar: 3x3 stride-1 stem, no max-pool)",
+                     arguments: ["layers", "channels", "stem"]) { shape, classes, arguments, generator in
+            TimmResNet(architecture: name, block: block, layers: try arguments.integers("layers", default: layers, count: 4, range: 1...64),
+                       channels: try arguments.integers("channels", default: [64, 128, 256, 512], count: 4),
+                       cifarStem: try arguments.choice("stem", default: "imagenet", options: ["imagenet", "cifar"]) == "cifar",
+                       inputChannels: shape[0], classes: classes, generator: &generator)
+        }
     }
 
     private static func resnet(_ name: String, depth: Int, widths: [Int]) -> Entry {
@@ -53,7 +93,7 @@ public enum ModelRegistry {
     }
 
     private static func vit(_ name: String, width: Int, depth: Int, heads: Int, mlpWidth: Int) -> Entry {
-        Entry(name: name, family: "vit", summary: "ViT, patch 4, width \(width), depth \(depth), \(heads) heads, MLP \(mlpWidth), class token") { shape, classes, generator in
+        Entry(name: name, family: "vit", summary: "ViT, patch 4, width \(width), depth \(depth), \(heads) heads, MLP \(mlpWidth), class token", classifier: "head") { shape, classes, generator in
             try checkPatchGrid(shape, patch: 4, model: name)
             return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
                                      patchSize: 4, width: width, depth: depth, heads: heads, mlpWidth: mlpWidth, generator: &generator)

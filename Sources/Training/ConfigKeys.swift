@@ -11,7 +11,30 @@ public struct ConfigKey {
     public let section: String
     let get: (TrainingConfig) -> SettingValue
     let set: (inout TrainingConfig, SettingValue) -> Void
+    /// Reads a YAML value or flag text when the spec's own parsing does not fit (a mapping).
+    var parse: ((Any) throws -> SettingValue)?
 }
+
+/// `model_args`: a YAML mapping (`{layers: [2, 2, 2, 2], stem: cifar}`) or `key=value` text, kept
+/// as the canonical text of `ModelArguments`.
+private let modelArgumentsKey: ConfigKey = {
+    var key = field("model_args", \.modelArguments, "model and data",
+                    help: "Model keyword arguments as timm.create_model takes them: 'layers=1,1,1,1 channels=32,64,128,256 stem=cifar' (sfkd info lists what each model takes).")
+    key.parse = { raw in
+        if let mapping = raw as? [String: Any] {
+            let pairs = try mapping.keys.sorted().map { name -> String in
+                let value = mapping[name]!
+                if let list = value as? [Any] { return "\(name)=" + list.map { "\($0)" }.joined(separator: ",") }
+                if value is [String: Any] { throw SettingTypeError(expected: "key: value pairs with numbers, names or lists") }
+                return "\(name)=\(value)"
+            }
+            return .string(try ModelArguments(pairs.joined(separator: " ")).text)
+        }
+        guard let text = raw as? String else { throw SettingTypeError(expected: "key=value pairs or a mapping") }
+        return .string(try ModelArguments(text).text)
+    }
+    return key
+}()
 
 /// A training key stored in a field of `TrainingConfig`; its default is the field's initial value.
 private func field<T: SettingConvertible>(_ name: String, _ path: WritableKeyPath<TrainingConfig, T>, _ section: String,
@@ -25,6 +48,7 @@ private func field<T: SettingConvertible>(_ name: String, _ path: WritableKeyPat
 extension TrainingConfig {
     private static let trainingKeys: [ConfigKey] = [
         field("model", \.model, "model and data", help: "Model to train (sfkd info lists them)."),
+        modelArgumentsKey,
         field("dataset", \.dataset, "model and data", help: "Dataset: fashion-mnist, mnist, cifar10, cifar100, npy, synthetic."),
         field("data_dir", \.dataDirectory, "model and data", help: "Folder with the dataset files."),
         field("crop_padding", \.cropPadding, "model and data", range: .between(0, 64), help: "Random-crop padding in pixels (0 turns cropping off; default per dataset)."),
@@ -89,7 +113,7 @@ extension TrainingConfig {
         }
         let parsed: SettingValue
         do {
-            parsed = try entry.spec.parse(value)
+            parsed = try entry.parse?(value) ?? entry.spec.parse(value)
         } catch let error as SettingTypeError {
             throw UserError("\(source): key '\(key)' expects \(error.expected), found '\(value)'")
         }

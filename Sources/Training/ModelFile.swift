@@ -8,14 +8,17 @@ import Tensors
 /// against a dataset without the run's config.
 public struct ModelDescription: Equatable, Sendable {
     public var architecture: String
+    /// The constructor's keyword arguments (none for most models).
+    public var arguments = ModelArguments()
     public var dataset: String
     public var classes: Int
     public var inputShape: [Int]
     public var mean: [Float]
     public var std: [Float]
 
-    public init(architecture: String, dataset: String, classes: Int, inputShape: [Int], mean: [Float], std: [Float]) {
+    public init(architecture: String, arguments: ModelArguments = ModelArguments(), dataset: String, classes: Int, inputShape: [Int], mean: [Float], std: [Float]) {
         self.architecture = architecture
+        self.arguments = arguments
         self.dataset = dataset
         self.classes = classes
         self.inputShape = inputShape
@@ -25,10 +28,14 @@ public struct ModelDescription: Equatable, Sendable {
 
     static let formatVersionKey = "sfkd_format_version"
 
+    static let argumentsKey = "sfkd_model_args"
+
     var metadata: [String: String] {
-        ["format": "pt", Self.formatVersionKey: String(FileFormat.version), "sfkd_architecture": architecture, "sfkd_dataset": dataset, "sfkd_classes": String(classes),
+        var fields = ["format": "pt", Self.formatVersionKey: String(FileFormat.version), "sfkd_architecture": architecture, "sfkd_dataset": dataset, "sfkd_classes": String(classes),
          "sfkd_input_shape": inputShape.map(String.init).joined(separator: ","),
          "sfkd_mean": mean.map { String($0) }.joined(separator: ","), "sfkd_std": std.map { String($0) }.joined(separator: ",")]
+        if !arguments.isEmpty { fields[Self.argumentsKey] = arguments.text }
+        return fields
     }
 
     init(metadata: [String: String], path: String) throws {
@@ -46,6 +53,11 @@ public struct ModelDescription: Equatable, Sendable {
             try FileFormat.check(number, file: path)
         }
         architecture = try field("sfkd_architecture")
+        do {
+            arguments = try ModelArguments(metadata[Self.argumentsKey] ?? "")
+        } catch {
+            throw UserError("\(path): metadata field '\(Self.argumentsKey)': \(error)")
+        }
         dataset = try field("sfkd_dataset")
         guard let classes = Int(try field("sfkd_classes")) else { throw UserError("\(path): metadata field 'sfkd_classes' is not an integer") }
         self.classes = classes
@@ -104,7 +116,8 @@ public enum ModelFile {
         let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
         let contents = try SafeTensors.read(file)
         let description = try ModelDescription(metadata: contents.metadata, path: file)
-        let model = try ModelRegistry.make(description.architecture, inputShape: description.inputShape, classes: description.classes, seed: 0)
+        let model = try ModelRegistry.make(description.architecture, inputShape: description.inputShape, classes: description.classes, seed: 0,
+                                           arguments: description.arguments)
         try load(contents, into: model, path: file)
         return (model, description, file)
     }

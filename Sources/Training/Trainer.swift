@@ -42,8 +42,9 @@ public final class Trainer {
         GlobalRandom.seed(UInt64(config.seed))
         let splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory)
         self.splits = splits
-        let student = try ModelRegistry.make(config.model, inputShape: splits.shape, classes: splits.classes, seed: UInt64(config.seed))
-        description = ModelDescription(architecture: config.model, dataset: splits.name, classes: splits.classes,
+        let arguments = try ModelArguments(config.modelArguments)
+        let student = try ModelRegistry.make(config.model, inputShape: splits.shape, classes: splits.classes, seed: UInt64(config.seed), arguments: arguments)
+        description = ModelDescription(architecture: config.model, arguments: arguments, dataset: splits.name, classes: splits.classes,
                                        inputShape: splits.shape, mean: splits.mean, std: splits.std)
         stepsPerEpoch = splits.train.count / config.batchSize
         guard stepsPerEpoch >= 1 else {

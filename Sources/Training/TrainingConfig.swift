@@ -11,6 +11,8 @@ public enum ScheduleChoice: String, SettingChoice { case cosine, step, constant 
 /// `config.yaml` in the run folder.
 public struct TrainingConfig: Equatable, Sendable {
     public var model = ""
+    /// The model's keyword arguments (`ModelArguments` text: `layers=2,2,2,2 stem=cifar`).
+    public var modelArguments = ""
     public var dataset = "fashion-mnist"
     public var dataDirectory: String?
     public var epochs: Int?

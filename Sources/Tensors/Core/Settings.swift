@@ -198,6 +198,8 @@ public struct SettingSpec: Sendable {
 
 public struct SettingTypeError: Error {
     public let expected: String
+
+    public init(expected: String) { self.expected = expected }
 }
 
 /// A Swift type a setting can hold.

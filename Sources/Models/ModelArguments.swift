@@ -1,0 +1,50 @@
+import Tensors
+
+/// Keyword arguments of a model constructor, as `timm.create_model(name, **kwargs)` takes them
+/// (`layers`, `channels`, ...). Written as space-separated `key=value` pairs, lists
+/// comma-separated: `layers=1,1,1,1 channels=8,16,32,64 stem=cifar`. That text, with the keys
+/// sorted, is what the config and the model metadata record.
+public struct ModelArguments: Equatable, Sendable {
+    public private(set) var values: [String: String] = [:]
+
+    public init() {}
+
+    public init(_ text: String) throws {
+        for pair in text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex, pair.index(after: equals) != pair.endIndex else {
+                throw UserError("model arguments: '\(pair)' is not key=value (for example layers=2,2,2,2 stem=cifar)")
+            }
+            let key = String(pair[..<equals]), value = String(pair[pair.index(after: equals)...])
+            guard values[key] == nil else { throw UserError("model arguments: '\(key)' is given twice") }
+            values[key] = value
+        }
+    }
+
+    public var isEmpty: Bool { values.isEmpty }
+
+    /// The canonical text: keys sorted.
+    public var text: String { values.keys.sorted().map { "\($0)=\(values[$0]!)" }.joined(separator: " ") }
+
+    /// Refuses keys the model does not take, listing those it does.
+    func check(accepted: [String], model: String) throws {
+        let unknown = values.keys.filter { !accepted.contains($0) }.sorted()
+        guard unknown.isEmpty else {
+            throw UserError("model '\(model)' does not take the argument\(unknown.count > 1 ? "s" : "") \(unknown.joined(separator: ", ")); it takes \(accepted.isEmpty ? "none" : accepted.joined(separator: ", "))")
+        }
+    }
+
+    func integers(_ key: String, default fallback: [Int], count: Int? = nil, range: ClosedRange<Int> = 1...65_536) throws -> [Int] {
+        guard let text = values[key] else { return fallback }
+        let parsed = text.split(separator: ",").map { Int($0) }
+        guard !parsed.isEmpty, parsed.allSatisfy({ $0.map(range.contains) ?? false }), count.map({ parsed.count == $0 }) ?? true else {
+            throw UserError("model argument '\(key)' is '\(text)'; expected \(count.map { "\($0) " } ?? "")comma-separated integers in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return parsed.map { $0! }
+    }
+
+    func choice(_ key: String, default fallback: String, options: [String]) throws -> String {
+        guard let text = values[key] else { return fallback }
+        guard options.contains(text) else { throw UserError("model argument '\(key)' is '\(text)'; expected one of \(options.joined(separator: ", "))") }
+        return text
+    }
+}

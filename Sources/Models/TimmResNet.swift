@@ -1,0 +1,132 @@
+import Layers
+import Tensors
+
+/// timm's `resnet18`, `resnet34` and `resnet50` (`timm/models/resnet.py`, the default
+/// configuration: 7x7 stride-2 stem of 64 channels, 3x3 stride-2 max-pool, four stages at
+/// strides 1/2/2/2, 1x1 convolution + BN shortcuts, global average pooling, `fc`), with timm's
+/// parameter names, so timm's weights load and sfkd's load into timm. Arguments as
+/// `timm.create_model` takes them: `layers` (blocks per stage), `channels` (stage widths), and
+/// sfkd's `stem=cifar` (a 3x3 stride-1 stem without max-pool for 32x32 inputs, as CIFAR KD code
+/// does; the names stay timm's). Taps: the output of each stage.
+public final class TimmResNet: ImageClassifier {
+    public enum Block: Sendable { case basic, bottleneck }
+
+    public let architecture: String
+    let conv1: Conv2d, bn1: BatchNorm2d
+    let usesMaxPool: Bool
+    let layers: [Sequential]
+    let fc: Linear
+    public var isTraining = true
+
+    public init(architecture: String, block: Block, layers blockCounts: [Int], channels: [Int], cifarStem: Bool,
+                inputChannels: Int, classes: Int, generator: inout RandomGenerator) {
+        self.architecture = architecture
+        let stemWidth = 64
+        conv1 = cifarStem
+            ? Conv2d(inputChannels: inputChannels, outputChannels: stemWidth, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+            : Conv2d(inputChannels: inputChannels, outputChannels: stemWidth, kernelSize: 7, stride: 2, padding: 3, bias: false, generator: &generator)
+        bn1 = BatchNorm2d(channels: stemWidth)
+        usesMaxPool = !cifarStem
+        let expansion = block == .basic ? 1 : 4
+        var inputs = stemWidth
+        var stages: [Sequential] = []
+        for (index, (count, planes)) in zip(blockCounts, channels).enumerated() {
+            let stride = index == 0 ? 1 : 2
+            var blocks: [any Layer] = []
+            for b in 0..<count {
+                let downsample = b == 0 && (stride != 1 || inputs != planes * expansion)
+                    ? Sequential([Conv2d(inputChannels: inputs, outputChannels: planes * expansion, kernelSize: 1, stride: stride, bias: false, generator: &generator),
+                                  BatchNorm2d(channels: planes * expansion)])
+                    : nil
+                switch block {
+                case .basic: blocks.append(TimmBasicBlock(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, generator: &generator))
+                case .bottleneck: blocks.append(TimmBottleneck(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, generator: &generator))
+                }
+                inputs = planes * expansion
+            }
+            stages.append(Sequential(blocks))
+        }
+        layers = stages
+        fc = Linear(inputDimensions: inputs, outputDimensions: classes, generator: &generator)
+        // timm's init: Kaiming-normal (fan out) convolutions, BN 1 and 0, the last BN of each block zero.
+        for (_, p) in namedParameters() where p.rank == 4 {
+            Initializer.kaimingNormalFanOut(p, fanOut: p.shape[0] * p.shape[2] * p.shape[3], generator: &generator)
+        }
+        for stage in layers {
+            for case let residual as any ZeroInitialisedLast in stage.layers { residual.lastNorm.weight.fill(0) }
+        }
+    }
+
+    public var children: [(String, any Module)] {
+        [("conv1", conv1), ("bn1", bn1)] + layers.enumerated().map { ("layer\($0.offset + 1)", $0.element as any Module) } + [("fc", fc)]
+    }
+
+    public func forward(_ images: Tensor) -> ModelOutput {
+        var x = relu(bn1(conv1(images)))
+        if usesMaxPool { x = maxPool2d(x, kernel: (3, 3), stride: (2, 2), padding: (1, 1)) }
+        var taps: [FeatureTap] = []
+        for stage in layers {
+            x = stage(x)
+            taps.append(FeatureTap(tensor: x, layout: .spatial))
+        }
+        return ModelOutput(logits: fc(adaptiveAvgPool2d(x, outputSize: (1, 1)).flatten()), taps: taps)
+    }
+}
+
+/// A residual block whose last BatchNorm starts at zero weight (timm's `zero_init_last`).
+protocol ZeroInitialisedLast {
+    var lastNorm: BatchNorm2d { get }
+}
+
+/// timm's BasicBlock: conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU.
+final class TimmBasicBlock: Layer, ZeroInitialisedLast {
+    let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
+    let downsample: Sequential?
+    var isTraining = true
+    var lastNorm: BatchNorm2d { bn2 }
+
+    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, generator: inout RandomGenerator) {
+        conv1 = Conv2d(inputChannels: inputs, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false, generator: &generator)
+        bn1 = BatchNorm2d(channels: planes)
+        conv2 = Conv2d(inputChannels: planes, outputChannels: planes, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+        bn2 = BatchNorm2d(channels: planes)
+        self.downsample = downsample
+    }
+
+    var children: [(String, any Module)] {
+        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)] + (downsample.map { [("downsample", $0 as any Module)] } ?? [])
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let shortcut = downsample.map { $0(x) } ?? x
+        return relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut)
+    }
+}
+
+/// timm's Bottleneck (expansion 4, the stride on the 3x3): conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN, plus the shortcut, then ReLU.
+final class TimmBottleneck: Layer, ZeroInitialisedLast {
+    let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d
+    let downsample: Sequential?
+    var isTraining = true
+    var lastNorm: BatchNorm2d { bn3 }
+
+    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, generator: inout RandomGenerator) {
+        conv1 = Conv2d(inputChannels: inputs, outputChannels: planes, kernelSize: 1, bias: false, generator: &generator)
+        bn1 = BatchNorm2d(channels: planes)
+        conv2 = Conv2d(inputChannels: planes, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false, generator: &generator)
+        bn2 = BatchNorm2d(channels: planes)
+        conv3 = Conv2d(inputChannels: planes, outputChannels: planes * 4, kernelSize: 1, bias: false, generator: &generator)
+        bn3 = BatchNorm2d(channels: planes * 4)
+        self.downsample = downsample
+    }
+
+    var children: [(String, any Module)] {
+        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2), ("conv3", conv3), ("bn3", bn3)]
+            + (downsample.map { [("downsample", $0 as any Module)] } ?? [])
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let shortcut = downsample.map { $0(x) } ?? x
+        return relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut)
+    }
+}
