@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["sfkd", "Cluster", "Tensors", "Layers", "Training", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["sfkd", "Training", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["sfkd", "Training", "Models", "Tensors", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

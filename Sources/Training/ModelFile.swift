@@ -40,7 +40,7 @@ public struct ModelDescription: Equatable, Sendable {
 
     init(metadata: [String: String], path: String) throws {
         func field(_ key: String) throws -> String {
-            guard let value = metadata[key] else { throw UserError("\(path): metadata field '\(key)' is missing; not a model written by sfkd train") }
+            guard let value = metadata[key] else { throw UserError("\(path): metadata field '\(key)' is missing; not a model written by sfkd train (a timm/PyTorch state dict is imported with: sfkd import WEIGHTS --model NAME --out FILE)") }
             return value
         }
         func numbers<T: LosslessStringConvertible>(_ key: String) throws -> [T] {
@@ -65,6 +65,11 @@ public struct ModelDescription: Equatable, Sendable {
         mean = try numbers("sfkd_mean")
         std = try numbers("sfkd_std")
         // Sizes and statistics from a file are checked before anything is built from them.
+        try validate(path: path)
+    }
+
+    /// Checks class count, input shape and normalisation: what a model file may say.
+    func validate(path: String) throws {
         guard (2...100_000).contains(classes) else { throw UserError("\(path): metadata field 'sfkd_classes' is \(classes); expected 2 to 100000") }
         guard inputShape.count == 3, inputShape.allSatisfy({ (1...8192).contains($0) }), inputShape[0] <= 64 else {
             throw UserError("\(path): metadata field 'sfkd_input_shape' is \(inputShape); expected C,H,W with C in 1...64 and H, W in 1...8192")

@@ -29,6 +29,22 @@ public enum SafeTensors {
         try writeAtomically(file, to: path)
     }
 
+    /// Element types read, as float32 (PyTorch's half and bfloat16 weights, int64 counters such
+    /// as `num_batches_tracked`); sfkd writes F32.
+    static let elementBytes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4]
+
+    /// Little-endian elements of `dtype` at `source` as float32.
+    static func convert(_ source: UnsafeRawPointer, dtype: String, count: Int, into target: UnsafeMutablePointer<Float>) {
+        switch dtype {
+        case "F16": for i in 0..<count { target[i] = Float(Float16(bitPattern: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))) }
+        case "BF16": for i in 0..<count { target[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+        case "F64": for i in 0..<count { target[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
+        case "I64": for i in 0..<count { target[i] = Float(Int64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+        case "I32": for i in 0..<count { target[i] = Float(Int32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))) }
+        default: memcpy(target, source, 4 * count)
+        }
+    }
+
     public struct Contents {
         public let tensors: [String: Tensor]
         /// Names in file order.
@@ -53,21 +69,23 @@ public enum SafeTensors {
         let dataBytes = data.count - base
         // Every size and offset comes from the file: checked for overflow, order and against the
         // bytes present before anything is allocated from it.
-        var entries: [(name: String, shape: [Int], start: Int, end: Int)] = []
+        var entries: [(name: String, dtype: String, shape: [Int], start: Int, end: Int)] = []
         for (name, value) in header where name != "__metadata__" {
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
                   let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw UserError("safetensors file \(path): entry '\(name)' lacks dtype, shape or data_offsets")
             }
-            guard dtype == "F32" else { throw UserError("safetensors file \(path): tensor '\(name)' has dtype \(dtype); expected F32") }
-            guard let count = checkedProduct(shape), let bytes = checkedProduct([count, 4]) else {
+            guard let width = Self.elementBytes[dtype] else {
+                throw UserError("safetensors file \(path): tensor '\(name)' has dtype \(dtype); sfkd reads \(Self.elementBytes.keys.sorted().joined(separator: ", "))")
+            }
+            guard let count = checkedProduct(shape), let bytes = checkedProduct([count, width]) else {
                 throw UserError("safetensors file \(path): tensor '\(name)' has shape \(shape), with a negative or impossibly large size")
             }
             let (start, end) = (offsets[0], offsets[1])
             guard start >= 0, start <= end, end <= dataBytes, end - start == bytes else {
                 throw UserError("safetensors file \(path): tensor '\(name)' of shape \(shape) (\(bytes) bytes) has data_offsets \(offsets), which do not fit the \(dataBytes) data bytes (truncated or corrupt)")
             }
-            entries.append((name, shape, start, end))
+            entries.append((name, dtype, shape, start, end))
         }
         entries.sort { ($0.start, $0.end) < ($1.start, $1.end) }
         for (previous, next) in zip(entries, entries.dropFirst()) where next.start < previous.end {
@@ -77,7 +95,7 @@ public enum SafeTensors {
         for entry in entries {
             let tensor = Tensor(zeros: entry.shape)
             data.withUnsafeBytes { raw in
-                memcpy(tensor.data, raw.baseAddress! + base + entry.start, entry.end - entry.start)
+                Self.convert(raw.baseAddress! + base + entry.start, dtype: entry.dtype, count: tensor.count, into: tensor.data)
             }
             tensors[entry.name] = tensor
         }

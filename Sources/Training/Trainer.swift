@@ -75,7 +75,7 @@ public final class Trainer {
     static func openTeacher(_ path: String, for splits: DatasetSplits) throws -> any ImageClassifier {
         let (teacher, teacherDescription, file) = try ModelFile.open(path)
         guard teacherDescription.dataset == splits.name else {
-            throw UserError("teacher \(file) was trained on '\(teacherDescription.dataset)'; this run uses '\(splits.name)'")
+            throw UserError("teacher \(file) was trained on '\(teacherDescription.dataset)'; this run uses '\(splits.name)' (a teacher must be trained, or imported with sfkd import --dataset, for this run's dataset)")
         }
         try teacherDescription.checkCompatible(with: splits, path: file)
         return teacher

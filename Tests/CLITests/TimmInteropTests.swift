@@ -1,0 +1,119 @@
+import Foundation
+import Models
+import Tensors
+import TestSupport
+import Training
+import XCTest
+
+/// timm models imported with `sfkd import`, against what timm itself computed
+/// (`launch/interop/make-timm-fixtures` wrote the fixtures; CI needs no torch).
+final class TimmInteropTests: XCTestCase {
+    let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/timm").path
+    let families = ["resnet18", "resnet50"]
+
+    func expected(_ family: String) throws -> SafeTensors.Contents { try SafeTensors.read("\(fixtures)/\(family).expected.safetensors") }
+
+    /// `sfkd import` of a family's fixture weights into `output`.
+    func importFixture(_ family: String, weights: String? = nil, to output: String, extra: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+        let meta = try expected(family).metadata
+        return try runSFKD(["import", weights ?? "\(fixtures)/\(family).weights.safetensors", "--model", family, "--model-args", meta["model_args"]!,
+                            "--input", meta["input_shape"]!, "--dataset", "fixture", "--out", output] + extra)
+    }
+
+    func relativeError(_ a: Tensor, _ b: Tensor) -> Double {
+        XCTAssertEqual(a.shape, b.shape)
+        var worst = 0.0, scale = 1e-6
+        for i in 0..<min(a.count, b.count) {
+            worst = max(worst, Double(Swift.abs(a.data[i] - b.data[i])))
+            scale = max(scale, Double(Swift.abs(b.data[i])))
+        }
+        return worst / scale
+    }
+
+    func testImportedModelsGiveTimmsLogitsAndTapsAndRoundTripBitForBit() throws {
+        let folder = try temporaryFolder(self)
+        for family in families {
+            let reference = try expected(family)
+            let imported = try importFixture(family, to: "\(folder)/\(family).safetensors")
+            XCTAssertEqual(imported.status, 0, imported.stderr)
+            let (model, description, _) = try ModelFile.open("\(folder)/\(family).safetensors")
+            XCTAssertEqual(description.classes, Int(reference.metadata["classes"]!), "\(family): class count read from fc.weight")
+            XCTAssertEqual(model.parameterCount, Int(reference.metadata["parameters"]!), family)
+            model.eval()
+            let output = withNoGrad { model.forward(reference.tensors["input"]!) }
+            XCTAssertLessThan(relativeError(output.logits, reference.tensors["logits"]!), 1e-4, "\(family): logits")
+            for (i, tap) in output.taps.enumerated() {
+                XCTAssertLessThan(relativeError(tap.tensor, reference.tensors["tap\(i)"]!), 1e-4, "\(family): tap \(i)")
+            }
+            // sfkd's file is itself a state dict: importing it again gives the same tensors, bit for bit.
+            let again = try importFixture(family, weights: "\(folder)/\(family).safetensors", to: "\(folder)/\(family)-again.safetensors")
+            XCTAssertEqual(again.status, 0, again.stderr)
+            let first = try SafeTensors.read("\(folder)/\(family).safetensors"), second = try SafeTensors.read("\(folder)/\(family)-again.safetensors")
+            XCTAssertEqual(first.names, second.names)
+            for name in first.names { XCTAssertEqual(first.tensors[name]!.array, second.tensors[name]!.array, "\(family): \(name)") }
+        }
+    }
+
+    func testFullSizeParameterCountsEqualTimms() throws {
+        let counts = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/parameter-counts.json"))) as? [String: Any])
+        let parameters = try XCTUnwrap(counts["parameters"] as? [String: Int])
+        for (name, expected) in parameters {
+            let model = try ModelRegistry.make(name, inputShape: [3, 224, 224], classes: 1000, seed: 0)
+            XCTAssertEqual(model.parameterCount, expected, name)
+        }
+    }
+
+    func testBadWeightsAreClearErrors() throws {
+        let folder = try temporaryFolder(self)
+        let weights = "\(fixtures)/resnet18.weights.safetensors"
+        // Truncated.
+        try Data(contentsOf: URL(fileURLWithPath: weights)).dropLast(100).write(to: URL(fileURLWithPath: "\(folder)/cut.safetensors"))
+        let cut = try importFixture("resnet18", weights: "\(folder)/cut.safetensors", to: "\(folder)/a.safetensors")
+        XCTAssertNotEqual(cut.status, 0)
+        XCTAssertTrue(cut.stderr.contains("cut.safetensors") && cut.stderr.contains("truncated"), cut.stderr)
+        // A tensor under another name: listed as missing and unexpected.
+        let contents = try SafeTensors.read(weights)
+        try SafeTensors.write(contents.names.map { ($0 == "layer1.0.conv1.weight" ? "layer1.0.conv_one.weight" : $0, contents.tensors[$0]!) }, to: "\(folder)/renamed.safetensors")
+        let renamed = try importFixture("resnet18", weights: "\(folder)/renamed.safetensors", to: "\(folder)/b.safetensors")
+        XCTAssertNotEqual(renamed.status, 0)
+        XCTAssertTrue(renamed.stderr.contains("missing layer1.0.conv1.weight") && renamed.stderr.contains("unexpected layer1.0.conv_one.weight"), renamed.stderr)
+        // Another class count than the head's.
+        let classes = try importFixture("resnet18", to: "\(folder)/c.safetensors", extra: ["--classes", "7"])
+        XCTAssertNotEqual(classes.status, 0)
+        XCTAssertTrue(classes.stderr.contains("fc.weight: file [5, 64], model [7, 64]"), classes.stderr)
+        // Other model arguments than the weights were made with.
+        let shape = try runSFKD(["import", weights, "--model", "resnet18", "--input", "3,32,32", "--out", "\(folder)/d.safetensors"])
+        XCTAssertNotEqual(shape.status, 0)
+        XCTAssertTrue(shape.stderr.contains("does not match the model") && shape.stderr.contains("layer1.0.conv1.weight: file [8, 64, 3, 3], model [64, 64, 3, 3]"), shape.stderr)
+        // DistributedDataParallel's `module.` prefix is stripped.
+        try SafeTensors.write(contents.names.map { ("module." + $0, contents.tensors[$0]!) }, to: "\(folder)/ddp.safetensors")
+        let ddp = try importFixture("resnet18", weights: "\(folder)/ddp.safetensors", to: "\(folder)/e.safetensors")
+        XCTAssertEqual(ddp.status, 0, ddp.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(folder)/a.safetensors"))
+    }
+
+    /// sfkd's model file loads strictly into timm and gives timm's logits (where torch and timm are installed).
+    func testExportLoadsStrictlyIntoTimm() throws {
+        let folder = try temporaryFolder(self)
+        let imported = try importFixture("resnet18", to: "\(folder)/r18.safetensors")
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let script = """
+            import torch, timm
+            from safetensors.torch import load_file
+            state = load_file('\(folder)/r18.safetensors')
+            model = timm.create_model('resnet18', num_classes=5, layers=(1, 1, 1, 1), channels=(8, 16, 32, 64)).eval()
+            model.load_state_dict(state, strict=True)
+            expected = load_file('\(fixtures)/resnet18.expected.safetensors')
+            with torch.no_grad():
+                difference = (model(expected['input']) - expected['logits']).abs().max().item()
+            print(difference)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script]
+        let result = try runBounded(process, timeout: 120)
+        if result.stderr.contains("No module named") { throw XCTSkip("torch or timm is not installed (pip install torch timm); skipping the cross-check") }
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertLessThan(Double(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 1, 1e-6, result.stdout)
+    }
+}
