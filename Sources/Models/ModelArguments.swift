@@ -42,6 +42,14 @@ public struct ModelArguments: Equatable, Sendable {
         return parsed.map { $0! }
     }
 
+    func number(_ key: String, default fallback: Double) throws -> Double {
+        guard let text = values[key] else { return fallback }
+        guard let value = Double(text), value.isFinite, value > 0, value <= 64 else {
+            throw UserError("model argument '\(key)' is '\(text)'; expected a number in (0, 64]")
+        }
+        return value
+    }
+
     func choice(_ key: String, default fallback: String, options: [String]) throws -> String {
         guard let text = values[key] else { return fallback }
         guard options.contains(text) else { throw UserError("model argument '\(key)' is '\(text)'; expected one of \(options.joined(separator: ", "))") }

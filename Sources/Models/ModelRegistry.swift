@@ -43,6 +43,9 @@ public enum ModelRegistry {
         },
         vit("vit-tiny", width: 128, depth: 4, heads: 4, mlpWidth: 256),
         vit("vit-small", width: 192, depth: 8, heads: 6, mlpWidth: 384),
+        timmViT("deit_tiny_patch16_224", width: 192, depth: 12, heads: 3),
+        timmViT("deit_small_patch16_224", width: 384, depth: 12, heads: 6),
+        timmViT("vit_small_patch16_224", width: 384, depth: 12, heads: 6),
         timmResNet("resnet18", block: .basic, layers: [2, 2, 2, 2]),
         timmResNet("resnet34", block: .basic, layers: [3, 4, 6, 3]),
         timmResNet("resnet50", block: .bottleneck, layers: [3, 4, 6, 3]),
@@ -72,6 +75,27 @@ public enum ModelRegistry {
         try arguments.check(accepted: entry.arguments, model: name)
         var generator = RandomGenerator(seed: seed)
         return try entry.build(inputShape, classes, arguments, &generator)
+    }
+
+    /// timm's VisionTransformer (DeiT and ViT without distillation token): patch 16, MLP ratio 4,
+    /// the class token's features to the head; `img_size`, `patch_size`, `embed_dim`, `depth`,
+    /// `num_heads`, `mlp_ratio` as timm takes them (`img_size` must be the input's).
+    private static func timmViT(_ name: String, width: Int, depth: Int, heads: Int) -> Entry {
+        Entry(name: name, family: "vit", summary: "timm \(name): patch 16, width \(width), depth \(depth), \(heads) heads, MLP ratio 4, class token",
+              arguments: ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio"], classifier: "head") { shape, classes, arguments, generator in
+            if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
+                throw UserError("model '\(name)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
+            }
+            let patch = try arguments.integers("patch_size", default: [16], count: 1)[0]
+            let embed = try arguments.integers("embed_dim", default: [width], count: 1)[0]
+            let numHeads = try arguments.integers("num_heads", default: [heads], count: 1)[0]
+            guard embed % numHeads == 0 else { throw UserError("model '\(name)': embed_dim \(embed) is not a multiple of num_heads \(numHeads)") }
+            let ratio = try arguments.number("mlp_ratio", default: 4)
+            try checkPatchGrid(shape, patch: patch, model: name)
+            return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
+                                     width: embed, depth: try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0], heads: numHeads,
+                                     mlpWidth: Int(Double(embed) * ratio), generator: &generator)
+        }
     }
 
     /// timm's ResNet family: `layers` and `channels` as timm takes them, `stem=cifar` for 32x32 inputs.

@@ -9,7 +9,7 @@ import XCTest
 /// (`launch/interop/make-timm-fixtures` wrote the fixtures; CI needs no torch).
 final class TimmInteropTests: XCTestCase {
     let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/timm").path
-    let families = ["resnet18", "resnet50"]
+    let families = ["resnet18", "resnet50", "deit_tiny_patch16_224"]
 
     func expected(_ family: String) throws -> SafeTensors.Contents { try SafeTensors.read("\(fixtures)/\(family).expected.safetensors") }
 
@@ -52,6 +52,24 @@ final class TimmInteropTests: XCTestCase {
             XCTAssertEqual(first.names, second.names)
             for name in first.names { XCTAssertEqual(first.tensors[name]!.array, second.tensors[name]!.array, "\(family): \(name)") }
         }
+    }
+
+    /// Weights for 32x32 inputs (an 8x8 patch grid) imported for 48x48: the position embedding
+    /// resampled as timm resamples it, and timm's logits at the new size.
+    func testPositionEmbeddingsAreResampledAsTimmDoes() throws {
+        let folder = try temporaryFolder(self)
+        let family = "deit_tiny_patch16_224"
+        let reference = try SafeTensors.read("\(fixtures)/\(family).resampled.safetensors")
+        let arguments = "depth=4 embed_dim=32 num_heads=2 patch_size=4"
+        let result = try runSFKD(["import", "\(fixtures)/\(family).weights.safetensors", "--model", family, "--model-args", arguments,
+                                  "--input", reference.metadata["input_shape"]!, "--out", "\(folder)/resampled.safetensors"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let (model, _, _) = try ModelFile.open("\(folder)/resampled.safetensors")
+        let positions = try XCTUnwrap(model.stateDict().first { $0.0 == "pos_embed" }?.1)
+        XCTAssertLessThan(relativeError(positions, reference.tensors["pos_embed"]!), 1e-4, "pos_embed")
+        model.eval()
+        let logits = withNoGrad { model.forward(reference.tensors["input"]!).logits }
+        XCTAssertLessThan(relativeError(logits, reference.tensors["logits"]!), 1e-4, "logits at 48x48")
     }
 
     func testFullSizeParameterCountsEqualTimms() throws {

@@ -1,0 +1,59 @@
+import Tensors
+
+/// Absolute position embeddings for another patch grid, as timm's `resample_abs_pos_embed`
+/// does when weights meet another input size: the prefix (class) tokens kept, the grid tokens
+/// resized with PyTorch's antialiased bicubic interpolation (`F.interpolate(mode='bicubic',
+/// antialias=True, align_corners=False)`: Keys' cubic with a = -0.5, its support widened by the
+/// scale when shrinking, weights normalised per output), one axis after the other.
+enum PositionEmbeddingResampling {
+    /// `embedding` is (1, prefix + h*w, D) on an `from` grid; the result is (1, prefix + H*W, D).
+    static func resample(_ embedding: Tensor, prefixTokens: Int, from: (Int, Int), to: (Int, Int)) -> Tensor {
+        let width = embedding.shape[2]
+        let out = Tensor(zeros: [1, prefixTokens + to.0 * to.1, width])
+        for i in 0..<(prefixTokens * width) { out.data[i] = embedding.data[i] }
+        // (h, w, D) grid -> (H, w, D) along rows, then (H, W, D) along columns.
+        let rows = axisWeights(input: from.0, output: to.0), columns = axisWeights(input: from.1, output: to.1)
+        var middle = [Double](repeating: 0, count: to.0 * from.1 * width)
+        let source = embedding.data + prefixTokens * width
+        for y in 0..<to.0 {
+            for (k, weight) in rows[y] {
+                for x in 0..<from.1 { for d in 0..<width { middle[(y * from.1 + x) * width + d] += weight * Double(source[(k * from.1 + x) * width + d]) } }
+            }
+        }
+        let target = out.data + prefixTokens * width
+        for y in 0..<to.0 {
+            for x in 0..<to.1 {
+                for d in 0..<width {
+                    var sum = 0.0
+                    for (k, weight) in columns[x] { sum += weight * middle[(y * from.1 + k) * width + d] }
+                    target[(y * to.1 + x) * width + d] = Float(sum)
+                }
+            }
+        }
+        return out
+    }
+
+    /// For each output index, the input indices and their normalised weights.
+    static func axisWeights(input: Int, output: Int) -> [[(Int, Double)]] {
+        let scale = Double(input) / Double(output)
+        let support = scale >= 1 ? 2 * scale : 2.0
+        let inverse = scale >= 1 ? 1 / scale : 1.0
+        return (0..<output).map { i in
+            let center = scale * (Double(i) + 0.5)
+            let first = max(Int(center - support + 0.5), 0)
+            let last = min(Int(center + support + 0.5), input)
+            var weights = (first..<last).map { j in (j, keysCubic((Double(j) - center + 0.5) * inverse)) }
+            let total = weights.reduce(0) { $0 + $1.1 }
+            if total != 0 { weights = weights.map { ($0.0, $0.1 / total) } }
+            return weights
+        }
+    }
+
+    /// Keys' cubic convolution kernel with a = -0.5.
+    static func keysCubic(_ t: Double) -> Double {
+        let a = -0.5, x = Swift.abs(t)
+        if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+        if x < 2 { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+        return 0
+    }
+}
