@@ -15,6 +15,7 @@ import Training
 /// allreduce, and the part the step waited for (not hidden behind backward).
 struct DataParallelStepBenchmark {
     let model: String
+    var arguments = ModelArguments()
     let batchSize: Int
     let steps: Int
     let warmup: Int
@@ -59,7 +60,7 @@ struct DataParallelStepBenchmark {
         let batch = Batch(images: images, labels: labels, indices: Array(0..<batchSize))
         var config = TrainingConfig()
         config.learningRate = 0.01
-        let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0)
+        let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0, arguments: arguments)
         let modules = StudentAndHelpers(student: student, helpers: [])
         let optimizer = config.makeOptimizer(for: modules)
         let replicas = try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: try world.duplicate(name: "students"),

@@ -14,6 +14,7 @@ import Training
 /// their ratio is fair on a noisy host.
 struct StepBenchmark {
     let model: String
+    var arguments = ModelArguments()
     let batchSize: Int
     let steps: Int
     let warmup: Int
@@ -76,7 +77,7 @@ struct StepBenchmark {
         config.distillation[SharedSettings.stages] = stages
 
         let trainingSteps = try methods.map { name -> TrainingStep in
-            let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0)
+            let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0, arguments: arguments)
             let methodType = try MethodRegistry.method(named: name)
             let context = MethodContext(settings: config.distillation, studentTaps: ModelRegistry.describeTaps(student, inputShape: shape),
                                         teacherTaps: teacher.map { ModelRegistry.describeTaps($0.model, inputShape: shape) } ?? [],

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Cluster
 import Distill
+import Models
 import Tensors
 
 struct BenchCommand: ParsableCommand {
@@ -51,6 +52,7 @@ struct StepBenchCommand: ParsableCommand {
     )
 
     @Option(help: "Model name.") var model: String
+    @Option(name: .customLong("model-args"), help: "Model keyword arguments, e.g. 'stem=cifar' or 'patch_size=4'.") var modelArgs: String = ""
     @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize: Int = 64
     @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int = 1
     @Option(help: "Timed steps (the median is reported).") var steps: Int = 20
@@ -78,7 +80,7 @@ struct StepBenchCommand: ParsableCommand {
         }
         for name in method { _ = try MethodRegistry.method(named: name) }
         if !method.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
-        var benchmark = StepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup)
+        var benchmark = StepBenchmark(model: model, arguments: try ModelArguments(modelArgs), batchSize: batchSize, steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
         benchmark.stages = try kdStages.split(separator: ",").map { text in
             guard let index = Int(text.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--kd-stages: '\(text)' is not an integer") }
@@ -104,7 +106,7 @@ struct StepBenchCommand: ParsableCommand {
 extension StepBenchCommand {
     /// Weak scaling under mpirun: `--batch-size` images per rank.
     func runDataParallel() throws {
-        let benchmark = DataParallelStepBenchmark(model: model, batchSize: batchSize, steps: steps, warmup: warmup, rounds: rounds,
+        let benchmark = DataParallelStepBenchmark(model: model, arguments: try ModelArguments(modelArgs), batchSize: batchSize, steps: steps, warmup: warmup, rounds: rounds,
                                                   bucketMegabytes: bucketMB, overlap: !noOverlap)
         let result = try benchmark.run()
         guard MPIProcess.worldRank == 0 else { return }

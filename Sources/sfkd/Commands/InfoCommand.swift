@@ -29,7 +29,7 @@ struct InfoCommand: ParsableCommand {
             let shape: [Int], layout: String, prefixTokens: Int?, grid: [Int]?
             enum CodingKeys: String, CodingKey { case shape, layout, grid, prefixTokens = "prefix_tokens" }
         }
-        struct Model: Encodable { let name: String, family: String, summary: String, parameters: Int, taps: [Tap] }
+        struct Model: Encodable { let name: String, family: String, summary: String, parameters: Int, arguments: [String], taps: [Tap] }
         struct Method: Encodable {
             let name: String, summary: String, needsTeacher: Bool, settings: [String]
             enum CodingKeys: String, CodingKey { case name, summary, settings, needsTeacher = "needs_teacher" }
@@ -62,10 +62,11 @@ struct InfoCommand: ParsableCommand {
             FFTW      \(info.fftw.version)
             zlib      \(info.zlib.version)
             """)
-        print("models (taps for a 3x32x32 input; token taps are (B, N, C) with the class token first):")
+        print("models (for a 3x32x32 input, patch-16 models with patch_size=4; token taps are (B, N, C) with the class token first):")
         for model in info.models {
             let taps = model.taps.map { "\($0.shape.map(String.init).joined(separator: "x"))\($0.layout == "tokens" ? " tokens" : "")" }
-            print("  \(model.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(model.parameters) parameters; taps \(taps.joined(separator: ", "))")
+            let arguments = model.arguments.isEmpty ? "" : "; --model-args \(model.arguments.joined(separator: ", "))"
+            print("  \(model.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(model.parameters) parameters; taps \(taps.joined(separator: ", "))\(arguments)")
         }
         print("methods (--method; their settings are listed by sfkd train --help):")
         for method in info.methods {
@@ -77,17 +78,19 @@ struct InfoCommand: ParsableCommand {
         }
     }
 
-    /// Every registry model built for 3x32x32 images and 10 classes, with its taps.
+    /// Every registry model built for 3x32x32 images and 10 classes (patch-16 models with
+    /// patch 4, so that 32 divides), with its taps.
     private func models() throws -> [Info.Model] {
         try ModelRegistry.entries.map { entry in
-            let model = try ModelRegistry.make(entry.name, inputShape: [3, 32, 32], classes: 10, seed: 0)
+            let arguments = try ModelArguments(entry.arguments.contains("patch_size") ? "patch_size=4" : "")
+            let model = try ModelRegistry.make(entry.name, inputShape: [3, 32, 32], classes: 10, seed: 0, arguments: arguments)
             let taps = ModelRegistry.describeTaps(model, inputShape: [3, 32, 32]).map { tap -> Info.Tap in
                 switch tap.layout {
                 case .spatial: return .init(shape: tap.shape, layout: "spatial", prefixTokens: nil, grid: nil)
                 case let .tokens(prefix, h, w): return .init(shape: tap.shape, layout: "tokens", prefixTokens: prefix, grid: [h, w])
                 }
             }
-            return .init(name: entry.name, family: entry.family, summary: entry.summary, parameters: model.parameterCount, taps: taps)
+            return .init(name: entry.name, family: entry.family, summary: entry.summary, parameters: model.parameterCount, arguments: entry.arguments, taps: taps)
         }
     }
 }
