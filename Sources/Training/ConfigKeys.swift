@@ -53,6 +53,8 @@ extension TrainingConfig {
         field("data_dir", \.dataDirectory, "model and data", help: "Folder with the dataset files."),
         field("crop_padding", \.cropPadding, "model and data", range: .between(0, 64), help: "Random-crop padding in pixels (0 turns cropping off; default per dataset)."),
         field("flip", \.horizontalFlip, "model and data", help: "Random horizontal flips (default per dataset)."),
+        field("init", \.initialization, "model and data", help: "Start from the weights of this sfkd model file (sfkd train or sfkd import wrote it) instead of a random initialisation."),
+        field("reset_head", \.resetHead, "model and data", help: "With --init: a new classifier (for another class count) instead of the file's."),
         field("seed", \.seed, "model and data", range: .between(0, 9_007_199_254_740_992), help: "Seed for initialisation, data order and augmentation."),
 
         field("epochs", \.epochs, "schedule", range: .between(1, 1_000_000), help: "Epochs to train (default 1)."),

@@ -44,6 +44,9 @@ public final class Trainer {
         self.splits = splits
         let arguments = try ModelArguments(config.modelArguments)
         let student = try ModelRegistry.make(config.model, inputShape: splits.shape, classes: splits.classes, seed: UInt64(config.seed), arguments: arguments)
+        if let initialization = config.initialization {
+            try WeightInitialization.apply(to: student, from: initialization, resetHead: config.resetHead, arguments: arguments, inputShape: splits.shape)
+        }
         description = ModelDescription(architecture: config.model, arguments: arguments, dataset: splits.name, classes: splits.classes,
                                        inputShape: splits.shape, mean: splits.mean, std: splits.std)
         stepsPerEpoch = splits.train.count / config.batchSize

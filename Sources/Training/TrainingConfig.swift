@@ -39,6 +39,10 @@ public struct TrainingConfig: Equatable, Sendable {
     public var checkpointEverySteps: Int?
     public var keepCheckpoints = 3
     public var threads: Int?
+    /// An sfkd model file to start from instead of a random initialisation (`--init`).
+    public var initialization: String?
+    /// Start a new classifier instead of the one in `initialization` (`--reset-head`).
+    public var resetHead = false
     /// `model.safetensors` of the frozen teacher (`--teacher`).
     public var teacher: String?
     /// A `MethodRegistry` name.
@@ -73,6 +77,7 @@ public struct TrainingConfig: Equatable, Sendable {
         guard !output.isEmpty else { throw UserError("config: 'out' is empty; name a run folder (--out DIR)") }
         for key in Self.keys { try key.spec.check(key.get(self)) }
         if epochs != nil && steps != nil { throw UserError("config: give 'epochs' or 'steps', not both") }
+        if resetHead && initialization == nil { throw UserError("config: 'reset_head' starts a new classifier for the weights of 'init'; give --init FILE too") }
         let method = try methodType
         if method.needsTeacher && teacher == nil {
             throw UserError("config: method '\(method.name)' needs a teacher: pass --teacher FILE (a model.safetensors written by sfkd train)")

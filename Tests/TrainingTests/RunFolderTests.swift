@@ -81,6 +81,39 @@ final class RunFolderTests: XCTestCase {
     }
 }
 
+/// `--init FILE [--reset-head]`: fine-tuning from a model file.
+final class WeightInitializationTests: XCTestCase {
+    func testARunStartsFromTheFileAndAnotherClassCountNeedsResetHead() throws {
+        let folder = try temporaryFolder(self)
+        let source = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 5, seed: 42)
+        try ModelFile.save(source, description: ModelDescription(architecture: "resnet8", dataset: "other", classes: 5, inputShape: [3, 8, 8],
+                                                                mean: [0.4, 0.4, 0.4], std: [0.3, 0.3, 0.3]), to: folder + "/five.safetensors")
+        func tensor(_ model: any ImageClassifier, _ name: String) -> [Float] { model.stateDict().first { $0.0 == name }!.1.array }
+        var c = TrainingConfig()
+        c.model = "resnet8"
+        c.dataset = "tiny"
+        c.steps = 1
+        c.batchSize = 16
+        c.output = folder + "/run"
+        c.initialization = folder + "/five.safetensors"
+        // The tiny dataset has 4 classes, the file's head 5.
+        XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits())) { error in
+            XCTAssertTrue("\(error)".contains("fc.weight: file [5, 64], model [4, 64] (another class count: pass --reset-head"), "\(error)")
+        }
+        c.resetHead = true
+        let trainer = try Trainer(config: c, splits: tinySplits())
+        XCTAssertEqual(tensor(trainer.model, "conv1.weight"), tensor(source, "conv1.weight"), "the body starts from the file")
+        XCTAssertEqual(tensor(trainer.model, "layer3.0.bn2.running_var"), tensor(source, "layer3.0.bn2.running_var"))
+        let fresh = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)
+        XCTAssertEqual(tensor(trainer.model, "fc.weight"), tensor(fresh, "fc.weight"), "the head keeps its fresh initialisation")
+        // Another architecture is refused.
+        c.model = "resnet20"
+        XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits())) { error in
+            XCTAssertTrue("\(error)".contains("holds resnet8; this run trains resnet20"), "\(error)")
+        }
+    }
+}
+
 final class EvaluationHardeningTests: XCTestCase {
     func testNonFiniteLogitsNeverCountAsHitsAndAreAnError() throws {
         let splits = tinySplits()
