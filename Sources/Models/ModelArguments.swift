@@ -50,6 +50,15 @@ public struct ModelArguments: Equatable, Sendable {
         return value
     }
 
+    /// A probability in [0, 1) (0 when not given).
+    func fraction(_ key: String) throws -> Double {
+        guard let text = values[key] else { return 0 }
+        guard let value = Double(text), value >= 0, value < 1 else {
+            throw UserError("model argument '\(key)' is '\(text)'; expected a number in [0, 1)")
+        }
+        return value
+    }
+
     func choice(_ key: String, default fallback: String, options: [String]) throws -> String {
         guard let text = values[key] else { return fallback }
         guard options.contains(text) else { throw UserError("model argument '\(key)' is '\(text)'; expected one of \(options.joined(separator: ", "))") }

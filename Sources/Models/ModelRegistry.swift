@@ -82,7 +82,7 @@ public enum ModelRegistry {
     /// `num_heads`, `mlp_ratio` as timm takes them (`img_size` must be the input's).
     private static func timmViT(_ name: String, width: Int, depth: Int, heads: Int) -> Entry {
         Entry(name: name, family: "vit", summary: "timm \(name): patch 16, width \(width), depth \(depth), \(heads) heads, MLP ratio 4, class token",
-              arguments: ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio"], classifier: "head") { shape, classes, arguments, generator in
+              arguments: ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate"], classifier: "head") { shape, classes, arguments, generator in
             if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
                 throw UserError("model '\(name)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
             }
@@ -94,7 +94,7 @@ public enum ModelRegistry {
             try checkPatchGrid(shape, patch: patch, model: name)
             return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
                                      width: embed, depth: try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0], heads: numHeads,
-                                     mlpWidth: Int(Double(embed) * ratio), generator: &generator)
+                                     mlpWidth: Int(Double(embed) * ratio), dropPathRate: Float(try arguments.fraction("drop_path_rate")), generator: &generator)
         }
     }
 
@@ -102,10 +102,11 @@ public enum ModelRegistry {
     private static func timmResNet(_ name: String, block: TimmResNet.Block, layers: [Int]) -> Entry {
         let kind = block == .basic ? "basic blocks" : "bottlenecks"
         return Entry(name: name, family: "cnn", summary: "timm \(name): \(kind) \(layers.map(String.init).joined(separator: "-")), widths 64/128/256/512 (stem=cifar: 3x3 stride-1 stem, no max-pool)",
-                     arguments: ["layers", "channels", "stem"]) { shape, classes, arguments, generator in
+                     arguments: ["layers", "channels", "stem", "drop_path_rate"]) { shape, classes, arguments, generator in
             TimmResNet(architecture: name, block: block, layers: try arguments.integers("layers", default: layers, count: 4, range: 1...64),
                        channels: try arguments.integers("channels", default: [64, 128, 256, 512], count: 4),
                        cifarStem: try arguments.choice("stem", default: "imagenet", options: ["imagenet", "cifar"]) == "cifar",
+                       dropPathRate: Float(try arguments.fraction("drop_path_rate")),
                        inputChannels: shape[0], classes: classes, generator: &generator)
         }
     }

@@ -7,7 +7,8 @@ import Tensors
 /// parameter names, so timm's weights load and sfkd's load into timm. Arguments as
 /// `timm.create_model` takes them: `layers` (blocks per stage), `channels` (stage widths), and
 /// sfkd's `stem=cifar` (a 3x3 stride-1 stem without max-pool for 32x32 inputs, as CIFAR KD code
-/// does; the names stay timm's). Taps: the output of each stage.
+/// does; the names stay timm's) and `drop_path_rate` (stochastic depth, rising linearly over
+/// the blocks as in timm). Taps: the output of each stage.
 public final class TimmResNet: ImageClassifier {
     public enum Block: Sendable { case basic, bottleneck }
 
@@ -18,7 +19,7 @@ public final class TimmResNet: ImageClassifier {
     let fc: Linear
     public var isTraining = true
 
-    public init(architecture: String, block: Block, layers blockCounts: [Int], channels: [Int], cifarStem: Bool,
+    public init(architecture: String, block: Block, layers blockCounts: [Int], channels: [Int], cifarStem: Bool, dropPathRate: Float = 0,
                 inputChannels: Int, classes: Int, generator: inout RandomGenerator) {
         self.architecture = architecture
         let stemWidth = 64
@@ -30,6 +31,9 @@ public final class TimmResNet: ImageClassifier {
         let expansion = block == .basic ? 1 : 4
         var inputs = stemWidth
         var stages: [Sequential] = []
+        // timm's linear decay over all blocks of the network.
+        let totalBlocks = blockCounts.reduce(0, +)
+        var blockIndex = 0
         for (index, (count, planes)) in zip(blockCounts, channels).enumerated() {
             let stride = index == 0 ? 1 : 2
             var blocks: [any Layer] = []
@@ -38,11 +42,13 @@ public final class TimmResNet: ImageClassifier {
                     ? Sequential([Conv2d(inputChannels: inputs, outputChannels: planes * expansion, kernelSize: 1, stride: stride, bias: false, generator: &generator),
                                   BatchNorm2d(channels: planes * expansion)])
                     : nil
+                let rate = totalBlocks > 1 ? dropPathRate * Float(blockIndex) / Float(totalBlocks - 1) : 0
                 switch block {
-                case .basic: blocks.append(TimmBasicBlock(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, generator: &generator))
-                case .bottleneck: blocks.append(TimmBottleneck(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, generator: &generator))
+                case .basic: blocks.append(TimmBasicBlock(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, dropPathRate: rate, generator: &generator))
+                case .bottleneck: blocks.append(TimmBottleneck(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, dropPathRate: rate, generator: &generator))
                 }
                 inputs = planes * expansion
+                blockIndex += 1
             }
             stages.append(Sequential(blocks))
         }
@@ -82,10 +88,12 @@ protocol ZeroInitialisedLast {
 final class TimmBasicBlock: Layer, ZeroInitialisedLast {
     let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
     let downsample: Sequential?
+    let dropPathRate: Float
     var isTraining = true
     var lastNorm: BatchNorm2d { bn2 }
 
-    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, generator: inout RandomGenerator) {
+    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float, generator: inout RandomGenerator) {
+        self.dropPathRate = dropPathRate
         conv1 = Conv2d(inputChannels: inputs, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false, generator: &generator)
         bn1 = BatchNorm2d(channels: planes)
         conv2 = Conv2d(inputChannels: planes, outputChannels: planes, kernelSize: 3, padding: 1, bias: false, generator: &generator)
@@ -99,7 +107,7 @@ final class TimmBasicBlock: Layer, ZeroInitialisedLast {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let shortcut = downsample.map { $0(x) } ?? x
-        return relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut)
+        return relu(dropPath(bn2(conv2(relu(bn1(conv1(x))))), probability: dropPathRate, training: isTraining) + shortcut)
     }
 }
 
@@ -107,10 +115,12 @@ final class TimmBasicBlock: Layer, ZeroInitialisedLast {
 final class TimmBottleneck: Layer, ZeroInitialisedLast {
     let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d
     let downsample: Sequential?
+    let dropPathRate: Float
     var isTraining = true
     var lastNorm: BatchNorm2d { bn3 }
 
-    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, generator: inout RandomGenerator) {
+    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float, generator: inout RandomGenerator) {
+        self.dropPathRate = dropPathRate
         conv1 = Conv2d(inputChannels: inputs, outputChannels: planes, kernelSize: 1, bias: false, generator: &generator)
         bn1 = BatchNorm2d(channels: planes)
         conv2 = Conv2d(inputChannels: planes, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false, generator: &generator)
@@ -127,6 +137,6 @@ final class TimmBottleneck: Layer, ZeroInitialisedLast {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let shortcut = downsample.map { $0(x) } ?? x
-        return relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut)
+        return relu(dropPath(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))), probability: dropPathRate, training: isTraining) + shortcut)
     }
 }

@@ -4,9 +4,12 @@ import Tensors
 /// Pre-norm transformer block (timm's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x)).
 public final class TransformerBlock: Layer {
     let norm1: LayerNorm, attn: MultiHeadAttention, norm2: LayerNorm, mlp: MLP
+    /// Stochastic depth of both residual branches (timm's `drop_path`).
+    let dropPathRate: Float
     public var isTraining = true
 
-    public init(width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, generator: inout RandomGenerator) {
+    public init(width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, dropPathRate: Float = 0, generator: inout RandomGenerator) {
+        self.dropPathRate = dropPathRate
         norm1 = LayerNorm(dimensions: width, epsilon: epsilon)
         attn = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
         norm2 = LayerNorm(dimensions: width, epsilon: epsilon)
@@ -16,8 +19,12 @@ public final class TransformerBlock: Layer {
     public var children: [(String, any Module)] { [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp", mlp)] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = x + attn(norm1(x))
-        return h + mlp(norm2(h))
+        guard dropPathRate > 0 else {
+            let h = x + attn(norm1(x))
+            return h + mlp(norm2(h))
+        }
+        let h = x + dropPath(attn(norm1(x)), probability: dropPathRate, training: isTraining)
+        return h + dropPath(mlp(norm2(h)), probability: dropPathRate, training: isTraining)
     }
 }
 
@@ -36,13 +43,16 @@ public final class VisionTransformer: ImageClassifier {
     public var isTraining = true
 
     public init(architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int,
-                width: Int, depth: Int, heads: Int, mlpWidth: Int, generator: inout RandomGenerator) {
+                width: Int, depth: Int, heads: Int, mlpWidth: Int, dropPathRate: Float = 0, generator: inout RandomGenerator) {
         self.architecture = architecture
         patchEmbed = PatchEmbedding(inputChannels: inputChannels, width: width, patchSize: patchSize, generator: &generator)
         let tokens = (imageSize.0 / patchSize) * (imageSize.1 / patchSize) + 1
         classToken = Tensor(zeros: [1, 1, width], requiresGrad: true)
         positionEmbedding = Tensor(zeros: [1, tokens, width], requiresGrad: true)
-        blocks = Sequential((0..<depth).map { _ in TransformerBlock(width: width, heads: heads, mlpWidth: mlpWidth, generator: &generator) })
+        // timm's linear decay: 0 at the first block to `dropPathRate` at the last.
+        blocks = Sequential((0..<depth).map { i in
+            TransformerBlock(width: width, heads: heads, mlpWidth: mlpWidth, dropPathRate: depth > 1 ? dropPathRate * Float(i) / Float(depth - 1) : 0, generator: &generator)
+        })
         norm = LayerNorm(dimensions: width, epsilon: 1e-6)
         head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)
         tapBlocks = evenlySpacedBlocks(depth: depth)

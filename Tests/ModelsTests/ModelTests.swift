@@ -1,6 +1,7 @@
 import Layers
 import Models
 import Tensors
+import TestSupport
 import XCTest
 
 final class ModelTests: XCTestCase {
@@ -84,6 +85,49 @@ final class ModelTests: XCTestCase {
         }
         XCTAssertThrowsError(try ModelRegistry.make("vit-tiny", inputShape: [3, 30, 30], classes: 10, seed: 0)) { error in
             XCTAssertTrue("\(error)".contains("divisible by its patch size 4"), "\(error)")
+        }
+    }
+}
+
+/// Stochastic depth (`drop_path_rate`): per-sample drops in training, the identity in eval.
+final class DropPathTests: XCTestCase {
+    func testDropPathDropsWholeSamplesAndScalesTheRest() {
+        GlobalRandom.seed(3)
+        let x = Tensor(repeating: 1, shape: [64, 2, 3])
+        let y = withNoGrad { dropPath(x, probability: 0.25, training: true) }
+        var dropped = 0
+        for sample in 0..<64 {
+            let values = (0..<6).map { y.data[sample * 6 + $0] }
+            XCTAssertTrue(values.allSatisfy { $0 == 0 } || values.allSatisfy { abs($0 - 1 / 0.75) < 1e-6 }, "sample \(sample): \(values)")
+            if values[0] == 0 { dropped += 1 }
+        }
+        XCTAssertTrue((4...32).contains(dropped), "\(dropped) of 64 dropped at p = 0.25")
+        XCTAssertEqual(withNoGrad { dropPath(x, probability: 0.25, training: false) }.array, x.array)
+        // The backward is the same mask: checked with the generator reset for each evaluation.
+        let input = randomTensor([5, 3, 2, 2], seed: 4)
+        checkGradients([input]) {
+            GlobalRandom.seed(9)
+            return dropPath(input, probability: 0.4, training: true)
+        }
+    }
+
+    func testModelsWithStochasticDepthAreTheSameModelInEval() throws {
+        for (name, arguments) in [("resnet18", "layers=1,1,1,1 channels=8,16,32,64 stem=cifar"), ("deit_tiny_patch16_224", "patch_size=4 embed_dim=32 depth=3 num_heads=2")] {
+            let plain = try ModelRegistry.make(name, inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments(arguments))
+            let dropping = try ModelRegistry.make(name, inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments(arguments + " drop_path_rate=0.5"))
+            // timm starts each block's last BN at zero weight, which would make dropping a branch a no-op.
+            for model in [plain, dropping] {
+                for (parameter, p) in model.namedParameters() where parameter.hasSuffix("bn2.weight") || parameter.hasSuffix("bn3.weight") { p.fill(1) }
+            }
+            let x = randomTensor([6, 3, 16, 16], seed: 2, requiresGrad: false)
+            plain.eval(); dropping.eval()
+            XCTAssertEqual(withNoGrad { dropping.forward(x).logits }.array, withNoGrad { plain.forward(x).logits }.array, name)
+            plain.train(); dropping.train()
+            GlobalRandom.seed(5)
+            XCTAssertNotEqual(withNoGrad { dropping.forward(x).logits }.array, withNoGrad { plain.forward(x).logits }.array, "\(name): no sample was dropped in training")
+        }
+        XCTAssertThrowsError(try ModelRegistry.make("resnet18", inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments("drop_path_rate=1.5"))) { error in
+            XCTAssertTrue("\(error)".contains("'drop_path_rate' is '1.5'; expected a number in [0, 1)"), "\(error)")
         }
     }
 }

@@ -23,3 +23,14 @@ public func dropout(_ x: Tensor, probability p: Float, training: Bool, generator
 public func dropout(_ x: Tensor, probability p: Float, training: Bool) -> Tensor {
     dropout(x, probability: p, training: training, generator: &GlobalRandom.generator)
 }
+
+/// Stochastic depth (timm's `DropPath`): in training, drops the whole residual branch of each
+/// sample with probability p and scales the kept ones by 1 / (1 - p); the identity otherwise.
+/// Drawn from the process-wide generator, which checkpoints save.
+public func dropPath(_ x: Tensor, probability p: Float, training: Bool) -> Tensor {
+    ensure(p >= 0 && p < 1, "dropPath: probability \(p) outside [0, 1)")
+    guard training && p > 0 else { return x }
+    let mask = Tensor(uninitializedShape: [x.shape[0]] + [Int](repeating: 1, count: x.rank - 1))
+    for i in 0..<mask.count { mask.data[i] = GlobalRandom.generator.nextUniform() < p ? 0 : 1 / (1 - p) }
+    return x * mask
+}
