@@ -46,6 +46,15 @@ public enum ModelRegistry {
         timmViT("deit_tiny_patch16_224", width: 192, depth: 12, heads: 3),
         timmViT("deit_small_patch16_224", width: 384, depth: 12, heads: 6),
         timmViT("vit_small_patch16_224", width: 384, depth: 12, heads: 6),
+        Entry(name: "convnext_tiny", family: "cnn", summary: "timm convnext_tiny: 7x7 depthwise blocks 3-3-9-3, widths 96-192-384-768, channels-last LayerNorm, layer scale",
+              arguments: ["depths", "dims", "drop_path_rate"], classifier: "head.fc") { shape, classes, arguments, generator in
+            let dims = try arguments.integers("dims", default: [96, 192, 384, 768], count: 4)
+            guard shape[1] % 32 == 0 && shape[2] % 32 == 0 else {
+                throw UserError("model 'convnext_tiny' downsamples by 32 (a 4x4 stem, three 2x2 stages); the input \(shape[1])x\(shape[2]) must be a multiple of 32")
+            }
+            return ConvNeXt(architecture: "convnext_tiny", depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
+                            dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0], classes: classes, generator: &generator)
+        },
         timmResNet("resnet18", block: .basic, layers: [2, 2, 2, 2]),
         timmResNet("resnet34", block: .basic, layers: [3, 4, 6, 3]),
         timmResNet("resnet50", block: .bottleneck, layers: [3, 4, 6, 3]),
