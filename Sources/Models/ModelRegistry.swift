@@ -55,6 +55,8 @@ public enum ModelRegistry {
             return ConvNeXt(architecture: "convnext_tiny", depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
                             dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0], classes: classes, generator: &generator)
         },
+        timmMLP("mixer_b16_224", width: 768, depth: 12, residual: false),
+        timmMLP("resmlp_12_224", width: 384, depth: 12, residual: true),
         timmResNet("resnet18", block: .basic, layers: [2, 2, 2, 2]),
         timmResNet("resnet34", block: .basic, layers: [3, 4, 6, 3]),
         timmResNet("resnet50", block: .bottleneck, layers: [3, 4, 6, 3]),
@@ -104,6 +106,31 @@ public enum ModelRegistry {
             return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
                                      width: embed, depth: try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0], heads: numHeads,
                                      mlpWidth: Int(Double(embed) * ratio), dropPathRate: Float(try arguments.fraction("drop_path_rate")), generator: &generator)
+        }
+    }
+
+    /// timm's MLP-Mixer (`mixer_b16_224`: token MLP 0.5x, channel MLP 4x) and ResMLP
+    /// (`resmlp_12_224`); `img_size`, `patch_size`, `num_blocks`, `embed_dim` as timm's model
+    /// class takes them (timm fixes all but `img_size` for these names; sfkd lets them vary for
+    /// small inputs), `drop_path_rate` for ResMLP.
+    private static func timmMLP(_ name: String, width: Int, depth: Int, residual: Bool) -> Entry {
+        let summary = residual ? "timm \(name): patch 16, width \(width), \(depth) ResMLP blocks (affine norms, cross-patch linear, layer scale)"
+            : "timm \(name): patch 16, width \(width), \(depth) mixer blocks, token MLP 0.5x, channel MLP 4x"
+        return Entry(name: name, family: "mixer", summary: summary,
+                     arguments: ["img_size", "patch_size", "num_blocks", "embed_dim"] + (residual ? ["drop_path_rate"] : []), classifier: "head") { shape, classes, arguments, generator in
+            if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
+                throw UserError("model '\(name)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
+            }
+            let patch = try arguments.integers("patch_size", default: [16], count: 1)[0]
+            let embed = try arguments.integers("embed_dim", default: [width], count: 1)[0]
+            let blocks = try arguments.integers("num_blocks", default: [depth], count: 1, range: 1...256)[0]
+            try checkPatchGrid(shape, patch: patch, model: name)
+            if residual {
+                return ResMLP(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
+                              width: embed, depth: blocks, dropPathRate: Float(try arguments.fraction("drop_path_rate")), generator: &generator)
+            }
+            return MLPMixer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
+                            width: embed, depth: blocks, tokenMLPWidth: embed / 2, channelMLPWidth: 4 * embed, generator: &generator)
         }
     }
 
