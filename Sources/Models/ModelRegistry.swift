@@ -57,6 +57,11 @@ public enum ModelRegistry {
         },
         timmMLP("mixer_b16_224", width: 768, depth: 12, residual: false),
         timmMLP("resmlp_12_224", width: 384, depth: 12, residual: true),
+        Entry(name: "mobilenetv2_100", family: "cnn", summary: "timm mobilenetv2_100: inverted residuals (expansion 6, ReLU6), head 1280, stride 32",
+              arguments: ["channel_multiplier"], classifier: "classifier") { shape, classes, arguments, generator in
+            TimmMobileNetV2(architecture: "mobilenetv2_100", channelMultiplier: try arguments.number("channel_multiplier", default: 1),
+                            inputChannels: shape[0], classes: classes, generator: &generator)
+        },
         timmResNet("resnet18", block: .basic, layers: [2, 2, 2, 2]),
         timmResNet("resnet34", block: .basic, layers: [3, 4, 6, 3]),
         timmResNet("resnet50", block: .bottleneck, layers: [3, 4, 6, 3]),

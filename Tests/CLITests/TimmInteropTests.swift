@@ -9,7 +9,7 @@ import XCTest
 /// (`launch/interop/make-timm-fixtures` wrote the fixtures; CI needs no torch).
 final class TimmInteropTests: XCTestCase {
     let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/timm").path
-    let families = ["resnet18", "resnet50", "convnext_tiny", "mixer_b16_224", "resmlp_12_224", "deit_tiny_patch16_224"]
+    let families = ["resnet18", "resnet50", "convnext_tiny", "mobilenetv2_100", "mixer_b16_224", "resmlp_12_224", "deit_tiny_patch16_224"]
 
     func expected(_ family: String) throws -> SafeTensors.Contents { try SafeTensors.read("\(fixtures)/\(family).expected.safetensors") }
 

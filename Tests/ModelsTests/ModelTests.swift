@@ -31,6 +31,7 @@ final class ModelTests: XCTestCase {
     func reducedArguments(_ name: String) throws -> ModelArguments {
         let entry = try ModelRegistry.entry(named: name)
         if entry.arguments.contains("channels") { return try ModelArguments("layers=1,1,1,1 channels=8,16,32,64") }
+        if entry.arguments.contains("channel_multiplier") { return try ModelArguments("channel_multiplier=0.25") }
         if entry.arguments.contains("dims") { return try ModelArguments("depths=1,1,1,1 dims=8,16,32,64") }
         if entry.arguments.contains("num_blocks") { return try ModelArguments("patch_size=4 embed_dim=16 num_blocks=2") }
         if entry.arguments.contains("patch_size") { return try ModelArguments("patch_size=4 embed_dim=32 depth=2 num_heads=2") }
