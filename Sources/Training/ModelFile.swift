@@ -115,10 +115,15 @@ public enum ModelFile {
     }
 
     /// Rebuilds the model a `model.safetensors` (or a checkpoint folder holding one) describes.
-    public static func open(_ path: String) throws -> (model: any ImageClassifier, description: ModelDescription, file: String) {
+    /// The model file `path` names: itself, or the `model.safetensors` of a checkpoint folder.
+    static func locate(_ path: String, what: String = "checkpoint") throws -> String {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw UserError("checkpoint \(path) not found") }
-        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw UserError("\(what) \(path) not found") }
+        return isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
+    }
+
+    public static func open(_ path: String) throws -> (model: any ImageClassifier, description: ModelDescription, file: String) {
+        let file = try locate(path)
         let contents = try SafeTensors.read(file)
         let description = try ModelDescription(metadata: contents.metadata, path: file)
         let model = try ModelRegistry.make(description.architecture, inputShape: description.inputShape, classes: description.classes, seed: 0,

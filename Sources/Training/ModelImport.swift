@@ -50,15 +50,12 @@ public struct ModelImport {
     }
 
     /// Weights made for another input size carry a position embedding for another patch grid:
-    /// resampled to the model's, as timm does (a square grid assumed for the weights, as timm assumes).
+    /// resampled to the model's, as timm does.
     private func resamplingPositionEmbedding(_ contents: SafeTensors.Contents, for network: any ImageClassifier) -> SafeTensors.Contents {
-        guard let saved = contents.tensors["pos_embed"], saved.rank == 3,
-              let target = network.stateDict().first(where: { $0.0 == "pos_embed" })?.1, target.shape != saved.shape, target.shape[2] == saved.shape[2],
-              case let .tokens(prefix, h, w)? = ModelRegistry.describeTaps(network, inputShape: inputShape).first?.layout else { return contents }
-        let old = Int(Double(saved.shape[1] - prefix).squareRoot().rounded())
-        guard old * old == saved.shape[1] - prefix else { return contents }
+        guard let saved = contents.tensors["pos_embed"],
+              let resampled = PositionEmbeddingResampling.fitted(saved, to: network, inputShape: inputShape) else { return contents }
         var tensors = contents.tensors
-        tensors["pos_embed"] = PositionEmbeddingResampling.resample(saved, prefixTokens: prefix, from: (old, old), to: (h, w))
+        tensors["pos_embed"] = resampled
         return SafeTensors.Contents(tensors: tensors, names: contents.names, metadata: contents.metadata)
     }
 }

@@ -1,3 +1,4 @@
+import Models
 import Tensors
 
 /// Absolute position embeddings for another patch grid, as timm's `resample_abs_pos_embed`
@@ -6,6 +7,17 @@ import Tensors
 /// antialias=True, align_corners=False)`: Keys' cubic with a = -0.5, its support widened by the
 /// scale when shrinking, weights normalised per output), one axis after the other.
 enum PositionEmbeddingResampling {
+    /// `saved` resampled to `model`'s position embedding when the two differ only in their patch
+    /// grid (the saved grid assumed square, as timm assumes); nil when there is nothing to fit.
+    static func fitted(_ saved: Tensor, to model: any ImageClassifier, inputShape: [Int]) -> Tensor? {
+        guard saved.rank == 3, let target = model.stateDict().first(where: { $0.0 == "pos_embed" })?.1,
+              target.shape != saved.shape, target.shape[2] == saved.shape[2],
+              case let .tokens(prefix, h, w)? = ModelRegistry.describeTaps(model, inputShape: inputShape).first?.layout else { return nil }
+        let side = Int(Double(saved.shape[1] - prefix).squareRoot().rounded())
+        guard side * side == saved.shape[1] - prefix else { return nil }
+        return resample(saved, prefixTokens: prefix, from: (side, side), to: (h, w))
+    }
+
     /// `embedding` is (1, prefix + h*w, D) on an `from` grid; the result is (1, prefix + H*W, D).
     static func resample(_ embedding: Tensor, prefixTokens: Int, from: (Int, Int), to: (Int, Int)) -> Tensor {
         let width = embedding.shape[2]

@@ -9,9 +9,7 @@ import Tensors
 /// is resampled; any other difference is refused with the list.
 enum WeightInitialization {
     static func apply(to student: any ImageClassifier, from path: String, resetHead: Bool, arguments: ModelArguments, inputShape: [Int]) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw UserError("--init \(path) not found") }
-        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
+        let file = try ModelFile.locate(path, what: "--init")
         let contents = try SafeTensors.read(file)
         let description = try ModelDescription(metadata: contents.metadata, path: file)
         guard description.architecture == student.architecture, description.arguments == arguments else {
@@ -28,9 +26,8 @@ enum WeightInitialization {
             }
             if saved.shape == tensor.shape {
                 copies.append((tensor, saved))
-            } else if name == "pos_embed", let grid = tokenGrid(student, inputShape: inputShape), saved.rank == 3, saved.shape[2] == tensor.shape[2],
-                      let old = squareGrid(saved.shape[1] - grid.prefix) {
-                copies.append((tensor, PositionEmbeddingResampling.resample(saved, prefixTokens: grid.prefix, from: (old, old), to: (grid.height, grid.width))))
+            } else if name == "pos_embed", let resampled = PositionEmbeddingResampling.fitted(saved, to: student, inputShape: inputShape) {
+                copies.append((tensor, resampled))
             } else {
                 problems.append("\(name): file \(saved.shape), model \(tensor.shape)")
             }
@@ -39,15 +36,5 @@ enum WeightInitialization {
             throw UserError("--init \(file) does not fit the model: \(problems.prefix(12).joined(separator: "; "))\(problems.count > 12 ? "; ..." : "")")
         }
         for (tensor, saved) in copies { tensor.copyValues(from: saved) }
-    }
-
-    private static func tokenGrid(_ model: any ImageClassifier, inputShape: [Int]) -> (prefix: Int, height: Int, width: Int)? {
-        guard case let .tokens(prefix, h, w)? = ModelRegistry.describeTaps(model, inputShape: inputShape).first?.layout else { return nil }
-        return (prefix, h, w)
-    }
-
-    private static func squareGrid(_ tokens: Int) -> Int? {
-        let side = Int(Double(tokens).squareRoot().rounded())
-        return side * side == tokens ? side : nil
     }
 }
