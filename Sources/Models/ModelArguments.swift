@@ -50,9 +50,9 @@ public struct ModelArguments: Equatable, Sendable {
         return value
     }
 
-    /// A probability in [0, 1) (0 when not given).
-    func fraction(_ key: String) throws -> Double {
-        guard let text = values[key] else { return 0 }
+    /// A probability in [0, 1) (`fallback`, 0 unless given, when absent).
+    func fraction(_ key: String, default fallback: Double = 0) throws -> Double {
+        guard let text = values[key] else { return fallback }
         guard let value = Double(text), value >= 0, value < 1 else {
             throw UserError("model argument '\(key)' is '\(text)'; expected a number in [0, 1)")
         }

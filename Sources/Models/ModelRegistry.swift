@@ -55,6 +55,23 @@ public enum ModelRegistry {
             return ConvNeXt(architecture: "convnext_tiny", depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
                             dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0], classes: classes, generator: &generator)
         },
+        Entry(name: "swin_tiny_patch4_window7_224", family: "vit",
+              summary: "timm swin_tiny_patch4_window7_224: patch 4, window 7, widths 96-768, depths 2-2-6-2, heads 3-6-12-24, shifted windows, relative position bias",
+              arguments: ["img_size", "patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "drop_path_rate"],
+              classifier: "head.fc") { shape, classes, arguments, generator in
+            if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
+                throw UserError("model 'swin_tiny_patch4_window7_224': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
+            }
+            let patch = try arguments.integers("patch_size", default: [4], count: 1)[0]
+            try checkPatchGrid(shape, patch: patch, model: "swin_tiny_patch4_window7_224")
+            let depths = try arguments.integers("depths", default: [2, 2, 6, 2], range: 1...256)
+            let heads = try arguments.integers("num_heads", default: [3, 6, 12, 24], count: depths.count, range: 1...1024)
+            return try SwinTransformer(architecture: "swin_tiny_patch4_window7_224", inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
+                                       patchSize: patch, window: try arguments.integers("window_size", default: [7], count: 1)[0],
+                                       embedDim: try arguments.integers("embed_dim", default: [96], count: 1)[0], depths: depths, heads: heads,
+                                       mlpRatio: try arguments.number("mlp_ratio", default: 4),
+                                       dropPathRate: Float(try arguments.fraction("drop_path_rate", default: 0.1)), generator: &generator)
+        },
         timmMLP("mixer_b16_224", width: 768, depth: 12, residual: false),
         timmMLP("resmlp_12_224", width: 384, depth: 12, residual: true),
         Entry(name: "mobilenetv2_100", family: "cnn", summary: "timm mobilenetv2_100: inverted residuals (expansion 6, ReLU6), head 1280, stride 32",

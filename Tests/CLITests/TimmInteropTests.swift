@@ -9,7 +9,7 @@ import XCTest
 /// (`launch/interop/make-timm-fixtures` wrote the fixtures; CI needs no torch).
 final class TimmInteropTests: XCTestCase {
     let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/timm").path
-    let families = ["resnet18", "resnet50", "convnext_tiny", "mobilenetv2_100", "mixer_b16_224", "resmlp_12_224", "deit_tiny_patch16_224"]
+    let families = ["resnet18", "resnet50", "convnext_tiny", "mobilenetv2_100", "mixer_b16_224", "resmlp_12_224", "deit_tiny_patch16_224", "swin_tiny_patch4_window7_224"]
 
     func expected(_ family: String) throws -> SafeTensors.Contents { try SafeTensors.read("\(fixtures)/\(family).expected.safetensors") }
 
@@ -110,28 +110,39 @@ final class TimmInteropTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(folder)/a.safetensors"))
     }
 
-    /// sfkd's model file loads strictly into timm and gives timm's logits (where torch and timm are installed).
+    /// Every family's sfkd model file loads strictly into the timm model it came from and gives
+    /// timm's logits (where torch and timm are installed; the generator builds the timm models).
     func testExportLoadsStrictlyIntoTimm() throws {
         let folder = try temporaryFolder(self)
-        let imported = try importFixture("resnet18", to: "\(folder)/r18.safetensors")
-        XCTAssertEqual(imported.status, 0, imported.stderr)
+        for family in families {
+            let imported = try importFixture(family, to: "\(folder)/\(family).safetensors")
+            XCTAssertEqual(imported.status, 0, imported.stderr)
+        }
         let script = """
-            import torch, timm
+            import importlib.machinery, importlib.util, torch
             from safetensors.torch import load_file
-            state = load_file('\(folder)/r18.safetensors')
-            model = timm.create_model('resnet18', num_classes=5, layers=(1, 1, 1, 1), channels=(8, 16, 32, 64)).eval()
-            model.load_state_dict(state, strict=True)
-            expected = load_file('\(fixtures)/resnet18.expected.safetensors')
-            with torch.no_grad():
-                difference = (model(expected['input']) - expected['logits']).abs().max().item()
-            print(difference)
+            loader = importlib.machinery.SourceFileLoader('fixtures', '\(packageRoot.path)/launch/interop/make-timm-fixtures')
+            spec = importlib.util.spec_from_loader('fixtures', loader)
+            fixtures = importlib.util.module_from_spec(spec)
+            loader.exec_module(fixtures)
+            for name, timm_name, kwargs, _, classes, _ in fixtures.FAMILIES:
+                model = fixtures.create(timm_name, classes, kwargs).eval()
+                model.load_state_dict(load_file(f'\(folder)/{name}.safetensors'), strict=True)
+                expected = load_file(f'\(fixtures)/{name}.expected.safetensors')
+                with torch.no_grad():
+                    print(name, (model(expected['input']) - expected['logits']).abs().max().item())
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", script]
-        let result = try runBounded(process, timeout: 120)
+        let result = try runBounded(process, timeout: 300)
         if result.stderr.contains("No module named") { throw XCTSkip("torch or timm is not installed (pip install torch timm); skipping the cross-check") }
         XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertLessThan(Double(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 1, 1e-6, result.stdout)
+        let differences = Dictionary(uniqueKeysWithValues: result.stdout.split(separator: "\n").map { line -> (String, Double) in
+            let parts = line.split(separator: " ")
+            return (String(parts[0]), Double(parts.last ?? "") ?? 1)
+        })
+        XCTAssertEqual(Set(differences.keys), Set(families), result.stdout)
+        for (family, difference) in differences { XCTAssertLessThan(difference, 1e-5, "\(family) in timm") }
     }
 }

@@ -33,6 +33,7 @@ final class ModelTests: XCTestCase {
         if entry.arguments.contains("channels") { return try ModelArguments("layers=1,1,1,1 channels=8,16,32,64") }
         if entry.arguments.contains("channel_multiplier") { return try ModelArguments("channel_multiplier=0.25") }
         if entry.arguments.contains("dims") { return try ModelArguments("depths=1,1,1,1 dims=8,16,32,64") }
+        if entry.arguments.contains("window_size") { return try ModelArguments("patch_size=4 embed_dim=8 depths=2,2,2,2 num_heads=1,1,2,2 window_size=4") }
         if entry.arguments.contains("num_blocks") { return try ModelArguments("patch_size=4 embed_dim=16 num_blocks=2") }
         if entry.arguments.contains("patch_size") { return try ModelArguments("patch_size=4 embed_dim=32 depth=2 num_heads=2") }
         return ModelArguments()
@@ -116,7 +117,8 @@ final class DropPathTests: XCTestCase {
     }
 
     func testModelsWithStochasticDepthAreTheSameModelInEval() throws {
-        for (name, arguments) in [("resnet18", "layers=1,1,1,1 channels=8,16,32,64 stem=cifar"), ("deit_tiny_patch16_224", "patch_size=4 embed_dim=32 depth=3 num_heads=2")] {
+        for (name, arguments) in [("resnet18", "layers=1,1,1,1 channels=8,16,32,64 stem=cifar"), ("deit_tiny_patch16_224", "patch_size=4 embed_dim=32 depth=3 num_heads=2"),
+                                 ("swin_tiny_patch4_window7_224", "patch_size=2 embed_dim=8 depths=2,2 num_heads=1,2 window_size=4")] {
             let plain = try ModelRegistry.make(name, inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments(arguments))
             let dropping = try ModelRegistry.make(name, inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments(arguments + " drop_path_rate=0.5"))
             // timm starts each block's last BN at zero weight, which would make dropping a branch a no-op.

@@ -14,6 +14,17 @@ final class ShapeGradientTests: XCTestCase {
         XCTAssertEqual(p.data[((4 * 3 + 2) * 2 + 1) * 4 + 3], x.data[((1 * 3 + 2) * 4 + 3) * 5 + 4])
     }
 
+    func testRollAndGatherRows() {
+        let x = Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])
+        XCTAssertEqual(x.rolled(by: 1, axis: 1).array, [3, 1, 2, 6, 4, 5], "torch.roll(x, 1, dims=1)")
+        XCTAssertEqual(x.rolled(by: -4, axis: 1).array, [2, 3, 1, 5, 6, 4], "torch.roll(x, -4, dims=1)")
+        XCTAssertEqual(x.rolled(by: 3, axis: 1).array, x.array)
+        XCTAssertEqual(x.gatherRows([1, 1, 0]).array, [4, 5, 6, 4, 5, 6, 1, 2, 3])
+        let a = randomTensor([3, 4, 5], seed: 30)
+        checkGradients([a]) { a.rolled(by: 2, axis: 1).rolled(by: -1, axis: 2) }
+        checkGradients([a]) { a.gatherRows([2, 0, 2, 1, 2]) }
+    }
+
     func testSliceConcatSplitPad() {
         let x = randomTensor([3, 5, 4], seed: 2)
         let y = randomTensor([3, 2, 4], seed: 3)

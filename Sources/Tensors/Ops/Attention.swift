@@ -11,16 +11,36 @@ struct AttentionLayout {
     let outputStride: Int
 }
 
-/// softmax(Q K^T * scale) V for every (batch, head), forward and backward fused; the attention
-/// probabilities are kept once for backward.
+/// Terms added to the scaled scores before the softmax: a (heads, N, N) bias shared by every
+/// batch entry (Swin's relative position bias, learned) and a constant (windows, N, N) mask for
+/// batch entry b taken as mask[b % windows] (Swin's shifted-window mask: the batch holds each
+/// image's windows in turn).
+struct ScoreTerms {
+    let bias: UnsafePointer<Float>?
+    let mask: UnsafePointer<Float>?
+    let windows: Int
+
+    static let none = ScoreTerms(bias: nil, mask: nil, windows: 1)
+    var isEmpty: Bool { bias == nil && mask == nil }
+
+    func add(to scores: UnsafeMutablePointer<Float>, b: Int, h: Int, tokens n: Int) {
+        if let bias { addInPlace(scores, bias + h * n * n, count: n * n) }
+        if let mask { addInPlace(scores, mask + (b % windows) * n * n, count: n * n) }
+    }
+}
+
+/// softmax(Q K^T * scale + terms) V for every (batch, head), forward and backward fused; the
+/// attention probabilities are kept once for backward.
 private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                       out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float) {
+                       out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float, terms: ScoreTerms = .none) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
+    // The narrow-head kernels fuse the softmax into their score pass and take no added terms.
+    let narrow = d <= NarrowHeads.limit && terms.isEmpty
     // Small per-head GEMMs: each thread takes whole heads and runs its GEMMs on one core.
     withSingleThreadedBLAS {
         parallelFor(layout.batch * heads) { range in
-            let workspace = d <= NarrowHeads.limit ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
+            let workspace = narrow ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
             for index in range {
                 let b = index / heads, h = index % heads
                 let scores = pp + index * n * n
@@ -30,6 +50,7 @@ private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: Un
                 }
                 gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: factor,
                      a: q + layout.queryOffset(b, h), lda: ld, b: k + layout.keyOffset(b, h), ldb: ld, c: scores, ldc: n)
+                terms.add(to: scores, b: b, h: h, tokens: n)
                 for r in 0..<n { softmaxRow(scores + r * n, scores + r * n, n) }
                 gemm(transposeA: false, transposeB: false, m: n, n: d, k: n,
                      a: scores, lda: n, b: v + layout.valueOffset(b, h), ldb: ld, c: out + layout.outputOffset(b, h), ldc: layout.outputStride)
@@ -38,12 +59,15 @@ private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: Un
     }
 }
 
+/// Gradients of queries, keys and values; with `gradBias`, also of a (heads, N, N) score bias
+/// (summed over the batch).
 private func attentionBackward(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                probabilities pp: UnsafePointer<Float>, gradOut pg: UnsafePointer<Float>,
-                               gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float) {
+                               gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float,
+                               hasTerms: Bool = false, gradBias: UnsafeMutablePointer<Float>? = nil) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
-    let narrow = d <= NarrowHeads.limit
+    let narrow = d <= NarrowHeads.limit && !hasTerms
     // Wide heads keep dP per head; narrow ones need only a row of it, in their workspace.
     let scratch = narrow ? nil : Tensor(uninitializedShape: [layout.batch * heads, n, n])
     withSingleThreadedBLAS {
@@ -72,6 +96,18 @@ private func attentionBackward(_ layout: AttentionLayout, q: UnsafePointer<Float
                 gemm(transposeA: false, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: k + layout.keyOffset(b, h), ldb: ld, c: gq + layout.queryOffset(b, h), ldc: ld)
                 gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: q + layout.queryOffset(b, h), ldb: ld, c: gk + layout.keyOffset(b, h), ldc: ld)
             }
+        }
+    }
+    // The bias gradient is dS before the scale, summed over the batch: per head, after the
+    // parallel pass (threads own whole (batch, head) slices, not heads).
+    guard let gradBias, let scratch else { return }
+    let plane = n * n
+    parallelFor(heads * plane, grain: 4096) { range in
+        for i in range {
+            let h = i / plane, e = i % plane
+            var sum: Float = 0
+            for b in 0..<layout.batch { sum += scratch.data[(b * heads + h) * plane + e] }
+            gradBias[i] = sum / factor
         }
     }
 }
@@ -104,10 +140,17 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
 /// Multi-head self-attention on the packed output of a qkv projection: (B, N, 3C) laid out as
 /// (B, N, 3, heads, C / heads), as timm's Attention reshapes it, to (B, N, C) with the heads
 /// concatenated. Equal to splitting, permuting and calling `scaledDotProductAttention`, without
-/// the copies.
-public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+/// the copies. `bias` (heads, N, N) is added to every batch entry's scores and trained (Swin's
+/// relative position bias); `mask` (windows, N, N) is a constant added to entry b as
+/// mask[b % windows] (Swin's shifted windows).
+public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
     ensure(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0, "packedSelfAttention: input \(qkv.shape) is not (B, N, 3 * C) with C divisible by \(heads) heads")
     let b = qkv.shape[0], n = qkv.shape[1], c = qkv.shape[2] / 3, d = c / heads
+    if let bias { ensure(bias.shape == [heads, n, n], "packedSelfAttention: bias \(bias.shape) is not (\(heads), \(n), \(n))") }
+    if let mask {
+        ensure(mask.rank == 3 && mask.shape[1] == n && mask.shape[2] == n && mask.shape[0] >= 1 && b % mask.shape[0] == 0,
+               "packedSelfAttention: mask \(mask.shape) is not (windows, \(n), \(n)) with the batch \(b) a multiple of windows")
+    }
     let factor = scale ?? 1 / Float(d).squareRoot()
     let layout = AttentionLayout(
         batch: b, heads: heads, tokens: n, width: d,
@@ -117,14 +160,17 @@ public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil) 
         inputStride: 3 * c,
         outputOffset: { batch, head in batch * n * c + head * d },
         outputStride: c)
+    let terms = ScoreTerms(bias: bias.map { UnsafePointer($0.data) }, mask: mask.map { UnsafePointer($0.data) }, windows: mask?.shape[0] ?? 1)
     let probabilities = Tensor(uninitializedShape: [b * heads, n, n])
     let out = Tensor(uninitializedShape: [b, n, c])
-    attention(layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor)
-    Tape.current.record(out, inputs: [qkv]) { g in
+    attention(layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor, terms: terms)
+    Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? [])) { g in
         let gqkv = Tensor(uninitializedShape: qkv.shape)
+        let gbias = bias?.requiresGrad == true ? Tensor(uninitializedShape: [heads, n, n]) : nil
         attentionBackward(layout, q: qkv.data, k: qkv.data, v: qkv.data, probabilities: probabilities.data, gradOut: g.data,
-                          gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor)
+                          gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor, hasTerms: !terms.isEmpty, gradBias: gbias?.data)
         accumulateGradient(qkv, gqkv)
+        if let bias, let gbias { accumulateGradient(bias, gbias) }
     }
     return out
 }

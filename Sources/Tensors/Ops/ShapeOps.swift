@@ -195,3 +195,30 @@ func copyBlock(from small: UnsafePointer<Float>, shape: [Int], into large: Unsaf
         }
     }
 }
+
+extension Tensor {
+    /// `torch.roll` along one axis: element i moves to (i + shift) mod n.
+    public func rolled(by shift: Int, axis: Int) -> Tensor {
+        let a = normalizedAxis(axis, op: "roll")
+        let n = shape[a]
+        let s = ((shift % n) + n) % n
+        if s == 0 { return self }
+        return concat([slice(axis: a, (n - s)..<n), slice(axis: a, 0..<(n - s))], axis: a)
+    }
+
+    /// Rows `indices` of a table (first axis), as `table[indices]` in PyTorch; the backward adds
+    /// each row's gradient back into the table row it came from.
+    public func gatherRows(_ indices: [Int]) -> Tensor {
+        ensure(rank >= 1 && indices.allSatisfy { (0..<shape[0]).contains($0) }, "gatherRows: an index is outside 0..<\(shape.first ?? 0) of table \(shape)")
+        let row = count / Swift.max(shape[0], 1)
+        let out = Tensor(uninitializedShape: [indices.count] + shape.dropFirst())
+        for (i, index) in indices.enumerated() { (out.data + i * row).update(from: data + index * row, count: row) }
+        let source = self
+        Tape.current.record(out, inputs: [self]) { g in
+            let gx = Tensor(zeros: source.shape)
+            for (i, index) in indices.enumerated() { addInPlace(gx.data + index * row, g.data + i * row, count: row) }
+            accumulateGradient(source, gx)
+        }
+        return out
+    }
+}
