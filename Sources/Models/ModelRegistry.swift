@@ -11,6 +11,11 @@ public enum ModelRegistry {
         public var arguments: [String] = []
         /// The final Linear layer, whose weight gives the class count of imported weights.
         public var classifier = "fc"
+        /// How timm converts older checkpoints of this model (`sfkd import` applies it).
+        public var checkpointFilter = CheckpointFilter.none
+        /// Normalisation of timm's pretrained weights for this model (its `default_cfg`).
+        public var pretrainedMean: [Float] = ImageNetStatistics.mean
+        public var pretrainedStd: [Float] = ImageNetStatistics.std
         let build: @Sendable (_ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments, _ generator: inout RandomGenerator) throws -> any ImageClassifier
 
         init(name: String, family: String, summary: String, arguments: [String] = [], classifier: String = "fc",
@@ -23,6 +28,21 @@ public enum ModelRegistry {
             self.build = build
         }
 
+        /// This entry with timm's conversion of older checkpoints.
+        func filtering(_ filter: CheckpointFilter) -> Entry {
+            var entry = self
+            entry.checkpointFilter = filter
+            return entry
+        }
+
+        /// This entry with the normalisation of timm's pretrained weights.
+        func normalised(mean: [Float], std: [Float]) -> Entry {
+            var entry = self
+            entry.pretrainedMean = mean
+            entry.pretrainedStd = std
+            return entry
+        }
+
         /// A model that takes no arguments.
         init(name: String, family: String, summary: String, classifier: String = "fc",
              build: @escaping @Sendable (_ inputShape: [Int], _ classes: Int, _ generator: inout RandomGenerator) throws -> any ImageClassifier) {
@@ -30,6 +50,13 @@ public enum ModelRegistry {
                 try build(shape, classes, &generator)
             }
         }
+    }
+
+    /// timm's `IMAGENET_DEFAULT_MEAN` / `_STD`; ViT (augreg) and Mixer weights use 0.5 instead.
+    public enum ImageNetStatistics {
+        public static let mean: [Float] = [0.485, 0.456, 0.406]
+        public static let std: [Float] = [0.229, 0.224, 0.225]
+        static let half: [Float] = [0.5, 0.5, 0.5]
     }
 
     public static let entries: [Entry] = [
@@ -45,7 +72,7 @@ public enum ModelRegistry {
         vit("vit-small", width: 192, depth: 8, heads: 6, mlpWidth: 384),
         timmViT("deit_tiny_patch16_224", width: 192, depth: 12, heads: 3),
         timmViT("deit_small_patch16_224", width: 384, depth: 12, heads: 6),
-        timmViT("vit_small_patch16_224", width: 384, depth: 12, heads: 6),
+        timmViT("vit_small_patch16_224", width: 384, depth: 12, heads: 6).normalised(mean: ImageNetStatistics.half, std: ImageNetStatistics.half),
         Entry(name: "convnext_tiny", family: "cnn", summary: "timm convnext_tiny: 7x7 depthwise blocks 3-3-9-3, widths 96-192-384-768, channels-last LayerNorm, layer scale",
               arguments: ["depths", "dims", "drop_path_rate"], classifier: "head.fc") { shape, classes, arguments, generator in
             let dims = try arguments.integers("dims", default: [96, 192, 384, 768], count: 4)
@@ -54,7 +81,7 @@ public enum ModelRegistry {
             }
             return ConvNeXt(architecture: "convnext_tiny", depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
                             dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0], classes: classes, generator: &generator)
-        },
+        }.filtering(.convnext),
         Entry(name: "swin_tiny_patch4_window7_224", family: "vit",
               summary: "timm swin_tiny_patch4_window7_224: patch 4, window 7, widths 96-768, depths 2-2-6-2, heads 3-6-12-24, shifted windows, relative position bias",
               arguments: ["img_size", "patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "drop_path_rate"],
@@ -71,8 +98,8 @@ public enum ModelRegistry {
                                        embedDim: try arguments.integers("embed_dim", default: [96], count: 1)[0], depths: depths, heads: heads,
                                        mlpRatio: try arguments.number("mlp_ratio", default: 4),
                                        dropPathRate: Float(try arguments.fraction("drop_path_rate", default: 0.1)), generator: &generator)
-        },
-        timmMLP("mixer_b16_224", width: 768, depth: 12, residual: false),
+        }.filtering(.swin),
+        timmMLP("mixer_b16_224", width: 768, depth: 12, residual: false).normalised(mean: ImageNetStatistics.half, std: ImageNetStatistics.half),
         timmMLP("resmlp_12_224", width: 384, depth: 12, residual: true),
         Entry(name: "mobilenetv2_100", family: "cnn", summary: "timm mobilenetv2_100: inverted residuals (expansion 6, ReLU6), head 1280, stride 32",
               arguments: ["channel_multiplier"], classifier: "classifier") { shape, classes, arguments, generator in
@@ -128,7 +155,7 @@ public enum ModelRegistry {
             return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
                                      width: embed, depth: try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0], heads: numHeads,
                                      mlpWidth: Int(Double(embed) * ratio), dropPathRate: Float(try arguments.fraction("drop_path_rate")), generator: &generator)
-        }
+        }.filtering(.visionTransformer)
     }
 
     /// timm's MLP-Mixer (`mixer_b16_224`: token MLP 0.5x, channel MLP 4x) and ResMLP
@@ -153,7 +180,7 @@ public enum ModelRegistry {
             }
             return MLPMixer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
                             width: embed, depth: blocks, tokenMLPWidth: embed / 2, channelMLPWidth: 4 * embed, generator: &generator)
-        }
+        }.filtering(.resmlp)
     }
 
     /// timm's ResNet family: `layers` and `channels` as timm takes them, `stem=cifar` for 32x32 inputs.

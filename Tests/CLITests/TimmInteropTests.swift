@@ -72,12 +72,107 @@ final class TimmInteropTests: XCTestCase {
         XCTAssertLessThan(relativeError(logits, reference.tensors["logits"]!), 1e-4, "logits at 48x48")
     }
 
+    /// Each family's weights rewritten in an older or the original repository's layout (the
+    /// inverse of timm's `checkpoint_filter_fn`) import to the same model: the same logits.
+    /// Where torch and timm are installed, timm's own filter reads those files too, so the
+    /// layouts here are the ones timm converts.
+    func testOlderCheckpointLayoutsAreConvertedAsTimmDoes() throws {
+        let folder = try temporaryFolder(self)
+        func renamed(_ family: String, _ rename: (String, Tensor) -> [(String, Tensor)]) throws -> String {
+            let contents = try SafeTensors.read("\(fixtures)/\(family).weights.safetensors")
+            let path = "\(folder)/\(family).old.safetensors"
+            try SafeTensors.write(contents.names.flatMap { rename($0, contents.tensors[$0]!) }, to: path)
+            return path
+        }
+        func replacing(_ name: String, _ pairs: [(String, String)]) -> String {
+            pairs.reduce(name) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
+        }
+        var old: [String: String] = [:]
+        // Swin before timm 0.9: patch merging at the end of the previous stage, `head`, index buffers saved.
+        old["swin_tiny_patch4_window7_224"] = try renamed("swin_tiny_patch4_window7_224") { name, tensor in
+            var parts = name.split(separator: ".").map(String.init)
+            if parts.count > 2, parts[0] == "layers", parts[2] == "downsample", let stage = Int(parts[1]) { parts[1] = String(stage - 1) }
+            if parts.starts(with: ["head", "fc"]) { parts.remove(at: 1) }
+            var out = [(parts.joined(separator: "."), tensor)]
+            if name.hasSuffix("relative_position_bias_table") {
+                out.append((name.replacingOccurrences(of: "bias_table", with: "index"), Tensor(zeros: [4, 4])))
+            }
+            return out
+        }
+        // facebookresearch/ConvNeXt.
+        old["convnext_tiny"] = try renamed("convnext_tiny") { name, tensor in
+            var parts = name.split(separator: ".").map(String.init)
+            if parts[0] == "stem" { parts = ["downsample_layers", "0"] + parts[1...] }
+            if parts.count > 3, parts[0] == "stages", parts[2] == "downsample" { parts = ["downsample_layers", parts[1]] + parts[3...] }
+            if parts.count > 3, parts[0] == "stages", parts[2] == "blocks" { parts.remove(at: 2) }
+            if parts.starts(with: ["head", "norm"]) { parts.remove(at: 0) }
+            if parts.starts(with: ["head", "fc"]) { parts.remove(at: 1) }
+            return [(replacing(parts.joined(separator: "."), [("conv_dw", "dwconv"), ("mlp.fc", "pwconv")]), tensor)]
+        }
+        // Early timm ViT: a linear patch embedding; a pre-logits layer.
+        old["deit_tiny_patch16_224"] = try renamed("deit_tiny_patch16_224") { name, tensor in
+            guard name == "patch_embed.proj.weight" else { return [(name, tensor)] }
+            return [(name, tensor.reshape([tensor.shape[0], tensor.count / tensor.shape[0]])), ("pre_logits.fc.weight", Tensor(zeros: [2, 2]))]
+        }
+        // facebookresearch/deit's ResMLP.
+        old["resmlp_12_224"] = try renamed("resmlp_12_224") { name, tensor in
+            let renamed = replacing(name, [("stem.", "patch_embed."), ("linear_tokens.", "attn."), ("mlp_channels.", "mlp."), (".ls", ".gamma_")])
+            return [(renamed, renamed.hasSuffix(".alpha") || renamed.hasSuffix(".beta") ? tensor.reshape([tensor.count]) : tensor)]
+        }
+        for (family, path) in old.sorted(by: { $0.key < $1.key }) {
+            let reference = try expected(family)
+            let imported = try importFixture(family, weights: path, to: "\(folder)/\(family).safetensors")
+            XCTAssertEqual(imported.status, 0, "\(family): \(imported.stderr)")
+            XCTAssertTrue(imported.stderr.contains("converted from an older checkpoint layout as timm's checkpoint_filter_fn does"), imported.stderr)
+            let (model, _, _) = try ModelFile.open("\(folder)/\(family).safetensors")
+            model.eval()
+            let logits = withNoGrad { model.forward(reference.tensors["input"]!).logits }
+            XCTAssertLessThan(relativeError(logits, reference.tensors["logits"]!), 1e-4, "\(family): logits")
+        }
+        // Today's layout passes through untouched: no conversion note.
+        let current = try importFixture("convnext_tiny", to: "\(folder)/current.safetensors")
+        XCTAssertFalse(current.stderr.contains("converted"), current.stderr)
+
+        let script = """
+            import importlib, importlib.machinery, importlib.util
+            from safetensors.torch import load_file
+            loader = importlib.machinery.SourceFileLoader('fixtures', '\(packageRoot.path)/launch/interop/make-timm-fixtures')
+            spec = importlib.util.spec_from_loader('fixtures', loader)
+            fixtures = importlib.util.module_from_spec(spec)
+            loader.exec_module(fixtures)
+            modules = {'swin': 'swin_transformer', 'convnext': 'convnext', 'deit': 'vision_transformer', 'resmlp': 'mlp_mixer'}
+            for name, timm_name, kwargs, _, classes, _ in fixtures.FAMILIES:
+                prefix = name.split('_')[0]
+                if prefix not in modules:
+                    continue
+                model = fixtures.create(timm_name, classes, kwargs).eval()
+                filter_fn = importlib.import_module('timm.models.' + modules[prefix]).checkpoint_filter_fn
+                model.load_state_dict(filter_fn(load_file(f'\(folder)/{name}.old.safetensors'), model), strict=True)
+                print(name)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script]
+        let result = try runBounded(process, timeout: 300)
+        if result.stderr.contains("No module named") { throw XCTSkip("torch or timm is not installed; the layouts were not cross-checked with timm's filters") }
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(Set(result.stdout.split(separator: "\n").map(String.init)), Set(old.keys), result.stdout)
+    }
+
     func testFullSizeParameterCountsEqualTimms() throws {
         let counts = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/parameter-counts.json"))) as? [String: Any])
         let parameters = try XCTUnwrap(counts["parameters"] as? [String: Int])
         for (name, expected) in parameters {
             let model = try ModelRegistry.make(name, inputShape: [3, 224, 224], classes: 1000, seed: 0)
             XCTAssertEqual(model.parameterCount, expected, name)
+        }
+        // The normalisation `sfkd import` assumes is that of timm's default pretrained weights.
+        let normalisation = try XCTUnwrap(counts["normalisation"] as? [String: [String: [Double]]])
+        XCTAssertEqual(Set(normalisation.keys), Set(parameters.keys))
+        for (name, statistics) in normalisation {
+            let entry = try ModelRegistry.entry(named: name)
+            XCTAssertEqual(entry.pretrainedMean.map(Double.init), statistics["mean"]!.map { Double(Float($0)) }, "\(name): mean")
+            XCTAssertEqual(entry.pretrainedStd.map(Double.init), statistics["std"]!.map { Double(Float($0)) }, "\(name): std")
         }
     }
 

@@ -10,7 +10,9 @@ struct ImportCommand: ParsableCommand {
         abstract: "Turn a timm/PyTorch state dict in safetensors into an sfkd model file (usable as --teacher and by eval).",
         discussion: """
             WEIGHTS is a state dict as timm, the Hugging Face hub or safetensors.torch.save_file write it (a `module.` \
-            prefix from DistributedDataParallel is stripped). Every tensor's name and shape is checked against the model; \
+            prefix from DistributedDataParallel is stripped). Older layouts are converted as timm's checkpoint_filter_fn \
+            converts them (Swin before timm 0.9, facebookresearch ConvNeXt and ResMLP, early linear ViT patch embeddings), and a \
+            position embedding for another input size is resampled. Every tensor's name and shape is checked against the model; \
             what is missing, unexpected or mis-shaped is listed. A PyTorch .pth converts in three lines of Python: \
             import torch; from safetensors.torch import save_file; \
             save_file({k: v.contiguous() for k, v in torch.load('model.pth', map_location='cpu').items()}, 'model.safetensors')
@@ -22,8 +24,8 @@ struct ImportCommand: ParsableCommand {
     @Option(name: .customLong("model-args"), help: "Model keyword arguments: 'layers=2,2,2,2 stem=cifar'.") var modelArgs: String = ""
     @Option(help: "Class count (default: from the classifier's weight).") var classes: Int?
     @Option(help: "Input shape C,H,W the model is for.") var input: String = "3,224,224"
-    @Option(help: "Normalisation mean per channel (default timm's ImageNet mean).") var mean: String?
-    @Option(help: "Normalisation std per channel (default timm's ImageNet std).") var std: String?
+    @Option(help: "Normalisation mean per channel (default: that of timm's pretrained weights for the model).") var mean: String?
+    @Option(help: "Normalisation std per channel (default: that of timm's pretrained weights for the model).") var std: String?
     @Option(help: "The dataset the weights are for (a distillation run refuses a teacher of another).") var dataset: String = "imagenet"
     @Option(help: "The sfkd model file to write.") var out: String
 
@@ -41,8 +43,10 @@ struct ImportCommand: ParsableCommand {
         }
         if let mean { job.mean = try numbers(mean, flag: "--mean", as: Float.self) }
         if let std { job.std = try numbers(std, flag: "--std", as: Float.self) }
-        let description = try job.write(to: out)
-        report("\(weights) -> \(out): \(model)\(job.arguments.isEmpty ? "" : " (\(job.arguments.text))") for \(description.classes) classes, input \(description.inputShape), dataset '\(description.dataset)'")
+        let result = try job.write(to: out)
+        let description = result.description
+        for note in result.notes { report("\(weights): \(note)") }
+        report("\(weights) -> \(out): \(model)\(job.arguments.isEmpty ? "" : " (\(job.arguments.text))") for \(description.classes) classes, input \(description.inputShape), mean \(description.mean), std \(description.std), dataset '\(description.dataset)'")
     }
 
     private func numbers<T: LosslessStringConvertible>(_ text: String, flag: String, as: T.Type) throws -> [T] {
