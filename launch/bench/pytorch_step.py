@@ -211,8 +211,8 @@ def timm_model(name, text):
             cifar_stem = value == "cifar"
             continue
         values = [float(v) if "." in v else int(v) for v in value.split(",")]
-        arguments[key] = tuple(values) if len(values) > 1 or key in ("layers", "channels", "depths", "dims") else values[0]
-    if name.startswith(("deit", "vit", "mixer", "resmlp")):
+        arguments[key] = tuple(values) if len(values) > 1 or key in ("layers", "channels", "depths", "dims", "num_heads") and name.startswith(("resnet", "convnext", "swin")) else values[0]
+    if name.startswith(("deit", "vit", "mixer", "resmlp", "swin")):
         arguments.setdefault("img_size", 32)  # sfkd sizes token models from the input
     if name.startswith(("mixer", "resmlp")):
         from functools import partial

@@ -25,7 +25,7 @@ struct OpsBenchmark {
         }
     }
 
-    struct AttentionTiming: Encodable {
+    struct KernelTiming: Encodable {
         let forwardMilliseconds: Double, forwardBackwardMilliseconds: Double, forwardBackwardGFLOPS: Double
 
         enum CodingKeys: String, CodingKey {
@@ -54,8 +54,10 @@ struct OpsBenchmark {
     struct Result: Encodable {
         var sgemmGFLOPS = 0.0
         var convolutions: [Convolution]?
-        var attention: AttentionTiming?
-        var narrowHeadAttention: AttentionTiming?
+        var attention: KernelTiming?
+        var narrowHeadAttention: KernelTiming?
+        var depthwise7x7: KernelTiming?
+        var windowAttention: KernelTiming?
         var elementwise: Elementwise?
         var pool: PoolAllocations?
         var openblasCore = BLASCore.coreName
@@ -64,6 +66,7 @@ struct OpsBenchmark {
         enum CodingKeys: String, CodingKey {
             case attention, elementwise, pool, threads
             case sgemmGFLOPS = "sgemm_gflops", convolutions = "conv2d_3x3", narrowHeadAttention = "narrow_head_attention", openblasCore = "openblas_core"
+            case depthwise7x7 = "depthwise_conv2d_7x7", windowAttention = "window_attention"
         }
     }
 
@@ -82,6 +85,9 @@ struct OpsBenchmark {
                 progress("conv3x3 \(c.shape): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s, timed alternately)")
             }
             results.convolutions = convolutions
+            let depthwise = depthwise7x7(batch: 16, channels: 96, size: 56)
+            results.depthwise7x7 = depthwise
+            progress("depthwise conv 7x7 16x96x56x56 (convnext_tiny's first stage at 224): forward \(formatted(depthwise.forwardMilliseconds, 2)) ms, forward+backward \(formatted(depthwise.forwardBackwardMilliseconds, 2)) ms (\(formatted(depthwise.forwardBackwardGFLOPS)) GFLOP/s)")
         }
         if parts.contains(.attention) {
             let attention = attentionBlock(batch: 64, tokens: 65, width: 128, heads: 4)
@@ -89,10 +95,13 @@ struct OpsBenchmark {
             progress("attention block 64x65x128, 4 heads: forward \(formatted(attention.forwardMilliseconds, 2)) ms, forward+backward \(formatted(attention.forwardBackwardMilliseconds, 2)) ms (\(formatted(attention.forwardBackwardGFLOPS)) GFLOP/s)")
             let narrow = narrowHeadAttention(batch: 64, tokens: 256, width: 32, heads: 4)
             results.narrowHeadAttention = narrow
+            let windows = windowAttention(images: 8, grid: 56, window: 7, width: 96, heads: 3)
+            results.windowAttention = windows
+            progress("window attention 8 images x 64 windows x 49 tokens, 3 heads of 32, bias + shifted mask (swin_tiny's first stage at 224): forward \(formatted(windows.forwardMilliseconds, 2)) ms, forward+backward \(formatted(windows.forwardBackwardMilliseconds, 2)) ms (\(formatted(windows.forwardBackwardGFLOPS)) GFLOP/s)")
             progress("narrow-head attention 64x256x32, 4 heads of 8 (DS2S's interaction block): forward \(formatted(narrow.forwardMilliseconds, 2)) ms, forward+backward \(formatted(narrow.forwardBackwardMilliseconds, 2)) ms (\(formatted(narrow.forwardBackwardGFLOPS)) GFLOP/s)")
         }
         if parts.contains(.elementwise) {
-            let memory = elementwise(count: 1 << 24)
+            let memory = elementwise(count: 96 << 17)  // 48 MB per array, beyond any cache; a multiple of 96 for the LayerNorm rows
             results.elementwise = memory
             progress("memory copy: \(formatted(memory.copyGBPS)) GB/s")
             for kernel in memory.kernels {
@@ -149,7 +158,7 @@ struct OpsBenchmark {
                            forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate)
     }
 
-    private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> AttentionTiming {
+    private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> KernelTiming {
         var generator = RandomGenerator(seed: 2)
         let attention = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
         let x = randomTensor([batch, tokens, width], &generator, requiresGrad: true)
@@ -162,12 +171,12 @@ struct OpsBenchmark {
         // qkv and proj projections plus the two attention products, times 3 for backward.
         let projections = 2.0 * Double(batch * tokens) * Double(width * width) * 4
         let products = 2.0 * 2 * Double(batch * tokens * tokens * width)
-        return AttentionTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
+        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
                                forwardBackwardGFLOPS: 3 * (projections + products) / both * 1e-9)
     }
 
     /// The attention kernel alone (no projections) on packed qkv: softmax(Q K^T / sqrt(d)) V.
-    private func narrowHeadAttention(batch: Int, tokens: Int, width: Int, heads: Int) -> AttentionTiming {
+    private func narrowHeadAttention(batch: Int, tokens: Int, width: Int, heads: Int) -> KernelTiming {
         var generator = RandomGenerator(seed: 4)
         let qkv = randomTensor([batch, tokens, 3 * width], &generator, requiresGrad: true)
         let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = packedSelfAttention(qkv, heads: heads) } }
@@ -178,7 +187,42 @@ struct OpsBenchmark {
         }
         // Forward: Q K^T and P V; backward: dP, dV, dQ and dK, each 2 * B * N * N * width flops.
         let product = 2.0 * Double(batch * tokens * tokens * width)
-        return AttentionTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 6 * product / both * 1e-9)
+        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 6 * product / both * 1e-9)
+    }
+
+    /// ConvNeXt's depthwise convolution: 7x7, padding 3, one filter per channel.
+    private func depthwise7x7(batch: Int, channels: Int, size: Int) -> KernelTiming {
+        var generator = RandomGenerator(seed: 5)
+        let x = randomTensor([batch, channels, size, size], &generator, requiresGrad: true)
+        let w = randomTensor([channels, 1, 7, 7], &generator, requiresGrad: true)
+        let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = conv2d(x, weight: w, padding: (3, 3), groups: channels) } }
+        let both = medianSeconds(repeats: repeats) {
+            let y = conv2d(x, weight: w, padding: (3, 3), groups: channels)
+            y.backward(seed: y.detached())
+            x.zeroGrad(); w.zeroGrad()
+        }
+        // Forward, input gradient and weight gradient: 2 * 49 flops per output element each.
+        let flops = 2.0 * 49 * Double(batch * channels * size * size)
+        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 3 * flops / both * 1e-9)
+    }
+
+    /// Swin's shifted-window attention kernel (no projections): every image's windows with a
+    /// per-head bias and the shifted-window mask added to the scores.
+    private func windowAttention(images: Int, grid: Int, window: Int, width: Int, heads: Int) -> KernelTiming {
+        var generator = RandomGenerator(seed: 6)
+        let windows = (grid / window) * (grid / window), n = window * window
+        let qkv = randomTensor([images * windows, n, 3 * width], &generator, requiresGrad: true)
+        let bias = randomTensor([heads, n, n], &generator, requiresGrad: true)
+        let mask = Tensor(zeros: [windows, n, n])
+        for i in 0..<mask.count where (i / n) % 3 != (i % n) % 3 { mask.data[i] = -100 }
+        let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = packedSelfAttention(qkv, heads: heads, bias: bias, mask: mask) } }
+        let both = medianSeconds(repeats: repeats) {
+            let y = packedSelfAttention(qkv, heads: heads, bias: bias, mask: mask)
+            y.backward(seed: y.detached())
+            qkv.zeroGrad(); bias.zeroGrad()
+        }
+        let product = 2.0 * Double(images * windows * n * n * width)
+        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 6 * product / both * 1e-9)
     }
 
     private func elementwise(count: Int) -> Elementwise {
@@ -187,11 +231,14 @@ struct OpsBenchmark {
         let bytes = Double(count * MemoryLayout<Float>.stride)
         var results: [Elementwise.Kernel] = []
         let destination = Tensor(uninitializedShape: [count])
+        let channelsLast = a.reshape([count / 96, 96]), gamma = randomTensor([96], &generator), beta = randomTensor([96], &generator)
         let copy = { destination.data.update(from: a.data, count: count) }
         // Each kernel is timed alternately with the copy; a copy moves 2 arrays (read + write),
         // a binary op 3, a unary op 2.
         let kernels: [(String, Double, () -> Void)] = [
             ("add", 3, { _ = a + b }), ("mul", 3, { _ = a * b }), ("relu", 2, { _ = relu(a) }), ("scale", 2, { _ = a * 0.5 }),
+            // ConvNeXt's and Swin's LayerNorm over 96 channels last, with affine.
+            ("layer_norm_96_channels_last", 2, { _ = layerNorm(channelsLast, weight: gamma, bias: beta, epsilon: 1e-6) }),
         ]
         var copyRates: [Double] = []
         withNoGrad {
