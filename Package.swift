@@ -40,13 +40,15 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CVector"),
 
         .target(name: "Tensors", dependencies: ["CBLAS", "CVector"], swiftSettings: fastMath),
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Layers", "Tensors"], swiftSettings: fastMath),
         .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),
-        .target(name: "Data", dependencies: ["Tensors", "CZlib"], swiftSettings: fastMath),
+        .target(name: "Data", dependencies: ["Tensors", "CZlib", "CTurboJPEG", "CPNG"], swiftSettings: fastMath),
         .target(name: "Distill", dependencies: ["Tensors", "Layers", "Models", "Spectral"], swiftSettings: fastMath),
         .target(
             name: "Training",
@@ -57,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "sfkd",
             dependencies: [
-                "Tensors", "Layers", "Models", "Data", "Distill", "Training", "Cluster", "CFFTW", "CZlib",
+                "Tensors", "Layers", "Models", "Data", "Distill", "Training", "Cluster", "CFFTW", "CZlib", "CTurboJPEG", "CPNG",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastMath + cpuCheck

@@ -18,9 +18,9 @@ public struct Augmentation: Equatable, Sendable, Codable {
 }
 
 /// Writes sample `index` of `dataset` as normalised floats (C, H, W) at `destination`,
-/// augmented when `augmentation` is given.
+/// augmented when `augmentation` is given; `scratch` holds a decoded file's bytes.
 func writeSample(_ dataset: ImageDataset, index: Int, mean: [Float], std: [Float], augmentation: Augmentation?,
-                 seed: UInt64, epoch: Int, into destination: UnsafeMutablePointer<Float>) {
+                 seed: UInt64, epoch: Int, into destination: UnsafeMutablePointer<Float>, scratch: inout [UInt8]) throws {
     let c = dataset.shape[0], h = dataset.shape[1], w = dataset.shape[2]
     var shiftY = 0, shiftX = 0, flip = false
     if let augmentation, !augmentation.isIdentity {
@@ -32,8 +32,13 @@ func writeSample(_ dataset: ImageDataset, index: Int, mean: [Float], std: [Float
         }
         if augmentation.horizontalFlip { flip = generator.next() & 1 == 1 }
     }
-    dataset.pixels.withUnsafeBufferPointer { pixels in
-        let image = pixels.baseAddress! + index * c * h * w
+    if let files = dataset.files {
+        if scratch.count != c * h * w { scratch = [UInt8](repeating: 0, count: c * h * w) }
+        try scratch.withUnsafeMutableBufferPointer { try files.write(index, into: $0.baseAddress!) }
+    }
+    let stored = dataset.files == nil
+    (stored ? dataset.pixels : scratch).withUnsafeBufferPointer { pixels in
+        let image = pixels.baseAddress! + (stored ? index * c * h * w : 0)
         for k in 0..<c {
             let scale = 1 / (255 * std[k]), offset = -mean[k] / std[k]
             let plane = image + k * h * w

@@ -20,6 +20,7 @@ public final class BatchLoader {
     private final class Queue: @unchecked Sendable {
         let condition = NSCondition()
         var ready: [Batch] = []
+        var failure: Error?
         var finished = false
         var cancelled = false
     }
@@ -32,7 +33,17 @@ public final class BatchLoader {
         let queue = self.queue
         let thread = Thread {
             for indices in batches {
-                let batch = BatchLoader.assemble(dataset, indices: indices, mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch)
+                let batch: Batch
+                do {
+                    batch = try BatchLoader.assemble(dataset, indices: indices, mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch)
+                } catch {
+                    queue.condition.lock()
+                    queue.failure = error
+                    queue.finished = true
+                    queue.condition.broadcast()
+                    queue.condition.unlock()
+                    return
+                }
                 queue.condition.lock()
                 while queue.ready.count >= prefetch && !queue.cancelled { queue.condition.wait() }
                 if queue.cancelled { queue.condition.unlock(); return }
@@ -56,12 +67,15 @@ public final class BatchLoader {
         queue.condition.unlock()
     }
 
-    /// The next batch, or nil after the last.
-    public func next() -> Batch? {
+    /// The next batch, or nil after the last; a file that could not be decoded is thrown here.
+    public func next() throws -> Batch? {
         queue.condition.lock()
         defer { queue.condition.unlock() }
         while queue.ready.isEmpty && !queue.finished { queue.condition.wait() }
-        if queue.ready.isEmpty { return nil }
+        if queue.ready.isEmpty {
+            if let failure = queue.failure { throw failure }
+            return nil
+        }
         let batch = queue.ready.removeFirst()
         queue.condition.broadcast()
         return batch
@@ -69,11 +83,13 @@ public final class BatchLoader {
 
     /// Builds one batch on the calling thread.
     public static func assemble(_ dataset: ImageDataset, indices: [Int], mean: [Float], std: [Float], augmentation: Augmentation?,
-                                seed: UInt64, epoch: Int) -> Batch {
+                                seed: UInt64, epoch: Int) throws -> Batch {
         let images = Tensor(uninitializedShape: [indices.count] + dataset.shape)
         let size = dataset.imageSize
+        var scratch: [UInt8] = []
         for (slot, index) in indices.enumerated() {
-            writeSample(dataset, index: index, mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch, into: images.data + slot * size)
+            try writeSample(dataset, index: index, mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch,
+                            into: images.data + slot * size, scratch: &scratch)
         }
         return Batch(images: images, labels: indices.map { Int(dataset.labels[$0]) }, indices: indices)
     }

@@ -15,13 +15,27 @@ public enum DatasetRegistry {
         Entry(name: "cifar10", summary: "CIFAR-10 binary version, 3x32x32, 10 classes", defaultDirectory: nil),
         Entry(name: "cifar100", summary: "CIFAR-100 binary version, 3x32x32, 100 fine classes", defaultDirectory: nil),
         Entry(name: "npy", summary: "uint8 images (N,H,W[,C]) and integer labels: {train,test}_{images,labels}.npy", defaultDirectory: nil),
+        Entry(name: "folder", summary: "JPEG/PNG images in torchvision's ImageFolder layout: DIR/train/<class>/*, DIR/val/<class>/* (or --val-dir), decoded at --input-size", defaultDirectory: nil),
         Entry(name: "synthetic", summary: "procedural oriented gratings, 3x32x32, 10 classes, 10000 train / 2000 test, no files", defaultDirectory: nil),
     ]
 
     public static var names: [String] { entries.map(\.name) }
 
+    /// How a `folder` dataset is read: the evaluation split's folder, the size images are
+    /// brought to (timm's eval transform: shorter side to size / crop_pct, centre crop) and
+    /// whether files that do not decode stop the run or are counted and skipped.
+    public struct FolderOptions: Sendable {
+        public var valDirectory: String?
+        public var inputSize = 224
+        public var cropPercent = 0.875
+        public var interpolation = Interpolation.bicubic
+        public var skipBadImages = false
+
+        public init() {}
+    }
+
     /// Loads both splits of `name` from `directory` (or the dataset's default place).
-    public static func load(_ name: String, directory: String? = nil) throws -> DatasetSplits {
+    public static func load(_ name: String, directory: String? = nil, folder options: FolderOptions = FolderOptions()) throws -> DatasetSplits {
         guard let entry = entries.first(where: { $0.name == name }) else {
             throw UserError("unknown dataset '\(name)'; valid datasets: \(names.joined(separator: ", "))")
         }
@@ -42,6 +56,14 @@ public enum DatasetRegistry {
             throw UserError("dataset '\(name)': folder \(folder) not found\(hint)")
         }
         switch name {
+        case "folder":
+            let (train, val) = try ImageFolder.splits(train: "\(folder)/train", val: options.valDirectory ?? "\(folder)/val")
+            func files(_ split: ImageFolder) -> ImageFiles {
+                ImageFiles(folder: split, size: options.inputSize, cropPercent: options.cropPercent, interpolation: options.interpolation, skipBadImages: options.skipBadImages)
+            }
+            // timm's IMAGENET_DEFAULT_MEAN / _STD, what pretrained timm models expect.
+            return DatasetSplits(train: ImageDataset(name: "folder", files: files(train)), test: ImageDataset(name: "folder", files: files(val)),
+                                 mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], defaultAugmentation: Augmentation(horizontalFlip: true))
         case "fashion-mnist":
             let (train, test) = try IDXReader.load(name: name, directory: folder, classes: 10)
             return DatasetSplits(train: train, test: test, mean: [0.2860], std: [0.3530], defaultAugmentation: Augmentation(cropPadding: 2, horizontalFlip: true))

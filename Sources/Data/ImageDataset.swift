@@ -1,14 +1,19 @@
 import Tensors
 
-/// One split of an image classification dataset, held in memory as uint8 CHW images.
+/// One split of an image classification dataset: uint8 CHW images held in memory, or image
+/// files decoded when a batch needs them.
 public struct ImageDataset: Sendable {
     public let name: String
     /// (C, H, W)
     public let shape: [Int]
     public let classes: Int
-    /// count * C * H * W bytes, image after image, channel-major (CHW).
+    /// count * C * H * W bytes, image after image, channel-major (CHW); empty for files.
     public let pixels: [UInt8]
     public let labels: [Int32]
+    /// The image files, for a dataset that is not held in memory.
+    public let files: ImageFiles?
+    /// Class names in label order, where the dataset has them.
+    public var classNames: [String]? { files?.folder.classNames }
 
     public var count: Int { labels.count }
     public var imageSize: Int { shape.reduce(1, *) }
@@ -20,6 +25,17 @@ public struct ImageDataset: Sendable {
         self.classes = classes
         self.pixels = pixels
         self.labels = labels
+        self.files = nil
+    }
+
+    /// A split of image files, brought to 3 x size x size.
+    public init(name: String, files: ImageFiles) {
+        self.name = name
+        shape = [3, files.size, files.size]
+        classes = files.folder.classNames.count
+        pixels = []
+        labels = files.folder.labels
+        self.files = files
     }
 
     /// Per-channel mean and standard deviation of the pixels scaled to [0, 1].

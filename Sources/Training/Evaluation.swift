@@ -36,7 +36,7 @@ public enum Evaluation {
     public static func run(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
                            what: String = "the model") throws -> EvaluationResult {
         guard dataset.count > 0 else { throw UserError("the test split of '\(dataset.name)' is empty: nothing to evaluate \(what) on") }
-        let result = totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize).result
+        let result = try totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize).result
         try result.checkFinite(what: what, dataset: dataset.name)
         return result
     }
@@ -44,7 +44,7 @@ public enum Evaluation {
     /// Sums over the test samples `shard` of `shards` takes (samples shard, shard + shards, ...), so
     /// data-parallel ranks can split evaluation and add their sums.
     public static func totals(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
-                              shard: Int = 0, shards: Int = 1) -> EvaluationTotals {
+                              shard: Int = 0, shards: Int = 1) throws -> EvaluationTotals {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
@@ -52,7 +52,7 @@ public enum Evaluation {
         let batches = stride(from: 0, to: samples.count, by: batchSize).map { Array(samples[$0..<min(samples.count, $0 + batchSize)]) }
         let loader = BatchLoader(dataset: dataset, mean: mean, std: std, augmentation: nil, seed: 0, epoch: 0, batches: batches)
         var correct1 = 0, correct5 = 0, lossSum = 0.0
-        while let batch = loader.next() {
+        while let batch = try loader.next() {
             withNoGrad {
                 let logits = model.forward(batch.images).logits
                 let classes = logits.shape[1]

@@ -15,6 +15,8 @@ public struct ModelDescription: Equatable, Sendable {
     public var inputShape: [Int]
     public var mean: [Float]
     public var std: [Float]
+    /// Class names in label order (an image folder's class folders), where the dataset has them.
+    public var classNames: [String]?
 
     public init(architecture: String, arguments: ModelArguments = ModelArguments(), dataset: String, classes: Int, inputShape: [Int], mean: [Float], std: [Float]) {
         self.architecture = architecture
@@ -30,11 +32,16 @@ public struct ModelDescription: Equatable, Sendable {
 
     static let argumentsKey = "sfkd_model_args"
 
+    static let classNamesKey = "sfkd_class_names"
+
     var metadata: [String: String] {
         var fields = ["format": "pt", Self.formatVersionKey: String(FileFormat.version), "sfkd_architecture": architecture, "sfkd_dataset": dataset, "sfkd_classes": String(classes),
          "sfkd_input_shape": inputShape.map(String.init).joined(separator: ","),
          "sfkd_mean": mean.map { String($0) }.joined(separator: ","), "sfkd_std": std.map { String($0) }.joined(separator: ",")]
         if !arguments.isEmpty { fields[Self.argumentsKey] = arguments.text }
+        if let classNames, let json = try? JSONSerialization.data(withJSONObject: classNames) {
+            fields[Self.classNamesKey] = String(decoding: json, as: UTF8.self)
+        }
         return fields
     }
 
@@ -64,6 +71,12 @@ public struct ModelDescription: Equatable, Sendable {
         inputShape = try numbers("sfkd_input_shape")
         mean = try numbers("sfkd_mean")
         std = try numbers("sfkd_std")
+        if let text = metadata[Self.classNamesKey] {
+            guard let names = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String], names.count == classes else {
+                throw UserError("\(path): metadata field '\(Self.classNamesKey)' is not a JSON list of \(classes) class names")
+            }
+            classNames = names
+        }
         // Sizes and statistics from a file are checked before anything is built from them.
         try validate(path: path)
     }
@@ -86,6 +99,10 @@ public struct ModelDescription: Equatable, Sendable {
     public func checkCompatible(with splits: DatasetSplits, path: String) throws {
         guard splits.shape == inputShape && splits.classes == classes else {
             throw UserError("\(path) holds \(architecture) for \(dataset) (input \(inputShape), \(classes) classes); dataset '\(splits.name)' gives input \(splits.shape) with \(splits.classes) classes")
+        }
+        if let classNames, let names = splits.train.classNames, names != classNames {
+            let differing = zip(classNames, names).enumerated().first { $0.element.0 != $0.element.1 }
+            throw UserError("\(path) was trained on the classes \(classNames.prefix(5).joined(separator: ", "))...; the dataset's class folders differ\(differing.map { " (label \($0.offset): '\($0.element.0)' in the model, '\($0.element.1)' in the dataset)" } ?? "")")
         }
     }
 }

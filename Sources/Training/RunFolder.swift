@@ -39,14 +39,15 @@ final class RunFolder {
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     /// The files a run writes; a folder holding any of them holds a run.
-    static let runFiles = ["config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "summary.json"]
+    static let runFiles = ["config.yaml", "classes.txt", "metrics.jsonl", "checkpoints", "model.safetensors", "summary.json"]
 
     /// Locks the folder and writes `config.yaml`. With `resume`, checks the settings against the
     /// saved run and restores the newest complete checkpoint into `modules` and `optimizer` on
     /// rank 0 (the replica group copies it to the other students); without it, refuses a folder
     /// that holds a run unless `overwrite`. Returns the state to continue from, on every rank.
+    /// `classNames` (an image folder's classes, in label order) go into `classes.txt`, one per line.
     func start(config: TrainingConfig, options: RunOptions, modules: StudentAndHelpers, optimizer: any Optimizer, fresh: TrainingState,
-               totalSteps: Int, progress: ProgressReporter) throws -> TrainingState {
+               totalSteps: Int, classNames: [String]?, progress: ProgressReporter) throws -> TrainingState {
         var state = fresh
         try onLeader("prepare the run folder \(path)", among: layout.world) {
             try createFolder()
@@ -76,6 +77,7 @@ final class RunFolder {
             }
             metrics = try MetricsLog(path: file("metrics.jsonl"), keepingUpTo: options.resume ? state.step : nil)
             try writeAtomically(Data(try config.yaml().utf8), to: file("config.yaml"))
+            if let classNames { try writeAtomically(Data((classNames.joined(separator: "\n") + "\n").utf8), to: file("classes.txt")) }
         }
         return try broadcast(state)
     }

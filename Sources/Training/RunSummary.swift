@@ -15,9 +15,11 @@ public struct RunSummary: Codable, Equatable, Sendable {
     public var ranks: Int
     public var studentRanks: Int
     public var teacherRanks: Int
+    /// Image files that did not decode and were skipped (`--skip-bad-images`), as rank 0 met them.
+    public var badImages: Int?
 
     enum CodingKeys: String, CodingKey {
-        case model, dataset, method, parameters, steps, epochs, threads, ranks
+        case model, dataset, method, parameters, steps, epochs, threads, ranks, badImages = "bad_images"
         case testTop1 = "test_top1", testTop5 = "test_top5", testLoss = "test_loss", imagesPerSecond = "images_per_sec"
         case wallSeconds = "wall_seconds", studentRanks = "student_ranks", teacherRanks = "teacher_ranks"
     }

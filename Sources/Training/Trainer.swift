@@ -40,15 +40,17 @@ public final class Trainer {
         progress.enabled = layout.isLeader
         if let threads = config.threads { Threads.configure(threads) }
         GlobalRandom.seed(UInt64(config.seed))
-        let splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory)
+        let splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory, folder: config.folderOptions)
         self.splits = splits
         let arguments = try ModelArguments(config.modelArguments)
         let student = try ModelRegistry.make(config.model, inputShape: splits.shape, classes: splits.classes, seed: UInt64(config.seed), arguments: arguments)
         if let initialization = config.initialization {
             try WeightInitialization.apply(to: student, from: initialization, resetHead: config.resetHead, arguments: arguments, inputShape: splits.shape)
         }
-        description = ModelDescription(architecture: config.model, arguments: arguments, dataset: splits.name, classes: splits.classes,
-                                       inputShape: splits.shape, mean: splits.mean, std: splits.std)
+        var description = ModelDescription(architecture: config.model, arguments: arguments, dataset: splits.name, classes: splits.classes,
+                                           inputShape: splits.shape, mean: splits.mean, std: splits.std)
+        description.classNames = splits.train.classNames
+        self.description = description
         stepsPerEpoch = splits.train.count / config.batchSize
         guard stepsPerEpoch >= 1 else {
             throw UserError("config: 'batch_size' \(config.batchSize) is larger than the \(splits.train.count) training images of '\(splits.name)'")
@@ -97,7 +99,7 @@ public final class Trainer {
         try ReplicaSync.checkAgreement(config.trajectoryLines, communicator: layout.world, what: "configuration", item: "key")
         let fresh = TrainingState(step: 0, random: [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1], trainedSeconds: 0, trainedImages: 0)
         var state = try folder.start(config: config, options: options, modules: modules, optimizer: optimizer, fresh: fresh,
-                                     totalSteps: totalSteps, progress: progress)
+                                     totalSteps: totalSteps, classNames: splits.train.classNames, progress: progress)
         GlobalRandom.generator = RandomGenerator(state: (state.random[0], state.random[1]))
         let teacherLink = layout.teacherRanks > 0 ? try layout.world.duplicate(name: "teacher-offload") : nil
         if let teacherLink, !layout.isStudent {
@@ -140,11 +142,17 @@ public final class Trainer {
             if result.statistics.stopRequests > 0 { throw stopped(atStep: state.step) }
         }
         let final = try evaluation ?? evaluate(replicas)
-        let summary = RunSummary(model: config.model, dataset: splits.name, method: teacher == nil ? nil : type(of: method).name,
+        var summary = RunSummary(model: config.model, dataset: splits.name, method: teacher == nil ? nil : type(of: method).name,
                                  parameters: model.parameterCount, testTop1: final.top1, testTop5: final.top5, testLoss: final.loss,
                                  imagesPerSecond: state.imagesPerSecond, steps: state.step, epochs: Double(state.step) / Double(stepsPerEpoch),
                                  wallSeconds: Date().timeIntervalSince(started), threads: Threads.count, ranks: layout.world.size,
                                  studentRanks: layout.studentRanks, teacherRanks: layout.teacherRanks)
+        if let trainFiles = splits.train.files, let testFiles = splits.test.files, config.skipBadImages {
+            let bad = trainFiles.badImages + testFiles.badImages
+            summary.badImages = bad.count
+            for (path, reason) in bad.prefix(20) { progress.message("skipped a bad image: \(path): \(reason)") }
+            if bad.count > 20 { progress.message("... and \(bad.count - 20) more bad images") }
+        }
         try replicas.synchronizeBuffers()
         try folder.finish(student: model, description: description, summary: summary)
         progress.message("done: test top-1 \(percent(final.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))")
@@ -206,7 +214,7 @@ public final class Trainer {
     func evaluate(_ replicas: ReplicaGroup) throws -> EvaluationResult {
         try replicas.synchronizeBuffers()
         guard splits.test.count > 0 else { throw UserError("the test split of '\(splits.name)' is empty: nothing to evaluate on") }
-        let totals = Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize,
+        let totals = try Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize,
                                        shard: replicas.rank, shards: replicas.size)
         let result = try replicas.reduce(totals).result
         try result.checkFinite(what: "the student at this step", dataset: splits.name)

@@ -1,9 +1,11 @@
+import Data
 import Distill
 import Foundation
 import Tensors
 
 public enum OptimizerChoice: String, SettingChoice { case sgd, adamw }
 public enum ScheduleChoice: String, SettingChoice { case cosine, step, constant }
+extension Interpolation: SettingChoice {}
 
 /// Everything a training run needs. It comes from defaults, then a YAML file, then command-line
 /// flags, all through one table of declared settings (`ConfigKeys.swift`), so a wrong key, type
@@ -15,6 +17,13 @@ public struct TrainingConfig: Equatable, Sendable {
     public var modelArguments = ""
     public var dataset = "fashion-mnist"
     public var dataDirectory: String?
+    /// A `folder` dataset's evaluation split, when not DATA_DIR/val.
+    public var valDirectory: String?
+    /// The side images of a `folder` dataset are brought to.
+    public var inputSize = 224
+    public var cropPercent = 0.875
+    public var interpolation = Interpolation.bicubic
+    public var skipBadImages = false
     public var epochs: Int?
     public var steps: Int?
     public var batchSize = 128
@@ -61,6 +70,17 @@ public struct TrainingConfig: Equatable, Sendable {
     public var communicationTimeout = 300.0
 
     public init() {}
+
+    /// How a `folder` dataset is read.
+    public var folderOptions: DatasetRegistry.FolderOptions {
+        var options = DatasetRegistry.FolderOptions()
+        options.valDirectory = valDirectory
+        options.inputSize = inputSize
+        options.cropPercent = cropPercent
+        options.interpolation = interpolation
+        options.skipBadImages = skipBadImages
+        return options
+    }
 
     /// The learning rate used when none is given: what works for each optimizer at batch 128.
     public var resolvedLearningRate: Double { learningRate ?? (optimizer == .adamw ? 1e-3 : 0.05) }

@@ -45,7 +45,7 @@ struct TrainingData {
                 loader = data.loader(epoch: stepEpoch, fromStep: step, rank: rank)
                 epoch = stepEpoch
             }
-            guard let batch = loader?.next() else { throw UserError("internal: the loader of rank \(rank) ran out of batches at step \(step)") }
+            guard let batch = try loader?.next() else { throw UserError("internal: the loader of rank \(rank) ran out of batches at step \(step)") }
             return batch
         }
     }

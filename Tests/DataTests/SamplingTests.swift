@@ -22,13 +22,13 @@ final class SamplingTests: XCTestCase {
         }
     }
 
-    func testAugmentationIsAPureFunctionOfSeedEpochAndIndex() {
+    func testAugmentationIsAPureFunctionOfSeedEpochAndIndex() throws {
         let augmentation = Augmentation(cropPadding: 1, horizontalFlip: true)
-        func sample(_ epoch: Int, _ index: Int) -> [Float] {
-            BatchLoader.assemble(dataset, indices: [index], mean: [0], std: [1], augmentation: augmentation, seed: 5, epoch: epoch).images.array
+        func sample(_ epoch: Int, _ index: Int) throws -> [Float] {
+            try BatchLoader.assemble(dataset, indices: [index], mean: [0], std: [1], augmentation: augmentation, seed: 5, epoch: epoch).images.array
         }
-        XCTAssertEqual(sample(2, 7), sample(2, 7))
-        let variants = Set((0..<12).map { sample($0, 7) })
+        XCTAssertEqual(try sample(2, 7), try sample(2, 7))
+        let variants = Set(try (0..<12).map { try sample($0, 7) })
         XCTAssertGreaterThan(variants.count, 3)
         // Every variant is the image shifted by at most one pixel, maybe mirrored, zero-padded.
         let original = (0..<16).map { Float(dataset.pixels[7 * 16 + $0]) / 255 }
@@ -50,19 +50,19 @@ final class SamplingTests: XCTestCase {
         }
     }
 
-    func testNormalisation() {
-        let batch = BatchLoader.assemble(dataset, indices: [1], mean: [0.5], std: [0.25], augmentation: nil, seed: 0, epoch: 0)
+    func testNormalisation() throws {
+        let batch = try BatchLoader.assemble(dataset, indices: [1], mean: [0.5], std: [0.25], augmentation: nil, seed: 0, epoch: 0)
         XCTAssertEqual(batch.images.data[0], (Float(dataset.pixels[16]) / 255 - 0.5) / 0.25, accuracy: 1e-5)
         XCTAssertEqual(batch.labels, [1])
     }
 
-    func testBackgroundLoaderYieldsTheSameBatchesInOrder() {
+    func testBackgroundLoaderYieldsTheSameBatchesInOrder() throws {
         let batches = [[3, 1, 4], [1, 5, 9], [2, 6, 5], [3, 5]]
         let loader = BatchLoader(dataset: dataset, mean: [0.1], std: [0.3], augmentation: Augmentation(cropPadding: 1, horizontalFlip: true),
                                  seed: 11, epoch: 2, batches: batches, prefetch: 2)
         var received = 0
-        while let batch = loader.next() {
-            let expected = BatchLoader.assemble(dataset, indices: batches[received], mean: [0.1], std: [0.3],
+        while let batch = try loader.next() {
+            let expected = try BatchLoader.assemble(dataset, indices: batches[received], mean: [0.1], std: [0.3],
                                                 augmentation: Augmentation(cropPadding: 1, horizontalFlip: true), seed: 11, epoch: 2)
             XCTAssertEqual(batch.indices, batches[received])
             XCTAssertEqual(batch.images.array, expected.images.array)

@@ -119,7 +119,7 @@ final class EvaluationHardeningTests: XCTestCase {
         let splits = tinySplits()
         let model = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)
         for p in model.parameters() { p.fill(.nan) }
-        let totals = Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 8)
+        let totals = try Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 8)
         XCTAssertEqual(totals.correctTop1, 0)
         XCTAssertEqual(totals.correctTop5, 0)
         XCTAssertThrowsError(try Evaluation.run(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 8, what: "nan.safetensors")) { error in

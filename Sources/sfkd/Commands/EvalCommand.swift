@@ -13,6 +13,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "model.safetensors written by sfkd train, or a checkpoints/step-N folder.") var checkpoint: String
     @Option(help: "Dataset name.") var dataset: String
     @Option(name: .customLong("data-dir"), help: "Folder with the dataset files.") var dataDirectory: String?
+    @Option(name: .customLong("val-dir"), help: "Dataset folder: the evaluation split's folder (default DATA_DIR/val).") var valDirectory: String?
+    @Option(name: .customLong("crop-pct"), help: "Dataset folder: centre-crop share of the resized shorter side (default 0.875).") var cropPercent: Double?
     @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize: Int = 500
     @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int?
     @Flag(help: "Print one JSON object on stdout.") var json = false
@@ -28,7 +30,12 @@ struct EvalCommand: ParsableCommand {
         }
         guard batchSize >= 1 else { throw UserError("--batch-size must be at least 1, got \(batchSize)") }
         let (model, description, file) = try ModelFile.open(checkpoint)
-        let splits = try DatasetRegistry.load(dataset, directory: dataDirectory)
+        // An image folder is brought to the size the model was trained at.
+        var folder = DatasetRegistry.FolderOptions()
+        folder.valDirectory = valDirectory
+        folder.inputSize = description.inputShape[1]
+        if let cropPercent { folder.cropPercent = cropPercent }
+        let splits = try DatasetRegistry.load(dataset, directory: dataDirectory, folder: folder)
         try description.checkCompatible(with: splits, path: file)
         let result = try Evaluation.run(model, on: splits.test, mean: description.mean, std: description.std, batchSize: batchSize, what: file)
         if json {

@@ -1,0 +1,122 @@
+/// Resampling filters of PIL's `Image.resize` (what torchvision's and timm's transforms call on
+/// PIL images), reproduced to the bit: the same support widened by the scale when shrinking,
+/// the same per-output weights normalised in double precision and rounded to 22-bit fixed
+/// point, a horizontal pass then a vertical one, each rounded and clipped to 8 bits.
+public enum Interpolation: String, Sendable, CaseIterable, Codable {
+    case bilinear, bicubic
+
+    var support: Double { self == .bilinear ? 1 : 2 }
+
+    func weight(_ t: Double) -> Double {
+        let x = Swift.abs(t)
+        switch self {
+        case .bilinear:
+            return x < 1 ? 1 - x : 0
+        case .bicubic:
+            // Keys' cubic convolution with a = -0.5, as PIL and PyTorch.
+            let a = -0.5
+            if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+            if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
+            return 0
+        }
+    }
+
+    /// For each output index along an axis of `input` samples resized to `output`: the first
+    /// input index and the weights (normalised, in double precision) of the inputs from there.
+    public func axisWeights(input: Int, output: Int) -> [(first: Int, weights: [Double])] {
+        let scale = Double(input) / Double(output)
+        let filterScale = max(scale, 1)
+        let support = self.support * filterScale
+        return (0..<output).map { i in
+            let center = (Double(i) + 0.5) * scale
+            let first = max(Int(center - support + 0.5), 0)
+            let last = min(Int(center + support + 0.5), input)
+            var weights = (first..<last).map { weight((Double($0) - center + 0.5) / filterScale) }
+            let total = weights.reduce(0, +)
+            if total != 0 { weights = weights.map { $0 / total } }
+            return (first, weights)
+        }
+    }
+}
+
+private let precisionBits = 22
+
+private func fixedPoint(_ weights: [(first: Int, weights: [Double])]) -> [(first: Int, weights: [Int32])] {
+    weights.map { entry in
+        (entry.first, entry.weights.map { Int32($0 < 0 ? -0.5 + $0 * Double(1 << precisionBits) : 0.5 + $0 * Double(1 << precisionBits)) })
+    }
+}
+
+@inline(__always)
+private func clip8(_ sum: Int32) -> UInt8 {
+    let shifted = sum >> Int32(precisionBits)
+    return UInt8(clamping: min(max(shifted, 0), 255))
+}
+
+extension RGBImage {
+    /// This image resized to `width` x `height` as PIL's `resize((width, height), filter)` does.
+    public func resized(width newWidth: Int, height newHeight: Int, interpolation: Interpolation) -> RGBImage {
+        var current = self
+        if newWidth != width {
+            let columns = fixedPoint(interpolation.axisWeights(input: width, output: newWidth))
+            var out = [UInt8](repeating: 0, count: newWidth * height * 3)
+            pixels.withUnsafeBufferPointer { source in
+                for y in 0..<height {
+                    let row = source.baseAddress! + y * width * 3
+                    for (x, column) in columns.enumerated() {
+                        for c in 0..<3 {
+                            var sum: Int32 = 1 << Int32(precisionBits - 1)
+                            for (k, w) in column.weights.enumerated() { sum &+= Int32(row[(column.first + k) * 3 + c]) &* w }
+                            out[(y * newWidth + x) * 3 + c] = clip8(sum)
+                        }
+                    }
+                }
+            }
+            current = RGBImage(width: newWidth, height: height, pixels: out)
+        }
+        if newHeight != height {
+            let rows = fixedPoint(interpolation.axisWeights(input: height, output: newHeight))
+            var out = [UInt8](repeating: 0, count: newWidth * newHeight * 3)
+            let rowBytes = newWidth * 3
+            current.pixels.withUnsafeBufferPointer { source in
+                for (y, row) in rows.enumerated() {
+                    for i in 0..<rowBytes {
+                        var sum: Int32 = 1 << Int32(precisionBits - 1)
+                        for (k, w) in row.weights.enumerated() { sum &+= Int32(source[(row.first + k) * rowBytes + i]) &* w }
+                        out[y * rowBytes + i] = clip8(sum)
+                    }
+                }
+            }
+            current = RGBImage(width: newWidth, height: newHeight, pixels: out)
+        }
+        return current
+    }
+
+    /// The region at (`left`, `top`) of `width` x `height`, zero (black) where it leaves the
+    /// image, as PIL's `crop`.
+    public func cropped(left: Int, top: Int, width newWidth: Int, height newHeight: Int) -> RGBImage {
+        var out = [UInt8](repeating: 0, count: newWidth * newHeight * 3)
+        for y in 0..<newHeight {
+            let sy = top + y
+            guard sy >= 0 && sy < height else { continue }
+            for x in 0..<newWidth {
+                let sx = left + x
+                guard sx >= 0 && sx < width else { continue }
+                for c in 0..<3 { out[(y * newWidth + x) * 3 + c] = pixels[(sy * width + sx) * 3 + c] }
+            }
+        }
+        return RGBImage(width: newWidth, height: newHeight, pixels: out)
+    }
+
+    /// timm's evaluation transform: the shorter side resized to floor(size / crop_pct) (the
+    /// longer in proportion, rounded down, as torchvision's `Resize(int)`), then the centre
+    /// `size` x `size` (torchvision's `CenterCrop`: offsets rounded half to even, as Python's
+    /// `round`).
+    public func resizedAndCenterCropped(size: Int, cropPercent: Double, interpolation: Interpolation) -> RGBImage {
+        let short = Int((Double(size) / cropPercent).rounded(.down))
+        let (w, h) = width <= height ? (short, Int(Double(short) * Double(height) / Double(width))) : (Int(Double(short) * Double(width) / Double(height)), short)
+        let resized = (w == width && h == height) ? self : self.resized(width: w, height: h, interpolation: interpolation)
+        let top = (Double(h - size) / 2).rounded(.toNearestOrEven), left = (Double(w - size) / 2).rounded(.toNearestOrEven)
+        return resized.cropped(left: Int(left), top: Int(top), width: size, height: size)
+    }
+}

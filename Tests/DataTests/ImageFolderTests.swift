@@ -1,0 +1,157 @@
+import Foundation
+import Tensors
+import TestSupport
+import XCTest
+@testable import Data
+
+/// Image folders decoded through libjpeg-turbo and libpng, against what PIL gave for the same
+/// files (`launch/interop/make-image-fixtures` wrote them; CI needs no Python).
+final class ImageFolderTests: XCTestCase {
+    let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/images").path
+
+    /// Reads a safetensors file of float32 tensors (the fixtures' format) without the Training module.
+    func references(_ name: String) throws -> [String: (shape: [Int], values: [Float])] {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/\(name)")))
+        let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + headerLength)])) as? [String: Any])
+        var result: [String: (shape: [Int], values: [Float])] = [:]
+        for (key, entry) in header where key != "__metadata__" {
+            let info = try XCTUnwrap(entry as? [String: Any])
+            XCTAssertEqual(info["dtype"] as? String, "F32")
+            let offsets = try XCTUnwrap(info["data_offsets"] as? [Int]), shape = try XCTUnwrap(info["shape"] as? [Int])
+            let start = 8 + headerLength + offsets[0]
+            let values = stride(from: start, to: 8 + headerLength + offsets[1], by: 4).map { i in
+                Float(bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24)
+            }
+            result[key] = (shape, values)
+        }
+        return result
+    }
+
+    func maxDifference(_ pixels: [UInt8], _ reference: [Float]) -> Float {
+        XCTAssertEqual(pixels.count, reference.count)
+        return zip(pixels, reference).map { Swift.abs(Float($0) - $1) }.max() ?? 0
+    }
+
+    func testDecodingMatchesPIL() throws {
+        let expected = try references("decoded.safetensors")
+        XCTAssertGreaterThanOrEqual(expected.count, 20)
+        var formats: Set<String> = []
+        for (path, reference) in expected {
+            let image = try ImageDecoder.decode(path: "\(fixtures)/\(path)")
+            XCTAssertEqual([image.height, image.width, 3], reference.shape, path)
+            let isPNG = path.lowercased().hasSuffix(".png")
+            formats.insert(isPNG ? "png" : "jpeg")
+            // PNG is lossless: exact. JPEG: libjpeg-turbo's integer IDCT and upsampling, as PIL's
+            // bundled libjpeg-turbo; a version apart they may differ by a level or two.
+            XCTAssertLessThanOrEqual(maxDifference(image.pixels, reference.values), isPNG ? 0 : 2, path)
+        }
+        XCTAssertEqual(formats, ["png", "jpeg"])
+    }
+
+    func testResizeAndEvalTransformMatchPILAndTimm() throws {
+        let expected = try references("transformed.safetensors"), decoded = try references("decoded.safetensors")
+        XCTAssertFalse(expected.isEmpty)
+        for (key, reference) in expected {
+            let parts = key.split(separator: "|").map(String.init)
+            // From the pixels PIL decoded, so the resize alone is compared.
+            let source = try XCTUnwrap(decoded[parts.last!])
+            let image = RGBImage(width: source.shape[1], height: source.shape[0], pixels: source.values.map { UInt8($0) })
+            if parts[0] == "resize" {
+                let size = parts[2].split(separator: "x").map { Int($0)! }
+                let resized = image.resized(width: size[0], height: size[1], interpolation: Interpolation(rawValue: parts[1])!)
+                // Exact, except that Pillow 13 runs the vertical pass first when the height shrinks
+                // much more than the width (Pillow #9549); sfkd keeps the horizontal-first order of
+                // earlier Pillows, and the two orders round differently by at most one level.
+                let bothAxes = size[0] != image.width && size[1] != image.height
+                XCTAssertLessThanOrEqual(maxDifference(resized.pixels, reference.values), bothAxes ? 1 : 0, key)
+            } else {
+                let size = Int(parts[1])!
+                let out = image.resizedAndCenterCropped(size: size, cropPercent: Double(parts[2])!, interpolation: Interpolation(rawValue: parts[3])!)
+                // The reference is channel-major (torchvision's ToTensor).
+                let plane = size * size
+                let chw = (0..<(3 * plane)).map { i in out.pixels[3 * (i % plane) + i / plane] }
+                XCTAssertEqual(reference.shape, [3, size, size], key)
+                XCTAssertEqual(maxDifference(chw, reference.values), 0, key)
+            }
+        }
+    }
+
+    func testBadFilesAreErrorsNamingTheFile() {
+        let cases = [("truncated.jpg", "corrupt or truncated JPEG"), ("corrupt.png", "PNG"), ("notes.jpg", "neither JPEG nor PNG")]
+        for (file, message) in cases {
+            XCTAssertThrowsError(try ImageDecoder.decode(path: "\(fixtures)/bad/\(file)"), file) { error in
+                XCTAssertTrue("\(error)".contains("bad/\(file)") && "\(error)".contains(message), "\(error)")
+            }
+        }
+    }
+
+    func testLargeJPEGsUseDCTScaling() {
+        XCTAssertEqual(ImageDecoder.scaledSize(width: 4000, height: 3000, keepingShortSideAtLeast: 448).1, 750, "1/4 keeps 750 >= 448; 1/8 would give 375")
+        let same = ImageDecoder.scaledSize(width: 500, height: 375, keepingShortSideAtLeast: 448)
+        XCTAssertEqual(same.0, 500)
+        XCTAssertEqual(same.1, 375)
+    }
+
+    func testFolderLayoutClassesAndStructureErrors() throws {
+        let root = "\(fixtures)/folder"
+        let (train, val) = try ImageFolder.splits(train: "\(root)/train", val: "\(root)/val")
+        XCTAssertEqual(train.classNames, ["ant", "bee", "cat"])
+        XCTAssertEqual(train.paths.count, 18)
+        XCTAssertEqual(val.paths.count, 6)
+        XCTAssertEqual(train.labels, [Int32](repeating: 0, count: 6) + [Int32](repeating: 1, count: 6) + [Int32](repeating: 2, count: 6))
+        XCTAssertTrue(train.paths.contains { $0.hasSuffix(".JPEG") } && train.paths.contains { $0.hasSuffix(".PNG") }, "extensions in any case")
+
+        let scratch = try temporaryFolder(self)
+        let manager = FileManager.default
+        try manager.copyItem(atPath: root, toPath: "\(scratch)/data")
+        try manager.createDirectory(atPath: "\(scratch)/data/train/dog", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: "\(scratch)/data/train/dog/readme.txt"))
+        XCTAssertThrowsError(try ImageFolder.splits(train: "\(scratch)/data/train", val: "\(scratch)/data/val")) { error in
+            XCTAssertTrue("\(error)".contains("data/train/dog has no .jpg, .jpeg or .png images"), "\(error)")
+        }
+        try manager.copyItem(atPath: "\(root)/train/ant/ant0.jpg", toPath: "\(scratch)/data/train/dog/dog0.jpg")
+        XCTAssertThrowsError(try ImageFolder.splits(train: "\(scratch)/data/train", val: "\(scratch)/data/val")) { error in
+            XCTAssertTrue("\(error)".contains("only in \(scratch)/data/train: dog"), "\(error)")
+        }
+        XCTAssertThrowsError(try DatasetRegistry.load("folder", directory: "\(scratch)/none")) { error in
+            XCTAssertTrue("\(error)".contains("\(scratch)/none"), "\(error)")
+        }
+        try manager.removeItem(atPath: "\(scratch)/data/val")
+        XCTAssertThrowsError(try DatasetRegistry.load("folder", directory: "\(scratch)/data")) { error in
+            XCTAssertTrue("\(error)".contains("the val split \(scratch)/data/val is not a folder"), "\(error)")
+        }
+    }
+
+    /// A batch of the folder dataset at 16x16: each sample is timm's eval transform of its file,
+    /// normalised; a bad file stops the batch naming it, or with skipping is replaced and counted.
+    func testFolderBatchesAndBadImages() throws {
+        var options = DatasetRegistry.FolderOptions()
+        options.inputSize = 16
+        let splits = try DatasetRegistry.load("folder", directory: "\(fixtures)/folder", folder: options)
+        XCTAssertEqual(splits.shape, [3, 16, 16])
+        XCTAssertEqual(splits.classes, 3)
+        XCTAssertEqual(splits.train.classNames, ["ant", "bee", "cat"])
+        let batch = try BatchLoader.assemble(splits.test, indices: [0, 5], mean: [0, 0, 0], std: [1, 1, 1], augmentation: nil, seed: 0, epoch: 0)
+        XCTAssertEqual(batch.labels, [0, 2])
+        let first = try ImageDecoder.decode(path: splits.test.files!.folder.paths[0]).resizedAndCenterCropped(size: 16, cropPercent: 0.875, interpolation: .bicubic)
+        for i in 0..<(16 * 16) {
+            XCTAssertEqual(batch.images.data[i], Float(first.pixels[3 * i]) / 255, accuracy: 1e-6)
+        }
+
+        let scratch = try temporaryFolder(self)
+        try FileManager.default.copyItem(atPath: "\(fixtures)/folder", toPath: "\(scratch)/data")
+        try FileManager.default.copyItem(atPath: "\(fixtures)/bad/truncated.jpg", toPath: "\(scratch)/data/val/ant/zz-truncated.jpg")
+        let strict = try DatasetRegistry.load("folder", directory: "\(scratch)/data", folder: options)
+        let badIndex = try XCTUnwrap(strict.test.files!.folder.paths.firstIndex { $0.hasSuffix("zz-truncated.jpg") })
+        XCTAssertThrowsError(try BatchLoader.assemble(strict.test, indices: [badIndex], mean: [0, 0, 0], std: [1, 1, 1], augmentation: nil, seed: 0, epoch: 0)) { error in
+            XCTAssertTrue("\(error)".contains("zz-truncated.jpg") && "\(error)".contains("--skip-bad-images"), "\(error)")
+        }
+        options.skipBadImages = true
+        let skipping = try DatasetRegistry.load("folder", directory: "\(scratch)/data", folder: options)
+        let replaced = try BatchLoader.assemble(skipping.test, indices: [badIndex], mean: [0, 0, 0], std: [1, 1, 1], augmentation: nil, seed: 0, epoch: 0)
+        let next = try BatchLoader.assemble(skipping.test, indices: [badIndex + 1], mean: [0, 0, 0], std: [1, 1, 1], augmentation: nil, seed: 0, epoch: 0)
+        XCTAssertEqual(replaced.images.array, next.images.array, "the bad file is replaced by the next one")
+        XCTAssertEqual(skipping.test.files!.badImages.map(\.path), [skipping.test.files!.folder.paths[badIndex]])
+    }
+}
