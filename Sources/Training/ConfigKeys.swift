@@ -55,6 +55,7 @@ extension TrainingConfig {
         field("input_size", \.inputSize, "model and data", range: .between(8, 4096), help: "Dataset folder: the side images are brought to (shorter side to input_size / crop_pct, centre crop)."),
         field("crop_pct", \.cropPercent, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1), help: "Dataset folder: the centre crop's share of the resized shorter side (timm's crop_pct)."),
         field("interpolation", \.interpolation, "model and data", help: "Dataset folder: resampling filter of the resize (PIL's, as timm uses it)."),
+        field("loader_threads", \.loaderThreads, "model and data", range: .between(1, 256), help: "Worker threads that decode and augment batches ahead of the step (each rank decodes only its shard)."),
         field("skip_bad_images", \.skipBadImages, "model and data", help: "Dataset folder: count and skip images that do not decode (default: stop with the file's name)."),
         field("crop_padding", \.cropPadding, "model and data", range: .between(0, 64), help: "Random-crop padding in pixels (0 turns cropping off; default per dataset)."),
         field("flip", \.horizontalFlip, "model and data", help: "Random horizontal flips (default per dataset)."),

@@ -44,13 +44,13 @@ public enum Evaluation {
     /// Sums over the test samples `shard` of `shards` takes (samples shard, shard + shards, ...), so
     /// data-parallel ranks can split evaluation and add their sums.
     public static func totals(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
-                              shard: Int = 0, shards: Int = 1) throws -> EvaluationTotals {
+                              shard: Int = 0, shards: Int = 1, loaderThreads: Int = 2) throws -> EvaluationTotals {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
         let samples = Array(stride(from: shard, to: dataset.count, by: shards))
         let batches = stride(from: 0, to: samples.count, by: batchSize).map { Array(samples[$0..<min(samples.count, $0 + batchSize)]) }
-        let loader = BatchLoader(dataset: dataset, mean: mean, std: std, augmentation: nil, seed: 0, epoch: 0, batches: batches)
+        let loader = BatchLoader(dataset: dataset, mean: mean, std: std, augmentation: nil, seed: 0, epoch: 0, batches: batches, threads: loaderThreads)
         var correct1 = 0, correct5 = 0, lossSum = 0.0
         while let batch = try loader.next() {
             withNoGrad {

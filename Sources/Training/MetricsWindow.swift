@@ -3,7 +3,7 @@ import Foundation
 /// Averages of the steps since the last `metrics.jsonl` line: loss, accuracy, the method's
 /// terms and throughput.
 struct MetricsWindow {
-    private var loss = 0.0, correct = 0.0, images = 0, steps = 0
+    private var loss = 0.0, correct = 0.0, images = 0, steps = 0, dataWait = 0.0
     private var terms: [String: Double] = [:]
     private var started = Date()
 
@@ -11,7 +11,13 @@ struct MetricsWindow {
     var accuracy: Double { correct / Double(max(images, 1)) }
     var stepCount: Int { steps }
 
-    mutating func add(_ statistics: StepStatistics, images batch: Int) {
+    /// Seconds per step the loop waited for its batch.
+    var meanDataWait: Double { dataWait / Double(max(steps, 1)) }
+    /// The share of the window's wall time spent waiting for batches.
+    var dataWaitFraction: Double { dataWait / max(Date().timeIntervalSince(started), 1e-9) }
+
+    mutating func add(_ statistics: StepStatistics, images batch: Int, dataWait wait: Double = 0) {
+        dataWait += wait
         loss += Double(statistics.loss)
         correct += statistics.correct
         images += batch
@@ -23,7 +29,8 @@ struct MetricsWindow {
     mutating func record(step: Int, epoch: Int, learningRate: Float, communication: (allreduce: Double, exposed: Double)?) -> [String: Any] {
         let elapsed = Date().timeIntervalSince(started)
         var record: [String: Any] = ["kind": "train", "step": step, "epoch": epoch, "loss": meanLoss, "top1": accuracy,
-                                     "lr": Double(learningRate), "images_per_sec": Double(images) / max(elapsed, 1e-9)]
+                                     "lr": Double(learningRate), "images_per_sec": Double(images) / max(elapsed, 1e-9),
+                                     "data_wait_seconds": meanDataWait, "data_wait_fraction": dataWait / max(elapsed, 1e-9)]
         for (name, total) in terms { record["loss_\(name)"] = total / Double(steps) }
         if let communication {
             // Seconds per step spent in allreduce on the communication thread, and the part the step waited for.

@@ -7,7 +7,7 @@ import Tensors
 extension TrainingConfig {
     /// Keys that do not change what is computed: they may differ at resume and between ranks.
     public static let placementKeys: Set<String> = [
-        "out", "data_dir", "val_dir", "skip_bad_images", "teacher", "init", "threads", "log_every", "checkpoint_every", "keep_checkpoints",
+        "out", "data_dir", "val_dir", "skip_bad_images", "loader_threads", "teacher", "init", "threads", "log_every", "checkpoint_every", "keep_checkpoints",
         "comm_timeout", "bucket_mb", "overlap", "teacher_ranks", "eval_batch_size",
     ]
 

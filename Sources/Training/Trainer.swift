@@ -72,7 +72,7 @@ public final class Trainer {
         if let padding = config.cropPadding { augmentation.cropPadding = padding }
         if let flip = config.horizontalFlip { augmentation.horizontalFlip = flip }
         data = TrainingData(splits: splits, augmentation: augmentation, seed: UInt64(config.seed), globalBatch: config.batchSize,
-                            studentRanks: layout.studentRanks, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+                            studentRanks: layout.studentRanks, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, loaderThreads: config.loaderThreads)
         folder = RunFolder(path: config.output, layout: layout)
     }
 
@@ -116,11 +116,14 @@ public final class Trainer {
         let started = Date()
         let batches = TrainingData.Stream(data, rank: replicas.rank)
         var window = MetricsWindow()
+        var dataWait = DataWaitMonitor()
         var evaluation: EvaluationResult?
         modules.train()
         while state.step < totalSteps {
             let epoch = state.step / stepsPerEpoch
+            let waitStart = Date()
             let batch = try batches.batch(step: state.step)
+            let waited = Date().timeIntervalSince(waitStart)
             let lr = schedule.learningRate(atStep: state.step)
             let stepStart = Date()
             let result: StepResult
@@ -132,7 +135,9 @@ public final class Trainer {
             state.step += 1
             state.trainedSeconds += Date().timeIntervalSince(stepStart)
             state.trainedImages += config.batchSize
-            window.add(result.statistics, images: config.batchSize)
+            window.add(result.statistics, images: config.batchSize, dataWait: waited)
+            dataWait.add(waited, step: Date().timeIntervalSince(waitStart))
+            if let warning = dataWait.warning(loaderThreads: config.loaderThreads) { progress.message(warning) }
             try report(&window, state: state, epoch: epoch, learningRate: lr, replicas: replicas)
             let epochEnded = state.step % stepsPerEpoch == 0 || state.step == totalSteps
             if epochEnded { evaluation = try evaluateEpoch(replicas, state: state, epoch: epoch) }
@@ -162,7 +167,7 @@ public final class Trainer {
     /// The progress line after every step, and a `metrics.jsonl` line every `log_every` steps.
     private func report(_ window: inout MetricsWindow, state: TrainingState, epoch: Int, learningRate: Float, replicas: ReplicaGroup) throws {
         let remaining = Double((totalSteps - state.step) * config.batchSize) / state.imagesPerSecond
-        progress.update("epoch \(epoch + 1)/\((totalSteps + stepsPerEpoch - 1) / stepsPerEpoch) step \(state.step)/\(totalSteps) loss \(String(format: "%.4f", window.meanLoss)) acc \(String(format: "%.1f", 100 * window.accuracy))% lr \(String(format: "%.4g", learningRate)) \(Int(state.imagesPerSecond)) img/s ETA \(ProgressReporter.duration(remaining))")
+        progress.update("epoch \(epoch + 1)/\((totalSteps + stepsPerEpoch - 1) / stepsPerEpoch) step \(state.step)/\(totalSteps) loss \(String(format: "%.4f", window.meanLoss)) acc \(String(format: "%.1f", 100 * window.accuracy))% lr \(String(format: "%.4g", learningRate)) \(Int(state.imagesPerSecond)) img/s data \(Int((100 * window.dataWaitFraction).rounded()))% ETA \(ProgressReporter.duration(remaining))")
         if state.step % config.logEverySteps == 0 || state.step == totalSteps {
             try folder.log(window.record(step: state.step, epoch: epoch, learningRate: learningRate,
                                      communication: replicas.takeCommunicationTimes(steps: window.stepCount)))
@@ -215,7 +220,7 @@ public final class Trainer {
         try replicas.synchronizeBuffers()
         guard splits.test.count > 0 else { throw UserError("the test split of '\(splits.name)' is empty: nothing to evaluate on") }
         let totals = try Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize,
-                                       shard: replicas.rank, shards: replicas.size)
+                                           shard: replicas.rank, shards: replicas.size, loaderThreads: config.loaderThreads)
         let result = try replicas.reduce(totals).result
         try result.checkFinite(what: "the student at this step", dataset: splits.name)
         return result

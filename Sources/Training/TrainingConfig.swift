@@ -24,6 +24,8 @@ public struct TrainingConfig: Equatable, Sendable {
     public var cropPercent = 0.875
     public var interpolation = Interpolation.bicubic
     public var skipBadImages = false
+    /// Worker threads that decode and augment batches ahead of the step.
+    public var loaderThreads = 2
     public var epochs: Int?
     public var steps: Int?
     public var batchSize = 128

@@ -13,6 +13,7 @@ struct TrainingData {
     let studentRanks: Int
     let stepsPerEpoch: Int
     let totalSteps: Int
+    let loaderThreads: Int
 
     /// The batches `rank` of the student ranks trains on in `epoch`, from `fromStep` on.
     func loader(epoch: Int, fromStep step: Int, rank: Int) -> BatchLoader {
@@ -22,7 +23,7 @@ struct TrainingData {
         let lastStep = min(stepsPerEpoch, firstStep + (totalSteps - step))
         let batches = (firstStep..<lastStep).map { sampler.indices(order: order, step: $0, globalBatch: globalBatch, rank: rank, worldSize: studentRanks) }
         return BatchLoader(dataset: splits.train, mean: splits.mean, std: splits.std, augmentation: augmentation,
-                           seed: seed, epoch: epoch, batches: batches)
+                           seed: seed, epoch: epoch, batches: batches, threads: loaderThreads)
     }
 
     /// A student rank's batches step after step, across epochs.

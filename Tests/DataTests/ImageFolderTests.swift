@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 import TestSupport
 import XCTest
-@testable import Data
+import Data
 
 /// Image folders decoded through libjpeg-turbo and libpng, against what PIL gave for the same
 /// files (`launch/interop/make-image-fixtures` wrote them; CI needs no Python).

@@ -57,17 +57,21 @@ final class SamplingTests: XCTestCase {
     }
 
     func testBackgroundLoaderYieldsTheSameBatchesInOrder() throws {
-        let batches = [[3, 1, 4], [1, 5, 9], [2, 6, 5], [3, 5]]
-        let loader = BatchLoader(dataset: dataset, mean: [0.1], std: [0.3], augmentation: Augmentation(cropPadding: 1, horizontalFlip: true),
-                                 seed: 11, epoch: 2, batches: batches, prefetch: 2)
-        var received = 0
-        while let batch = try loader.next() {
-            let expected = try BatchLoader.assemble(dataset, indices: batches[received], mean: [0.1], std: [0.3],
-                                                augmentation: Augmentation(cropPadding: 1, horizontalFlip: true), seed: 11, epoch: 2)
-            XCTAssertEqual(batch.indices, batches[received])
-            XCTAssertEqual(batch.images.array, expected.images.array)
-            received += 1
+        let batches = (0..<11).map { b in (0..<3).map { (b * 7 + $0 * 5) % dataset.count } }
+        let augmentation = Augmentation(cropPadding: 1, horizontalFlip: true)
+        // One worker, and more workers than the queue has room for: the same batches, in order.
+        for (threads, capacity) in [(1, 2), (3, 3), (4, 8)] {
+            let loader = BatchLoader(dataset: dataset, mean: [0.1], std: [0.3], augmentation: augmentation,
+                                     seed: 11, epoch: 2, batches: batches, threads: threads, capacity: capacity)
+            var received = 0
+            while let batch = try loader.next() {
+                let expected = try BatchLoader.assemble(dataset, indices: batches[received], mean: [0.1], std: [0.3],
+                                                        augmentation: augmentation, seed: 11, epoch: 2)
+                XCTAssertEqual(batch.indices, batches[received], "\(threads) threads")
+                XCTAssertEqual(batch.images.array, expected.images.array, "\(threads) threads")
+                received += 1
+            }
+            XCTAssertEqual(received, batches.count, "\(threads) threads")
         }
-        XCTAssertEqual(received, 4)
     }
 }

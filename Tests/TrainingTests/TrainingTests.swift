@@ -48,6 +48,18 @@ final class TrainingTests: XCTestCase {
         return c
     }
 
+    func testAWaitForDataOverTenPercentIsReportedOnce() {
+        var monitor = DataWaitMonitor()
+        // The first steps (batches built before any overlap) do not count.
+        for _ in 0..<DataWaitMonitor.settleSteps { monitor.add(0.9, step: 1) }
+        for _ in 0..<DataWaitMonitor.settleSteps { monitor.add(0.05, step: 1) }
+        XCTAssertNil(monitor.warning(loaderThreads: 2), "5% waiting is fine")
+        for _ in 0..<20 { monitor.add(0.5, step: 1) }
+        let warning = monitor.warning(loaderThreads: 2)
+        XCTAssertTrue(warning?.contains("raise --loader-threads (now 2)") ?? false, warning ?? "no warning")
+        XCTAssertNil(monitor.warning(loaderThreads: 2), "said once")
+    }
+
     func testResumeReproducesTheUninterruptedRun() throws {
         for model in ["resnet8", "vit-tiny"] {
             let straight = try temporaryFolder(self), interrupted = try temporaryFolder(self)

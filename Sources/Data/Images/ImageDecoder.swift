@@ -99,7 +99,7 @@ public enum ImageDecoder {
     }
 
     /// The smallest TurboJPEG scale whose shorter side stays at least `target`.
-    static func scaledSize(width: Int, height: Int, keepingShortSideAtLeast target: Int) -> (Int, Int) {
+    public static func scaledSize(width: Int, height: Int, keepingShortSideAtLeast target: Int) -> (Int, Int) {
         var count: Int32 = 0
         guard let factors = tjGetScalingFactors(&count) else { return (width, height) }
         var best = (width, height)
