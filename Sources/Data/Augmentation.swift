@@ -18,13 +18,27 @@ public struct Augmentation: Equatable, Sendable, Codable {
 }
 
 /// Writes sample `index` of `dataset` as normalised floats (C, H, W) at `destination`,
-/// augmented when `augmentation` is given; `scratch` holds a decoded file's bytes.
+/// augmented when `augmentation` is given (for a dataset with a pipeline, its training
+/// transforms; otherwise the random crop and flip).
 func writeSample(_ dataset: ImageDataset, index: Int, mean: [Float], std: [Float], augmentation: Augmentation?,
-                 seed: UInt64, epoch: Int, into destination: UnsafeMutablePointer<Float>, scratch: inout [UInt8]) throws {
+                 seed: UInt64, epoch: Int, into destination: UnsafeMutablePointer<Float>) throws {
+    var generator = RandomGenerator.derived(seed: seed, 0xA06, UInt64(epoch), UInt64(index))
+    if let pipeline = dataset.pipeline {
+        let source = try dataset.image(at: index)
+        let image = augmentation == nil ? pipeline.evalImage(source) : pipeline.trainImage(source, generator: &generator)
+        let c = image.channels, plane = image.width * image.height
+        image.pixels.withUnsafeBufferPointer { pixels in
+            for k in 0..<c {
+                let scale = 1 / (255 * std[k]), offset = -mean[k] / std[k]
+                for p in 0..<plane { destination[k * plane + p] = Float(pixels[p * c + k]) * scale + offset }
+            }
+        }
+        if augmentation != nil { pipeline.erase(destination, channels: c, generator: &generator) }
+        return
+    }
     let c = dataset.shape[0], h = dataset.shape[1], w = dataset.shape[2]
     var shiftY = 0, shiftX = 0, flip = false
     if let augmentation, !augmentation.isIdentity {
-        var generator = RandomGenerator.derived(seed: seed, 0xA06, UInt64(epoch), UInt64(index))
         let p = augmentation.cropPadding
         if p > 0 {
             shiftY = Int(generator.next() % UInt64(2 * p + 1)) - p
@@ -32,13 +46,8 @@ func writeSample(_ dataset: ImageDataset, index: Int, mean: [Float], std: [Float
         }
         if augmentation.horizontalFlip { flip = generator.next() & 1 == 1 }
     }
-    if let files = dataset.files {
-        if scratch.count != c * h * w { scratch = [UInt8](repeating: 0, count: c * h * w) }
-        try scratch.withUnsafeMutableBufferPointer { try files.write(index, into: $0.baseAddress!) }
-    }
-    let stored = dataset.files == nil
-    (stored ? dataset.pixels : scratch).withUnsafeBufferPointer { pixels in
-        let image = pixels.baseAddress! + (stored ? index * c * h * w : 0)
+    dataset.pixels.withUnsafeBufferPointer { pixels in
+        let image = pixels.baseAddress! + index * c * h * w
         for k in 0..<c {
             let scale = 1 / (255 * std[k]), offset = -mean[k] / std[k]
             let plane = image + k * h * w

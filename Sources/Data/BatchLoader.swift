@@ -91,10 +91,9 @@ public final class BatchLoader {
                                 seed: UInt64, epoch: Int) throws -> Batch {
         let images = Tensor(uninitializedShape: [indices.count] + dataset.shape)
         let size = dataset.imageSize
-        var scratch: [UInt8] = []
         for (slot, index) in indices.enumerated() {
             try writeSample(dataset, index: index, mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch,
-                            into: images.data + slot * size, scratch: &scratch)
+                            into: images.data + slot * size)
         }
         return Batch(images: images, labels: indices.map { Int(dataset.labels[$0]) }, indices: indices)
     }

@@ -21,14 +21,12 @@ public enum DatasetRegistry {
 
     public static var names: [String] { entries.map(\.name) }
 
-    /// How a `folder` dataset is read: the evaluation split's folder, the size images are
-    /// brought to (timm's eval transform: shorter side to size / crop_pct, centre crop) and
-    /// whether files that do not decode stop the run or are counted and skipped.
+    /// How a `folder` dataset is read: the evaluation split's folder, the transforms that
+    /// bring its images to one size, and whether files that do not decode stop the run or are
+    /// counted and skipped.
     public struct FolderOptions: Sendable {
         public var valDirectory: String?
-        public var inputSize = 224
-        public var cropPercent = 0.875
-        public var interpolation = Interpolation.bicubic
+        public var pipeline = ImagePipeline(size: 224)
         public var skipBadImages = false
 
         public init() {}
@@ -58,11 +56,11 @@ public enum DatasetRegistry {
         switch name {
         case "folder":
             let (train, val) = try ImageFolder.splits(train: "\(folder)/train", val: options.valDirectory ?? "\(folder)/val")
-            func files(_ split: ImageFolder) -> ImageFiles {
-                ImageFiles(folder: split, size: options.inputSize, cropPercent: options.cropPercent, interpolation: options.interpolation, skipBadImages: options.skipBadImages)
+            func dataset(_ split: ImageFolder) -> ImageDataset {
+                ImageDataset(name: "folder", files: ImageFiles(folder: split, skipBadImages: options.skipBadImages), pipeline: options.pipeline)
             }
             // timm's IMAGENET_DEFAULT_MEAN / _STD, what pretrained timm models expect.
-            return DatasetSplits(train: ImageDataset(name: "folder", files: files(train)), test: ImageDataset(name: "folder", files: files(val)),
+            return DatasetSplits(train: dataset(train), test: dataset(val),
                                  mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], defaultAugmentation: Augmentation(horizontalFlip: true))
         case "fashion-mnist":
             let (train, test) = try IDXReader.load(name: name, directory: folder, classes: 10)

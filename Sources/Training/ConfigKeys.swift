@@ -52,9 +52,15 @@ extension TrainingConfig {
         field("dataset", \.dataset, "model and data", help: "Dataset: fashion-mnist, mnist, cifar10, cifar100, npy, synthetic."),
         field("data_dir", \.dataDirectory, "model and data", help: "Folder with the dataset files (for folder: DIR/train/<class>/*, DIR/val/<class>/*)."),
         field("val_dir", \.valDirectory, "model and data", help: "Dataset folder: the evaluation split's folder (default DATA_DIR/val)."),
-        field("input_size", \.inputSize, "model and data", range: .between(8, 4096), help: "Dataset folder: the side images are brought to (shorter side to input_size / crop_pct, centre crop)."),
-        field("crop_pct", \.cropPercent, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1), help: "Dataset folder: the centre crop's share of the resized shorter side (timm's crop_pct)."),
-        field("interpolation", \.interpolation, "model and data", help: "Dataset folder: resampling filter of the resize (PIL's, as timm uses it)."),
+        field("input_size", \.inputSize, "model and data", range: .between(8, 4096),
+            help: "Bring images to this side with timm's transforms (train: RandomResizedCrop, flip, colour jitter, random erasing; eval: resize, centre crop). Image folders default to 224; other datasets keep their own size when unset."),
+        field("scale", \.scale, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1), help: "With input_size: RandomResizedCrop's range of area fractions."),
+        field("ratio", \.ratio, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 100), help: "With input_size: RandomResizedCrop's range of aspect ratios (log-uniform)."),
+        field("train_interpolation", \.trainInterpolation, "model and data", help: "With input_size: the crop's resampling filter (random: bilinear or bicubic per sample, as timm)."),
+        field("color_jitter", \.colorJitter, "model and data", range: .between(0, 10), help: "With input_size: brightness, contrast and saturation jitter factor (0 turns it off)."),
+        field("reprob", \.erasingProbability, "model and data", range: .between(0, 1), help: "With input_size: probability of random erasing (timm's remode=pixel)."),
+        field("crop_pct", \.cropPercent, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1), help: "With input_size: the evaluation centre crop's share of the resized shorter side (timm's crop_pct)."),
+        field("interpolation", \.interpolation, "model and data", help: "With input_size: the evaluation resize's resampling filter (PIL's, as timm uses it)."),
         field("loader_threads", \.loaderThreads, "model and data", range: .between(1, 256), help: "Worker threads that decode and augment batches ahead of the step (each rank decodes only its shard)."),
         field("skip_bad_images", \.skipBadImages, "model and data", help: "Dataset folder: count and skip images that do not decode (default: stop with the file's name)."),
         field("crop_padding", \.cropPadding, "model and data", range: .between(0, 64), help: "Random-crop padding in pixels (0 turns cropping off; default per dataset)."),
@@ -166,7 +172,13 @@ extension TrainingConfig {
     /// The resolved config as YAML, every key listed (unset optional ones as null).
     public func yaml() throws -> String {
         var mapping: [String: Any] = [:]
-        for key in Self.keys { mapping[key.spec.name] = key.get(self).plain }
+        for key in Self.keys {
+            switch key.get(self) {
+            case let .double(v): mapping[key.spec.name] = ExactDouble(value: v)
+            case let .numbers(v): mapping[key.spec.name] = v.map(ExactDouble.init)
+            case let value: mapping[key.spec.name] = value.plain
+            }
+        }
         return try Yams.dump(object: mapping, sortKeys: true)
     }
 
@@ -207,6 +219,7 @@ extension TrainingConfig {
             case .float, .double: placeholder = " X"
             case .string: placeholder = " TEXT"
             case .ints: placeholder = " I,J,..."
+            case .numbers: placeholder = " LOW,HIGH"
             case let .choice(options): placeholder = options.count <= 6 ? " " + options.joined(separator: "|") : " NAME"
             }
             var facts: [String] = []
@@ -246,4 +259,11 @@ func firstAnchorOrAlias(in text: String) -> (line: Int, token: String)? {
         }
     }
     return nil
+}
+
+/// A number written with the shortest digits that read back to the same Double (Yams writes
+/// 15 significant digits, so 4/3 would come back changed and a resume would see a new value).
+private struct ExactDouble: NodeRepresentable {
+    let value: Double
+    func represented() throws -> Node { Node(String(value), Tag(.float)) }
 }

@@ -40,7 +40,15 @@ public final class Trainer {
         progress.enabled = layout.isLeader
         if let threads = config.threads { Threads.configure(threads) }
         GlobalRandom.seed(UInt64(config.seed))
-        let splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory, folder: config.folderOptions)
+        var splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory, folder: config.folderOptions)
+        // With input_size, any dataset goes through timm's transforms (OFA's CIFAR-100 at 224).
+        if let size = config.inputSize, splits.train.pipeline == nil { splits = splits.with(config.pipeline(size: size)) }
+        if splits.train.pipeline == nil, !config.changedPipelineKeys.isEmpty {
+            throw UserError("config: \(config.changedPipelineKeys.map { "'\($0)'" }.joined(separator: ", ")) set timm's transforms, which run with input_size; give --input-size (the dataset's own size is \(splits.shape[1]))")
+        }
+        if splits.train.pipeline != nil, config.cropPadding != nil {
+            throw UserError("config: 'crop_padding' is the random crop at a dataset's own size; with input_size (or an image folder) the crop is RandomResizedCrop: set 'scale' and 'ratio' instead")
+        }
         self.splits = splits
         let arguments = try ModelArguments(config.modelArguments)
         let student = try ModelRegistry.make(config.model, inputShape: splits.shape, classes: splits.classes, seed: UInt64(config.seed), arguments: arguments)

@@ -6,6 +6,7 @@ import Tensors
 public enum OptimizerChoice: String, SettingChoice { case sgd, adamw }
 public enum ScheduleChoice: String, SettingChoice { case cosine, step, constant }
 extension Interpolation: SettingChoice {}
+extension ImagePipeline.TrainInterpolation: SettingChoice {}
 
 /// Everything a training run needs. It comes from defaults, then a YAML file, then command-line
 /// flags, all through one table of declared settings (`ConfigKeys.swift`), so a wrong key, type
@@ -19,8 +20,13 @@ public struct TrainingConfig: Equatable, Sendable {
     public var dataDirectory: String?
     /// A `folder` dataset's evaluation split, when not DATA_DIR/val.
     public var valDirectory: String?
-    /// The side images of a `folder` dataset are brought to.
-    public var inputSize = 224
+    /// The side images are brought to by timm's transforms (nil: a folder's 224, other datasets' own size).
+    public var inputSize: Int?
+    public var scale = NumberPair(0.08, 1)
+    public var ratio = NumberPair(3.0 / 4, 4.0 / 3)
+    public var trainInterpolation = ImagePipeline.TrainInterpolation.random
+    public var colorJitter = 0.4
+    public var erasingProbability = 0.0
     public var cropPercent = 0.875
     public var interpolation = Interpolation.bicubic
     public var skipBadImages = false
@@ -77,11 +83,32 @@ public struct TrainingConfig: Equatable, Sendable {
     public var folderOptions: DatasetRegistry.FolderOptions {
         var options = DatasetRegistry.FolderOptions()
         options.valDirectory = valDirectory
-        options.inputSize = inputSize
-        options.cropPercent = cropPercent
-        options.interpolation = interpolation
         options.skipBadImages = skipBadImages
+        options.pipeline = pipeline(size: inputSize ?? 224)
         return options
+    }
+
+    /// The settings of timm's transforms that differ from their defaults.
+    var changedPipelineKeys: [String] {
+        let defaults = TrainingConfig()
+        return ["scale", "ratio", "train_interpolation", "color_jitter", "reprob", "crop_pct", "interpolation"].filter { name in
+            guard let key = Self.key(named: name) else { return false }
+            return key.get(self) != key.get(defaults)
+        }
+    }
+
+    /// timm's transforms at `size`, from the settings.
+    public func pipeline(size: Int) -> ImagePipeline {
+        var pipeline = ImagePipeline(size: size)
+        pipeline.scale = [scale.low, scale.high]
+        pipeline.ratio = [ratio.low, ratio.high]
+        pipeline.trainInterpolation = trainInterpolation
+        pipeline.flipProbability = horizontalFlip == false ? 0 : 0.5
+        pipeline.colorJitter = colorJitter
+        pipeline.erasingProbability = erasingProbability
+        pipeline.cropPercent = cropPercent
+        pipeline.interpolation = interpolation
+        return pipeline
     }
 
     /// The learning rate used when none is given: what works for each optimizer at batch 128.
@@ -99,6 +126,9 @@ public struct TrainingConfig: Equatable, Sendable {
         guard !output.isEmpty else { throw UserError("config: 'out' is empty; name a run folder (--out DIR)") }
         for key in Self.keys { try key.spec.check(key.get(self)) }
         if epochs != nil && steps != nil { throw UserError("config: give 'epochs' or 'steps', not both") }
+        for (name, pair) in [("scale", scale), ("ratio", ratio)] where pair.low > pair.high {
+            throw UserError("config: '\(name)' is \(pair.low),\(pair.high); give the low end first")
+        }
         if resetHead && initialization == nil { throw UserError("config: 'reset_head' starts a new classifier for the weights of 'init'; give --init FILE too") }
         let method = try methodType
         if method.needsTeacher && teacher == nil {

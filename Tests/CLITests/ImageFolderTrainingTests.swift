@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import Training
 import XCTest
 
 /// `sfkd train` and `sfkd eval` on an image folder (the committed fixture): class names in the
@@ -46,5 +47,21 @@ final class ImageFolderTrainingTests: XCTestCase {
         XCTAssertTrue(skipping.stderr.contains("skipped a bad image: \(data)/val/cat/notes.jpg"), skipping.stderr)
         let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(scratch)/skipping/summary.json"))) as? [String: Any])
         XCTAssertEqual(summary["bad_images"] as? Int, 1)
+    }
+
+    func testTransformSettingsAreCheckedAgainstTheInputSize() throws {
+        let scratch = try temporaryFolder(self)
+        let base = ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "1", "--batch-size", "4", "--out", "\(scratch)/run"]
+        let unused = try runSFKD(base + ["--reprob", "0.25"])
+        XCTAssertNotEqual(unused.status, 0)
+        XCTAssertTrue(unused.stderr.contains("'reprob' set timm's transforms, which run with input_size"), unused.stderr)
+        let reversed = try runSFKD(base + ["--input-size", "16", "--scale", "0.9,0.2"])
+        XCTAssertTrue(reversed.stderr.contains("'scale' is 0.9,0.2; give the low end first"), reversed.stderr)
+        let padding = try runSFKD(base + ["--input-size", "16", "--crop-padding", "4"])
+        XCTAssertTrue(padding.stderr.contains("'crop_padding' is the random crop at a dataset's own size"), padding.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(scratch)/run/config.yaml"), "refused before anything is written")
+        let resized = try runSFKD(base + ["--input-size", "16", "--reprob", "0.25"])
+        XCTAssertEqual(resized.status, 0, resized.stderr)
+        XCTAssertEqual(try SafeTensors.read("\(scratch)/run/model.safetensors").metadata["sfkd_input_shape"], "3,16,16")
     }
 }

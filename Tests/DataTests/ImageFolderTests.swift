@@ -49,14 +49,32 @@ final class ImageFolderTests: XCTestCase {
         XCTAssertEqual(formats, ["png", "jpeg"])
     }
 
-    func testResizeAndEvalTransformMatchPILAndTimm() throws {
+    func testResizeEvalTransformAndTrainingOpsMatchPILAndTorchvision() throws {
         let expected = try references("transformed.safetensors"), decoded = try references("decoded.safetensors")
         XCTAssertFalse(expected.isEmpty)
         for (key, reference) in expected {
             let parts = key.split(separator: "|").map(String.init)
             // From the pixels PIL decoded, so the resize alone is compared.
             let source = try XCTUnwrap(decoded[parts.last!])
-            let image = RGBImage(width: source.shape[1], height: source.shape[0], pixels: source.values.map { UInt8($0) })
+            let image = PixelImage(width: source.shape[1], height: source.shape[0], pixels: source.values.map { UInt8($0) })
+            switch parts[0] {
+            case "jitter":
+                let factor = Float(parts[2])!
+                let out = parts[1] == "brightness" ? image.adjustingBrightness(factor) : parts[1] == "contrast" ? image.adjustingContrast(factor) : image.adjustingSaturation(factor)
+                XCTAssertEqual(maxDifference(out.pixels, reference.values), 0, key)
+                continue
+            case "flip":
+                XCTAssertEqual(maxDifference(image.flippedHorizontally().pixels, reference.values), 0, key)
+                continue
+            case "rrc":
+                let box = parts[1].split(separator: ",").map { Int($0)! }, size = Int(parts[2])!
+                let out = image.cropped(left: box[0], top: box[1], width: box[2], height: box[3])
+                    .resized(width: size, height: size, interpolation: Interpolation(rawValue: parts[3])!)
+                XCTAssertLessThanOrEqual(maxDifference(out.pixels, reference.values), 1, key)
+                continue
+            default:
+                break
+            }
             if parts[0] == "resize" {
                 let size = parts[2].split(separator: "x").map { Int($0)! }
                 let resized = image.resized(width: size[0], height: size[1], interpolation: Interpolation(rawValue: parts[1])!)
@@ -127,7 +145,7 @@ final class ImageFolderTests: XCTestCase {
     /// normalised; a bad file stops the batch naming it, or with skipping is replaced and counted.
     func testFolderBatchesAndBadImages() throws {
         var options = DatasetRegistry.FolderOptions()
-        options.inputSize = 16
+        options.pipeline = ImagePipeline(size: 16)
         let splits = try DatasetRegistry.load("folder", directory: "\(fixtures)/folder", folder: options)
         XCTAssertEqual(splits.shape, [3, 16, 16])
         XCTAssertEqual(splits.classes, 3)
@@ -153,5 +171,50 @@ final class ImageFolderTests: XCTestCase {
         let next = try BatchLoader.assemble(skipping.test, indices: [badIndex + 1], mean: [0, 0, 0], std: [1, 1, 1], augmentation: nil, seed: 0, epoch: 0)
         XCTAssertEqual(replaced.images.array, next.images.array, "the bad file is replaced by the next one")
         XCTAssertEqual(skipping.test.files!.badImages.map(\.path), [skipping.test.files!.folder.paths[badIndex]])
+    }
+
+    /// RandomResizedCrop's boxes follow torchvision's rule: inside the image, the area fraction
+    /// in `scale` and the aspect ratio in `ratio` (or the clamped centre crop).
+    func testRandomResizedCropBoxes() {
+        var pipeline = ImagePipeline(size: 16)
+        pipeline.scale = [0.2, 0.6]
+        var generator = RandomGenerator(seed: 3)
+        var fractions: [Double] = []
+        for _ in 0..<2000 {
+            let box = pipeline.cropBox(width: 40, height: 30, generator: &generator)
+            XCTAssertTrue(box.left >= 0 && box.top >= 0 && box.left + box.width <= 40 && box.top + box.height <= 30, "\(box)")
+            let aspect = Double(box.width) / Double(box.height)
+            XCTAssertTrue(aspect > 0.7 && aspect < 1.43, "\(box)")
+            fractions.append(Double(box.width * box.height) / 1200)
+        }
+        XCTAssertGreaterThan(fractions.min()!, 0.17)
+        XCTAssertLessThan(fractions.max()!, 0.65)
+        XCTAssertEqual(fractions.reduce(0, +) / 2000, 0.4, accuracy: 0.03, "uniform over the area range")
+        // A ratio range the image cannot meet: the centre crop, clamped to the range.
+        pipeline.scale = [1, 1]
+        pipeline.ratio = [2, 3]
+        XCTAssertEqual(pipeline.cropBox(width: 40, height: 30, generator: &generator), ImagePipeline.CropBox(left: 0, top: 5, width: 40, height: 20))
+    }
+
+    /// The training transforms are a pure function of the generator's seed, reach every op,
+    /// and random erasing fills a box of 2%-33% of the sample with noise.
+    func testTrainingTransformsAreReproducibleAndErasingFillsABox() throws {
+        let image = try ImageDecoder.decode(path: "\(fixtures)/folder/train/ant/ant0.jpg")
+        var pipeline = ImagePipeline(size: 24)
+        var a = RandomGenerator(seed: 9), b = RandomGenerator(seed: 9), c = RandomGenerator(seed: 10)
+        XCTAssertEqual(pipeline.trainImage(image, generator: &a).pixels, pipeline.trainImage(image, generator: &b).pixels)
+        XCTAssertNotEqual(pipeline.trainImage(image, generator: &a).pixels, pipeline.trainImage(image, generator: &c).pixels)
+        pipeline.erasingProbability = 1
+        let sample = [Float](repeating: 7, count: 3 * 24 * 24)
+        var erased = sample
+        var generator = RandomGenerator(seed: 4)
+        erased.withUnsafeMutableBufferPointer { pipeline.erase($0.baseAddress!, channels: 3, generator: &generator) }
+        let changed = zip(sample, erased).filter { $0 != $1 }.count
+        XCTAssertGreaterThanOrEqual(Double(changed) / Double(sample.count), 0.015)
+        XCTAssertLessThanOrEqual(Double(changed) / Double(sample.count), 0.34)
+        pipeline.erasingProbability = 0
+        var untouched = sample
+        untouched.withUnsafeMutableBufferPointer { pipeline.erase($0.baseAddress!, channels: 3, generator: &generator) }
+        XCTAssertEqual(untouched, sample)
     }
 }

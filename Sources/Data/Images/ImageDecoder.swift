@@ -3,16 +3,19 @@ import CTurboJPEG
 import Foundation
 import Tensors
 
-/// An 8-bit RGB image, row after row, 3 bytes per pixel (HWC), as PIL's `convert("RGB")` gives it.
-public struct RGBImage: Sendable {
+/// An 8-bit image, row after row, `channels` bytes per pixel (HWC): RGB as PIL's
+/// `convert("RGB")` gives it, or one grey channel.
+public struct PixelImage: Sendable {
     public let width: Int
     public let height: Int
+    public let channels: Int
     public var pixels: [UInt8]
 
-    public init(width: Int, height: Int, pixels: [UInt8]) {
-        ensure(pixels.count == width * height * 3, "RGBImage: \(pixels.count) bytes for \(width)x\(height) RGB")
+    public init(width: Int, height: Int, channels: Int = 3, pixels: [UInt8]) {
+        ensure(pixels.count == width * height * channels, "PixelImage: \(pixels.count) bytes for \(width)x\(height)x\(channels)")
         self.width = width
         self.height = height
+        self.channels = channels
         self.pixels = pixels
     }
 }
@@ -39,7 +42,7 @@ public enum ImageDecoder {
     /// or more is decoded at the smallest DCT scale (1/2, 1/4, 1/8, ...) that keeps the shorter
     /// side at twice `minimumShortSide` or more: the resize that follows sees the same detail for
     /// a fraction of the work.
-    public static func decode(path: String, minimumShortSide: Int? = nil) throws -> RGBImage {
+    public static func decode(path: String, minimumShortSide: Int? = nil) throws -> PixelImage {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw UserError("image \(path) cannot be read")
         }
@@ -66,7 +69,7 @@ public enum ImageDecoder {
         return JPEGHeader(width: Int(width), height: Int(height), colorspace: colorspace)
     }
 
-    private static func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, minimumShortSide: Int?) throws -> RGBImage {
+    private static func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, minimumShortSide: Int?) throws -> PixelImage {
         guard let handle = tjInitDecompress() else { throw UserError("image \(path): TurboJPEG could not start") }
         defer { tjDestroy(handle) }
         let header = try jpegHeader(handle, bytes, path: path)
@@ -87,7 +90,7 @@ public enum ImageDecoder {
         guard status == 0 else {
             throw UserError("image \(path): corrupt or truncated JPEG (\(String(cString: tjGetErrorStr2(handle))))")
         }
-        guard cmyk else { return RGBImage(width: width, height: height, pixels: decoded) }
+        guard cmyk else { return PixelImage(width: width, height: height, pixels: decoded) }
         // libjpeg gives Adobe's inverted CMYK as stored; PIL's conversion of that to RGB:
         // R = C' * K' / 255 with C' and K' the stored (inverted) values.
         var rgb = [UInt8](repeating: 0, count: width * height * 3)
@@ -95,7 +98,7 @@ public enum ImageDecoder {
             let k = Int(decoded[4 * p + 3])
             for c in 0..<3 { rgb[3 * p + c] = UInt8((Int(decoded[4 * p + c]) * k + 127) / 255) }
         }
-        return RGBImage(width: width, height: height, pixels: rgb)
+        return PixelImage(width: width, height: height, pixels: rgb)
     }
 
     /// The smallest TurboJPEG scale whose shorter side stays at least `target`.
@@ -112,7 +115,7 @@ public enum ImageDecoder {
         return best
     }
 
-    private static func decodePNG(_ bytes: UnsafeRawBufferPointer, path: String) throws -> RGBImage {
+    private static func decodePNG(_ bytes: UnsafeRawBufferPointer, path: String) throws -> PixelImage {
         var width: UInt32 = 0, height: UInt32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let source = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -121,6 +124,6 @@ public enum ImageDecoder {
         }
         defer { free(pixels) }
         let count = Int(width) * Int(height) * 3
-        return RGBImage(width: Int(width), height: Int(height), pixels: Array(UnsafeBufferPointer(start: pixels, count: count)))
+        return PixelImage(width: Int(width), height: Int(height), pixels: Array(UnsafeBufferPointer(start: pixels, count: count)))
     }
 }

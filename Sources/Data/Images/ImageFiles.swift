@@ -2,26 +2,19 @@ import Foundation
 import Tensors
 
 /// The images of an `ImageFolder` split, decoded when a batch needs them (memory is bounded by
-/// the batches in flight, not the dataset) and brought to `size` x `size` by timm's
-/// evaluation transform (shorter side to size / crop_pct, centre crop).
+/// the batches in flight, not the dataset).
 ///
 /// A file that does not decode is an error naming it; with `skipBadImages` it is counted and
 /// replaced by the next image of the split that decodes, a choice that depends on the index
 /// alone, so every rank and a resumed run make the same one.
 public final class ImageFiles: @unchecked Sendable {
     public let folder: ImageFolder
-    public let size: Int
-    public let cropPercent: Double
-    public let interpolation: Interpolation
     public let skipBadImages: Bool
     private let lock = NSLock()
     private var bad: [String: String] = [:]
 
-    public init(folder: ImageFolder, size: Int, cropPercent: Double, interpolation: Interpolation, skipBadImages: Bool) {
+    public init(folder: ImageFolder, skipBadImages: Bool) {
         self.folder = folder
-        self.size = size
-        self.cropPercent = cropPercent
-        self.interpolation = interpolation
         self.skipBadImages = skipBadImages
     }
 
@@ -32,24 +25,14 @@ public final class ImageFiles: @unchecked Sendable {
         return bad.keys.sorted().map { ($0, bad[$0]!) }
     }
 
-    /// Sample `index` as 3 x size x size bytes, channel-major, into `destination`.
-    func write(_ index: Int, into destination: UnsafeMutablePointer<UInt8>) throws {
+    /// Image `index` decoded (a large JPEG at a DCT scale that keeps its shorter side at twice
+    /// `minimumShortSide` or more).
+    func image(at index: Int, minimumShortSide: Int?) throws -> PixelImage {
         var candidate = index
         for _ in 0..<folder.paths.count {
             let path = folder.paths[candidate]
             do {
-                let target = Int((Double(size) / cropPercent).rounded(.down))
-                let image = try ImageDecoder.decode(path: path, minimumShortSide: target)
-                    .resizedAndCenterCropped(size: size, cropPercent: cropPercent, interpolation: interpolation)
-                let plane = size * size
-                image.pixels.withUnsafeBufferPointer { pixels in
-                    for p in 0..<plane {
-                        destination[p] = pixels[3 * p]
-                        destination[plane + p] = pixels[3 * p + 1]
-                        destination[2 * plane + p] = pixels[3 * p + 2]
-                    }
-                }
-                return
+                return try ImageDecoder.decode(path: path, minimumShortSide: minimumShortSide)
             } catch {
                 guard skipBadImages else {
                     throw UserError("\(error) (pass --skip-bad-images to count and skip such files)")

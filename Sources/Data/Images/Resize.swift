@@ -53,31 +53,32 @@ private func clip8(_ sum: Int32) -> UInt8 {
     return UInt8(clamping: min(max(shifted, 0), 255))
 }
 
-extension RGBImage {
+extension PixelImage {
     /// This image resized to `width` x `height` as PIL's `resize((width, height), filter)` does.
-    public func resized(width newWidth: Int, height newHeight: Int, interpolation: Interpolation) -> RGBImage {
+    public func resized(width newWidth: Int, height newHeight: Int, interpolation: Interpolation) -> PixelImage {
         var current = self
         if newWidth != width {
             let columns = fixedPoint(interpolation.axisWeights(input: width, output: newWidth))
-            var out = [UInt8](repeating: 0, count: newWidth * height * 3)
+            let n = channels
+            var out = [UInt8](repeating: 0, count: newWidth * height * n)
             pixels.withUnsafeBufferPointer { source in
                 for y in 0..<height {
-                    let row = source.baseAddress! + y * width * 3
+                    let row = source.baseAddress! + y * width * n
                     for (x, column) in columns.enumerated() {
-                        for c in 0..<3 {
+                        for c in 0..<n {
                             var sum: Int32 = 1 << Int32(precisionBits - 1)
-                            for (k, w) in column.weights.enumerated() { sum &+= Int32(row[(column.first + k) * 3 + c]) &* w }
-                            out[(y * newWidth + x) * 3 + c] = clip8(sum)
+                            for (k, w) in column.weights.enumerated() { sum &+= Int32(row[(column.first + k) * n + c]) &* w }
+                            out[(y * newWidth + x) * n + c] = clip8(sum)
                         }
                     }
                 }
             }
-            current = RGBImage(width: newWidth, height: height, pixels: out)
+            current = PixelImage(width: newWidth, height: height, channels: channels, pixels: out)
         }
         if newHeight != height {
             let rows = fixedPoint(interpolation.axisWeights(input: height, output: newHeight))
-            var out = [UInt8](repeating: 0, count: newWidth * newHeight * 3)
-            let rowBytes = newWidth * 3
+            var out = [UInt8](repeating: 0, count: newWidth * newHeight * channels)
+            let rowBytes = newWidth * channels
             current.pixels.withUnsafeBufferPointer { source in
                 for (y, row) in rows.enumerated() {
                     for i in 0..<rowBytes {
@@ -87,32 +88,33 @@ extension RGBImage {
                     }
                 }
             }
-            current = RGBImage(width: newWidth, height: newHeight, pixels: out)
+            current = PixelImage(width: newWidth, height: newHeight, channels: channels, pixels: out)
         }
         return current
     }
 
     /// The region at (`left`, `top`) of `width` x `height`, zero (black) where it leaves the
     /// image, as PIL's `crop`.
-    public func cropped(left: Int, top: Int, width newWidth: Int, height newHeight: Int) -> RGBImage {
-        var out = [UInt8](repeating: 0, count: newWidth * newHeight * 3)
+    public func cropped(left: Int, top: Int, width newWidth: Int, height newHeight: Int) -> PixelImage {
+        let n = channels
+        var out = [UInt8](repeating: 0, count: newWidth * newHeight * n)
         for y in 0..<newHeight {
             let sy = top + y
             guard sy >= 0 && sy < height else { continue }
             for x in 0..<newWidth {
                 let sx = left + x
                 guard sx >= 0 && sx < width else { continue }
-                for c in 0..<3 { out[(y * newWidth + x) * 3 + c] = pixels[(sy * width + sx) * 3 + c] }
+                for c in 0..<n { out[(y * newWidth + x) * n + c] = pixels[(sy * width + sx) * n + c] }
             }
         }
-        return RGBImage(width: newWidth, height: newHeight, pixels: out)
+        return PixelImage(width: newWidth, height: newHeight, channels: channels, pixels: out)
     }
 
     /// timm's evaluation transform: the shorter side resized to floor(size / crop_pct) (the
     /// longer in proportion, rounded down, as torchvision's `Resize(int)`), then the centre
     /// `size` x `size` (torchvision's `CenterCrop`: offsets rounded half to even, as Python's
     /// `round`).
-    public func resizedAndCenterCropped(size: Int, cropPercent: Double, interpolation: Interpolation) -> RGBImage {
+    public func resizedAndCenterCropped(size: Int, cropPercent: Double, interpolation: Interpolation) -> PixelImage {
         let short = Int((Double(size) / cropPercent).rounded(.down))
         let (w, h) = width <= height ? (short, Int(Double(short) * Double(height) / Double(width))) : (Int(Double(short) * Double(width) / Double(height)), short)
         let resized = (w == width && h == height) ? self : self.resized(width: w, height: h, interpolation: interpolation)

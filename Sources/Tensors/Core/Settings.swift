@@ -8,6 +8,7 @@ public enum SettingValue: Equatable, Sendable {
     case double(Double)
     case string(String)
     case ints([Int])
+    case numbers([Double])
 
     /// The value as Yams and JSONSerialization take it.
     public var plain: Any {
@@ -18,6 +19,7 @@ public enum SettingValue: Equatable, Sendable {
         case let .double(v): return v
         case let .string(v): return v
         case let .ints(v): return v
+        case let .numbers(v): return v
         }
     }
 
@@ -29,6 +31,7 @@ public enum SettingValue: Equatable, Sendable {
         case let .double(v): return String(v)
         case let .string(v): return v
         case let .ints(v): return v.map(String.init).joined(separator: ",")
+        case let .numbers(v): return v.map { String($0) }.joined(separator: ",")
         }
     }
 }
@@ -92,6 +95,8 @@ public struct SettingRange: Sendable, Equatable {
 public struct SettingSpec: Sendable {
     public enum Kind: Sendable, Equatable {
         case bool, int, float, double, string, ints
+        /// A fixed count of numbers, such as a (low, high) pair.
+        case numbers(count: Int)
         case choice([String])
     }
 
@@ -122,6 +127,7 @@ public struct SettingSpec: Sendable {
         case .float, .double: return "a number"
         case .string: return "a string"
         case .ints: return "a list of integers such as -2,-1"
+        case let .numbers(count): return "\(count) comma-separated numbers"
         case let .choice(options): return "one of " + options.joined(separator: ", ")
         }
     }
@@ -175,6 +181,13 @@ public struct SettingSpec: Sendable {
                 return !values.isEmpty && values.count == text.split(separator: ",").count ? .ints(values) : nil
             }
             return integer(raw).map { .ints([$0]) }
+        case let .numbers(count):
+            let parts: [Any] = (raw as? [Any]) ?? ((raw as? String)?.split(separator: ",").map { String($0) } ?? [raw])
+            let values = parts.compactMap { convert($0, to: .double) }.compactMap { value -> Double? in
+                if case let .double(v) = value { return v }
+                return nil
+            }
+            return values.count == parts.count && values.count == count ? .numbers(values) : nil
         case let .choice(options):
             guard let text = raw as? String, options.contains(text) else { return nil }
             return .string(text)
@@ -184,14 +197,15 @@ public struct SettingSpec: Sendable {
     /// Checks a value's range; the message names the key and the accepted range.
     public func check(_ value: SettingValue, source: String = "config") throws {
         guard let range else { return }
-        let number: Double
+        let numbers: [Double]
         switch value {
-        case let .int(v): number = Double(v)
-        case let .double(v): number = v
+        case let .int(v): numbers = [Double(v)]
+        case let .double(v): numbers = [v]
+        case let .numbers(v): numbers = v
         default: return
         }
-        guard range.contains(number) else {
-            throw UserError("\(source): '\(name)' must be \(range.phrase), found \(value.text)")
+        guard numbers.allSatisfy(range.contains) else {
+            throw UserError("\(source): '\(name)' must be \(numbers.count > 1 ? "numbers each " : "")\(range.phrase), found \(value.text)")
         }
     }
 }
@@ -269,6 +283,21 @@ extension Array: SettingConvertible where Element == Int {
         self = v
     }
     public var settingValue: SettingValue { .ints(self) }
+}
+
+/// Two numbers, low then high (timm's `scale` and `ratio`).
+public struct NumberPair: SettingConvertible, Equatable, Sendable {
+    public var low: Double, high: Double
+    public init(_ low: Double, _ high: Double) {
+        self.low = low
+        self.high = high
+    }
+    public static var settingKind: SettingSpec.Kind { .numbers(count: 2) }
+    public init?(settingValue: SettingValue) {
+        guard case let .numbers(v) = settingValue, v.count == 2 else { return nil }
+        self.init(v[0], v[1])
+    }
+    public var settingValue: SettingValue { .numbers([low, high]) }
 }
 
 extension Optional: SettingConvertible where Wrapped: SettingConvertible {

@@ -33,8 +33,8 @@ struct EvalCommand: ParsableCommand {
         // An image folder is brought to the size the model was trained at.
         var folder = DatasetRegistry.FolderOptions()
         folder.valDirectory = valDirectory
-        folder.inputSize = description.inputShape[1]
-        if let cropPercent { folder.cropPercent = cropPercent }
+        folder.pipeline = ImagePipeline(size: description.inputShape[1])
+        if let cropPercent { folder.pipeline.cropPercent = cropPercent }
         let splits = try DatasetRegistry.load(dataset, directory: dataDirectory, folder: folder)
         try description.checkCompatible(with: splits, path: file)
         let result = try Evaluation.run(model, on: splits.test, mean: description.mean, std: description.std, batchSize: batchSize, what: file)
