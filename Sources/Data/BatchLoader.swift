@@ -1,16 +1,19 @@
 import Foundation
 import Tensors
 
-/// A batch of normalised images (B, C, H, W) with their labels and dataset indices.
+/// A batch of normalised images (B, C, H, W) with their labels and dataset indices; after
+/// Mixup or CutMix, also the (B, classes) soft targets.
 public struct Batch {
     public let images: Tensor
     public let labels: [Int]
     public let indices: [Int]
+    public let softTargets: Tensor?
 
-    public init(images: Tensor, labels: [Int], indices: [Int]) {
+    public init(images: Tensor, labels: [Int], indices: [Int], softTargets: Tensor? = nil) {
         self.images = images
         self.labels = labels
         self.indices = indices
+        self.softTargets = softTargets
     }
 }
 

@@ -79,8 +79,17 @@ public final class Trainer {
         var augmentation = splits.defaultAugmentation
         if let padding = config.cropPadding { augmentation.cropPadding = padding }
         if let flip = config.horizontalFlip { augmentation.horizontalFlip = flip }
-        data = TrainingData(splits: splits, augmentation: augmentation, seed: UInt64(config.seed), globalBatch: config.batchSize,
+        var data = TrainingData(splits: splits, augmentation: augmentation, seed: UInt64(config.seed), globalBatch: config.batchSize,
                             studentRanks: layout.studentRanks, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, loaderThreads: config.loaderThreads)
+        data.mixup.mixupAlpha = config.mixup
+        data.mixup.cutmixAlpha = config.cutmix
+        data.mixup.probability = config.mixupProbability
+        data.mixup.switchProbability = config.mixupSwitchProbability
+        data.mixup.labelSmoothing = config.labelSmoothing
+        if data.mixup.isActive, (config.batchSize / layout.studentRanks) % 2 != 0 {
+            throw UserError("config: Mixup/CutMix pair each sample with the one half a batch away on the same rank; 'batch_size' \(config.batchSize) over \(layout.studentRanks) student rank(s) leaves an odd local batch: use a batch size divisible by \(2 * layout.studentRanks)")
+        }
+        self.data = data
         folder = RunFolder(path: config.output, layout: layout)
     }
 

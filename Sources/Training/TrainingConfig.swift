@@ -30,6 +30,11 @@ public struct TrainingConfig: Equatable, Sendable {
     public var cropPercent = 0.875
     public var interpolation = Interpolation.bicubic
     public var skipBadImages = false
+    /// timm's Mixup / CutMix (alphas; 0 turns each off).
+    public var mixup = 0.0
+    public var cutmix = 0.0
+    public var mixupProbability = 1.0
+    public var mixupSwitchProbability = 0.5
     /// Worker threads that decode and augment batches ahead of the step.
     public var loaderThreads = 2
     public var epochs: Int?

@@ -14,6 +14,8 @@ struct TrainingData {
     let stepsPerEpoch: Int
     let totalSteps: Int
     let loaderThreads: Int
+    /// Mixup / CutMix of each step's batch (inactive by default).
+    var mixup = Mixup()
 
     /// The batches `rank` of the student ranks trains on in `epoch`, from `fromStep` on.
     func loader(epoch: Int, fromStep step: Int, rank: Int) -> BatchLoader {
@@ -47,7 +49,8 @@ struct TrainingData {
                 epoch = stepEpoch
             }
             guard let batch = try loader?.next() else { throw UserError("internal: the loader of rank \(rank) ran out of batches at step \(step)") }
-            return batch
+            guard data.mixup.isActive else { return batch }
+            return data.mixup.apply(to: batch, classes: data.splits.classes, seed: data.seed, step: step)
         }
     }
 }

@@ -68,7 +68,7 @@ public final class TrainingStep {
         phases.forward = lap()
         let teacherOutput = try teacher?.outputs(for: batch)
         phases.teacher = lap()
-        let loss = method.loss(student: output, teacher: teacherOutput, labels: batch.labels, step: step)
+        let loss = method.loss(student: output, teacher: teacherOutput, targets: Targets(labels: batch.labels, soft: batch.softTargets), step: step)
         var local = StepStatistics(loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
                                    terms: loss.terms.mapValues(Double.init))
         phases.loss = lap()

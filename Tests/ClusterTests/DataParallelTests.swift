@@ -97,9 +97,11 @@ final class DataParallelTests: XCTestCase {
     }
 
     /// timm's training transforms (RandomResizedCrop from 32 to 16, flip, colour jitter, random
-    /// erasing) draw per sample from (seed, epoch, index): 1 and 2 ranks see the same images.
+    /// erasing) draw per sample from (seed, epoch, index), Mixup/CutMix per step: 1 and 2 ranks
+    /// see the same images.
     func testTheFullAugmentationPipelineFollowsTheSameTrajectoryOnOneAndTwoRanks() throws {
-        let common = ["--model", "vit-tiny", "--steps", "10", "--batch-size", "16", "--input-size", "16", "--reprob", "0.5", "--color-jitter", "0.4"]
+        let common = ["--model", "vit-tiny", "--steps", "10", "--batch-size", "16", "--input-size", "16", "--reprob", "0.5", "--color-jitter", "0.4",
+                      "--mixup", "0.8", "--cutmix", "1.0"]
         let one = try train(1, "pipeline-one", common)
         let two = try train(2, "pipeline-two", common)
         try assertSameParameters(one, two, tolerance: 1e-4, "2 ranks with the full pipeline")
@@ -182,6 +184,13 @@ final class TeacherOffloadTests: XCTestCase {
             XCTAssertEqual(a.count, 6, method)
             XCTAssertEqual(a, b, "\(method): a teacher rank must give the same losses as the inline teacher")
         }
+        // With Mixup and CutMix the teacher rank blends the same images, and the soft targets
+        // reach the cross-entropy and DKD's target-class terms alike.
+        let mixing = common + ["--method", "dkd", "--mixup", "0.8", "--cutmix", "1.0"]
+        let mixedInline = try helper.train(1, "dkd-mixup-inline", mixing)
+        let mixedOffloaded = try helper.train(2, "dkd-mixup-offloaded", mixing + ["--teacher-ranks", "1"])
+        XCTAssertEqual(try helper.trainLosses(mixedInline), try helper.trainLosses(mixedOffloaded), "mixup: the teacher rank saw other images")
+        XCTAssertNotEqual(try helper.trainLosses(mixedInline), try helper.trainLosses(try helper.train(1, "dkd-inline-again", common + ["--method", "dkd"])))
         // Two students served by one teacher rank (3 ranks), against two students with inline teachers.
         let inline = try helper.train(2, "sfkd-two-inline", common + ["--method", "sfkd"])
         let offloaded = try helper.train(3, "sfkd-two-offloaded", common + ["--method", "sfkd", "--teacher-ranks", "1"])

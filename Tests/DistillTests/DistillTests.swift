@@ -140,7 +140,7 @@ final class DistillationObjectiveTests: XCTestCase {
         for method in MethodRegistry.names {
             let objective = try self.method(method)
             let teacherOutput = withNoGrad { teacher.forward(batch.images) }
-            let loss = objective.loss(student: student.forward(batch.images), teacher: teacherOutput, labels: batch.labels, step: 0)
+            let loss = objective.loss(student: student.forward(batch.images), teacher: teacherOutput, targets: Targets(labels: batch.labels), step: 0)
             XCTAssertTrue(loss.total.item.isFinite, "\(method)")
             XCTAssertNotNil(loss.terms["ce"])
             loss.total.backward()

@@ -118,8 +118,8 @@ final class TrainingTests: XCTestCase {
         static let settings: [SettingSpec] = []
         init(context: MethodContext) {}
         init() {}
-        func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
-            let ce = crossEntropy(student.logits, labels: labels)
+        func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
+            let ce = crossEntropy(student.logits, labels: targets.labels)
             return ObjectiveLoss(total: step == 5 ? ce * Float.nan : ce, terms: [:])
         }
     }

@@ -12,8 +12,8 @@ public final class CrossEntropyOnly: DistillationMethod {
 
     public init(context: MethodContext) { labelSmoothing = context.labelSmoothing }
 
-    public func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
-        let ce = crossEntropy(student.logits, labels: labels, labelSmoothing: labelSmoothing)
+    public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
+        let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
         return ObjectiveLoss(total: ce, terms: ["ce": ce.item])
     }
 }

@@ -23,10 +23,10 @@ public final class DKD: DistillationMethod {
         warmupSteps = max(1, min(20 * context.stepsPerEpoch, context.totalSteps / 4))
     }
 
-    public func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
-        let ce = crossEntropy(student.logits, labels: labels, labelSmoothing: labelSmoothing)
+    public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
+        let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
         let warm = min(1, Float(step + 1) / Float(warmupSteps))
-        let dkd = decoupledKnowledgeDistillationLoss(student: student.logits, teacher: teacher!.logits.detached(), labels: labels,
+        let dkd = decoupledKnowledgeDistillationLoss(student: student.logits, teacher: teacher!.logits.detached(), labels: targets.labels,
                                                      alpha: alpha, beta: beta, temperature: temperature)
         return ObjectiveLoss(total: ce * lambdaCE + dkd * warm, terms: ["ce": ce.item, "dkd": dkd.item])
     }

@@ -64,7 +64,7 @@ public protocol DistillationMethod: AnyObject {
     var teacherTapIndices: [Int] { get }
 
     /// `teacher` holds the frozen teacher's logits and taps for the same images (nil without a teacher).
-    func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss
+    func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss
 }
 
 extension DistillationMethod {

@@ -32,9 +32,9 @@ public final class FitNet: DistillationMethod {
     public var helpers: [(String, any Module)] { aligners.enumerated().map { ("aligners.\($0.offset)", $0.element) } }
     public var teacherTapIndices: [Int] { teacherTaps(of: pairs) }
 
-    public func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
+    public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
         let teacher = teacher!
-        let ce = crossEntropy(student.logits, labels: labels, labelSmoothing: labelSmoothing)
+        let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
         var total = ce * lambdaCE
         var terms = ["ce": ce.item]
         for (k, pair) in pairs.enumerated() {

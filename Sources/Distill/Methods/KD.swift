@@ -17,8 +17,8 @@ public final class KD: DistillationMethod {
         temperature = context.settings[SharedSettings.temperature]
     }
 
-    public func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
-        let ce = crossEntropy(student.logits, labels: labels, labelSmoothing: labelSmoothing)
+    public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
+        let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
         let kd = knowledgeDistillationLoss(student: student.logits, teacher: teacher!.logits.detached(), temperature: temperature)
         return ObjectiveLoss(total: ce * lambdaCE + kd * lambdaKD, terms: ["ce": ce.item, "kd": kd.item])
     }

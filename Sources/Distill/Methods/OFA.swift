@@ -34,12 +34,12 @@ public final class OFA: DistillationMethod {
 
     public var helpers: [(String, any Module)] { branches.enumerated().map { ("ofa.\($0.offset)", $0.element) } }
 
-    public func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
+    public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
         let zt = teacher!.logits.detached()
-        let ce = crossEntropy(student.logits, labels: labels, labelSmoothing: labelSmoothing)
-        var ofa = ofaLoss(student: student.logits, teacher: zt, labels: labels, epsilon: epsilon, temperature: temperature)
+        let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
+        var ofa = ofaLoss(student: student.logits, teacher: zt, labels: targets.labels, epsilon: epsilon, temperature: temperature)
         for (branch, pair) in zip(branches, pairs) {
-            ofa = ofa + ofaLoss(student: branch(student.taps[pair.student]), teacher: zt, labels: labels, epsilon: epsilon, temperature: temperature)
+            ofa = ofa + ofaLoss(student: branch(student.taps[pair.student]), teacher: zt, labels: targets.labels, epsilon: epsilon, temperature: temperature)
         }
         return ObjectiveLoss(total: ce * lambdaCE + ofa * lambdaKD, terms: ["ce": ce.item, "ofa": ofa.item])
     }

@@ -89,10 +89,10 @@ public final class SFKD: DistillationMethod {
 
     public var teacherTapIndices: [Int] { teacherTaps(of: pairs) }
 
-    public func loss(student: ModelOutput, teacher: ModelOutput?, labels: [Int], step: Int) -> ObjectiveLoss {
+    public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
         let teacher = teacher!
         let zt = teacher.logits.detached()
-        let ce = crossEntropy(student.logits, labels: labels, labelSmoothing: labelSmoothing)
+        let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
         var total = ce * lambdaCE
         var terms = ["ce": ce.item]
         switch logit {
@@ -101,7 +101,7 @@ public final class SFKD: DistillationMethod {
             total = total + kd * lambdaKD
             terms["kd"] = kd.item
         case .ofa:
-            let ofa = ofaLoss(student: student.logits, teacher: zt, labels: labels, epsilon: ofaEpsilon, temperature: ofaTemperature)
+            let ofa = ofaLoss(student: student.logits, teacher: zt, labels: targets.labels, epsilon: ofaEpsilon, temperature: ofaTemperature)
             total = total + ofa * lambdaKD
             terms["ofa"] = ofa.item
         case .none:
