@@ -41,54 +41,96 @@ public enum Interpolation: String, Sendable, CaseIterable, Codable {
 
 private let precisionBits = 22
 
-private func fixedPoint(_ weights: [(first: Int, weights: [Double])]) -> [(first: Int, weights: [Int32])] {
-    weights.map { entry in
-        (entry.first, entry.weights.map { Int32($0 < 0 ? -0.5 + $0 * Double(1 << precisionBits) : 0.5 + $0 * Double(1 << precisionBits)) })
+/// An axis's weights in PIL's 22-bit fixed point, flattened: output i reads `taps[i]` inputs
+/// from `first[i]` with weights `weights[i * stride ..< i * stride + taps[i]]`.
+private struct FixedWeights {
+    var first: [Int] = [], taps: [Int] = [], weights: [Int32] = []
+    var stride = 0
+
+    init(_ axis: [(first: Int, weights: [Double])]) {
+        stride = axis.map(\.weights.count).max() ?? 0
+        weights = [Int32](repeating: 0, count: axis.count * stride)
+        for (i, entry) in axis.enumerated() {
+            first.append(entry.first)
+            taps.append(entry.weights.count)
+            for (k, w) in entry.weights.enumerated() {
+                weights[i * stride + k] = Int32(w < 0 ? -0.5 + w * Double(1 << precisionBits) : 0.5 + w * Double(1 << precisionBits))
+            }
+        }
     }
 }
 
 @inline(__always)
 private func clip8(_ sum: Int32) -> UInt8 {
     let shifted = sum >> Int32(precisionBits)
-    return UInt8(clamping: min(max(shifted, 0), 255))
+    return UInt8(truncatingIfNeeded: min(max(shifted, 0), 255))
 }
 
 extension PixelImage {
     /// This image resized to `width` x `height` as PIL's `resize((width, height), filter)` does.
     public func resized(width newWidth: Int, height newHeight: Int, interpolation: Interpolation) -> PixelImage {
         var current = self
+        let n = channels
+        let rounding: Int32 = 1 << Int32(precisionBits - 1)
         if newWidth != width {
-            let columns = fixedPoint(interpolation.axisWeights(input: width, output: newWidth))
-            let n = channels
+            let columns = FixedWeights(interpolation.axisWeights(input: width, output: newWidth))
             var out = [UInt8](repeating: 0, count: newWidth * height * n)
             pixels.withUnsafeBufferPointer { source in
-                for y in 0..<height {
-                    let row = source.baseAddress! + y * width * n
-                    for (x, column) in columns.enumerated() {
-                        for c in 0..<n {
-                            var sum: Int32 = 1 << Int32(precisionBits - 1)
-                            for (k, w) in column.weights.enumerated() { sum &+= Int32(row[(column.first + k) * n + c]) &* w }
-                            out[(y * newWidth + x) * n + c] = clip8(sum)
+                out.withUnsafeMutableBufferPointer { target in
+                    columns.weights.withUnsafeBufferPointer { weights in
+                        for y in 0..<height {
+                            let row = source.baseAddress! + y * width * n, outRow = target.baseAddress! + y * newWidth * n
+                            for x in 0..<newWidth {
+                                let w = weights.baseAddress! + x * columns.stride, taps = columns.taps[x]
+                                let start = row + columns.first[x] * n
+                                if n == 3 {
+                                    var r = rounding, g = rounding, b = rounding
+                                    for k in 0..<taps {
+                                        let p = start + 3 * k, weight = w[k]
+                                        r &+= Int32(p[0]) &* weight
+                                        g &+= Int32(p[1]) &* weight
+                                        b &+= Int32(p[2]) &* weight
+                                    }
+                                    outRow[3 * x] = clip8(r)
+                                    outRow[3 * x + 1] = clip8(g)
+                                    outRow[3 * x + 2] = clip8(b)
+                                } else {
+                                    for c in 0..<n {
+                                        var sum = rounding
+                                        for k in 0..<taps { sum &+= Int32(start[k * n + c]) &* w[k] }
+                                        outRow[x * n + c] = clip8(sum)
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
-            current = PixelImage(width: newWidth, height: height, channels: channels, pixels: out)
+            current = PixelImage(width: newWidth, height: height, channels: n, pixels: out)
         }
         if newHeight != height {
-            let rows = fixedPoint(interpolation.axisWeights(input: height, output: newHeight))
-            var out = [UInt8](repeating: 0, count: newWidth * newHeight * channels)
-            let rowBytes = newWidth * channels
+            let rows = FixedWeights(interpolation.axisWeights(input: height, output: newHeight))
+            let rowBytes = newWidth * n
+            var out = [UInt8](repeating: 0, count: rowBytes * newHeight)
+            var sums = [Int32](repeating: 0, count: rowBytes)
             current.pixels.withUnsafeBufferPointer { source in
-                for (y, row) in rows.enumerated() {
-                    for i in 0..<rowBytes {
-                        var sum: Int32 = 1 << Int32(precisionBits - 1)
-                        for (k, w) in row.weights.enumerated() { sum &+= Int32(source[(row.first + k) * rowBytes + i]) &* w }
-                        out[y * rowBytes + i] = clip8(sum)
+                out.withUnsafeMutableBufferPointer { target in
+                    sums.withUnsafeMutableBufferPointer { sums in
+                        for y in 0..<newHeight {
+                            for i in 0..<rowBytes { sums[i] = rounding }
+                            // Tap by tap over whole rows: the inner loop runs over contiguous bytes.
+                            for k in 0..<rows.taps[y] {
+                                let weight = rows.weights[y * rows.stride + k]
+                                let input = source.baseAddress! + (rows.first[y] + k) * rowBytes
+                                for i in 0..<rowBytes { sums[i] &+= Int32(input[i]) &* weight }
+                            }
+                            let outRow = target.baseAddress! + y * rowBytes
+                            for i in 0..<rowBytes { outRow[i] = clip8(sums[i]) }
+                        }
                     }
                 }
             }
-            current = PixelImage(width: newWidth, height: newHeight, channels: channels, pixels: out)
+            current = PixelImage(width: newWidth, height: newHeight, channels: n, pixels: out)
         }
         return current
     }

@@ -133,10 +133,20 @@ extension PixelImage {
 
     /// PIL's `Image.blend(degenerate, self, factor)`: degenerate + factor (self - degenerate) in
     /// single precision, clipped to 0...255 and truncated, as Pillow's `ImagingBlend`.
-    private func blended(from degenerate: (Int) -> UInt8, factor: Float) -> PixelImage {
+    private func blended(with degenerate: [UInt8], factor: Float) -> PixelImage {
         var out = pixels
         for i in 0..<pixels.count {
-            let base = Float(degenerate(i))
+            let base = Float(degenerate[i])
+            let value = base + factor * (Float(pixels[i]) - base)
+            out[i] = value <= 0 ? 0 : (value >= 255 ? 255 : UInt8(value))
+        }
+        return PixelImage(width: width, height: height, channels: channels, pixels: out)
+    }
+
+    private func blended(withConstant constant: UInt8, factor: Float) -> PixelImage {
+        var out = pixels
+        let base = Float(constant)
+        for i in 0..<pixels.count {
             let value = base + factor * (Float(pixels[i]) - base)
             out[i] = value <= 0 ? 0 : (value >= 255 ? 255 : UInt8(value))
         }
@@ -151,20 +161,27 @@ extension PixelImage {
     }
 
     /// `ImageEnhance.Brightness(image).enhance(factor)`: a blend with black.
-    public func adjustingBrightness(_ factor: Float) -> PixelImage { blended(from: { _ in 0 }, factor: factor) }
+    public func adjustingBrightness(_ factor: Float) -> PixelImage { blended(withConstant: 0, factor: factor) }
 
     /// `ImageEnhance.Contrast(image).enhance(factor)`: a blend with the mean grey level.
     public func adjustingContrast(_ factor: Float) -> PixelImage {
         var total = 0
         for p in 0..<(width * height) { total += Int(luminance(at: p)) }
         let mean = UInt8(Int(Double(total) / Double(width * height) + 0.5))
-        return blended(from: { _ in mean }, factor: factor)
+        return blended(withConstant: mean, factor: factor)
     }
 
     /// `ImageEnhance.Color(image).enhance(factor)`: a blend with the image's own grey levels
     /// (nothing changes in a grey image).
     public func adjustingSaturation(_ factor: Float) -> PixelImage {
         guard channels == 3 else { return self }
-        return blended(from: { luminance(at: $0 / 3) }, factor: factor)
+        var grey = [UInt8](repeating: 0, count: pixels.count)
+        for p in 0..<(width * height) {
+            let l = luminance(at: p)
+            grey[3 * p] = l
+            grey[3 * p + 1] = l
+            grey[3 * p + 2] = l
+        }
+        return blended(with: grey, factor: factor)
     }
 }

@@ -9,8 +9,38 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that report speed next to a baseline measured in the same run.",
-        subcommands: [OpsBenchCommand.self, StepBenchCommand.self, AllreduceBenchCommand.self]
+        subcommands: [OpsBenchCommand.self, StepBenchCommand.self, AllreduceBenchCommand.self, DataBenchCommand.self]
     )
+}
+
+struct DataBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Images per second through an image folder's input pipeline (read, decode, timm's transforms, the loader's threads), rounds alternated."
+    )
+
+    @Option(name: .customLong("data-dir"), help: "An image folder (DIR/train/<class>/*).") var dataDirectory: String
+    @Option(name: .customLong("input-size"), help: "The side images are brought to.") var inputSize: Int = 224
+    @Option(help: "Images per round (the first of the train split).") var images: Int = 256
+    @Option(name: .customLong("loader-threads"), help: "Worker threads of the loader.") var loaderThreads: Int = 1
+    @Option(help: "Rounds (medians are reported).") var rounds: Int = 3
+    @Flag(help: "Evaluation transforms (resize, centre crop) instead of training ones.") var eval = false
+    @Option(name: .long, help: "Threads for the kernels.") var threads: Int = 1
+    @Flag(name: .long, help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard (8...4096).contains(inputSize) else { throw ValidationError("--input-size must be in 8...4096, got \(inputSize)") }
+        guard images >= 1, rounds >= 1, loaderThreads >= 1, threads >= 1 else {
+            throw ValidationError("--images, --rounds, --loader-threads and --threads must be at least 1")
+        }
+    }
+
+    func run() throws {
+        Threads.configure(threads)
+        let benchmark = DataBenchmark(directory: dataDirectory, inputSize: inputSize, images: images, loaderThreads: loaderThreads, rounds: rounds, training: !eval)
+        let result = try benchmark.run(progress: json ? { _ in } : report)
+        if json { try printJSON(result) }
+    }
 }
 
 struct OpsBenchCommand: ParsableCommand {
