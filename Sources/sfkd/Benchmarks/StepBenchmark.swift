@@ -8,7 +8,7 @@ import Tensors
 import Training
 
 /// `sfkd bench step`: the training step users run (`TrainingStep`: forward, teacher, loss,
-/// backward, SGD with momentum) of a registry model on random 3x32x32 images with 10 classes;
+/// backward, SGD with momentum) of a registry model on random 3 x S x S images (S = 32 unless --input-size) with 10 classes (--classes);
 /// the median over the timed steps. With a teacher model and methods, a full distillation step
 /// per method (teacher forward included), the methods timed alternately, step after step, so
 /// their ratio is fair on a noisy host.
@@ -21,6 +21,9 @@ struct StepBenchmark {
     var teacherModel: String?
     var methods: [String] = [CrossEntropyOnly.name]
     var stages: [Int] = SharedSettings.stages.defaultValue
+    /// Random 3 x size x size images for `classes` classes.
+    var inputSize = 32
+    var classes = 10
 
     /// Median milliseconds of each phase of the step.
     struct Phases: Encodable {
@@ -65,7 +68,7 @@ struct StepBenchmark {
     }
 
     func run() throws -> Result {
-        let shape = [3, 32, 32], classes = 10
+        let shape = [3, inputSize, inputSize]
         var generator = RandomGenerator(seed: 1)
         let images = Tensor(uninitializedShape: [batchSize] + shape)
         for i in 0..<images.count { images.data[i] = generator.nextNormal() }

@@ -93,6 +93,8 @@ struct StepBenchCommand: ParsableCommand {
     @Option(name: .customLong("bucket-mb"), help: "Under mpirun: gradient bucket size in MiB after the first 1 MiB bucket.") var bucketMB: Double = 8
     @Flag(name: .customLong("no-overlap"), help: "Under mpirun: allreduce after backward instead of during it.") var noOverlap = false
     @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
+    @Option(name: .customLong("input-size"), help: "Side of the random images (one rank).") var inputSize: Int = 32
+    @Option(help: "Class count (one rank).") var classes: Int = 10
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -112,6 +114,9 @@ struct StepBenchCommand: ParsableCommand {
         if !method.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
         var benchmark = StepBenchmark(model: model, arguments: try ModelArguments(modelArgs), batchSize: batchSize, steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
+        guard (8...4096).contains(inputSize), (2...100_000).contains(classes) else { throw ValidationError("--input-size must be in 8...4096 and --classes in 2...100000") }
+        benchmark.inputSize = inputSize
+        benchmark.classes = classes
         benchmark.stages = try kdStages.split(separator: ",").map { text in
             guard let index = Int(text.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--kd-stages: '\(text)' is not an integer") }
             return index
