@@ -342,6 +342,14 @@ struct ConvPlan {
                                     let src = xc + offset
                                     let grad = gyc + oy * g.outputWidth
                                     let s = g.strideWidth
+                                    guard xEnd > xStart else { continue }
+                                    if s == 1 {
+                                        // Contiguous rows: a vector dot product and a vector axpy
+                                        // (a scalar float sum does not vectorise).
+                                        weightGrad += dot(grad + xStart, src + xStart, count: xEnd - xStart)
+                                        if let gxc { addScaledInPlace(gxc + offset + xStart, grad + xStart, alpha: weight, count: xEnd - xStart) }
+                                        continue
+                                    }
                                     for ox in xStart..<xEnd { weightGrad += grad[ox] * src[ox * s] }
                                     if let gxc {
                                         let dst = gxc + offset
