@@ -44,6 +44,7 @@ final class ConvolutionTests: XCTestCase {
         Case(input: [2, 4, 7, 7], outChannels: 8, kernel: 1, stride: 2, padding: 0, groups: 1, bias: false),
         Case(input: [2, 4, 7, 6], outChannels: 4, kernel: 3, stride: 1, padding: 1, groups: 4, bias: true),   // depthwise
         Case(input: [2, 3, 8, 7], outChannels: 6, kernel: 3, stride: 2, padding: 1, groups: 3, bias: false),  // depthwise x2
+        Case(input: [2, 3, 11, 13], outChannels: 3, kernel: 7, stride: 1, padding: 3, groups: 3, bias: true), // ConvNeXt's 7x7 depthwise, rows past one vector
         Case(input: [1, 2, 5, 5], outChannels: 3, kernel: 5, stride: 1, padding: 2, groups: 1, bias: true),
         // Several small images per GEMM (also with each of two threads taking a share).
         Case(input: [6, 4, 5, 6], outChannels: 6, kernel: 3, stride: 1, padding: 1, groups: 2, bias: true),
