@@ -66,6 +66,7 @@ extension TrainingConfig {
         field("mixup_prob", \.mixupProbability, "model and data", range: .between(0, 1), help: "Probability that a batch is mixed at all."),
         field("mixup_switch_prob", \.mixupSwitchProbability, "model and data", range: .between(0, 1), help: "With both mixup and cutmix on: probability of CutMix for a batch."),
         field("loader_threads", \.loaderThreads, "model and data", range: .between(1, 256), help: "Worker threads that decode and augment batches ahead of the step (each rank decodes only its shard)."),
+        field("normalization", \.normalization, "model and data", help: "Per-channel normalisation: the dataset's statistics, or timm's ImageNet (0.485,0.456,0.406 / 0.229,0.224,0.225) or Inception (0.5 / 0.5) constants, as ImageNet-pretrained models expect."),
         field("skip_bad_images", \.skipBadImages, "model and data", help: "Dataset folder: count and skip images that do not decode (default: stop with the file's name)."),
         field("crop_padding", \.cropPadding, "model and data", range: .between(0, 64), help: "Random-crop padding in pixels (0 turns cropping off; default per dataset)."),
         field("flip", \.horizontalFlip, "model and data", help: "Random horizontal flips (default per dataset)."),

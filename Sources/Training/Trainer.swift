@@ -43,6 +43,14 @@ public final class Trainer {
         var splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory, folder: config.folderOptions)
         // With input_size, any dataset goes through timm's transforms (OFA's CIFAR-100 at 224).
         if let size = config.inputSize, splits.train.pipeline == nil { splits = splits.with(config.pipeline(size: size)) }
+        if config.normalization != .dataset {
+            guard splits.shape[0] == 3 else {
+                throw UserError("config: 'normalization: \(config.normalization.rawValue)' is for RGB images; '\(splits.name)' has \(splits.shape[0]) channel(s)")
+            }
+            let imagenet = config.normalization == .imagenet
+            splits = DatasetSplits(train: splits.train, test: splits.test, mean: imagenet ? [0.485, 0.456, 0.406] : [0.5, 0.5, 0.5],
+                                   std: imagenet ? [0.229, 0.224, 0.225] : [0.5, 0.5, 0.5], defaultAugmentation: splits.defaultAugmentation)
+        }
         if splits.train.pipeline == nil, !config.changedPipelineKeys.isEmpty {
             throw UserError("config: \(config.changedPipelineKeys.map { "'\($0)'" }.joined(separator: ", ")) set timm's transforms, which run with input_size; give --input-size (the dataset's own size is \(splits.shape[1]))")
         }

@@ -5,6 +5,9 @@ import Tensors
 
 public enum OptimizerChoice: String, SettingChoice { case sgd, adamw }
 public enum ScheduleChoice: String, SettingChoice { case cosine, step, constant }
+/// Per-channel normalisation: the dataset's own statistics, or timm's constants
+/// (`IMAGENET_DEFAULT_MEAN/STD`, `IMAGENET_INCEPTION_MEAN/STD`), as models pretrained on ImageNet expect.
+public enum NormalizationChoice: String, SettingChoice { case dataset, imagenet, inception }
 extension Interpolation: SettingChoice {}
 extension ImagePipeline.TrainInterpolation: SettingChoice {}
 
@@ -30,6 +33,7 @@ public struct TrainingConfig: Equatable, Sendable {
     public var cropPercent = 0.875
     public var interpolation = Interpolation.bicubic
     public var skipBadImages = false
+    public var normalization = NormalizationChoice.dataset
     /// timm's Mixup / CutMix (alphas; 0 turns each off).
     public var mixup = 0.0
     public var cutmix = 0.0

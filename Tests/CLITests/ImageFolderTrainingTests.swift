@@ -60,8 +60,12 @@ final class ImageFolderTrainingTests: XCTestCase {
         let padding = try runSFKD(base + ["--input-size", "16", "--crop-padding", "4"])
         XCTAssertTrue(padding.stderr.contains("'crop_padding' is the random crop at a dataset's own size"), padding.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(scratch)/run/config.yaml"), "refused before anything is written")
-        let resized = try runSFKD(base + ["--input-size", "16", "--reprob", "0.25"])
+        let resized = try runSFKD(base + ["--input-size", "16", "--reprob", "0.25", "--normalization", "imagenet"])
         XCTAssertEqual(resized.status, 0, resized.stderr)
-        XCTAssertEqual(try SafeTensors.read("\(scratch)/run/model.safetensors").metadata["sfkd_input_shape"], "3,16,16")
+        let metadata = try SafeTensors.read("\(scratch)/run/model.safetensors").metadata
+        XCTAssertEqual(metadata["sfkd_input_shape"], "3,16,16")
+        XCTAssertEqual(metadata["sfkd_mean"], "0.485,0.456,0.406", "timm's ImageNet mean instead of the dataset's")
+        let grey = try runSFKD(["train", "--model", "resnet8", "--dataset", "fashion-mnist", "--steps", "1", "--normalization", "imagenet", "--out", "\(scratch)/grey"])
+        XCTAssertTrue(grey.stderr.contains("'normalization: imagenet' is for RGB images"), grey.stderr)
     }
 }
