@@ -1,3 +1,4 @@
+import Data
 import Models
 import Tensors
 
@@ -24,7 +25,11 @@ enum PositionEmbeddingResampling {
         let out = Tensor(zeros: [1, prefixTokens + to.0 * to.1, width])
         for i in 0..<(prefixTokens * width) { out.data[i] = embedding.data[i] }
         // (h, w, D) grid -> (H, w, D) along rows, then (H, W, D) along columns.
-        let rows = axisWeights(input: from.0, output: to.0), columns = axisWeights(input: from.1, output: to.1)
+        // PyTorch's antialiased bicubic uses the same kernel, support and normalisation as PIL's resize.
+        func axis(_ input: Int, _ output: Int) -> [[(Int, Double)]] {
+            Interpolation.bicubic.axisWeights(input: input, output: output).map { entry in entry.weights.enumerated().map { (entry.first + $0.offset, $0.element) } }
+        }
+        let rows = axis(from.0, to.0), columns = axis(from.1, to.1)
         var middle = [Double](repeating: 0, count: to.0 * from.1 * width)
         let source = embedding.data + prefixTokens * width
         for y in 0..<to.0 {
@@ -43,29 +48,5 @@ enum PositionEmbeddingResampling {
             }
         }
         return out
-    }
-
-    /// For each output index, the input indices and their normalised weights.
-    static func axisWeights(input: Int, output: Int) -> [[(Int, Double)]] {
-        let scale = Double(input) / Double(output)
-        let support = scale >= 1 ? 2 * scale : 2.0
-        let inverse = scale >= 1 ? 1 / scale : 1.0
-        return (0..<output).map { i in
-            let center = scale * (Double(i) + 0.5)
-            let first = max(Int(center - support + 0.5), 0)
-            let last = min(Int(center + support + 0.5), input)
-            var weights = (first..<last).map { j in (j, keysCubic((Double(j) - center + 0.5) * inverse)) }
-            let total = weights.reduce(0) { $0 + $1.1 }
-            if total != 0 { weights = weights.map { ($0.0, $0.1 / total) } }
-            return weights
-        }
-    }
-
-    /// Keys' cubic convolution kernel with a = -0.5.
-    static func keysCubic(_ t: Double) -> Double {
-        let a = -0.5, x = Swift.abs(t)
-        if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
-        if x < 2 { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
-        return 0
     }
 }
