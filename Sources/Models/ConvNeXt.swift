@@ -49,23 +49,6 @@ final class ConvNeXtBlock: Layer {
     }
 }
 
-/// One ConvNeXt stage: a downsampling LayerNorm2d + 2x2 stride-2 convolution (none in the
-/// first stage), then the blocks.
-final class ConvNeXtStage: Layer {
-    let downsample: Sequential?
-    let blocks: Sequential
-    var isTraining = true
-
-    init(downsample: Sequential?, blocks: [ConvNeXtBlock]) {
-        self.downsample = downsample
-        self.blocks = Sequential(blocks)
-    }
-
-    var children: [(String, any Module)] { (downsample.map { [("downsample", $0 as any Module)] } ?? []) + [("blocks", blocks)] }
-
-    func callAsFunction(_ x: Tensor) -> Tensor { blocks(downsample.map { $0(x) } ?? x) }
-}
-
 /// timm's classifier head of ConvNeXt (`NormMlpClassifierHead`): global average pooling, LayerNorm2d, Linear.
 final class NormClassifierHead: Module {
     let norm: LayerNorm2d
@@ -105,10 +88,10 @@ public final class ConvNeXt: ImageClassifier {
                                                             Conv2d(inputChannels: dims[stage - 1], outputChannels: width, kernelSize: 2, stride: 2, generator: &generator)])
             var blocks: [ConvNeXtBlock] = []
             for _ in 0..<depth {
-                blocks.append(ConvNeXtBlock(channels: width, layerScale: 1e-6, dropPathRate: total > 1 ? dropPathRate * Float(index) / Float(total - 1) : 0, generator: &generator))
+                blocks.append(ConvNeXtBlock(channels: width, layerScale: 1e-6, dropPathRate: linearDropPathRate(dropPathRate, block: index, of: total), generator: &generator))
                 index += 1
             }
-            built.append(ConvNeXtStage(downsample: downsample, blocks: blocks))
+            built.append(Stage(downsample: downsample, blocks: blocks))
         }
         stages = Sequential(built)
         head = NormClassifierHead(channels: dims[dims.count - 1], classes: classes, generator: &generator)

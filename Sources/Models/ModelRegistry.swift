@@ -86,9 +86,7 @@ public enum ModelRegistry {
               summary: "timm swin_tiny_patch4_window7_224: patch 4, window 7, widths 96-768, depths 2-2-6-2, heads 3-6-12-24, shifted windows, relative position bias",
               arguments: ["img_size", "patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "drop_path_rate"],
               classifier: "head.fc") { shape, classes, arguments, generator in
-            if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
-                throw UserError("model 'swin_tiny_patch4_window7_224': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
-            }
+            try checkImageSize(arguments, shape, model: "swin_tiny_patch4_window7_224")
             let patch = try arguments.integers("patch_size", default: [4], count: 1)[0]
             try checkPatchGrid(shape, patch: patch, model: "swin_tiny_patch4_window7_224")
             let depths = try arguments.integers("depths", default: [2, 2, 6, 2], range: 1...256)
@@ -143,9 +141,7 @@ public enum ModelRegistry {
     private static func timmViT(_ name: String, width: Int, depth: Int, heads: Int) -> Entry {
         Entry(name: name, family: "vit", summary: "timm \(name): patch 16, width \(width), depth \(depth), \(heads) heads, MLP ratio 4, class token",
               arguments: ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate"], classifier: "head") { shape, classes, arguments, generator in
-            if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
-                throw UserError("model '\(name)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
-            }
+            try checkImageSize(arguments, shape, model: name)
             let patch = try arguments.integers("patch_size", default: [16], count: 1)[0]
             let embed = try arguments.integers("embed_dim", default: [width], count: 1)[0]
             let numHeads = try arguments.integers("num_heads", default: [heads], count: 1)[0]
@@ -167,9 +163,7 @@ public enum ModelRegistry {
             : "timm \(name): patch 16, width \(width), \(depth) mixer blocks, token MLP 0.5x, channel MLP 4x"
         return Entry(name: name, family: "mixer", summary: summary,
                      arguments: ["img_size", "patch_size", "num_blocks", "embed_dim"] + (residual ? ["drop_path_rate"] : []), classifier: "head") { shape, classes, arguments, generator in
-            if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
-                throw UserError("model '\(name)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
-            }
+            try checkImageSize(arguments, shape, model: name)
             let patch = try arguments.integers("patch_size", default: [16], count: 1)[0]
             let embed = try arguments.integers("embed_dim", default: [width], count: 1)[0]
             let blocks = try arguments.integers("num_blocks", default: [depth], count: 1, range: 1...256)[0]
@@ -207,6 +201,13 @@ public enum ModelRegistry {
             try checkPatchGrid(shape, patch: 4, model: name)
             return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
                                      patchSize: 4, width: width, depth: depth, heads: heads, mlpWidth: mlpWidth, generator: &generator)
+        }
+    }
+
+    /// timm's `img_size`: sfkd builds token models for the input, so a given size must be the input's.
+    private static func checkImageSize(_ arguments: ModelArguments, _ shape: [Int], model: String) throws {
+        if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
+            throw UserError("model '\(model)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
         }
     }
 

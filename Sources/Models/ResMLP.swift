@@ -62,7 +62,7 @@ public final class ResMLP: ImageClassifier {
         stem = PatchEmbedding(inputChannels: inputChannels, width: width, patchSize: patchSize, generator: &generator)
         let tokens = (imageSize.0 / patchSize) * (imageSize.1 / patchSize)
         blocks = Sequential((0..<depth).map { i in
-            ResMLPBlock(tokens: tokens, width: width, layerScale: 0.1, dropPathRate: depth > 1 ? dropPathRate * Float(i) / Float(depth - 1) : 0, generator: &generator)
+            ResMLPBlock(tokens: tokens, width: width, layerScale: 0.1, dropPathRate: linearDropPathRate(dropPathRate, block: i, of: depth), generator: &generator)
         })
         norm = Affine(width: width)
         head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)

@@ -133,22 +133,6 @@ final class PatchMerging: Layer {
     }
 }
 
-/// One Swin stage: patch merging (not in the first), then the blocks.
-final class SwinStage: Layer {
-    let downsample: PatchMerging?
-    let blocks: Sequential
-    var isTraining = true
-
-    init(downsample: PatchMerging?, blocks: [SwinBlock]) {
-        self.downsample = downsample
-        self.blocks = Sequential(blocks)
-    }
-
-    var children: [(String, any Module)] { (downsample.map { [("downsample", $0 as any Module)] } ?? []) + [("blocks", blocks)] }
-
-    func callAsFunction(_ x: Tensor) -> Tensor { blocks(downsample.map { $0(x) } ?? x) }
-}
-
 /// Patch embedding for Swin: a strided convolution, then LayerNorm over channels last (B, H, W, C).
 final class SwinPatchEmbedding: Layer {
     let proj: Conv2d, norm: LayerNorm
@@ -213,12 +197,11 @@ public final class SwinTransformer: ImageClassifier {
             let downsample = stage == 0 ? nil : PatchMerging(width: width / 2, outputWidth: width, generator: &generator)
             var blocks: [SwinBlock] = []
             for i in 0..<depth {
-                let rate = total > 1 ? dropPathRate * Float(blockIndex) / Float(total - 1) : 0
                 blocks.append(SwinBlock(width: width, heads: heads[stage], window: windowSize, shift: i % 2 == 0 ? (0, 0) : shift,
-                                        featureSize: size, mlpRatio: mlpRatio, dropPathRate: rate, generator: &generator))
+                                        featureSize: size, mlpRatio: mlpRatio, dropPathRate: linearDropPathRate(dropPathRate, block: blockIndex, of: total), generator: &generator))
                 blockIndex += 1
             }
-            stages.append(SwinStage(downsample: downsample, blocks: blocks))
+            stages.append(Stage(downsample: downsample, blocks: blocks))
         }
         layers = Sequential(stages)
         let features = embedDim << (depths.count - 1)

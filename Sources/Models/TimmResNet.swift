@@ -42,7 +42,7 @@ public final class TimmResNet: ImageClassifier {
                     ? Sequential([Conv2d(inputChannels: inputs, outputChannels: planes * expansion, kernelSize: 1, stride: stride, bias: false, generator: &generator),
                                   BatchNorm2d(channels: planes * expansion)])
                     : nil
-                let rate = totalBlocks > 1 ? dropPathRate * Float(blockIndex) / Float(totalBlocks - 1) : 0
+                let rate = linearDropPathRate(dropPathRate, block: blockIndex, of: totalBlocks)
                 switch block {
                 case .basic: blocks.append(TimmBasicBlock(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, dropPathRate: rate, generator: &generator))
                 case .bottleneck: blocks.append(TimmBottleneck(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, dropPathRate: rate, generator: &generator))

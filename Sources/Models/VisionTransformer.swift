@@ -49,9 +49,8 @@ public final class VisionTransformer: ImageClassifier {
         let tokens = (imageSize.0 / patchSize) * (imageSize.1 / patchSize) + 1
         classToken = Tensor(zeros: [1, 1, width], requiresGrad: true)
         positionEmbedding = Tensor(zeros: [1, tokens, width], requiresGrad: true)
-        // timm's linear decay: 0 at the first block to `dropPathRate` at the last.
         blocks = Sequential((0..<depth).map { i in
-            TransformerBlock(width: width, heads: heads, mlpWidth: mlpWidth, dropPathRate: depth > 1 ? dropPathRate * Float(i) / Float(depth - 1) : 0, generator: &generator)
+            TransformerBlock(width: width, heads: heads, mlpWidth: mlpWidth, dropPathRate: linearDropPathRate(dropPathRate, block: i, of: depth), generator: &generator)
         })
         norm = LayerNorm(dimensions: width, epsilon: 1e-6)
         head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)

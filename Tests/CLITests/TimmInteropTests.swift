@@ -20,6 +20,26 @@ final class TimmInteropTests: XCTestCase {
                             "--input", meta["input_shape"]!, "--dataset", "fixture", "--out", output] + extra)
     }
 
+    /// Runs `body` in Python with the fixture generator loaded as `fixtures` (its FAMILIES and
+    /// `create`) and safetensors' `load_file`; skips the test where torch or timm is missing.
+    func runPython(withFixtureGenerator body: String, skipping reason: String) throws -> (status: Int32, stdout: String, stderr: String) {
+        let preamble = """
+            import importlib.machinery, importlib.util
+            from safetensors.torch import load_file
+            loader = importlib.machinery.SourceFileLoader('fixtures', '\(packageRoot.path)/launch/interop/make-timm-fixtures')
+            spec = importlib.util.spec_from_loader('fixtures', loader)
+            fixtures = importlib.util.module_from_spec(spec)
+            loader.exec_module(fixtures)
+
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", preamble + body]
+        let result = try runBounded(process, timeout: 300)
+        if result.stderr.contains("No module named") { throw XCTSkip(reason) }
+        return result
+    }
+
     func relativeError(_ a: Tensor, _ b: Tensor) -> Double {
         XCTAssertEqual(a.shape, b.shape)
         var worst = 0.0, scale = 1e-6
@@ -133,13 +153,8 @@ final class TimmInteropTests: XCTestCase {
         let current = try importFixture("convnext_tiny", to: "\(folder)/current.safetensors")
         XCTAssertFalse(current.stderr.contains("converted"), current.stderr)
 
-        let script = """
-            import importlib, importlib.machinery, importlib.util
-            from safetensors.torch import load_file
-            loader = importlib.machinery.SourceFileLoader('fixtures', '\(packageRoot.path)/launch/interop/make-timm-fixtures')
-            spec = importlib.util.spec_from_loader('fixtures', loader)
-            fixtures = importlib.util.module_from_spec(spec)
-            loader.exec_module(fixtures)
+        let result = try runPython(withFixtureGenerator: """
+            import importlib
             modules = {'swin': 'swin_transformer', 'convnext': 'convnext', 'deit': 'vision_transformer', 'resmlp': 'mlp_mixer'}
             for name, timm_name, kwargs, _, classes, _ in fixtures.FAMILIES:
                 prefix = name.split('_')[0]
@@ -149,12 +164,7 @@ final class TimmInteropTests: XCTestCase {
                 filter_fn = importlib.import_module('timm.models.' + modules[prefix]).checkpoint_filter_fn
                 model.load_state_dict(filter_fn(load_file(f'\(folder)/{name}.old.safetensors'), model), strict=True)
                 print(name)
-            """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script]
-        let result = try runBounded(process, timeout: 300)
-        if result.stderr.contains("No module named") { throw XCTSkip("torch or timm is not installed; the layouts were not cross-checked with timm's filters") }
+            """, skipping: "torch or timm is not installed; the layouts were not cross-checked with timm's filters")
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(Set(result.stdout.split(separator: "\n").map(String.init)), Set(old.keys), result.stdout)
     }
@@ -213,25 +223,15 @@ final class TimmInteropTests: XCTestCase {
             let imported = try importFixture(family, to: "\(folder)/\(family).safetensors")
             XCTAssertEqual(imported.status, 0, imported.stderr)
         }
-        let script = """
-            import importlib.machinery, importlib.util, torch
-            from safetensors.torch import load_file
-            loader = importlib.machinery.SourceFileLoader('fixtures', '\(packageRoot.path)/launch/interop/make-timm-fixtures')
-            spec = importlib.util.spec_from_loader('fixtures', loader)
-            fixtures = importlib.util.module_from_spec(spec)
-            loader.exec_module(fixtures)
+        let result = try runPython(withFixtureGenerator: """
+            import torch
             for name, timm_name, kwargs, _, classes, _ in fixtures.FAMILIES:
                 model = fixtures.create(timm_name, classes, kwargs).eval()
                 model.load_state_dict(load_file(f'\(folder)/{name}.safetensors'), strict=True)
                 expected = load_file(f'\(fixtures)/{name}.expected.safetensors')
                 with torch.no_grad():
                     print(name, (model(expected['input']) - expected['logits']).abs().max().item())
-            """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script]
-        let result = try runBounded(process, timeout: 300)
-        if result.stderr.contains("No module named") { throw XCTSkip("torch or timm is not installed (pip install torch timm); skipping the cross-check") }
+            """, skipping: "torch or timm is not installed (pip install torch timm); skipping the cross-check")
         XCTAssertEqual(result.status, 0, result.stderr)
         let differences = Dictionary(uniqueKeysWithValues: result.stdout.split(separator: "\n").map { line -> (String, Double) in
             let parts = line.split(separator: " ")

@@ -25,12 +25,23 @@ public final class ImageFiles: @unchecked Sendable {
         return bad.keys.sorted().map { ($0, bad[$0]!) }
     }
 
+    private func isKnownBad(_ path: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return bad[path] != nil
+    }
+
     /// Image `index` decoded (a large JPEG at a DCT scale that keeps its shorter side at twice
     /// `minimumShortSide` or more).
     func image(at index: Int, minimumShortSide: Int?) throws -> PixelImage {
         var candidate = index
         for _ in 0..<folder.paths.count {
             let path = folder.paths[candidate]
+            // A file found bad before is not decoded again.
+            if skipBadImages && isKnownBad(path) {
+                candidate = (candidate + 1) % folder.paths.count
+                continue
+            }
             do {
                 return try ImageDecoder.decode(path: path, minimumShortSide: minimumShortSide)
             } catch {

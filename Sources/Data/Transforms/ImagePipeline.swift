@@ -143,16 +143,6 @@ extension PixelImage {
         return PixelImage(width: width, height: height, channels: channels, pixels: out)
     }
 
-    private func blended(withConstant constant: UInt8, factor: Float) -> PixelImage {
-        var out = pixels
-        let base = Float(constant)
-        for i in 0..<pixels.count {
-            let value = base + factor * (Float(pixels[i]) - base)
-            out[i] = value <= 0 ? 0 : (value >= 255 ? 255 : UInt8(value))
-        }
-        return PixelImage(width: width, height: height, channels: channels, pixels: out)
-    }
-
     /// PIL's RGB to L: (R 19595 + G 38470 + B 7471 + 2^15) >> 16 (ITU-R 601-2).
     func luminance(at pixel: Int) -> UInt8 {
         guard channels == 3 else { return pixels[pixel] }
@@ -161,14 +151,14 @@ extension PixelImage {
     }
 
     /// `ImageEnhance.Brightness(image).enhance(factor)`: a blend with black.
-    public func adjustingBrightness(_ factor: Float) -> PixelImage { blended(withConstant: 0, factor: factor) }
+    public func adjustingBrightness(_ factor: Float) -> PixelImage { blended(with: [UInt8](repeating: 0, count: pixels.count), factor: factor) }
 
     /// `ImageEnhance.Contrast(image).enhance(factor)`: a blend with the mean grey level.
     public func adjustingContrast(_ factor: Float) -> PixelImage {
         var total = 0
         for p in 0..<(width * height) { total += Int(luminance(at: p)) }
         let mean = UInt8(Int(Double(total) / Double(width * height) + 0.5))
-        return blended(withConstant: mean, factor: factor)
+        return blended(with: [UInt8](repeating: mean, count: pixels.count), factor: factor)
     }
 
     /// `ImageEnhance.Color(image).enhance(factor)`: a blend with the image's own grey levels
