@@ -25,7 +25,9 @@ func writeSample(_ dataset: ImageDataset, index: Int, mean: [Float], std: [Float
     var generator = RandomGenerator.derived(seed: seed, 0xA06, UInt64(epoch), UInt64(index))
     if let pipeline = dataset.pipeline {
         let source = try dataset.image(at: index)
-        let image = augmentation == nil ? pipeline.evalImage(source) : pipeline.trainImage(source, generator: &generator)
+        // timm fills what RandAugment uncovers with the normalisation mean, rounded to 8 bits.
+        let fill = mean.map { UInt8(min(255, (255 * Double($0)).rounded(.toNearestOrEven))) }
+        let image = augmentation == nil ? pipeline.evalImage(source) : pipeline.trainImage(source, fill: fill, generator: &generator)
         let c = image.channels, plane = image.width * image.height
         image.pixels.withUnsafeBufferPointer { pixels in
             for k in 0..<c {

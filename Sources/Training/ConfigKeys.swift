@@ -58,6 +58,8 @@ extension TrainingConfig {
         field("ratio", \.ratio, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 100), help: "With input_size: RandomResizedCrop's range of aspect ratios (log-uniform)."),
         field("train_interpolation", \.trainInterpolation, "model and data", help: "With input_size: the crop's resampling filter (random: bilinear or bicubic per sample, as timm)."),
         field("color_jitter", \.colorJitter, "model and data", range: .between(0, 10), help: "With input_size: brightness, contrast and saturation jitter factor (0 turns it off)."),
+        field("aa", \.autoAugment, "model and data",
+            help: "With input_size: timm's RandAugment string, e.g. rand-m9-mstd0.5-inc1 (m magnitude 0-10, n ops, p probability, mstd magnitude noise, inc1 increasing ops, t op set weights|3a|3aw); turns color_jitter off, as timm."),
         field("reprob", \.erasingProbability, "model and data", range: .between(0, 1), help: "With input_size: probability of random erasing (timm's remode=pixel)."),
         field("crop_pct", \.cropPercent, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1), help: "With input_size: the evaluation centre crop's share of the resized shorter side (timm's crop_pct)."),
         field("interpolation", \.interpolation, "model and data", help: "With input_size: the evaluation resize's resampling filter (PIL's, as timm uses it)."),

@@ -40,9 +40,9 @@ public final class Trainer {
         progress.enabled = layout.isLeader
         if let threads = config.threads { Threads.configure(threads) }
         GlobalRandom.seed(UInt64(config.seed))
-        var splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory, folder: config.folderOptions)
+        var splits = try splits ?? DatasetRegistry.load(config.dataset, directory: config.dataDirectory, folder: try config.folderOptions)
         // With input_size, any dataset goes through timm's transforms (OFA's CIFAR-100 at 224).
-        if let size = config.inputSize, splits.train.pipeline == nil { splits = splits.with(config.pipeline(size: size)) }
+        if let size = config.inputSize, splits.train.pipeline == nil { splits = splits.with(try config.pipeline(size: size)) }
         if config.normalization != .dataset {
             guard splits.shape[0] == 3 else {
                 throw UserError("config: 'normalization: \(config.normalization.rawValue)' is for RGB images; '\(splits.name)' has \(splits.shape[0]) channel(s)")
@@ -178,15 +178,24 @@ public final class Trainer {
                                  wallSeconds: Date().timeIntervalSince(started), threads: Threads.count, ranks: layout.world.size,
                                  studentRanks: layout.studentRanks, teacherRanks: layout.teacherRanks)
         if let trainFiles = splits.train.files, let testFiles = splits.test.files, config.skipBadImages {
-            let bad = trainFiles.badImages + testFiles.badImages
+            let bad = try badImages(trainFiles, replicas: replicas) + badImages(testFiles, replicas: replicas)
             summary.badImages = bad.count
-            for (path, reason) in bad.prefix(20) { progress.message("skipped a bad image: \(path): \(reason)") }
+            for (path, reason) in bad.prefix(20) { progress.message("skipped a bad image: \(path): \(reason ?? "found by another rank")") }
             if bad.count > 20 { progress.message("... and \(bad.count - 20) more bad images") }
         }
         try replicas.synchronizeBuffers()
         try folder.finish(student: model, description: description, summary: summary)
         progress.message("done: test top-1 \(percent(final.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))")
         return summary
+    }
+
+    /// The bad images of a split that any student rank found (each decodes only its shard), with
+    /// the reason where this rank found it.
+    private func badImages(_ files: ImageFiles, replicas: ReplicaGroup) throws -> [(path: String, reason: String?)] {
+        let local = Dictionary(files.badImages, uniquingKeysWith: { first, _ in first })
+        var found = files.folder.paths.map { local[$0] == nil ? Int32(0) : 1 }
+        try replicas.communicator.allreduce(&found, .max, context: "bad images of \(files.folder.root)")
+        return zip(files.folder.paths, found).filter { $0.1 != 0 }.map { ($0.0, local[$0.0]) }
     }
 
     /// The progress line after every step, and a `metrics.jsonl` line every `log_every` steps.

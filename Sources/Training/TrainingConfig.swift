@@ -29,6 +29,8 @@ public struct TrainingConfig: Equatable, Sendable {
     public var ratio = NumberPair(3.0 / 4, 4.0 / 3)
     public var trainInterpolation = ImagePipeline.TrainInterpolation.random
     public var colorJitter = 0.4
+    /// timm's RandAugment string (`rand-m9-mstd0.5-inc1`); nil: none.
+    public var autoAugment: String?
     public var erasingProbability = 0.0
     public var cropPercent = 0.875
     public var interpolation = Interpolation.bicubic
@@ -90,30 +92,38 @@ public struct TrainingConfig: Equatable, Sendable {
 
     /// How a `folder` dataset is read.
     public var folderOptions: DatasetRegistry.FolderOptions {
-        var options = DatasetRegistry.FolderOptions()
-        options.valDirectory = valDirectory
-        options.skipBadImages = skipBadImages
-        options.pipeline = pipeline(size: inputSize ?? 224)
-        return options
+        get throws {
+            var options = DatasetRegistry.FolderOptions()
+            options.valDirectory = valDirectory
+            options.skipBadImages = skipBadImages
+            options.pipeline = try pipeline(size: inputSize ?? 224)
+            return options
+        }
     }
 
     /// The settings of timm's transforms that differ from their defaults.
     var changedPipelineKeys: [String] {
         let defaults = TrainingConfig()
-        return ["scale", "ratio", "train_interpolation", "color_jitter", "reprob", "crop_pct", "interpolation"].filter { name in
+        return ["scale", "ratio", "train_interpolation", "color_jitter", "aa", "reprob", "crop_pct", "interpolation"].filter { name in
             guard let key = Self.key(named: name) else { return false }
             return key.get(self) != key.get(defaults)
         }
     }
 
     /// timm's transforms at `size`, from the settings.
-    public func pipeline(size: Int) -> ImagePipeline {
+    public func pipeline(size: Int) throws -> ImagePipeline {
         var pipeline = ImagePipeline(size: size)
         pipeline.scale = [scale.low, scale.high]
         pipeline.ratio = [ratio.low, ratio.high]
         pipeline.trainInterpolation = trainInterpolation
         pipeline.flipProbability = horizontalFlip == false ? 0 : 0.5
         pipeline.colorJitter = colorJitter
+        if let autoAugment {
+            let randAugment = try RandAugment(autoAugment)
+            pipeline.randAugment = randAugment
+            // timm turns colour jitter off under RandAugment, except with its '3a' sets.
+            if !randAugment.keepsColorJitter { pipeline.colorJitter = 0 }
+        }
         pipeline.erasingProbability = erasingProbability
         pipeline.cropPercent = cropPercent
         pipeline.interpolation = interpolation
@@ -138,6 +148,7 @@ public struct TrainingConfig: Equatable, Sendable {
         for (name, pair) in [("scale", scale), ("ratio", ratio)] where pair.low > pair.high {
             throw UserError("config: '\(name)' is \(pair.low),\(pair.high); give the low end first")
         }
+        if let autoAugment { _ = try RandAugment(autoAugment) }
         if resetHead && initialization == nil { throw UserError("config: 'reset_head' starts a new classifier for the weights of 'init'; give --init FILE too") }
         let method = try methodType
         if method.needsTeacher && teacher == nil {

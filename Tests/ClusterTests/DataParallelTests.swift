@@ -96,12 +96,12 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual(summary?["student_ranks"] as? Int, 4)
     }
 
-    /// timm's training transforms (RandomResizedCrop from 32 to 16, flip, colour jitter, random
+    /// timm's training transforms (RandomResizedCrop from 28 to 16, flip, RandAugment, random
     /// erasing) draw per sample from (seed, epoch, index), Mixup/CutMix per step: 1 and 2 ranks
     /// see the same images.
     func testTheFullAugmentationPipelineFollowsTheSameTrajectoryOnOneAndTwoRanks() throws {
-        let common = ["--model", "vit-tiny", "--steps", "10", "--batch-size", "16", "--input-size", "16", "--reprob", "0.5", "--color-jitter", "0.4",
-                      "--mixup", "0.8", "--cutmix", "1.0"]
+        let common = ["--model", "vit-tiny", "--steps", "10", "--batch-size", "16", "--input-size", "16", "--reprob", "0.5",
+                      "--aa", "rand-m9-mstd0.5-inc1", "--mixup", "0.8", "--cutmix", "1.0"]
         let one = try train(1, "pipeline-one", common)
         let two = try train(2, "pipeline-two", common)
         try assertSameParameters(one, two, tolerance: 1e-4, "2 ranks with the full pipeline")
@@ -109,6 +109,26 @@ final class DataParallelTests: XCTestCase {
         // The pipeline is really on: without it the same run trains on other images.
         let plain = try train(1, "pipeline-off", ["--model", "vit-tiny", "--steps", "10", "--batch-size", "16"])
         XCTAssertNotEqual(try trainLosses(one), try trainLosses(plain))
+    }
+
+    /// Each rank decodes only its shard, so each meets only some of the bad files: summary.json
+    /// counts those every rank met.
+    func testBadImagesAreCountedOverEveryRank() throws {
+        let data = scratch.appendingPathComponent("bad-images").path
+        try FileManager.default.copyItem(atPath: packageRoot.appendingPathComponent("Tests/Fixtures/images/folder").path, toPath: data)
+        let notImage = packageRoot.appendingPathComponent("Tests/Fixtures/images/bad/notes.jpg").path
+        for file in ["train/ant/ant1.JPEG", "train/bee/bee2.png", "train/cat/cat3.PNG", "train/cat/cat5.png", "val/bee/bee1.JPEG"] {
+            try FileManager.default.removeItem(atPath: "\(data)/\(file)")
+            try FileManager.default.copyItem(atPath: notImage, toPath: "\(data)/\(file)")
+        }
+        let out = scratch.appendingPathComponent("bad-images-run").path
+        let result = try mpirun(2, ["train", "--model", "resnet8", "--dataset", "folder", "--data-dir", data, "--input-size", "16", "--epochs", "1",
+                                    "--batch-size", "6", "--eval-batch-size", "4", "--threads", "1", "--skip-bad-images", "--out", out],
+                                timeout: 300, release: true)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as? [String: Any])
+        XCTAssertEqual(summary["bad_images"] as? Int, 5)
+        XCTAssertTrue(result.stderr.contains("skipped a bad image: \(data)/train/cat/cat5.png"), result.stderr)
     }
 
     func testResNet8WithSyncBatchNormFollowsTheSameTrajectoryOnOneAndTwoRanks() throws {

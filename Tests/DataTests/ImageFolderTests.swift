@@ -9,29 +9,9 @@ import Data
 final class ImageFolderTests: XCTestCase {
     let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/images").path
 
-    /// Reads a safetensors file of float32 tensors (the fixtures' format) without the Training module.
-    func references(_ name: String) throws -> [String: (shape: [Int], values: [Float])] {
-        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/\(name)")))
-        let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        let header = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + headerLength)])) as? [String: Any])
-        var result: [String: (shape: [Int], values: [Float])] = [:]
-        for (key, entry) in header where key != "__metadata__" {
-            let info = try XCTUnwrap(entry as? [String: Any])
-            XCTAssertEqual(info["dtype"] as? String, "F32")
-            let offsets = try XCTUnwrap(info["data_offsets"] as? [Int]), shape = try XCTUnwrap(info["shape"] as? [Int])
-            let start = 8 + headerLength + offsets[0]
-            let values = stride(from: start, to: 8 + headerLength + offsets[1], by: 4).map { i in
-                Float(bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24)
-            }
-            result[key] = (shape, values)
-        }
-        return result
-    }
+    func references(_ name: String) throws -> [String: (shape: [Int], values: [Float])] { try readFloatTensors("\(fixtures)/\(name)") }
 
-    func maxDifference(_ pixels: [UInt8], _ reference: [Float]) -> Float {
-        XCTAssertEqual(pixels.count, reference.count)
-        return zip(pixels, reference).map { Swift.abs(Float($0) - $1) }.max() ?? 0
-    }
+    func maxDifference(_ pixels: [UInt8], _ reference: [Float]) -> Float { pixelDifference(pixels, reference) }
 
     func testDecodingMatchesPIL() throws {
         let expected = try references("decoded.safetensors")
@@ -202,8 +182,8 @@ final class ImageFolderTests: XCTestCase {
         let image = try ImageDecoder.decode(path: "\(fixtures)/folder/train/ant/ant0.jpg")
         var pipeline = ImagePipeline(size: 24)
         var a = RandomGenerator(seed: 9), b = RandomGenerator(seed: 9), c = RandomGenerator(seed: 10)
-        XCTAssertEqual(pipeline.trainImage(image, generator: &a).pixels, pipeline.trainImage(image, generator: &b).pixels)
-        XCTAssertNotEqual(pipeline.trainImage(image, generator: &a).pixels, pipeline.trainImage(image, generator: &c).pixels)
+        XCTAssertEqual(pipeline.trainImage(image, fill: [124, 116, 104], generator: &a).pixels, pipeline.trainImage(image, fill: [124, 116, 104], generator: &b).pixels)
+        XCTAssertNotEqual(pipeline.trainImage(image, fill: [124, 116, 104], generator: &a).pixels, pipeline.trainImage(image, fill: [124, 116, 104], generator: &c).pixels)
         pipeline.erasingProbability = 1
         let sample = [Float](repeating: 7, count: 3 * 24 * 24)
         var erased = sample

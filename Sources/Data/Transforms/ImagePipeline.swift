@@ -3,8 +3,8 @@ import Tensors
 
 /// How a training run's images are brought to `size` x `size`, as timm's `create_transform`
 /// builds it. Training: RandomResizedCrop (`scale`, `ratio`, `train_interpolation`), horizontal
-/// flip, colour jitter (brightness, contrast and saturation, in random order), then after
-/// normalisation random erasing (`reprob`, per-pixel normal noise as timm's `remode=pixel`).
+/// flip, RandAugment (`aa`) and/or colour jitter (brightness, contrast and saturation, in random
+/// order), then after normalisation random erasing (`reprob`, per-pixel normal noise as timm's `remode=pixel`).
 /// Evaluation: the shorter side to size / crop_pct, centre crop. Every op is PIL's (or
 /// torchvision's on PIL images), reproduced exactly given its parameters; the random choices
 /// come from a generator seeded by (seed, epoch, sample index), so every rank and a resumed run
@@ -21,6 +21,7 @@ public struct ImagePipeline: Equatable, Sendable, Codable {
     public var ratio: [Double] = [3.0 / 4, 4.0 / 3]
     public var trainInterpolation = TrainInterpolation.random
     public var flipProbability = 0.5
+    public var randAugment: RandAugment?
     public var colorJitter = 0.4
     public var erasingProbability = 0.0
     public var cropPercent = 0.875
@@ -65,8 +66,9 @@ public struct ImagePipeline: Equatable, Sendable, Codable {
         return CropBox(left: (width - w) / 2, top: (height - h) / 2, width: w, height: h)
     }
 
-    /// The training image: crop, resize, flip and colour jitter with choices from `generator`.
-    public func trainImage(_ image: PixelImage, generator: inout RandomGenerator) -> PixelImage {
+    /// The training image: crop, resize, flip, RandAugment and colour jitter with choices from
+    /// `generator`; `fill` colours what RandAugment's geometric ops uncover.
+    public func trainImage(_ image: PixelImage, fill: [UInt8], generator: inout RandomGenerator) -> PixelImage {
         let box = cropBox(width: image.width, height: image.height, generator: &generator)
         let filter: Interpolation
         switch trainInterpolation {
@@ -76,6 +78,7 @@ public struct ImagePipeline: Equatable, Sendable, Codable {
         }
         var out = image.cropped(left: box.left, top: box.top, width: box.width, height: box.height).resized(width: size, height: size, interpolation: filter)
         if flipProbability > 0 && Double.random(in: 0..<1, using: &generator) < flipProbability { out = out.flippedHorizontally() }
+        if let randAugment { out = randAugment.apply(to: out, interpolation: trainInterpolation, fill: fill, generator: &generator) }
         if colorJitter > 0 {
             // torchvision's ColorJitter: the three factors, then the adjustments in random order.
             let low = max(0, 1 - colorJitter), high = 1 + colorJitter
@@ -117,61 +120,5 @@ public struct ImagePipeline: Equatable, Sendable, Codable {
             }
             return
         }
-    }
-}
-
-extension PixelImage {
-    public func flippedHorizontally() -> PixelImage {
-        var out = pixels
-        for y in 0..<height {
-            for x in 0..<width {
-                for c in 0..<channels { out[(y * width + x) * channels + c] = pixels[(y * width + width - 1 - x) * channels + c] }
-            }
-        }
-        return PixelImage(width: width, height: height, channels: channels, pixels: out)
-    }
-
-    /// PIL's `Image.blend(degenerate, self, factor)`: degenerate + factor (self - degenerate) in
-    /// single precision, clipped to 0...255 and truncated, as Pillow's `ImagingBlend`.
-    private func blended(with degenerate: [UInt8], factor: Float) -> PixelImage {
-        var out = pixels
-        for i in 0..<pixels.count {
-            let base = Float(degenerate[i])
-            let value = base + factor * (Float(pixels[i]) - base)
-            out[i] = value <= 0 ? 0 : (value >= 255 ? 255 : UInt8(value))
-        }
-        return PixelImage(width: width, height: height, channels: channels, pixels: out)
-    }
-
-    /// PIL's RGB to L: (R 19595 + G 38470 + B 7471 + 2^15) >> 16 (ITU-R 601-2).
-    func luminance(at pixel: Int) -> UInt8 {
-        guard channels == 3 else { return pixels[pixel] }
-        let r = Int(pixels[3 * pixel]), g = Int(pixels[3 * pixel + 1]), b = Int(pixels[3 * pixel + 2])
-        return UInt8((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16)
-    }
-
-    /// `ImageEnhance.Brightness(image).enhance(factor)`: a blend with black.
-    public func adjustingBrightness(_ factor: Float) -> PixelImage { blended(with: [UInt8](repeating: 0, count: pixels.count), factor: factor) }
-
-    /// `ImageEnhance.Contrast(image).enhance(factor)`: a blend with the mean grey level.
-    public func adjustingContrast(_ factor: Float) -> PixelImage {
-        var total = 0
-        for p in 0..<(width * height) { total += Int(luminance(at: p)) }
-        let mean = UInt8(Int(Double(total) / Double(width * height) + 0.5))
-        return blended(with: [UInt8](repeating: mean, count: pixels.count), factor: factor)
-    }
-
-    /// `ImageEnhance.Color(image).enhance(factor)`: a blend with the image's own grey levels
-    /// (nothing changes in a grey image).
-    public func adjustingSaturation(_ factor: Float) -> PixelImage {
-        guard channels == 3 else { return self }
-        var grey = [UInt8](repeating: 0, count: pixels.count)
-        for p in 0..<(width * height) {
-            let l = luminance(at: p)
-            grey[3 * p] = l
-            grey[3 * p + 1] = l
-            grey[3 * p + 2] = l
-        }
-        return blended(with: grey, factor: factor)
     }
 }

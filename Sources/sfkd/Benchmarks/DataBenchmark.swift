@@ -13,14 +13,15 @@ struct DataBenchmark {
     let loaderThreads: Int
     let rounds: Int
     let training: Bool
+    var randAugment: RandAugment?
 
     struct Result: Encodable {
-        let files: Int, inputSize: Int, loaderThreads: Int, training: Bool
+        let files: Int, inputSize: Int, loaderThreads: Int, training: Bool, randAugment: String?
         let readImagesPerSecond: Double, decodeImagesPerSecond: Double, pipelineImagesPerSecond: Double
         let loaderImagesPerSecond: Double, loaderImagesPerSecondPerThread: Double
 
         enum CodingKeys: String, CodingKey {
-            case files, training
+            case files, training, randAugment = "aa"
             case inputSize = "input_size", loaderThreads = "loader_threads"
             case readImagesPerSecond = "read_images_per_sec", decodeImagesPerSecond = "decode_images_per_sec"
             case pipelineImagesPerSecond = "pipeline_images_per_sec_one_thread"
@@ -31,6 +32,10 @@ struct DataBenchmark {
     func run(progress: (String) -> Void) throws -> Result {
         var options = DatasetRegistry.FolderOptions()
         options.pipeline = ImagePipeline(size: inputSize)
+        if let randAugment {
+            options.pipeline.randAugment = randAugment
+            if !randAugment.keepsColorJitter { options.pipeline.colorJitter = 0 }
+        }
         let splits = try DatasetRegistry.load("folder", directory: directory, folder: options)
         let dataset = splits.train
         let paths = dataset.files!.folder.paths
@@ -65,10 +70,10 @@ struct DataBenchmark {
             progress("round \(round + 1): read \(Int(read.last!)) img/s, decode \(Int(decode.last!)) img/s, decode + transforms \(Int(pipeline.last!)) img/s, loader (\(loaderThreads) threads) \(Int(loader.last!)) img/s")
         }
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-        let result = Result(files: count, inputSize: inputSize, loaderThreads: loaderThreads, training: training,
+        let result = Result(files: count, inputSize: inputSize, loaderThreads: loaderThreads, training: training, randAugment: randAugment?.configuration,
                             readImagesPerSecond: median(read), decodeImagesPerSecond: median(decode), pipelineImagesPerSecond: median(pipeline),
                             loaderImagesPerSecond: median(loader), loaderImagesPerSecondPerThread: median(loader) / Double(loaderThreads))
-        progress("\(count) images of \(directory)/train at \(inputSize) (\(training ? "training" : "evaluation") transforms), medians of \(rounds) rounds: read \(Int(result.readImagesPerSecond)) img/s, decode \(Int(result.decodeImagesPerSecond)) img/s, decode + transforms \(Int(result.pipelineImagesPerSecond)) img/s on one thread, loader \(Int(result.loaderImagesPerSecond)) img/s on \(loaderThreads) threads (\(Int(result.loaderImagesPerSecondPerThread)) per thread)")
+        progress("\(count) images of \(directory)/train at \(inputSize) (\(training ? "training" : "evaluation") transforms\(randAugment.map { " with \($0.configuration)" } ?? "")), medians of \(rounds) rounds: read \(Int(result.readImagesPerSecond)) img/s, decode \(Int(result.decodeImagesPerSecond)) img/s, decode + transforms \(Int(result.pipelineImagesPerSecond)) img/s on one thread, loader \(Int(result.loaderImagesPerSecond)) img/s on \(loaderThreads) threads (\(Int(result.loaderImagesPerSecondPerThread)) per thread)")
         return result
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Cluster
+import Data
 import Distill
 import Models
 import Tensors
@@ -25,10 +26,12 @@ struct DataBenchCommand: ParsableCommand {
     @Option(name: .customLong("loader-threads"), help: "Worker threads of the loader.") var loaderThreads: Int = 1
     @Option(help: "Rounds (medians are reported).") var rounds: Int = 3
     @Flag(help: "Evaluation transforms (resize, centre crop) instead of training ones.") var eval = false
+    @Option(help: "Training transforms with timm's RandAugment (e.g. rand-m9-mstd0.5-inc1), colour jitter off as timm.") var aa: String?
     @Option(name: .long, help: "Threads for the kernels.") var threads: Int = 1
     @Flag(name: .long, help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
+        if let aa { _ = try RandAugment(aa) }
         guard (8...4096).contains(inputSize) else { throw ValidationError("--input-size must be in 8...4096, got \(inputSize)") }
         guard images >= 1, rounds >= 1, loaderThreads >= 1, threads >= 1 else {
             throw ValidationError("--images, --rounds, --loader-threads and --threads must be at least 1")
@@ -37,7 +40,8 @@ struct DataBenchCommand: ParsableCommand {
 
     func run() throws {
         Threads.configure(threads)
-        let benchmark = DataBenchmark(directory: dataDirectory, inputSize: inputSize, images: images, loaderThreads: loaderThreads, rounds: rounds, training: !eval)
+        var benchmark = DataBenchmark(directory: dataDirectory, inputSize: inputSize, images: images, loaderThreads: loaderThreads, rounds: rounds, training: !eval)
+        benchmark.randAugment = try aa.map { try RandAugment($0) }
         let result = try benchmark.run(progress: json ? { _ in } : report)
         if json { try printJSON(result) }
     }
