@@ -86,26 +86,43 @@ public struct ImageDataset: Sendable {
     }
 }
 
-/// Train and test splits with the normalisation every image gets.
+/// Train and test splits (and a validation split held out of train) with the normalisation
+/// every image gets.
 public struct DatasetSplits: Sendable {
     public let train: ImageDataset
     public let test: ImageDataset
+    /// Images held out of the training split (`ValidationSplit`), when the run asked for them.
+    public let validation: ImageDataset?
     public let mean: [Float]
     public let std: [Float]
     /// Augmentation that suits this dataset when the user asks for none in particular.
     public let defaultAugmentation: Augmentation
 
-    public init(train: ImageDataset, test: ImageDataset, mean: [Float], std: [Float], defaultAugmentation: Augmentation) {
+    public init(train: ImageDataset, test: ImageDataset, validation: ImageDataset? = nil, mean: [Float], std: [Float], defaultAugmentation: Augmentation) {
         self.train = train
         self.test = test
+        self.validation = validation
         self.mean = mean
         self.std = std
         self.defaultAugmentation = defaultAugmentation
     }
 
-    /// Both splits brought to `pipeline`'s size by its transforms.
+    /// Every split brought to `pipeline`'s size by its transforms.
     public func with(_ pipeline: ImagePipeline) -> DatasetSplits {
-        DatasetSplits(train: train.with(pipeline), test: test.with(pipeline), mean: mean, std: std, defaultAugmentation: defaultAugmentation)
+        DatasetSplits(train: train.with(pipeline), test: test.with(pipeline), validation: validation?.with(pipeline), mean: mean, std: std,
+                      defaultAugmentation: defaultAugmentation)
+    }
+
+    /// The same splits normalised with `mean` and `std`.
+    public func normalized(mean: [Float], std: [Float]) -> DatasetSplits {
+        DatasetSplits(train: train, test: test, validation: validation, mean: mean, std: std, defaultAugmentation: defaultAugmentation)
+    }
+
+    /// `count` training images held out as the validation split (stratified, seeded).
+    public func holdingOut(_ count: Int, seed: UInt64) -> DatasetSplits {
+        let (kept, held) = ValidationSplit.indices(labels: train.labels, classes: train.classes, count: count, seed: seed)
+        return DatasetSplits(train: train.subset(kept), test: test, validation: train.subset(held), mean: mean, std: std,
+                             defaultAugmentation: defaultAugmentation)
     }
 
     public var name: String { train.name }

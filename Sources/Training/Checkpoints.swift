@@ -13,9 +13,11 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var trainedImages: Int
     /// `FileFormat.version` when written (absent in files of version 1 written before it existed).
     public var formatVersion: Int? = FileFormat.version
+    /// The best validation epoch so far (absent without a validation split, and in older files).
+    public var best: BestEpoch?
 
     enum CodingKeys: String, CodingKey {
-        case step, random, trainedSeconds, trainedImages
+        case step, random, trainedSeconds, trainedImages, best
         case formatVersion = "format_version"
     }
 }

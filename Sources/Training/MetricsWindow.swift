@@ -5,6 +5,7 @@ import Foundation
 struct MetricsWindow {
     private var loss = 0.0, correct = 0.0, images = 0, steps = 0, dataWait = 0.0
     private var terms: [String: Double] = [:]
+    private var phases = StepPhases()
     private var started = Date()
 
     var meanLoss: Double { loss / Double(max(steps, 1)) }
@@ -16,8 +17,14 @@ struct MetricsWindow {
     /// The share of the window's wall time spent waiting for batches.
     var dataWaitFraction: Double { dataWait / max(Date().timeIntervalSince(started), 1e-9) }
 
-    mutating func add(_ statistics: StepStatistics, images batch: Int, dataWait wait: Double = 0) {
+    mutating func add(_ statistics: StepStatistics, images batch: Int, dataWait wait: Double = 0, phases stepPhases: StepPhases = StepPhases()) {
         dataWait += wait
+        phases.forward += stepPhases.forward
+        phases.teacher += stepPhases.teacher
+        phases.loss += stepPhases.loss
+        phases.backward += stepPhases.backward
+        phases.reduce += stepPhases.reduce
+        phases.optimizer += stepPhases.optimizer
         loss += Double(statistics.loss)
         correct += statistics.correct
         images += batch
@@ -32,6 +39,16 @@ struct MetricsWindow {
                                      "lr": Double(learningRate), "images_per_sec": Double(images) / max(elapsed, 1e-9),
                                      "data_wait_seconds": meanDataWait, "data_wait_fraction": dataWait / max(elapsed, 1e-9)]
         for (name, total) in terms { record["loss_\(name)"] = total / Double(steps) }
+        // Seconds per step in each part of the step on rank 0: the student's forward, the
+        // teacher's outputs, the objective, backward, the exposed wait for the gradient
+        // allreduce (with the statistics' own), and clipping plus the update.
+        let perStep = 1 / Double(max(steps, 1))
+        record["forward_seconds"] = phases.forward * perStep
+        record["teacher_seconds"] = phases.teacher * perStep
+        record["objective_seconds"] = phases.loss * perStep
+        record["backward_seconds"] = phases.backward * perStep
+        record["reduce_wait_seconds"] = phases.reduce * perStep
+        record["optimizer_seconds"] = phases.optimizer * perStep
         if let communication {
             // Seconds per step spent in allreduce on the communication thread, and the part the step waited for.
             record["allreduce_seconds"] = communication.allreduce

@@ -4,8 +4,9 @@ import Layers
 import Models
 import Tensors
 
-/// The run folder (`--out`): `config.yaml`, `metrics.jsonl`, `checkpoints/step-N/`,
-/// `model.safetensors` and `summary.json`. Rank 0 alone reads and writes it (it need not be
+/// The run folder (`--out`): `config.yaml`, `metrics.jsonl` with its per-epoch `summary.csv`
+/// (timm's columns) and TensorBoard event files, `checkpoints/step-N/`, `model.safetensors`,
+/// `best.safetensors` (the best validation epoch) and `summary.json`. Rank 0 alone reads and writes it (it need not be
 /// shared) and tells the other ranks whether that worked, so an error there (a bad path, a full
 /// disk) stops every rank instead of leaving them waiting in the next collective.
 /// How a run treats what its folder already holds.
@@ -28,6 +29,9 @@ final class RunFolder {
     let path: String
     private let layout: JobLayout
     private var metrics: MetricsLog?
+    private var events: TensorBoardWriter?
+    /// The `kind: eval` records so far, one per epoch: the rows of `summary.csv`.
+    private var epochRecords: [[String: Any]] = []
     /// Held by rank 0 from `start` to the end of the run.
     private var lock: RunLock?
 
@@ -39,7 +43,13 @@ final class RunFolder {
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     /// The files a run writes; a folder holding any of them holds a run.
-    static let runFiles = ["config.yaml", "classes.txt", "metrics.jsonl", "checkpoints", "model.safetensors", "summary.json"]
+    static let runFiles = ["config.yaml", "classes.txt", "metrics.jsonl", "summary.csv", "checkpoints", "model.safetensors", "best.safetensors", "summary.json"]
+
+    /// The run files present, TensorBoard event files included.
+    private func presentRunFiles() -> [String] {
+        let events = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
+        return Self.runFiles.filter { FileManager.default.fileExists(atPath: file($0)) } + events
+    }
 
     /// Locks the folder and writes `config.yaml`. With `resume`, checks the settings against the
     /// saved run and restores the newest complete checkpoint into `modules` and `optimizer` on
@@ -52,7 +62,7 @@ final class RunFolder {
         try onLeader("prepare the run folder \(path)", among: layout.world) {
             try createFolder()
             lock = try RunLock(folder: path)
-            let present = Self.runFiles.filter { FileManager.default.fileExists(atPath: file($0)) }
+            let present = presentRunFiles()
             if options.resume {
                 if FileManager.default.fileExists(atPath: file("config.yaml")) {
                     var saved = TrainingConfig()
@@ -76,6 +86,9 @@ final class RunFolder {
                 progress.message("--overwrite: removed \(present.joined(separator: ", ")) from \(path)")
             }
             metrics = try MetricsLog(path: file("metrics.jsonl"), keepingUpTo: options.resume ? state.step : nil)
+            epochRecords = try metrics?.records().filter { $0["kind"] as? String == "eval" } ?? []
+            events = try TensorBoardWriter(folder: path, resumingAt: options.resume ? state.step : nil)
+            if options.resume && !epochRecords.isEmpty { try writeAtomically(Data(Self.summaryCSV(epochRecords).utf8), to: file("summary.csv")) }
             try writeAtomically(Data(try config.yaml().utf8), to: file("config.yaml"))
             if let classNames { try writeAtomically(Data((classNames.joined(separator: "\n") + "\n").utf8), to: file("classes.txt")) }
         }
@@ -90,8 +103,53 @@ final class RunFolder {
         }
     }
 
-    /// Appends a line to `metrics.jsonl` (rank 0).
-    func log(_ record: [String: Any]) throws { try metrics?.append(record) }
+    /// Appends a line to `metrics.jsonl` and its scalars to the event file; an epoch's
+    /// evaluation also rewrites `summary.csv` (rank 0).
+    func log(_ record: [String: Any]) throws {
+        guard let metrics else { return }
+        let written = try metrics.append(record)
+        try events?.log(written)
+        if record["kind"] as? String == "eval" {
+            // As the file holds it, so summary.csv reads the same after a resume.
+            epochRecords.append(written)
+            try writeAtomically(Data(Self.summaryCSV(epochRecords).utf8), to: file("summary.csv"))
+        }
+    }
+
+    /// timm's `summary.csv`: a row per epoch (epoch counted from 0) with the training loss and
+    /// each loss term, then `eval_*` on the split that selects the best epoch (validation, or
+    /// test without one; top-1/top-5 in percent, as timm), `test_*` too when that is
+    /// validation, and the learning rate.
+    static func summaryCSV(_ records: [[String: Any]]) -> String {
+        let terms = Set(records.flatMap { $0.keys.filter { $0.hasPrefix("train_loss_") } }).sorted()
+        let hasValidation = records.contains { $0["val_top1"] != nil }
+        let evalSplit = hasValidation ? "val" : "test"
+        var columns = ["epoch", "train_loss"] + terms + ["eval_loss", "eval_top1", "eval_top5"]
+        if hasValidation { columns += ["test_loss", "test_top1", "test_top5"] }
+        columns.append("lr")
+        func value(_ record: [String: Any], _ column: String) -> String {
+            let key: String, scale: Double
+            switch column {
+            case "eval_loss": (key, scale) = ("\(evalSplit)_loss", 1)
+            case "eval_top1", "eval_top5": (key, scale) = ("\(evalSplit)_\(column.dropFirst(5))", 100)
+            case "test_top1", "test_top5": (key, scale) = (column, 100)
+            default: (key, scale) = (column, 1)
+            }
+            // JSON reads whole numbers back as Int.
+            let number = (record[key] as? Double) ?? (record[key] as? Int).map(Double.init)
+            guard let number else { return "" }
+            return column == "epoch" ? "\(Int(number))" : "\(number * scale)"
+        }
+        return ([columns.joined(separator: ",")] + records.map { record in columns.map { value(record, $0) }.joined(separator: ",") })
+            .joined(separator: "\n") + "\n"
+    }
+
+    /// The student as `best.safetensors`, the model of the best validation epoch.
+    func saveBest(student: any ImageClassifier, description: ModelDescription, epoch: Int) throws {
+        try onLeader("write best.safetensors (epoch \(epoch + 1))", among: layout.group) {
+            try ModelFile.save(student, description: description, to: file("best.safetensors"))
+        }
+    }
 
     func saveCheckpoint(modules: StudentAndHelpers, description: ModelDescription, optimizer: any Optimizer, state: TrainingState, keep: Int) throws {
         try onLeader("write the checkpoint of step \(state.step)", among: layout.group) {

@@ -15,12 +15,61 @@ public struct RunSummary: Codable, Equatable, Sendable {
     public var ranks: Int
     public var studentRanks: Int
     public var teacherRanks: Int
-    /// Image files that did not decode and were skipped (`--skip-bad-images`), as rank 0 met them.
+    /// Image files that did not decode and were skipped (`--skip-bad-images`), over every rank.
     public var badImages: Int?
+    /// The last evaluation on the validation split (`val_split`), when there is one.
+    public var valTop1: Double?
+    public var valTop5: Double?
+    public var valLoss: Double?
+    /// The epoch of the best validation top-1 and its scores (`best.safetensors`); nil without
+    /// a validation split, since the best is never chosen on test.
+    public var best: BestEpoch?
+    /// What the run was: its seed, a hash of its trajectory settings (equal for runs that
+    /// should train alike), the sfkd version, the images of each split, the method's trainable
+    /// helpers (the "extra parameters" papers report) and the teacher's own scores.
+    public var seed: Int = 0
+    public var configHash: String = ""
+    public var version: String = ""
+    public var trainImages: Int = 0
+    public var valImages: Int?
+    public var testImages: Int = 0
+    public var helperParameters: Int = 0
+    public var teacher: TeacherRecord?
 
     enum CodingKeys: String, CodingKey {
-        case model, dataset, method, parameters, steps, epochs, threads, ranks, badImages = "bad_images"
+        case model, dataset, method, parameters, steps, epochs, threads, ranks, best, seed, version, teacher, badImages = "bad_images"
         case testTop1 = "test_top1", testTop5 = "test_top5", testLoss = "test_loss", imagesPerSecond = "images_per_sec"
+        case valTop1 = "val_top1", valTop5 = "val_top5", valLoss = "val_loss"
         case wallSeconds = "wall_seconds", studentRanks = "student_ranks", teacherRanks = "teacher_ranks"
+        case configHash = "config_hash", trainImages = "train_images", valImages = "val_images", testImages = "test_images"
+        case helperParameters = "helper_parameters"
+    }
+}
+
+/// The epoch whose validation top-1 was the highest so far, with its scores on both splits.
+public struct BestEpoch: Codable, Equatable, Sendable {
+    public var epoch: Int
+    public var step: Int
+    public var valTop1: Double, valTop5: Double, valLoss: Double
+    public var testTop1: Double, testTop5: Double, testLoss: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, step
+        case valTop1 = "val_top1", valTop5 = "val_top5", valLoss = "val_loss"
+        case testTop1 = "test_top1", testTop5 = "test_top5", testLoss = "test_loss"
+    }
+}
+
+/// The frozen teacher of a distillation run and its own scores on this run's splits.
+public struct TeacherRecord: Codable, Equatable, Sendable {
+    public var model: String
+    public var parameters: Int
+    public var valTop1: Double?
+    public var testTop1: Double
+    public var testTop5: Double
+
+    enum CodingKeys: String, CodingKey {
+        case model, parameters
+        case valTop1 = "val_top1", testTop1 = "test_top1", testTop5 = "test_top5"
     }
 }

@@ -48,8 +48,10 @@ public final class Trainer {
                 throw UserError("config: 'normalization: \(config.normalization.rawValue)' is for RGB images; '\(splits.name)' has \(splits.shape[0]) channel(s)")
             }
             let imagenet = config.normalization == .imagenet
-            splits = DatasetSplits(train: splits.train, test: splits.test, mean: imagenet ? [0.485, 0.456, 0.406] : [0.5, 0.5, 0.5],
-                                   std: imagenet ? [0.229, 0.224, 0.225] : [0.5, 0.5, 0.5], defaultAugmentation: splits.defaultAugmentation)
+            splits = splits.normalized(mean: imagenet ? [0.485, 0.456, 0.406] : [0.5, 0.5, 0.5], std: imagenet ? [0.229, 0.224, 0.225] : [0.5, 0.5, 0.5])
+        }
+        if let valSplit = config.valSplit {
+            splits = splits.holdingOut(try ValidationSplit.count(for: valSplit, trainCount: splits.train.count, classes: splits.classes), seed: UInt64(config.valSeed ?? config.seed))
         }
         if splits.train.pipeline == nil, !config.changedPipelineKeys.isEmpty {
             throw UserError("config: \(config.changedPipelineKeys.map { "'\($0)'" }.joined(separator: ", ")) set timm's transforms, which run with input_size; give --input-size (the dataset's own size is \(splits.shape[1]))")
@@ -136,13 +138,14 @@ public final class Trainer {
         let step = TrainingStep(modules: modules, method: method, optimizer: optimizer, replicas: replicas,
                                 teacher: try teacherSource(link: teacherLink, firstStep: state.step), clipNorm: config.clipGradientNorm.map(Float.init))
         announce()
+        let teacherRecord = try evaluateTeacher(replicas)
         StopSignal.install()
         defer { StopSignal.uninstall() }
         let started = Date()
         let batches = TrainingData.Stream(data, rank: replicas.rank)
-        var window = MetricsWindow()
+        var window = MetricsWindow(), epochWindow = MetricsWindow()
         var dataWait = DataWaitMonitor()
-        var evaluation: EvaluationResult?
+        var evaluation: Scores?
         modules.train()
         while state.step < totalSteps {
             let epoch = state.step / stepsPerEpoch
@@ -160,32 +163,49 @@ public final class Trainer {
             state.step += 1
             state.trainedSeconds += Date().timeIntervalSince(stepStart)
             state.trainedImages += config.batchSize
-            window.add(result.statistics, images: config.batchSize, dataWait: waited)
+            window.add(result.statistics, images: config.batchSize, dataWait: waited, phases: result.phases)
+            epochWindow.add(result.statistics, images: config.batchSize, dataWait: waited, phases: result.phases)
             dataWait.add(waited, step: Date().timeIntervalSince(waitStart))
             if let warning = dataWait.warning(loaderThreads: config.loaderThreads) { progress.message(warning) }
             try report(&window, state: state, epoch: epoch, learningRate: lr, replicas: replicas)
             let epochEnded = state.step % stepsPerEpoch == 0 || state.step == totalSteps
-            if epochEnded { evaluation = try evaluateEpoch(replicas, state: state, epoch: epoch) }
+            if epochEnded {
+                let training = epochWindow.record(step: state.step, epoch: epoch, learningRate: lr, communication: nil)
+                evaluation = try evaluateEpoch(replicas, state: &state, epoch: epoch, training: training)
+            }
             if epochEnded || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
                 try checkpoint(&state, replicas: replicas)
             }
             if result.statistics.stopRequests > 0 { throw stopped(atStep: state.step) }
         }
-        let final = try evaluation ?? evaluate(replicas)
+        let final = try evaluation ?? evaluateSplits(replicas)
         var summary = RunSummary(model: config.model, dataset: splits.name, method: teacher == nil ? nil : type(of: method).name,
-                                 parameters: model.parameterCount, testTop1: final.top1, testTop5: final.top5, testLoss: final.loss,
+                                 parameters: model.parameterCount, testTop1: final.test.top1, testTop5: final.test.top5, testLoss: final.test.loss,
                                  imagesPerSecond: state.imagesPerSecond, steps: state.step, epochs: Double(state.step) / Double(stepsPerEpoch),
                                  wallSeconds: Date().timeIntervalSince(started), threads: Threads.count, ranks: layout.world.size,
                                  studentRanks: layout.studentRanks, teacherRanks: layout.teacherRanks)
-        if let trainFiles = splits.train.files, let testFiles = splits.test.files, config.skipBadImages {
-            let bad = try badImages(trainFiles, replicas: replicas) + badImages(testFiles, replicas: replicas)
+        summary.valTop1 = final.validation?.top1
+        summary.valTop5 = final.validation?.top5
+        summary.valLoss = final.validation?.loss
+        summary.best = state.best
+        summary.seed = config.seed
+        summary.configHash = RunRecord.configHash(config)
+        summary.version = RunRecord.version
+        summary.trainImages = splits.train.count
+        summary.valImages = splits.validation?.count
+        summary.testImages = splits.test.count
+        summary.helperParameters = modules.helperParameterCount
+        summary.teacher = teacherRecord
+        if config.skipBadImages {
+            let files = [splits.train.files, splits.validation?.files, splits.test.files].compactMap { $0 }
+            let bad = try files.flatMap { try badImages($0, replicas: replicas) }
             summary.badImages = bad.count
             for (path, reason) in bad.prefix(20) { progress.message("skipped a bad image: \(path): \(reason ?? "found by another rank")") }
             if bad.count > 20 { progress.message("... and \(bad.count - 20) more bad images") }
         }
         try replicas.synchronizeBuffers()
         try folder.finish(student: model, description: description, summary: summary)
-        progress.message("done: test top-1 \(percent(final.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))")
+        progress.message("done: test top-1 \(percent(final.test.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))")
         return summary
     }
 
@@ -208,12 +228,46 @@ public final class Trainer {
         }
     }
 
-    /// Test metrics at the end of an epoch, logged and printed.
-    private func evaluateEpoch(_ replicas: ReplicaGroup, state: TrainingState, epoch: Int) throws -> EvaluationResult {
-        let evaluation = try evaluate(replicas)
-        try folder.log(["kind": "eval", "step": state.step, "epoch": epoch, "test_top1": evaluation.top1, "test_top5": evaluation.top5, "test_loss": evaluation.loss])
-        progress.message("epoch \(epoch + 1) step \(state.step): test top-1 \(percent(evaluation.top1))%, top-5 \(percent(evaluation.top5))%, loss \(String(format: "%.4f", evaluation.loss)); \(Int(state.imagesPerSecond)) img/s")
-        return evaluation
+    /// Scores on the validation split (when there is one) and on test.
+    struct Scores {
+        var validation: EvaluationResult?
+        var test: EvaluationResult
+    }
+
+    /// The epoch's evaluation on both splits, logged with the epoch's training means (the
+    /// `summary.csv` row) and printed; a better validation top-1 than before writes
+    /// `best.safetensors` and becomes the state's best.
+    private func evaluateEpoch(_ replicas: ReplicaGroup, state: inout TrainingState, epoch: Int, training: [String: Any]) throws -> Scores {
+        let scores = try evaluateSplits(replicas)
+        var record: [String: Any] = ["kind": "eval", "step": state.step, "epoch": epoch, "lr": training["lr"] ?? 0,
+                                     "test_top1": scores.test.top1, "test_top5": scores.test.top5, "test_loss": scores.test.loss]
+        for (key, value) in training where key == "loss" || key == "top1" || key.hasPrefix("loss_") { record["train_\(key)"] = value }
+        var line = "test top-1 \(percent(scores.test.top1))%, top-5 \(percent(scores.test.top5))%, loss \(String(format: "%.4f", scores.test.loss))"
+        if let validation = scores.validation {
+            record["val_top1"] = validation.top1
+            record["val_top5"] = validation.top5
+            record["val_loss"] = validation.loss
+            line = "validation top-1 \(percent(validation.top1))%, " + line
+            if validation.top1 > (state.best?.valTop1 ?? -1) {
+                state.best = BestEpoch(epoch: epoch, step: state.step, valTop1: validation.top1, valTop5: validation.top5, valLoss: validation.loss,
+                                       testTop1: scores.test.top1, testTop5: scores.test.top5, testLoss: scores.test.loss)
+                try replicas.synchronizeBuffers()
+                try folder.saveBest(student: model, description: description, epoch: epoch)
+                line += " (best so far)"
+            }
+        }
+        try folder.log(record)
+        progress.message("epoch \(epoch + 1) step \(state.step): \(line); \(Int(state.imagesPerSecond)) img/s")
+        return scores
+    }
+
+    /// The frozen teacher's own scores on this run's splits, printed before training.
+    private func evaluateTeacher(_ replicas: ReplicaGroup) throws -> TeacherRecord? {
+        guard let teacher, config.evaluateTeacher else { return nil }
+        let test = try evaluate(teacher, on: splits.test, split: "test", replicas: replicas, what: "the teacher")
+        let validation = try splits.validation.map { try evaluate(teacher, on: $0, split: "validation", replicas: replicas, what: "the teacher") }
+        progress.message("teacher \(teacher.architecture): " + (validation.map { "validation top-1 \(percent($0.top1))%, " } ?? "") + "test top-1 \(percent(test.top1))%, top-5 \(percent(test.top5))%")
+        return TeacherRecord(model: teacher.architecture, parameters: teacher.parameterCount, valTop1: validation?.top1, testTop1: test.top1, testTop5: test.top5)
     }
 
     /// The stop after step `step`, saying where a `--resume` continues from.
@@ -249,14 +303,20 @@ public final class Trainer {
             .serve(fromStep: firstStep)
     }
 
-    /// Test metrics, each student rank evaluating every R-th sample with rank 0's buffers.
-    func evaluate(_ replicas: ReplicaGroup) throws -> EvaluationResult {
+    /// The student's scores on validation and test, with rank 0's buffers.
+    func evaluateSplits(_ replicas: ReplicaGroup) throws -> Scores {
         try replicas.synchronizeBuffers()
-        guard splits.test.count > 0 else { throw UserError("the test split of '\(splits.name)' is empty: nothing to evaluate on") }
-        let totals = try Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize,
+        let validation = try splits.validation.map { try evaluate(model, on: $0, split: "validation", replicas: replicas, what: "the student at this step") }
+        return Scores(validation: validation, test: try evaluate(model, on: splits.test, split: "test", replicas: replicas, what: "the student at this step"))
+    }
+
+    /// Metrics of `classifier` on `dataset` (the `split` split), each student rank evaluating every R-th sample.
+    private func evaluate(_ classifier: any ImageClassifier, on dataset: ImageDataset, split: String, replicas: ReplicaGroup, what: String) throws -> EvaluationResult {
+        guard dataset.count > 0 else { throw UserError("the \(split) split of '\(splits.name)' is empty: nothing to evaluate on") }
+        let totals = try Evaluation.totals(classifier, on: dataset, mean: splits.mean, std: splits.std, batchSize: config.evalBatchSize,
                                            shard: replicas.rank, shards: replicas.size, loaderThreads: config.loaderThreads)
         let result = try replicas.reduce(totals).result
-        try result.checkFinite(what: "the student at this step", dataset: splits.name)
+        try result.checkFinite(what: what, dataset: splits.name)
         return result
     }
 

@@ -35,6 +35,13 @@ public struct TrainingConfig: Equatable, Sendable {
     public var cropPercent = 0.875
     public var interpolation = Interpolation.bicubic
     public var skipBadImages = false
+    /// Training images held out for validation: a count, or a fraction below 1 (nil: none).
+    public var valSplit: Double?
+    /// The seed that picks the validation images (nil: `seed`); fixing it keeps one validation
+    /// split over a sweep's seeds and out of a teacher's training.
+    public var valSeed: Int?
+    /// Score the teacher on this run's splits before training (its accuracy goes into summary.json).
+    public var evaluateTeacher = true
     public var normalization = NormalizationChoice.dataset
     /// timm's Mixup / CutMix (alphas; 0 turns each off).
     public var mixup = 0.0

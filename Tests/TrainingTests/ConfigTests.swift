@@ -93,7 +93,16 @@ final class RecipeTests: XCTestCase {
         let folder = root.appendingPathComponent("launch/recipes").path
         let recipes = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".yaml") }
         XCTAssertGreaterThanOrEqual(recipes.count, 8)
-        for recipe in recipes {
+        // The sweep files: every run's settings valid, the grid as large as it says.
+        let sweeps = ["compare-methods.yaml": 36, "ablate-sfkd.yaml": 18]
+        for (recipe, runs) in sweeps {
+            let plan = try SweepPlan(file: folder + "/" + recipe, output: "/tmp/unused")
+            XCTAssertEqual(plan.runs.count, runs, recipe)
+            XCTAssertEqual(plan.prepare.map(\.name), ["teacher"], recipe)
+            XCTAssertEqual(plan.prepare[0].config.valSeed, 0, recipe)
+            XCTAssertTrue(plan.runs.allSatisfy { $0.config.valSplit == 5000 && $0.config.valSeed == 0 && $0.config.teacher == "/tmp/unused/prepare/teacher/model.safetensors" }, recipe)
+        }
+        for recipe in recipes where sweeps[recipe] == nil {
             var config = TrainingConfig()
             try config.apply(yamlFile: folder + "/" + recipe)
             XCTAssertNoThrow(try config.validate(), recipe)

@@ -27,11 +27,13 @@ final class RunFolderTests: XCTestCase {
         // A finished run without checkpoints (removed to save space) is still a run.
         try FileManager.default.removeItem(atPath: folder + "/checkpoints")
         XCTAssertThrowsError(try Trainer(config: config(output: folder), splits: tinySplits()).run()) { error in
-            XCTAssertTrue("\(error)".contains("already holds a run (config.yaml, metrics.jsonl, model.safetensors, summary.json); pass --resume to continue it, --overwrite to replace it"), "\(error)")
+            XCTAssertTrue("\(error)".contains("already holds a run (config.yaml, metrics.jsonl, summary.csv, model.safetensors, summary.json, events.out.tfevents."), "\(error)")
+            XCTAssertTrue("\(error)".contains("); pass --resume to continue it, --overwrite to replace it"), "\(error)")
         }
-        // --overwrite replaces it: metrics.jsonl holds the new run's lines only.
+        // --overwrite replaces it: metrics.jsonl holds the new run's lines only, one event file is left.
         try Trainer(config: config(output: folder), splits: tinySplits()).run(RunOptions(overwrite: true))
         XCTAssertEqual(try trainLines(folder).map { $0["step"] as! Int }, Array(1...8))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("events.out.tfevents.") }.count, 1)
     }
 
     func testASecondWriterIsRefusedNamingTheHolder() throws {

@@ -28,14 +28,26 @@ final class MetricsLog {
         self.handle = handle
     }
 
-    func append(_ record: [String: Any]) throws {
+    /// The records written so far (after any cut), in order.
+    func records() throws -> [[String: Any]] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any]
+        }
+    }
+
+    /// Appends `record` and returns it as read back from its line (numbers as the file holds them).
+    @discardableResult
+    func append(_ record: [String: Any]) throws -> [String: Any] {
         var data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        let written = (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? record
         data.append(UInt8(ascii: "\n"))
         do {
             try handle.write(contentsOf: data)
         } catch {
             throw UserError("writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
         }
+        return written
     }
 
     deinit { try? handle.close() }

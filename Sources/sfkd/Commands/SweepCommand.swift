@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Tensors
+import Training
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Train a grid of settings x seeds from one YAML file (finished runs reused, interrupted ones resumed) and write the table of mean ± std over seeds.",
+        discussion: """
+        The file holds `base:` (sfkd train keys for every run, or `config: FILE`), `prepare:` (runs trained first, once: \
+        `"{prepare.NAME}"` in a value is the model file one writes), `grid:` (keys with lists of values: every combination) \
+        and `seeds:`. Runs go to OUT/runs/<settings>, logs to OUT/logs; OUT/results.md and OUT/results.json hold the table \
+        (launch/report draws it). With --parallel N, N runs train at a time on threads/N threads each.
+        """
+    )
+
+    @Argument(help: "The sweep file (YAML).") var file: String
+    @Option(help: "Folder for the sweep (default runs/<name>).") var out: String?
+    @Option(help: "Runs trained at the same time.") var parallel: Int = 1
+    @Option(help: "Threads shared by the runs (default: every core).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(name: .customLong("set"), help: "KEY=VALUE: replace a base setting (repeatable), e.g. --set epochs=1.") var overrides: [String] = []
+    @Flag(name: .customLong("dry-run"), help: "List the runs and stop.") var dryRun = false
+
+    func validate() throws {
+        guard parallel >= 1, threads >= 1 else { throw ValidationError("--parallel and --threads must be at least 1") }
+        for entry in overrides where !entry.contains("=") { throw ValidationError("--set takes KEY=VALUE, got '\(entry)'") }
+    }
+
+    func run() throws {
+        let pairs = overrides.map { entry -> (String, String) in
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            return (parts[0], parts.count > 1 ? parts[1] : "")
+        }
+        let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+        var output = out ?? "runs/\(name)"
+        var plan = try SweepPlan(file: file, overrides: pairs, output: output)
+        if out == nil && plan.name != name {
+            output = "runs/\(plan.name)"
+            plan = try SweepPlan(file: file, overrides: pairs, output: output)
+        }
+        report("sweep \(plan.name): \(plan.prepare.count) prepare run(s), \(plan.runs.count) runs (\(plan.axes.joined(separator: " x ")) x \(plan.seeds.count) seeds) in \(output)")
+        if dryRun {
+            for run in plan.prepare { print("prepare.\(run.name)\t\(run.config.output)") }
+            for run in plan.runs { print("\(run.name)\t\(run.config.output)") }
+            return
+        }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        var runner = SweepRunner(plan: plan, output: output, executable: executable, threads: threads, parallel: parallel)
+        runner.report = { line in report(line) }
+        let outcomes = try runner.run()
+        let results = SweepResults(plan: plan, outcomes: outcomes)
+        try results.write(to: output)
+        print(results.markdown(), terminator: "")
+        let failed = results.runs.filter { $0.outcome.hasPrefix("failed") }
+        if !failed.isEmpty {
+            throw UserError("sweep: \(failed.count) of \(results.runs.count) runs failed (\(failed.map(\.name).joined(separator: ", "))); their logs are in \(output)/logs; run the sweep again to retry them")
+        }
+    }
+}

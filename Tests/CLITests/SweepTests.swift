@@ -1,0 +1,105 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `sfkd sweep` over a tiny grid (a prepared teacher, two methods, two seeds, two runs at a
+/// time), its reuse of finished runs, and `launch/report` drawing the sweep and a run.
+final class SweepTests: XCTestCase {
+    func json(_ path: String) throws -> [String: Any] {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+    }
+
+    func testASweepTrainsTheGridReusesFinishedRunsAndReportsMeansOverSeeds() throws {
+        let scratch = try temporaryFolder(self)
+        let folder = packageRoot.appendingPathComponent("Tests/Fixtures/images/folder").path
+        let file = "\(scratch)/tiny.yaml"
+        try """
+            name: tiny
+            prepare:
+              teacher: {model: resnet8, dataset: folder, data_dir: \(folder), input_size: 16, steps: 2, batch_size: 6, val_split: 3, val_seed: 0}
+            base:
+              model: resnet8
+              dataset: folder
+              data_dir: \(folder)
+              input_size: 16
+              steps: 2
+              batch_size: 6
+              eval_batch_size: 6
+              log_every: 1
+              val_split: 3
+              val_seed: 0
+              teacher: "{prepare.teacher}"
+            grid:
+              method: [none, kd]
+            variants:
+              plain: {}
+              smoothed: {label_smoothing: 0.1}
+            seeds: [0, 1]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let out = "\(scratch)/sweep"
+        let first = try runSFKD(["sweep", file, "--out", out, "--parallel", "2", "--threads", "2"], timeout: 600)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let results = try json("\(out)/results.json")
+        XCTAssertEqual(results["axes"] as? [String], ["variant", "method", "seed"])
+        let runs = try XCTUnwrap(results["runs"] as? [[String: Any]])
+        XCTAssertEqual(runs.count, 8)
+        XCTAssertTrue(runs.allSatisfy { $0["outcome"] as? String == "trained" }, "\(runs.map { $0["outcome"] ?? "" })")
+        let groups = try XCTUnwrap(results["groups"] as? [[String: Any]])
+        XCTAssertEqual(groups.count, 4)
+        // Each group's mean and standard deviation are those of its two runs' summaries.
+        for group in groups {
+            let settings = try XCTUnwrap(group["settings"] as? [String: String])
+            let name = "variant-\(settings["variant"]!)_method-\(settings["method"]!)"
+            let tops = try [0, 1].map { seed in
+                try XCTUnwrap((try json("\(out)/runs/\(name)_seed-\(seed)/summary.json")["best"] as? [String: Any])?["test_top1"] as? Double)
+            }
+            let statistic = try XCTUnwrap(group["best_test_top1"] as? [String: Any])
+            let mean = (tops[0] + tops[1]) / 2
+            XCTAssertEqual(statistic["mean"] as? Double ?? -1, mean, accuracy: 1e-12)
+            XCTAssertEqual(statistic["std"] as? Double ?? -1, Swift.abs(tops[0] - tops[1]) / 2.0.squareRoot(), accuracy: 1e-12)
+            XCTAssertEqual(group["seeds"] as? Int, 2)
+        }
+        // The method setting reached the runs; the teacher was trained once, before them.
+        let kdRun = try json("\(out)/runs/variant-plain_method-kd_seed-0/summary.json")
+        XCTAssertEqual(kdRun["method"] as? String, "kd")
+        XCTAssertGreaterThan(kdRun["helper_parameters"] as? Int ?? -1, -1)
+        XCTAssertNotNil(kdRun["teacher"] as? [String: Any], "the teacher is scored before training")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/prepare/teacher/model.safetensors"))
+        let table = try String(contentsOfFile: "\(out)/results.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("| variant | method | seeds |"), table)
+        XCTAssertTrue(table.contains(" ± "), table)
+
+        // Again: every run is reused, nothing trains.
+        let modified = try FileManager.default.attributesOfItem(atPath: "\(out)/runs/variant-plain_method-kd_seed-0/model.safetensors")[.modificationDate] as? Date
+        let second = try runSFKD(["sweep", file, "--out", out, "--parallel", "2", "--threads", "2"], timeout: 300)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertEqual(second.stderr.components(separatedBy: "finished before, reused").count - 1, 9, second.stderr)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: "\(out)/runs/variant-plain_method-kd_seed-0/model.safetensors")[.modificationDate] as? Date, modified)
+
+        // A typo fails before anything trains.
+        try "grid: {methd: [kd]}\n".write(toFile: "\(scratch)/typo.yaml", atomically: true, encoding: .utf8)
+        let typo = try runSFKD(["sweep", "\(scratch)/typo.yaml", "--out", "\(scratch)/typo"], timeout: 60)
+        XCTAssertNotEqual(typo.status, 0)
+        XCTAssertTrue(typo.stderr.contains("grid key 'methd' is not a sfkd train key"), typo.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(scratch)/typo/runs"))
+
+        // launch/report draws the sweep and one run, and its page holds their numbers.
+        let report = Process()
+        report.executableURL = packageRoot.appendingPathComponent("launch/report")
+        report.arguments = [out, "\(out)/runs/variant-plain_method-kd_seed-0", "--out", "\(scratch)/report"]
+        let drawn = try runBounded(report, timeout: 300)
+        if drawn.stderr.contains("matplotlib is missing") { throw XCTSkip("matplotlib is not installed (launch/install-deps installs it)") }
+        XCTAssertEqual(drawn.status, 0, drawn.stderr)
+        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png"] {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: "\(scratch)/report/\(figure)"))
+            XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], figure)
+        }
+        let page = try String(contentsOfFile: "\(scratch)/report/report.md", encoding: .utf8)
+        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-accuracy.png"] { XCTAssertTrue(page.contains("](\(figure))"), figure) }
+        let kdBest = try XCTUnwrap((kdRun["best"] as? [String: Any])?["test_top1"] as? Double)
+        XCTAssertTrue(page.contains(String(format: "%.2f", 100 * kdBest)), page)
+        let kdGroup = try XCTUnwrap(groups.first { ($0["settings"] as? [String: String]) == ["variant": "plain", "method": "kd"] })
+        let kdMean = try XCTUnwrap((kdGroup["best_test_top1"] as? [String: Any])?["mean"] as? Double)
+        XCTAssertTrue(page.contains(String(format: "%.2f", 100 * kdMean)), page)
+    }
+}
