@@ -37,8 +37,9 @@ public struct SweepPlan {
 
     static let topLevelKeys: Set<String> = ["name", "base", "config", "prepare", "grid", "variants", "seeds"]
 
-    /// Reads `path`; `overrides` (`--set key=value`) replace base settings; runs go under `output`.
-    public init(file path: String, overrides: [(String, String)] = [], output: String) throws {
+    /// Reads `path`; `overrides` (`--set key=value`) replace base settings, or a prepare run's
+    /// as `prepare.NAME.key`; `seeds` replaces the file's; runs go under `output`.
+    public init(file path: String, overrides: [(String, String)] = [], seeds seedOverride: [Int]? = nil, output: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else { throw UserError("sweep file \(path) not found or unreadable") }
         guard data.count <= TrainingConfig.maximumConfigBytes else { throw UserError("sweep file \(path) is \(data.count) bytes; at most \(TrainingConfig.maximumConfigBytes)") }
         let text = String(decoding: data, as: UTF8.self), source = "sweep file \(path)"
@@ -97,6 +98,10 @@ public struct SweepPlan {
         for runName in prepareSettings.keys.sorted() {
             var config = TrainingConfig()
             try apply(try settings(prepareSettings[runName], "prepare.\(runName)"), to: &config, "prepare.\(runName)")
+            for (key, value) in overrides where key.hasPrefix("prepare.\(runName).") {
+                let name = String(key.dropFirst("prepare.\(runName).".count))
+                try config.set(name, to: value, source: "--set \(key)=\(value)")
+            }
             config.output = ((preparedFiles[runName]!) as NSString).deletingLastPathComponent
             try config.validate()
             prepare.append(Run(name: runName, settings: [], seed: nil, config: config))
@@ -107,7 +112,14 @@ public struct SweepPlan {
             try base.apply(yamlFile: file.hasPrefix("/") ? file : (directory as NSString).appendingPathComponent(file))
         }
         try apply(try settings(mapping["base"], "base"), to: &base, "base")
-        for (key, value) in overrides { try base.set(key, to: try resolved(value, "--set \(key)"), source: "--set \(key)=\(value)") }
+        for (key, value) in overrides where !key.hasPrefix("prepare.") {
+            try base.set(key, to: try resolved(value, "--set \(key)"), source: "--set \(key)=\(value)")
+        }
+        for (key, _) in overrides where key.hasPrefix("prepare.") {
+            guard prepareSettings.keys.contains(where: { key.hasPrefix("prepare.\($0).") }) else {
+                throw UserError("--set \(key): 'prepare' has only \(prepareSettings.keys.sorted().joined(separator: ", ")) (write prepare.NAME.KEY=VALUE)")
+            }
+        }
 
         let grid = try settings(mapping["grid"], "grid")
         let variants = try settings(mapping["variants"], "variants")
@@ -119,7 +131,12 @@ public struct SweepPlan {
             guard let list = grid[key] as? [Any], !list.isEmpty else { throw UserError("\(source): grid key '\(key)' needs a non-empty list of values") }
             values.append(list)
         }
-        if let list = mapping["seeds"] {
+        if let seedOverride {
+            guard !seedOverride.isEmpty, Set(seedOverride).count == seedOverride.count, seedOverride.allSatisfy({ $0 >= 0 }) else {
+                throw UserError("--seeds must be distinct whole numbers >= 0")
+            }
+            seeds = seedOverride
+        } else if let list = mapping["seeds"] {
             guard let seeds = list as? [Int], !seeds.isEmpty, Set(seeds).count == seeds.count, seeds.allSatisfy({ $0 >= 0 }) else {
                 throw UserError("\(source): 'seeds' must be a list of distinct whole numbers >= 0")
             }

@@ -19,12 +19,19 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Folder for the sweep (default runs/<name>).") var out: String?
     @Option(help: "Runs trained at the same time.") var parallel: Int = 1
     @Option(help: "Threads shared by the runs (default: every core).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-    @Option(name: .customLong("set"), help: "KEY=VALUE: replace a base setting (repeatable), e.g. --set epochs=1.") var overrides: [String] = []
+    @Option(name: .customLong("set"), help: "KEY=VALUE: replace a base setting (repeatable), e.g. --set epochs=1; prepare.NAME.KEY=VALUE for a prepare run.") var overrides: [String] = []
+    @Option(help: "Seeds instead of the file's, e.g. 0,1.") var seeds: String?
     @Flag(name: .customLong("dry-run"), help: "List the runs and stop.") var dryRun = false
 
     func validate() throws {
         guard parallel >= 1, threads >= 1 else { throw ValidationError("--parallel and --threads must be at least 1") }
         for entry in overrides where !entry.contains("=") { throw ValidationError("--set takes KEY=VALUE, got '\(entry)'") }
+        if let seeds, seedList(seeds) == nil { throw ValidationError("--seeds takes whole numbers separated by commas, got '\(seeds)'") }
+    }
+
+    func seedList(_ text: String) -> [Int]? {
+        let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return values.isEmpty || values.contains(nil) ? nil : values.compactMap { $0 }
     }
 
     func run() throws {
@@ -34,10 +41,10 @@ struct SweepCommand: ParsableCommand {
         }
         let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
         var output = out ?? "runs/\(name)"
-        var plan = try SweepPlan(file: file, overrides: pairs, output: output)
+        var plan = try SweepPlan(file: file, overrides: pairs, seeds: seeds.flatMap(seedList), output: output)
         if out == nil && plan.name != name {
             output = "runs/\(plan.name)"
-            plan = try SweepPlan(file: file, overrides: pairs, output: output)
+            plan = try SweepPlan(file: file, overrides: pairs, seeds: seeds.flatMap(seedList), output: output)
         }
         report("sweep \(plan.name): \(plan.prepare.count) prepare run(s), \(plan.runs.count) runs (\(plan.axes.joined(separator: " x ")) x \(plan.seeds.count) seeds) in \(output)")
         if dryRun {
