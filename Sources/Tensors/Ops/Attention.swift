@@ -125,6 +125,7 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
                                  valueOffset: contiguous, inputStride: d, outputOffset: contiguous, outputStride: d)
     let probabilities = Tensor(uninitializedShape: [slices, n, n])
     let out = Tensor(uninitializedShape: q.shape)
+    FLOPCounter.add(2 * slices * n * n * d)
     attention(layout, q: q.data, k: k.data, v: v.data, out: out.data, probabilities: probabilities.data, factor: factor)
     Tape.current.record(out, inputs: [q, k, v]) { g in
         let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape), gv = Tensor(uninitializedShape: v.shape)
@@ -163,6 +164,7 @@ public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil, 
     let terms = ScoreTerms(bias: bias.map { UnsafePointer($0.data) }, mask: mask.map { UnsafePointer($0.data) }, windows: mask?.shape[0] ?? 1)
     let probabilities = Tensor(uninitializedShape: [b * heads, n, n])
     let out = Tensor(uninitializedShape: [b, n, c])
+    FLOPCounter.add(2 * b * heads * n * n * d)
     attention(layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor, terms: terms)
     Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? [])) { g in
         let gqkv = Tensor(uninitializedShape: qkv.shape)

@@ -17,6 +17,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride:
                  "conv2d: input \(input.shape), weight \(weight.shape), stride \(stride), padding \(padding) gives no output")
     let plan = ConvPlan(batch: batch, inChannels: inChannels, outChannels: outChannels, groups: groups, geometry: g)
     let out = Tensor(uninitializedShape: [batch, outChannels, g.outputHeight, g.outputWidth])
+    FLOPCounter.add(batch * outChannels * g.outputHeight * g.outputWidth * (inChannels / groups) * weight.shape[2] * weight.shape[3])
     plan.forward(input.data, weight.data, bias?.data, out.data)
     Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? [])) { gradOut in
         // The stride-1 path overwrites the input gradient; the others accumulate into zeros.

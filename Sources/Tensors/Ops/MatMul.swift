@@ -8,6 +8,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     let k = b.shape[0], n = b.shape[1]
     let m = a.count / k
     let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
+    FLOPCounter.add(m * n * k)
     gemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data, ldc: n)
     Tape.current.record(out, inputs: [a, b]) { g in
         if a.requiresGrad {
@@ -34,6 +35,7 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
     let n = transposeB ? b.shape[1] : b.shape[2]
     ensure(k == kb, "batchedMatmul: inner sizes differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
     let out = Tensor(uninitializedShape: [batch, m, n])
+    FLOPCounter.add(batch * m * n * k)
     let sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2]
     let lda = a.shape[2], ldb = b.shape[2]
     for i in 0..<batch {
@@ -79,6 +81,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     if let bias { ensure(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(weight.shape)") }
     let rows = x.count / inFeatures
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
+    FLOPCounter.add(rows * inFeatures * outFeatures)
     if let bias {
         for r in 0..<rows { (out.data + r * outFeatures).update(from: bias.data, count: outFeatures) }
     }

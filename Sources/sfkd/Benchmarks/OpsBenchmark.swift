@@ -116,22 +116,6 @@ struct OpsBenchmark {
         return results
     }
 
-    /// The GEMM baseline: C = A B with 1024 x 1024 matrices.
-    struct SquareGEMM {
-        let size: Int
-        let a, b, c: Tensor
-        init(size: Int) {
-            self.size = size
-            a = Tensor(repeating: 0.5, shape: [size, size])
-            b = Tensor(repeating: 0.25, shape: [size, size])
-            c = Tensor(zeros: [size, size])
-        }
-        var flops: Double { 2 * Double(size * size * size) }
-        func run() {
-            gemm(transposeA: false, transposeB: false, m: size, n: size, k: size, a: a.data, lda: size, b: b.data, ldb: size, c: c.data, ldc: size)
-        }
-    }
-
     private func randomTensor(_ shape: [Int], _ generator: inout RandomGenerator, requiresGrad: Bool = false) -> Tensor {
         let t = Tensor(uninitializedShape: shape)
         for i in 0..<t.count { t.data[i] = generator.nextUniform() - 0.5 }

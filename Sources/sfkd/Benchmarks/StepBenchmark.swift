@@ -12,6 +12,11 @@ import Training
 /// the median over the timed steps. With a teacher model and methods, a full distillation step
 /// per method (teacher forward included), the methods timed alternately, step after step, so
 /// their ratio is fair on a noisy host.
+///
+/// Model FLOP utilisation: the step's model FLOPs (`FLOPCounter`'s multiply-adds x 2 of one
+/// forward pass of the student and helpers, tripled for forward + backward, plus the frozen
+/// teacher's forward once) over the median step time, against a 1024^3 sgemm timed after
+/// every step of the same run.
 struct StepBenchmark {
     let model: String
     var arguments = ModelArguments()
@@ -40,9 +45,14 @@ struct StepBenchmark {
         /// median is steadier than the ratio of medians on a noisy host.
         let versusFirstPaired: Double
         let phases: Phases
+        /// Model FLOPs per step (x 1e9), the rate achieved, and its share of the run's sgemm rate.
+        let modelGFLOPPerStep: Double
+        let achievedGFLOPS: Double
+        let versusSGEMM: Double
 
         enum CodingKeys: String, CodingKey {
             case method, phases
+            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", versusSGEMM = "vs_sgemm"
             case medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec", helperParameters = "helper_parameters"
             case versusFirst = "vs_first", versusFirstPaired = "vs_first_paired"
         }
@@ -59,13 +69,20 @@ struct StepBenchmark {
         let peakResidentMegabytes: Double
         let teacherModel: String?
         let methods: [MethodResult]?
+        let modelGFLOPPerStep: Double
+        let achievedGFLOPS: Double
+        let sgemmGFLOPS: Double
+        let versusSGEMM: Double
 
         enum CodingKeys: String, CodingKey {
             case model, parameters, threads, steps, methods
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
+            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS = "sgemm_gflops", versusSGEMM = "vs_sgemm"
         }
     }
+
+    private func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
     func run() throws -> Result {
         let shape = [3, inputSize, inputSize]
@@ -93,6 +110,16 @@ struct StepBenchmark {
                                 replicas: try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: Communicator.world),
                                 teacher: methodType.needsTeacher ? teacher : nil)
         }
+        // Multiply-adds of one step's forward passes (the first warm-up step), the teacher's apart.
+        let teacherMultiplyAdds = teacher.map { teacher in FLOPCounter.multiplyAdds { withNoGrad { _ = teacher.model.forward(images) } } } ?? 0
+        var stepFLOPs: [Double] = []
+        for (k, trainingStep) in trainingSteps.enumerated() {
+            let counted = try FLOPCounter.multiplyAdds { _ = try trainingStep.run(batch, step: 0, learningRate: 0.01) }
+            let teacherPart = try MethodRegistry.method(named: methods[k]).needsTeacher ? teacherMultiplyAdds : 0
+            stepFLOPs.append(2 * (3 * Double(counted - teacherPart) + Double(teacherPart)))
+        }
+        let gemm = SquareGEMM(size: 1024)
+        var gemmSeconds: [Double] = []
         var seconds = [[Double]](repeating: [], count: trainingSteps.count)
         var phases = [[StepPhases]](repeating: [], count: trainingSteps.count)
         for step in 0..<(warmup + steps) {
@@ -105,8 +132,13 @@ struct StepBenchmark {
                     phases[k].append(result.phases)
                 }
             }
+            if step >= warmup {
+                let start = DispatchTime.now().uptimeNanoseconds
+                gemm.run()
+                gemmSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
         }
-        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let sgemmRate = gemm.flops / median(gemmSeconds) * 1e-9
         let medians = seconds.map(median)
         let perMethod = trainingSteps.indices.map { k in
             let p = phases[k]
@@ -115,11 +147,15 @@ struct StepBenchmark {
                                 versusFirstPaired: median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
                                 phases: Phases(forward: median(p.map(\.forward)) * 1e3, teacher: median(p.map(\.teacher)) * 1e3,
                                                loss: median(p.map(\.loss)) * 1e3, backward: median(p.map(\.backward)) * 1e3,
-                                               reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3))
+                                               reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3),
+                                modelGFLOPPerStep: stepFLOPs[k] * 1e-9, achievedGFLOPS: stepFLOPs[k] / medians[k] * 1e-9,
+                                versusSGEMM: stepFLOPs[k] / medians[k] * 1e-9 / sgemmRate)
         }
         return Result(model: model, parameters: trainingSteps[0].modules.student.parameterCount, batchSize: batchSize, threads: Threads.count,
                       steps: steps, medianStepMilliseconds: medians[0] * 1e3, imagesPerSecond: Double(batchSize) / medians[0],
-                      peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod)
+                      peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod,
+                      modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS, sgemmGFLOPS: sgemmRate,
+                      versusSGEMM: perMethod[0].versusSGEMM)
     }
 }
 

@@ -135,9 +135,11 @@ struct StepBenchCommand: ParsableCommand {
                 report("  \(entry.method.padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry.imagesPerSecond)) images/s, median step \(formatted(entry.medianStepMilliseconds, 1)) ms = \(formatted(entry.versusFirst, 2))x the first method's (paired per step: \(formatted(entry.versusFirstPaired, 2))x), \(entry.helperParameters) helper parameters")
                 let p = entry.phases
                 report("          forward \(formatted(p.forward)) ms, teacher \(formatted(p.teacher)) ms, loss (method and helpers) \(formatted(p.loss)) ms, backward \(formatted(p.backward)) ms, optimizer \(formatted(p.optimizer)) ms")
+                report("          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step (teacher forward included): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s)")
             }
         } else {
             report("\(model) (\(result.parameters) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB")
+            report("  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s, timed after every step)")
         }
     }
 }
