@@ -19,6 +19,8 @@ public struct StepPhases: Sendable {
     public var optimizer = 0.0
 
     public var total: Double { forward + teacher + loss + backward + reduce + optimizer }
+
+    public init() {}
 }
 
 /// What a step reports: statistics of the global batch and where this rank's time went.

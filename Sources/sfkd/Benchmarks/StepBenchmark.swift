@@ -29,10 +29,24 @@ struct StepBenchmark {
     /// Random 3 x size x size images for `classes` classes.
     var inputSize = 32
     var classes = 10
+    /// After the timed steps, as many again with `OpProfile` on, for the time per op family.
+    var profile = false
 
     /// Median milliseconds of each phase of the step.
     struct Phases: Encodable {
         let forward: Double, teacher: Double, loss: Double, backward: Double, reduce: Double, optimizer: Double
+    }
+
+    /// Milliseconds per step in one op family (or in the optimizer, the autograd bookkeeping,
+    /// the glue between ops), forward and backward.
+    struct FamilyTime: Encodable {
+        let family: String
+        let forwardMilliseconds: Double
+        let backwardMilliseconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case family, forwardMilliseconds = "forward_ms", backwardMilliseconds = "backward_ms"
+        }
     }
 
     struct MethodResult: Encodable {
@@ -49,9 +63,10 @@ struct StepBenchmark {
         let modelGFLOPPerStep: Double
         let achievedGFLOPS: Double
         let versusSGEMM: Double
+        let profile: [FamilyTime]?
 
         enum CodingKeys: String, CodingKey {
-            case method, phases
+            case method, phases, profile
             case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", versusSGEMM = "vs_sgemm"
             case medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec", helperParameters = "helper_parameters"
             case versusFirst = "vs_first", versusFirstPaired = "vs_first_paired"
@@ -73,16 +88,44 @@ struct StepBenchmark {
         let achievedGFLOPS: Double
         let sgemmGFLOPS: Double
         let versusSGEMM: Double
+        let profile: [FamilyTime]?
 
         enum CodingKeys: String, CodingKey {
             case model, parameters, threads, steps, methods
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
-            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS = "sgemm_gflops", versusSGEMM = "vs_sgemm"
+            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS = "sgemm_gflops", versusSGEMM = "vs_sgemm", profile
         }
     }
 
     private func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// `steps` more steps with the op profile on: per step, each family's forward and backward
+    /// time, then the optimizer (clipping and update), the autograd bookkeeping (backward time
+    /// outside the ops' closures: accumulation, hooks) and the forward time between ops.
+    private func profiled(_ trainingStep: TrainingStep, batch: Batch) throws -> [FamilyTime] {
+        var phases = StepPhases()
+        OpProfile.reset()
+        OpProfile.isEnabled = true
+        defer { OpProfile.isEnabled = false }
+        for step in 0..<steps {
+            OpProfile.restart()
+            let result = try trainingStep.run(batch, step: warmup + steps + step, learningRate: 0.01)
+            phases.forward += result.phases.forward + result.phases.teacher + result.phases.loss
+            phases.backward += result.phases.backward
+            phases.reduce += result.phases.reduce
+            phases.optimizer += result.phases.optimizer
+        }
+        let perStep = 1e3 / Double(steps)
+        let families = Set(OpProfile.forward.keys).union(OpProfile.backward.keys)
+        var rows = families.map { FamilyTime(family: $0, forwardMilliseconds: (OpProfile.forward[$0] ?? 0) * perStep, backwardMilliseconds: (OpProfile.backward[$0] ?? 0) * perStep) }
+        rows.sort { $0.forwardMilliseconds + $0.backwardMilliseconds > $1.forwardMilliseconds + $1.backwardMilliseconds }
+        let inOpsForward = OpProfile.forward.values.reduce(0, +), inOpsBackward = OpProfile.backward.values.reduce(0, +)
+        rows.append(FamilyTime(family: "between ops (forward glue, metrics)", forwardMilliseconds: max(0, phases.forward - inOpsForward) * perStep, backwardMilliseconds: 0))
+        rows.append(FamilyTime(family: "autograd bookkeeping (accumulation, hooks)", forwardMilliseconds: 0, backwardMilliseconds: max(0, phases.backward - inOpsBackward) * perStep))
+        rows.append(FamilyTime(family: "optimizer (clipping, update)", forwardMilliseconds: 0, backwardMilliseconds: (phases.optimizer + phases.reduce) * perStep))
+        return rows
+    }
 
     func run() throws -> Result {
         let shape = [3, inputSize, inputSize]
@@ -139,6 +182,7 @@ struct StepBenchmark {
             }
         }
         let sgemmRate = gemm.flops / median(gemmSeconds) * 1e-9
+        let profiles = try profile ? trainingSteps.map { try profiled($0, batch: batch) } : nil
         let medians = seconds.map(median)
         let perMethod = trainingSteps.indices.map { k in
             let p = phases[k]
@@ -149,13 +193,13 @@ struct StepBenchmark {
                                                loss: median(p.map(\.loss)) * 1e3, backward: median(p.map(\.backward)) * 1e3,
                                                reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3),
                                 modelGFLOPPerStep: stepFLOPs[k] * 1e-9, achievedGFLOPS: stepFLOPs[k] / medians[k] * 1e-9,
-                                versusSGEMM: stepFLOPs[k] / medians[k] * 1e-9 / sgemmRate)
+                                versusSGEMM: stepFLOPs[k] / medians[k] * 1e-9 / sgemmRate, profile: profiles?[k])
         }
         return Result(model: model, parameters: trainingSteps[0].modules.student.parameterCount, batchSize: batchSize, threads: Threads.count,
                       steps: steps, medianStepMilliseconds: medians[0] * 1e3, imagesPerSecond: Double(batchSize) / medians[0],
                       peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod,
                       modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS, sgemmGFLOPS: sgemmRate,
-                      versusSGEMM: perMethod[0].versusSGEMM)
+                      versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil)
     }
 }
 

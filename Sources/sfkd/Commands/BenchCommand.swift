@@ -99,6 +99,7 @@ struct StepBenchCommand: ParsableCommand {
     @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
     @Option(name: .customLong("input-size"), help: "Side of the random images (one rank).") var inputSize: Int = 32
     @Option(help: "Class count (one rank).") var classes: Int = 10
+    @Flag(help: "After the timed steps, as many again with the time per op family (GEMM, convolution, attention, normalisation, elementwise, reductions, copies, optimizer, autograd bookkeeping).") var profile = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -106,6 +107,16 @@ struct StepBenchCommand: ParsableCommand {
         guard rounds >= 1, bucketMB > 0 else { throw ValidationError("--rounds must be at least 1 and --bucket-mb positive") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
+    }
+
+    /// The op-family table of `--profile`, largest first.
+    func reportProfile(_ rows: [StepBenchmark.FamilyTime], indent: String) {
+        let total = rows.map { $0.forwardMilliseconds + $0.backwardMilliseconds }.reduce(0, +)
+        report("\(indent)time per step by op family (\(steps) profiled steps after the timed ones; forward / backward / share):")
+        for row in rows {
+            let both = row.forwardMilliseconds + row.backwardMilliseconds
+            report("\(indent)  \(row.family.padding(toLength: 48, withPad: " ", startingAt: 0)) \(formatted(row.forwardMilliseconds, 2).leftPadded(9)) ms \(formatted(row.backwardMilliseconds, 2).leftPadded(9)) ms \(formatted(100 * both / max(total, 1e-9), 1).leftPadded(6))%")
+        }
     }
 
     func run() throws {
@@ -118,6 +129,7 @@ struct StepBenchCommand: ParsableCommand {
         if !method.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
         var benchmark = StepBenchmark(model: model, arguments: try ModelArguments(modelArgs), batchSize: batchSize, steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
+        benchmark.profile = profile
         guard (8...4096).contains(inputSize), (2...100_000).contains(classes) else { throw ValidationError("--input-size must be in 8...4096 and --classes in 2...100000") }
         benchmark.inputSize = inputSize
         benchmark.classes = classes
@@ -136,10 +148,12 @@ struct StepBenchCommand: ParsableCommand {
                 let p = entry.phases
                 report("          forward \(formatted(p.forward)) ms, teacher \(formatted(p.teacher)) ms, loss (method and helpers) \(formatted(p.loss)) ms, backward \(formatted(p.backward)) ms, optimizer \(formatted(p.optimizer)) ms")
                 report("          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step (teacher forward included): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s)")
+                if let profile = entry.profile { reportProfile(profile, indent: "          ") }
             }
         } else {
             report("\(model) (\(result.parameters) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB")
             report("  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s, timed after every step)")
+            if let profile = result.profile { reportProfile(profile, indent: "  ") }
         }
     }
 }
@@ -194,4 +208,8 @@ struct AllreduceBenchCommand: ParsableCommand {
         }
         if !result.verified { throw UserError("allreduce verification failed: a reduced value was wrong") }
     }
+}
+
+private extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
 }
