@@ -83,19 +83,26 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(typo.stderr.contains("grid key 'methd' is not a sfkd train key"), typo.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(scratch)/typo/runs"))
 
-        // launch/report draws the sweep and one run, and its page holds their numbers.
+        // launch/report draws the sweep, one run and a step benchmark's JSON, and its page holds their numbers.
+        let bench = try runSFKD(["bench", "step", "--model", "resnet8", "--steps", "1", "--warmup", "0", "--batch-size", "4", "--json"], timeout: 120)
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        try bench.stdout.write(toFile: "\(scratch)/bench.json", atomically: true, encoding: .utf8)
+        let benchImages = try XCTUnwrap(try json("\(scratch)/bench.json")["images_per_sec"] as? Double)
         let report = Process()
         report.executableURL = packageRoot.appendingPathComponent("launch/report")
-        report.arguments = [out, "\(out)/runs/variant-plain_method-kd_seed-0", "--out", "\(scratch)/report"]
+        report.arguments = [out, "\(out)/runs/variant-plain_method-kd_seed-0", "\(scratch)/bench.json", "--out", "\(scratch)/report"]
         let drawn = try runBounded(report, timeout: 300)
         if drawn.stderr.contains("matplotlib is missing") { throw XCTSkip("matplotlib is not installed (launch/install-deps installs it)") }
         XCTAssertEqual(drawn.status, 0, drawn.stderr)
-        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png"] {
+        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png", "scaling.png"] {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: "\(scratch)/report/\(figure)"))
             XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], figure)
         }
         let page = try String(contentsOfFile: "\(scratch)/report/report.md", encoding: .utf8)
-        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-accuracy.png"] { XCTAssertTrue(page.contains("](\(figure))"), figure) }
+        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png", "scaling.png"] {
+            XCTAssertTrue(page.contains("](\(figure))"), figure)
+        }
+        XCTAssertTrue(page.contains("| resnet8 | 1 | \(String(format: "%.0f", benchImages)) |"), page)
         let kdBest = try XCTUnwrap((kdRun["best"] as? [String: Any])?["test_top1"] as? Double)
         XCTAssertTrue(page.contains(String(format: "%.2f", 100 * kdBest)), page)
         let kdGroup = try XCTUnwrap(groups.first { ($0["settings"] as? [String: String]) == ["variant": "plain", "method": "kd"] })
