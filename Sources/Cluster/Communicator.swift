@@ -1,5 +1,6 @@
 import CMPI
 import Foundation
+import Tensors
 
 
 /// An MPI error with the operation that failed and MPI's own description.
@@ -148,6 +149,31 @@ public final class Communicator: @unchecked Sendable {
 
     public func allreduce<T: CommunicatorScalar>(_ values: inout [T], _ operation: ReduceOperation = .sum, context: String? = nil) throws {
         try values.withUnsafeMutableBufferPointer { try allreduce($0, operation, context: context) }
+    }
+
+    /// Reduce-scatter in place: `buffer` holds size x `block` elements on every rank; afterwards
+    /// its first `block` elements are this rank's block (rank r's is block r of the input)
+    /// reduced over all ranks. The first half of a ring allreduce, as ZeRO's gradient step.
+    public func reduceScatter<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, block: Int, _ operation: ReduceOperation = .sum,
+                                                     context: String? = nil) throws {
+        ensure(block >= 0 && buffer.count >= block * size, "reduceScatter: \(buffer.count) elements for \(size) blocks of \(block)")
+        guard size > 1, block > 0 else { return }
+        let op = operation == .sum ? cmpi_op_sum() : cmpi_op_max()
+        try tracked("MPI_Reduce_scatter_block", collective: true, context: context) {
+            try Self.check(MPI_Reduce_scatter_block(cmpi_in_place(), buffer.baseAddress, Int32(block), T.mpiType, op, handle),
+                           "MPI_Reduce_scatter_block(\(block) x \(size) elements on \(name))")
+        }
+    }
+
+    /// All-gather in place: block r of `buffer` (size x `block` elements) comes from rank r,
+    /// whose own block is already in place. The second half of a ring allreduce.
+    public func allgather<T: CommunicatorScalar>(inPlace buffer: UnsafeMutableBufferPointer<T>, block: Int, context: String? = nil) throws {
+        ensure(block >= 0 && buffer.count >= block * size, "allgather: \(buffer.count) elements for \(size) blocks of \(block)")
+        guard size > 1, block > 0 else { return }
+        try tracked("MPI_Allgather", collective: true, context: context) {
+            try Self.check(MPI_Allgather(cmpi_in_place(), 0, T.mpiType, buffer.baseAddress, Int32(block), T.mpiType, handle),
+                           "MPI_Allgather(\(block) x \(size) elements on \(name), in place)")
+        }
     }
 
     /// Every rank's `values` (all the same, non-zero count), concatenated in rank order.

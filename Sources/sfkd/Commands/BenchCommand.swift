@@ -176,12 +176,13 @@ extension StepBenchCommand {
 struct AllreduceBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allreduce",
-        abstract: "Allreduce bus bandwidth per message size through sfkd's Communicator and a direct MPI_Allreduce (run under mpirun)."
+        abstract: "Allreduce, reduce-scatter and all-gather time per message size through sfkd's Communicator (allreduce also directly), and the link's alpha and beta fitted to them (run under mpirun)."
     )
 
     @Option(name: .customLong("min-kb"), help: "Smallest message in KiB.") var minKB: Int = 4
     @Option(name: .customLong("max-mb"), help: "Largest message in MiB.") var maxMB: Int = 64
     @Option(help: "Timed repetitions per size and path (the median is reported).") var repeats: Int = 20
+    @Flag(help: "Fit the ring model's alpha (seconds per message) and beta (seconds per byte) to every size and collective.") var fit = false
     @Flag(help: "Print one JSON object on stdout (rank 0).") var json = false
 
     func validate() throws {
@@ -194,17 +195,22 @@ struct AllreduceBenchCommand: ParsableCommand {
         var sizes: [Int] = []
         var bytes = minKB * 1024
         while bytes <= maxMB << 20 { sizes.append(bytes); bytes *= 4 }
-        let result = try AllreduceBenchmark(communicator: world, sizesInBytes: sizes, repeats: repeats).run()
+        let result = try AllreduceBenchmark(communicator: world, sizesInBytes: sizes, repeats: repeats, fitsModel: fit).run()
         guard world.rank == 0 else { return }
         if json {
             try printJSON(result)
             return
         }
-        report("allreduce over \(world.size) rank(s), float sum in place, medians of \(repeats) (verified: \(result.verified)):")
-        report("     size   communicator GB/s   direct GB/s   ratio")
+        report("collectives over \(world.size) rank(s), float sum in place, medians of \(repeats) timed in turn (verified: \(result.verified)):")
+        report("     size   allreduce ms (bus GB/s)   direct ms (bus GB/s)   reduce-scatter ms   all-gather ms")
         for row in result.sizes {
             let label = row.bytes >= 1 << 20 ? "\(row.bytes >> 20) MiB" : "\(row.bytes >> 10) KiB"
-            report("\(label.padding(toLength: 9, withPad: " ", startingAt: 0))   \(formatted(row.communicatorBusGBPS, 2).padding(toLength: 17, withPad: " ", startingAt: 0))   \(formatted(row.directBusGBPS, 2).padding(toLength: 11, withPad: " ", startingAt: 0))   \(formatted(row.communicatorVersusDirect, 3))")
+            let allreduce = "\(formatted(row.communicatorSeconds * 1e3, 3)) (\(formatted(row.communicatorBusGBPS, 2)))"
+            let direct = "\(formatted(row.directSeconds * 1e3, 3)) (\(formatted(row.directBusGBPS, 2)))"
+            report("\(label.padding(toLength: 9, withPad: " ", startingAt: 0))   \(allreduce.padding(toLength: 23, withPad: " ", startingAt: 0))   \(direct.padding(toLength: 20, withPad: " ", startingAt: 0))   \(formatted(row.reduceScatterSeconds * 1e3, 3).padding(toLength: 17, withPad: " ", startingAt: 0))   \(formatted(row.allgatherSeconds * 1e3, 3))")
+        }
+        if let fit = result.fit {
+            report("ring model fit: alpha \(formatted(fit.alpha * 1e6, 2)) us per message, beta \(String(format: "%.3g", fit.beta)) s/byte (\(formatted(1e-9 / max(fit.beta, 1e-30), 2)) GB/s); median relative error \(formatted(100 * fit.medianRelativeError, 1))%")
         }
         if !result.verified { throw UserError("allreduce verification failed: a reduced value was wrong") }
     }
