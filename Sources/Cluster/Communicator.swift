@@ -151,6 +151,16 @@ public final class Communicator: @unchecked Sendable {
         try values.withUnsafeMutableBufferPointer { try allreduce($0, operation, context: context) }
     }
 
+    /// Allreduce in place of `count` 16-bit words under a user-defined `operation` (the
+    /// bfloat16 sum of `BF16Compression`).
+    public func allreduceWords(_ words: UnsafeMutablePointer<UInt16>, count: Int, operation: MPI_Op, context: String? = nil) throws {
+        guard size > 1, count > 0 else { return }
+        try tracked("MPI_Allreduce", collective: true, context: context) {
+            try Self.check(MPI_Allreduce(cmpi_in_place(), words, Int32(count), cmpi_uint16(), operation, handle),
+                           "MPI_Allreduce(\(count) bfloat16 words on \(name))")
+        }
+    }
+
     /// Reduce-scatter in place: `buffer` holds size x `block` elements on every rank; afterwards
     /// its first `block` elements are this rank's block (rank r's is block r of the input)
     /// reduced over all ranks. The first half of a ring allreduce, as ZeRO's gradient step.

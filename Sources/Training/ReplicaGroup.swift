@@ -31,8 +31,16 @@ public final class ReplicaGroup {
     public var bucketCount: Int { gradientSync?.buckets.count ?? 0 }
     public var rank: Int { communicator.rank }
 
+    /// How gradient buckets are averaged (`--grad-sync`).
+    public enum SyncMethod: String, Sendable, CaseIterable {
+        /// float32 allreduce, then divide (the default).
+        case allreduce
+        /// bfloat16 on the wire (`BF16Compression`), float32 sums.
+        case bf16
+    }
+
     public init(modules: StudentAndHelpers, optimizer: any Optimizer, communicator: Communicator,
-                bucketMegabytes: Double = 8, overlap: Bool = true, syncBatchNorm: Bool = false) throws {
+                bucketMegabytes: Double = 8, overlap: Bool = true, syncBatchNorm: Bool = false, sync: SyncMethod = .allreduce) throws {
         self.communicator = communicator
         self.modules = modules
         self.optimizer = optimizer
@@ -46,8 +54,9 @@ public final class ReplicaGroup {
             try optimizer.restore(stepCount: stepCount[0], state: Dictionary(optimizer.stateTensors(), uniquingKeysWith: { a, _ in a }))
         }
         if syncBatchNorm { try Self.installSyncBatchNorm(in: modules, communicator: communicator) }
+        let hook: any CommunicationHook = sync == .bf16 ? try BF16Compression() : AllreduceAverage()
         gradientSync = GradientSync(parameters: modules.trainableParameters, communicator: try communicator.duplicate(name: "gradients"),
-                                    bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap)
+                                    bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap, hook: hook)
     }
 
     /// BatchNorm layers of the student and helpers reduce their batch statistics over all replicas.

@@ -134,7 +134,7 @@ public final class Trainer {
             return nil
         }
         let replicas = try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: layout.group, bucketMegabytes: config.bucketMegabytes,
-                                        overlap: config.overlap, syncBatchNorm: config.syncBatchNorm)
+                                        overlap: config.overlap, syncBatchNorm: config.syncBatchNorm, sync: config.gradientSync)
         let step = TrainingStep(modules: modules, method: method, optimizer: optimizer, replicas: replicas,
                                 teacher: try teacherSource(link: teacherLink, firstStep: state.step), clipNorm: config.clipGradientNorm.map(Float.init))
         announce()

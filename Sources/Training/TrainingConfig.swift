@@ -8,6 +8,7 @@ public enum ScheduleChoice: String, SettingChoice { case cosine, step, constant 
 /// Per-channel normalisation: the dataset's own statistics, or timm's constants
 /// (`IMAGENET_DEFAULT_MEAN/STD`, `IMAGENET_INCEPTION_MEAN/STD`), as models pretrained on ImageNet expect.
 public enum NormalizationChoice: String, SettingChoice { case dataset, imagenet, inception }
+extension ReplicaGroup.SyncMethod: SettingChoice {}
 extension Interpolation: SettingChoice {}
 extension ImagePipeline.TrainInterpolation: SettingChoice {}
 
@@ -90,6 +91,8 @@ public struct TrainingConfig: Equatable, Sendable {
     public var bucketMegabytes = 8.0
     /// Allreduce gradient buckets while backward runs (`--no-overlap` turns it off).
     public var overlap = true
+    /// How gradient buckets are averaged across student ranks.
+    public var gradientSync = ReplicaGroup.SyncMethod.allreduce
     /// BatchNorm with statistics over the global batch (`--sync-bn`).
     public var syncBatchNorm = false
     /// Seconds an MPI operation may wait before the job is aborted with a report (`--comm-timeout`).

@@ -22,6 +22,7 @@ struct DataParallelStepBenchmark {
     let rounds: Int
     let bucketMegabytes: Double
     let overlap: Bool
+    var sync = ReplicaGroup.SyncMethod.allreduce
 
     struct Result: Encodable {
         let model: String
@@ -64,7 +65,7 @@ struct DataParallelStepBenchmark {
         let modules = StudentAndHelpers(student: student, helpers: [])
         let optimizer = config.makeOptimizer(for: modules)
         let replicas = try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: try world.duplicate(name: "students"),
-                                        bucketMegabytes: bucketMegabytes, overlap: overlap)
+                                        bucketMegabytes: bucketMegabytes, overlap: overlap, sync: sync)
         modules.train()
         let method = CrossEntropyOnly(context: MethodContext(settings: config.distillation, studentTaps: [], teacherTaps: [], classes: classes, seed: 0,
                                                              labelSmoothing: Float(config.labelSmoothing), stepsPerEpoch: 1, totalSteps: 1))
