@@ -89,12 +89,17 @@ struct StepBenchmark {
         let sgemmGFLOPS: Double
         let versusSGEMM: Double
         let profile: [FamilyTime]?
+        /// The first method's median phases and the gradient bytes its replicas would average
+        /// (student and helpers), what `launch/bench/project` models communication from.
+        let phases: Phases
+        let gradientBytes: Int
 
         enum CodingKeys: String, CodingKey {
             case model, parameters, threads, steps, methods
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
             case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS = "sgemm_gflops", versusSGEMM = "vs_sgemm", profile
+            case phases, gradientBytes = "gradient_bytes"
         }
     }
 
@@ -199,7 +204,8 @@ struct StepBenchmark {
                       steps: steps, medianStepMilliseconds: medians[0] * 1e3, imagesPerSecond: Double(batchSize) / medians[0],
                       peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod,
                       modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS, sgemmGFLOPS: sgemmRate,
-                      versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil)
+                      versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil,
+                      phases: perMethod[0].phases, gradientBytes: 4 * trainingSteps[0].modules.trainableParameters.reduce(0) { $0 + $1.count })
     }
 }
 
