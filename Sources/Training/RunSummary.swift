@@ -73,3 +73,40 @@ public struct TeacherRecord: Codable, Equatable, Sendable {
         case valTop1 = "val_top1", testTop1 = "test_top1", testTop5 = "test_top5"
     }
 }
+
+extension RunSummary {
+    /// Reads summary.json files of earlier sfkd versions too: what they did not record yet
+    /// (the run record, validation, ranks) reads as absent or zero.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
+        model = try c.decode(String.self, forKey: .model)
+        dataset = try c.decode(String.self, forKey: .dataset)
+        testTop1 = try c.decode(Double.self, forKey: .testTop1)
+        method = try c.decodeIfPresent(String.self, forKey: .method)
+        parameters = try value(.parameters, 0)
+        testTop5 = try value(.testTop5, 0)
+        testLoss = try value(.testLoss, 0)
+        imagesPerSecond = try value(.imagesPerSecond, 0)
+        steps = try value(.steps, 0)
+        epochs = try value(.epochs, 0)
+        wallSeconds = try value(.wallSeconds, 0)
+        threads = try value(.threads, 0)
+        ranks = try value(.ranks, 1)
+        studentRanks = try value(.studentRanks, 1)
+        teacherRanks = try value(.teacherRanks, 0)
+        badImages = try c.decodeIfPresent(Int.self, forKey: .badImages)
+        valTop1 = try c.decodeIfPresent(Double.self, forKey: .valTop1)
+        valTop5 = try c.decodeIfPresent(Double.self, forKey: .valTop5)
+        valLoss = try c.decodeIfPresent(Double.self, forKey: .valLoss)
+        best = try c.decodeIfPresent(BestEpoch.self, forKey: .best)
+        seed = try value(.seed, 0)
+        configHash = try value(.configHash, "")
+        version = try value(.version, "")
+        trainImages = try value(.trainImages, 0)
+        valImages = try c.decodeIfPresent(Int.self, forKey: .valImages)
+        testImages = try value(.testImages, 0)
+        helperParameters = try value(.helperParameters, 0)
+        teacher = try c.decodeIfPresent(TeacherRecord.self, forKey: .teacher)
+    }
+}

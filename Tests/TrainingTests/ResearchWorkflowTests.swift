@@ -150,6 +150,17 @@ final class ResearchWorkflowTests: XCTestCase {
         XCTAssertEqual(events[1].step, 16)
     }
 
+    /// A summary.json of an earlier sfkd (before the run record) still reads, for sweeps that reuse old runs.
+    func testAnOlderSummaryStillDecodes() throws {
+        let old = #"{"epochs": 1, "images_per_sec": 120.5, "model": "vit-tiny", "dataset": "fashion-mnist", "method": "kd", "parameters": 546186, "ranks": 1, "steps": 468, "student_ranks": 1, "teacher_ranks": 0, "test_loss": 0.61, "test_top1": 0.7545, "test_top5": 0.99, "threads": 1, "wall_seconds": 600}"#
+        let summary = try JSONDecoder().decode(RunSummary.self, from: Data(old.utf8))
+        XCTAssertEqual(summary.testTop1, 0.7545)
+        XCTAssertNil(summary.best)
+        XCTAssertNil(summary.valTop1)
+        XCTAssertEqual(summary.configHash, "")
+        XCTAssertThrowsError(try JSONDecoder().decode(RunSummary.self, from: Data(#"{"model": "x"}"#.utf8)))
+    }
+
     func testEventFramingDetectsDamage() throws {
         // CRC-32C's check value, and TensorFlow's masking.
         XCTAssertEqual(TFRecord.crc32c(Array("123456789".utf8)), 0xE306_9283)
