@@ -7,7 +7,7 @@ final class LauncherTests: XCTestCase {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Runs a repository script, bounded in time, without this test process's MPI environment.
-    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:]) throws -> (status: Int32, stderr: String) {
+    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:]) throws -> (status: Int32, stderr: String, stdout: String) {
         let process = Process()
         process.executableURL = root.appendingPathComponent(path)
         process.arguments = arguments
@@ -17,7 +17,7 @@ final class LauncherTests: XCTestCase {
         environment.merge(extra) { $1 }
         process.environment = environment
         let result = try runBounded(process, timeout: timeout)
-        return (result.status, result.stderr)
+        return (result.status, result.stderr, result.stdout)
     }
 
     func testLauncherBindsRanksUnlessThatOversubscribesAndSelectsTCP() throws {
@@ -70,6 +70,35 @@ final class LauncherTests: XCTestCase {
 
     func testTrainingAcrossFourEmulatedHosts() throws {
         try emulate(["--rate", "10gbit"], hosts: 4)
+    }
+
+    /// A benchmark across emulated hosts, its JSON on stdout; the projection checked against it
+    /// and against the ring formula by hand.
+    func testABenchmarkAcrossEmulatedHostsAndTheProjection() throws {
+        let result = try script("cluster/emulate-hosts", ["--hosts", "2", "--rate", "1gbit", "--", "bench", "step", "--model", "resnet8",
+                                                          "--batch-size", "16", "--steps", "2", "--rounds", "1", "--json"],
+                                environment: ["SFKD_EMULATE_TIMEOUT": "150"])
+        if result.status == 77 { throw XCTSkip("cluster/emulate-hosts cannot run here: \(result.stderr)") }
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let run = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+        XCTAssertEqual(run["ranks"] as? Int, 2)
+        let scratch = try temporaryFolder(self)
+        try result.stdout.write(toFile: "\(scratch)/run.json", atomically: true, encoding: .utf8)
+        // One node: 10 ms steps, 4 ms of backward, one 1 MiB bucket. At 8 Gbit/s (1 ns per byte)
+        // and no latency, a 2-node ring allreduce of it takes 2 (p-1)/p n beta = 1.048576 ms,
+        // exposed in full: backward finishes the only bucket at its end.
+        let step = #"{"model": "m", "median_step_ms": 10, "gradient_bytes": 1048576, "phases": {"forward": 5, "teacher": 0, "loss": 0.5, "backward": 4, "reduce": 0, "optimizer": 0.5}}"#
+        try step.write(toFile: "\(scratch)/step.json", atomically: true, encoding: .utf8)
+        let projection = try script("launch/bench/project", ["--step", "\(scratch)/step.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2,4", "--json"])
+        XCTAssertEqual(projection.status, 0, projection.stderr)
+        let rows = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(projection.stdout.utf8)) as? [String: Any])?["projection"] as? [[String: Any]])
+        XCTAssertEqual(rows[0]["ring_no_overlap_exposed_ms"] as? Double ?? 0, 1.048576, accuracy: 1e-3)
+        XCTAssertEqual(rows[0]["ring_overlap_step_ms"] as? Double ?? 0, 11.048576, accuracy: 1e-3)
+        XCTAssertEqual(rows[1]["rabenseifner_no_overlap_exposed_ms"] as? Double ?? 0, 1.5 * 1.048576, accuracy: 1e-3)
+        // Against the measured run: a prediction and its error for each file.
+        let check = try script("launch/bench/project", ["--step", "\(scratch)/step.json", "--rate", "1gbit", "--measured", "\(scratch)/run.json"])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stdout.contains("mean absolute error"), check.stdout)
     }
 
     /// Delays need the kernel's netem qdisc; where it is missing the script says so and skips.
