@@ -31,7 +31,7 @@ public enum ValidationSplit {
     /// fraction below 1; an error names the key when it leaves no training image.
     public static func count(for setting: Double, trainCount: Int, classes: Int) throws -> Int {
         let count = setting < 1 ? Int((setting * Double(trainCount)).rounded()) : Int(setting)
-        guard setting >= 1 ? setting == setting.rounded() : true else {
+        guard setting < 1 || setting == setting.rounded() else {
             throw UserError("config: 'val_split' \(setting) is neither a whole number of images nor a fraction below 1")
         }
         guard count >= 1 else { throw UserError("config: 'val_split' \(setting) of \(trainCount) training images holds out none") }

@@ -107,11 +107,11 @@ final class RunFolder {
     /// evaluation also rewrites `summary.csv` (rank 0).
     func log(_ record: [String: Any]) throws {
         guard let metrics else { return }
-        let written = try metrics.append(record)
-        try events?.log(written)
+        let line = try metrics.append(record)
+        try events?.log(record)
         if record["kind"] as? String == "eval" {
             // As the file holds it, so summary.csv reads the same after a resume.
-            epochRecords.append(written)
+            epochRecords.append((try JSONSerialization.jsonObject(with: line) as? [String: Any]) ?? record)
             try writeAtomically(Data(Self.summaryCSV(epochRecords).utf8), to: file("summary.csv"))
         }
     }

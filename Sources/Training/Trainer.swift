@@ -251,7 +251,7 @@ public final class Trainer {
             if validation.top1 > (state.best?.valTop1 ?? -1) {
                 state.best = BestEpoch(epoch: epoch, step: state.step, valTop1: validation.top1, valTop5: validation.top5, valLoss: validation.loss,
                                        testTop1: scores.test.top1, testTop5: scores.test.top5, testLoss: scores.test.loss)
-                try replicas.synchronizeBuffers()
+                // evaluateSplits synchronised the buffers: the student is rank 0's.
                 try folder.saveBest(student: model, description: description, epoch: epoch)
                 line += " (best so far)"
             }

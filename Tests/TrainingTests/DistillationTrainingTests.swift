@@ -21,14 +21,7 @@ final class DistillationTrainingTests: XCTestCase {
     }
 
     func distillConfig(_ method: String, teacher: String, output: String) -> TrainingConfig {
-        var c = TrainingConfig()
-        c.model = "vit-tiny"
-        c.dataset = "tiny"
-        c.batchSize = 16
-        c.steps = 8
-        c.output = output
-        c.logEverySteps = 1
-        c.checkpointEverySteps = 4
+        var c = tinyConfig("vit-tiny", output: output)
         c.teacher = teacher
         c.method = method
         return c

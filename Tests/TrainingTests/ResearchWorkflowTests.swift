@@ -10,12 +10,8 @@ import XCTest
 /// checked, and with TensorBoard's own where it is installed), the run record.
 final class ResearchWorkflowTests: XCTestCase {
     func config(output: String) -> TrainingConfig {
-        var c = TrainingConfig()
-        c.model = "resnet8"
-        c.dataset = "tiny"
-        c.batchSize = 16
+        var c = tinyConfig("resnet8", output: output)
         c.steps = 24
-        c.output = output
         c.logEverySteps = 2
         c.checkpointEverySteps = 8
         c.seed = 3

@@ -9,17 +9,7 @@ import XCTest
 
 /// What a run does with a folder that already holds something, and with a resume that is not the saved run.
 final class RunFolderTests: XCTestCase {
-    func config(output: String) -> TrainingConfig {
-        var c = TrainingConfig()
-        c.model = "resnet8"
-        c.dataset = "tiny"
-        c.batchSize = 16
-        c.steps = 8
-        c.output = output
-        c.logEverySteps = 1
-        c.checkpointEverySteps = 4
-        return c
-    }
+    func config(output: String) -> TrainingConfig { tinyConfig("resnet8", output: output) }
 
     func testAFolderHoldingARunIsRefusedWithoutResumeOrOverwrite() throws {
         let folder = try temporaryFolder(self)

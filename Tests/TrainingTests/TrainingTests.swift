@@ -28,6 +28,19 @@ func tinySplits() -> DatasetSplits {
                          defaultAugmentation: Augmentation(cropPadding: 1, horizontalFlip: true))
 }
 
+/// A short run on `tinySplits()`: batch 16, 8 steps, a log line every step, a checkpoint every 4.
+func tinyConfig(_ model: String, output: String) -> TrainingConfig {
+    var c = TrainingConfig()
+    c.model = model
+    c.dataset = "tiny"
+    c.batchSize = 16
+    c.steps = 8
+    c.output = output
+    c.logEverySteps = 1
+    c.checkpointEverySteps = 4
+    return c
+}
+
 func trainLines(_ folder: String) throws -> [[String: Any]] {
     let text = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8)
     return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
@@ -36,14 +49,7 @@ func trainLines(_ folder: String) throws -> [[String: Any]] {
 
 final class TrainingTests: XCTestCase {
     func config(_ model: String, output: String) -> TrainingConfig {
-        var c = TrainingConfig()
-        c.model = model
-        c.dataset = "tiny"
-        c.batchSize = 16
-        c.steps = 8
-        c.output = output
-        c.logEverySteps = 1
-        c.checkpointEverySteps = 4
+        var c = tinyConfig(model, output: output)
         c.seed = 3
         return c
     }

@@ -153,9 +153,13 @@ public struct RandAugment: Equatable, Sendable, Codable {
             case "m": magnitude = Double(try integer())
             case "n": layers = try integer()
             case "p": probability = try real()
-            case "mstd": magnitudeStd = try real() > 100 ? .infinity : try real()
-            // timm: `magnitude_max or 10`, so 0 means the default.
-            case "mmax": magnitudeMax = Double(try integer() == 0 ? 10 : try integer())
+            case "mstd":
+                let std = try real()
+                magnitudeStd = std > 100 ? .infinity : std
+            case "mmax":
+                // timm: `magnitude_max or 10`, so 0 means the default.
+                let bound = try integer()
+                magnitudeMax = Double(bound == 0 ? 10 : bound)
             case "inc": increasing = try integer() != 0
             default: throw fail("unknown section '\(section)'")
             }

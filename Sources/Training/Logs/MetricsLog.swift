@@ -36,18 +36,18 @@ final class MetricsLog {
         }
     }
 
-    /// Appends `record` and returns it as read back from its line (numbers as the file holds them).
+    /// Appends `record` and returns its line as written (without the newline).
     @discardableResult
-    func append(_ record: [String: Any]) throws -> [String: Any] {
+    func append(_ record: [String: Any]) throws -> Data {
         var data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-        let written = (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? record
+        let line = data
         data.append(UInt8(ascii: "\n"))
         do {
             try handle.write(contentsOf: data)
         } catch {
             throw UserError("writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
         }
-        return written
+        return line
     }
 
     deinit { try? handle.close() }
