@@ -186,6 +186,31 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
+    /// Reduce-scatter with uneven blocks: rank r receives in `receive` the sum over all ranks of
+    /// the `counts[r]` elements of `send` that follow the blocks of ranks 0..<r (MPI_Reduce_scatter).
+    public func reduceScatter<T: CommunicatorScalar>(_ send: UnsafeBufferPointer<T>, counts: [Int], into receive: UnsafeMutablePointer<T>,
+                                                     context: String? = nil) throws {
+        ensure(counts.count == size && counts.reduce(0, +) <= send.count, "reduceScatter: counts \(counts) for \(send.count) elements on \(size) ranks")
+        guard size > 1 else { receive.update(from: send.baseAddress!, count: counts[0]); return }
+        let counts32 = counts.map(Int32.init)
+        try tracked("MPI_Reduce_scatter", collective: true, context: context) {
+            try Self.check(MPI_Reduce_scatter(send.baseAddress, receive, counts32, T.mpiType, cmpi_op_sum(), handle),
+                           "MPI_Reduce_scatter(\(counts.reduce(0, +)) elements over \(size) ranks on \(name))")
+        }
+    }
+
+    /// All-gather in place with uneven blocks: the `counts[r]` elements at `displacements[r]` of
+    /// `buffer` come from rank r, whose own block is already in place (MPI_Allgatherv).
+    public func allgather<T: CommunicatorScalar>(inPlace buffer: UnsafeMutablePointer<T>, counts: [Int], displacements: [Int], context: String? = nil) throws {
+        ensure(counts.count == size && displacements.count == size, "allgather: \(counts.count) counts and \(displacements.count) displacements on \(size) ranks")
+        guard size > 1 else { return }
+        let counts32 = counts.map(Int32.init), displacements32 = displacements.map(Int32.init)
+        try tracked("MPI_Allgatherv", collective: true, context: context) {
+            try Self.check(MPI_Allgatherv(cmpi_in_place(), 0, T.mpiType, buffer, counts32, displacements32, T.mpiType, handle),
+                           "MPI_Allgatherv(\(counts.reduce(0, +)) elements over \(size) ranks on \(name), in place)")
+        }
+    }
+
     /// Every rank's `values` (all the same, non-zero count), concatenated in rank order.
     public func allgather<T: CommunicatorScalar>(_ values: [T], context: String? = nil) throws -> [T] {
         guard size > 1, let first = values.first else { return values }

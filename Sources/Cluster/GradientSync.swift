@@ -10,7 +10,9 @@ import Tensors
 /// by the number of ranks. Open MPI 4.1 makes no background progress on nonblocking
 /// collectives, hence a thread of our own. `finish()` waits only for what is still in flight.
 public final class GradientSync: @unchecked Sendable {
-    public struct Bucket: Sendable {
+    public struct Bucket: Sendable, Equatable {
+        /// Position in bucket order (the order of the collectives).
+        public let index: Int
         /// Floats [start, end) of the arena.
         public let start: Int
         public let end: Int
@@ -53,26 +55,8 @@ public final class GradientSync: @unchecked Sendable {
         self.hook = hook
         let total = parameters.reduce(0) { $0 + $1.count }
         arena = Tensor(zeros: [max(total, 1)])
-        // Arena offsets in parameter order; buckets from the last parameter backwards.
-        var offsets: [Int] = []
-        var offset = 0
-        for p in parameters { offsets.append(offset); offset += p.count }
-        var buckets: [Bucket] = []
-        var current: [Int] = []
-        var currentFloats = 0
-        for index in parameters.indices.reversed() {
-            current.append(index)
-            currentFloats += parameters[index].count
-            let limit = (buckets.isEmpty ? firstBucketBytes : bucketBytes) / 4
-            if currentFloats >= limit {
-                buckets.append(Bucket(start: offsets[current.last!], end: offsets[current.first!] + parameters[current.first!].count, parameters: current))
-                current = []
-                currentFloats = 0
-            }
-        }
-        if !current.isEmpty {
-            buckets.append(Bucket(start: offsets[current.last!], end: offsets[current.first!] + parameters[current.first!].count, parameters: current))
-        }
+        let offsets = Self.offsets(of: parameters.map(\.count))
+        let buckets = Self.buckets(parameterCounts: parameters.map(\.count), firstBucketBytes: firstBucketBytes, bucketBytes: bucketBytes)
         self.buckets = buckets
         var owner = [Int](repeating: 0, count: parameters.count)
         for (b, bucket) in buckets.enumerated() { for p in bucket.parameters { owner[p] = b } }
@@ -90,6 +74,34 @@ public final class GradientSync: @unchecked Sendable {
             self.thread = thread
             thread.start()
         }
+    }
+
+    /// Where each parameter starts in the arena (parameter order, no gaps).
+    public static func offsets(of parameterCounts: [Int]) -> [Int] {
+        var offsets: [Int] = [], offset = 0
+        for count in parameterCounts { offsets.append(offset); offset += count }
+        return offsets
+    }
+
+    /// The buckets for parameters of these sizes: from the last parameter backwards, the first
+    /// bucket closed once it holds `firstBucketBytes`, the others at `bucketBytes`.
+    public static func buckets(parameterCounts: [Int], firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20) -> [Bucket] {
+        let offsets = offsets(of: parameterCounts)
+        var buckets: [Bucket] = []
+        var current: [Int] = []
+        var currentFloats = 0
+        func close() {
+            buckets.append(Bucket(index: buckets.count, start: offsets[current.last!], end: offsets[current.first!] + parameterCounts[current.first!], parameters: current))
+            current = []
+            currentFloats = 0
+        }
+        for index in parameterCounts.indices.reversed() {
+            current.append(index)
+            currentFloats += parameterCounts[index]
+            if currentFloats >= (buckets.isEmpty ? firstBucketBytes : bucketBytes) / 4 { close() }
+        }
+        if !current.isEmpty { close() }
+        return buckets
     }
 
     deinit {

@@ -22,6 +22,17 @@ public struct TrainingState: Codable, Equatable, Sendable {
     }
 }
 
+/// The optimizer's part of a checkpoint: its state tensors under the unsharded names, and its step count.
+public struct OptimizerCheckpoint {
+    public var stepCount: Int
+    public var tensors: [(String, Tensor)]
+
+    public init(stepCount: Int, tensors: [(String, Tensor)]) {
+        self.stepCount = stepCount
+        self.tensors = tensors
+    }
+}
+
 /// `checkpoints/step-N/` folders: `model.safetensors` (parameters and buffers),
 /// `optimizer.safetensors` (its state tensors), `state.json`, and a `DONE` marker written
 /// last. A folder without `DONE` is never resumed from.
@@ -30,14 +41,14 @@ public enum Checkpoints {
 
     /// Writes `checkpoints/step-N/` for the student and helpers in `modules`, `DONE` last, then
     /// prunes to the newest `keep` complete checkpoints.
-    public static func save(modules: StudentAndHelpers, description: ModelDescription, optimizer: any Optimizer,
+    public static func save(modules: StudentAndHelpers, description: ModelDescription, optimizer: OptimizerCheckpoint,
                             state: TrainingState, output: String, keep: Int) throws -> String {
         let root = folder(in: output)
         let path = (root as NSString).appendingPathComponent("step-\(state.step)")
         if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try ModelFile.save(modules.student, description: description, to: (path as NSString).appendingPathComponent("model.safetensors"))
-        try SafeTensors.write(optimizer.stateTensors() + modules.helperState, metadata: ["step_count": String(optimizer.stepCount)],
+        try SafeTensors.write(optimizer.tensors + modules.helperState, metadata: ["step_count": String(optimizer.stepCount)],
                               to: (path as NSString).appendingPathComponent("optimizer.safetensors"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -119,7 +119,7 @@ extension TrainingConfig {
             help: "Gradient allreduce bucket size in MiB after the first 1 MiB bucket."),
         field("overlap", \.overlap, "data parallel", help: "Allreduce gradient buckets while backward runs (--no-overlap: after it)."),
         field("grad_sync", \.gradientSync, "data parallel",
-            help: "Gradient averaging: allreduce (float32) or bf16 (buckets rounded to bfloat16 on the wire and summed in float32 per combine, as DDP's bf16_compress_hook: half the bytes)."),
+            help: "Gradient averaging: allreduce (float32), bf16 (buckets rounded to bfloat16 on the wire and summed in float32 per combine, as DDP's bf16_compress_hook: half the bytes) or zero1 (ZeRO stage 1: reduce-scatter, each rank updates its shard with 1/R of the optimizer state, all-gather of the parameters; checkpoints hold the full state)."),
         field("sync_bn", \.syncBatchNorm, "data parallel", help: "BatchNorm statistics over the global batch (all student ranks)."),
         field("comm_timeout", \.communicationTimeout, "data parallel", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 86_400),
             help: "Seconds an MPI operation may wait before the job aborts with a report."),

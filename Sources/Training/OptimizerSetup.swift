@@ -3,9 +3,18 @@ import Tensors
 
 extension TrainingConfig {
     /// The optimizer over the student and its helpers: decay on weights, none on biases, norms
-    /// and the student's exempt parameters (position embeddings, class tokens).
-    public func makeOptimizer(for modules: StudentAndHelpers) -> any Optimizer {
+    /// and the student's exempt parameters (position embeddings, class tokens). With
+    /// `grad_sync: zero1` on more than one student rank, each rank's share of it (ZeRO-1);
+    /// `rank` and `ranks` place this replica among the students.
+    public func makeOptimizer(for modules: StudentAndHelpers, rank: Int = 0, ranks: Int = 1) -> any Optimizer {
         let groups = ParameterGroup.decayAndNoDecay(modules.namedParameters(), weightDecay: Float(resolvedWeightDecay), exempt: modules.student.noWeightDecay)
+        guard gradientSync == .zero1, ranks > 1 else { return makeRule(groups) }
+        return ShardedOptimizer(groups: groups, arenaOrder: modules.trainableParameters, rank: rank, ranks: ranks,
+                                bucketBytes: Int(bucketMegabytes * 1_048_576), makeRule: makeRule)
+    }
+
+    /// The configured update rule (AdamW or SGD) over `groups`.
+    func makeRule(_ groups: [ParameterGroup]) -> any Optimizer {
         let lr = Float(resolvedLearningRate)
         switch optimizer {
         case .adamw: return AdamW(groups: groups, learningRate: lr)

@@ -37,6 +37,8 @@ public final class ReplicaGroup {
         case allreduce
         /// bfloat16 on the wire (`BF16Compression`), float32 sums.
         case bf16
+        /// ZeRO-1: reduce-scatter, a sharded update, all-gather (`ShardedOptimizer`).
+        case zero1
     }
 
     public init(modules: StudentAndHelpers, optimizer: any Optimizer, communicator: Communicator,
@@ -45,18 +47,33 @@ public final class ReplicaGroup {
         self.modules = modules
         self.optimizer = optimizer
         guard communicator.size > 1 else { gradientSync = nil; return }
-        let state = modules.fullState + optimizer.stateTensors()
+        let sharded = optimizer as? ShardedOptimizer
+        ensure((sync == .zero1) == (sharded != nil), "ReplicaGroup: --grad-sync \(sync.rawValue) with \(type(of: optimizer)) (make the optimizer with TrainingConfig.makeOptimizer)")
+        // A sharded optimizer's state differs per rank: it hands out its own (attach, below).
+        let state = modules.fullState + (sharded == nil ? optimizer.stateTensors() : [])
         try ReplicaSync.checkSignature(state.map { ($0.0, $0.1.shape) }, communicator: communicator)
         try ReplicaSync.broadcast(state.map(\.1), communicator: communicator, context: "initial parameters, buffers and optimizer state")
-        var stepCount = [optimizer.stepCount]
-        try communicator.broadcast(&stepCount, root: 0, context: "optimizer step count")
-        if communicator.rank != 0 {
-            try optimizer.restore(stepCount: stepCount[0], state: Dictionary(optimizer.stateTensors(), uniquingKeysWith: { a, _ in a }))
+        if sharded == nil {
+            var stepCount = [optimizer.stepCount]
+            try communicator.broadcast(&stepCount, root: 0, context: "optimizer step count")
+            if communicator.rank != 0 {
+                try optimizer.restore(stepCount: stepCount[0], state: Dictionary(optimizer.stateTensors(), uniquingKeysWith: { a, _ in a }))
+            }
         }
         if syncBatchNorm { try Self.installSyncBatchNorm(in: modules, communicator: communicator) }
-        let hook: any CommunicationHook = sync == .bf16 ? try BF16Compression() : AllreduceAverage()
-        gradientSync = GradientSync(parameters: modules.trainableParameters, communicator: try communicator.duplicate(name: "gradients"),
-                                    bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap, hook: hook)
+        let hook: any CommunicationHook
+        switch sync {
+        case .allreduce: hook = AllreduceAverage()
+        case .bf16: hook = try BF16Compression()
+        case .zero1: hook = ReduceScatterAverage(shards: sharded!.shards)
+        }
+        let gradientSync = GradientSync(parameters: modules.trainableParameters, communicator: try communicator.duplicate(name: "gradients"),
+                                        bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap, hook: hook)
+        self.gradientSync = gradientSync
+        if let sharded {
+            ensure(gradientSync.buckets == sharded.shards.buckets, "ReplicaGroup: the sharded optimizer was built for other buckets (bucket_mb)")
+            try sharded.attach(gradientArena: gradientSync.gradients, communicator: try communicator.duplicate(name: "zero1"))
+        }
     }
 
     /// BatchNorm layers of the student and helpers reduce their batch statistics over all replicas.
@@ -87,6 +104,26 @@ public final class ReplicaGroup {
 
     /// Waits for the averaging of the step's gradients (started during backward).
     public func finishGradients() throws { try gradientSync?.finish() }
+
+    /// Clips the averaged gradient to `clipNorm` (when set) and updates the parameters; under
+    /// ZeRO-1 each rank updates its shard, then the parameters are all-gathered.
+    public func update(clipNorm: Float?) throws {
+        if let sharded = optimizer as? ShardedOptimizer, size > 1 {
+            if let clipNorm { try sharded.clipGradientNorm(maxNorm: clipNorm) }
+            sharded.step()
+            try sharded.gatherParameters()
+        } else {
+            if let clipNorm { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clipNorm) }
+            optimizer.step()
+        }
+    }
+
+    /// The optimizer's state as a checkpoint holds it (unsharded names and shapes), with its
+    /// step count; under ZeRO-1 gathered from every rank (call it on every rank), complete on rank 0.
+    public func optimizerCheckpoint() throws -> OptimizerCheckpoint {
+        let tensors = try (optimizer as? ShardedOptimizer)?.gatherState() ?? optimizer.stateTensors()
+        return OptimizerCheckpoint(stepCount: optimizer.stepCount, tensors: tensors)
+    }
 
     /// Mean loss and terms over the global batch and its correct count: one allreduce of a few
     /// numbers, after backward so it adds no wait between forward and backward.

@@ -37,7 +37,10 @@ extension TrainingConfig {
             guard before != now else { continue }
             let name = key.spec.name
             let change = "\(name): \(before.text) -> \(now.text)"
-            if allowed.contains(name) {
+            if name == "grad_sync", Set([saved.gradientSync, gradientSync]).isSubset(of: [.allreduce, .zero1]) {
+                // The same average and update, sharded or not; the checkpoint holds the full state either way.
+                notes.append("\(change) (the same update, sharded or not)")
+            } else if allowed.contains(name) {
                 notes.append("\(change) (allowed: \(Self.changeMeaning[name] ?? "the run no longer follows the saved trajectory"))")
             } else {
                 refused.append(change)

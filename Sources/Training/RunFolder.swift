@@ -151,7 +151,7 @@ final class RunFolder {
         }
     }
 
-    func saveCheckpoint(modules: StudentAndHelpers, description: ModelDescription, optimizer: any Optimizer, state: TrainingState, keep: Int) throws {
+    func saveCheckpoint(modules: StudentAndHelpers, description: ModelDescription, optimizer: OptimizerCheckpoint, state: TrainingState, keep: Int) throws {
         try onLeader("write the checkpoint of step \(state.step)", among: layout.group) {
             _ = try Checkpoints.save(modules: modules, description: description, optimizer: optimizer, state: state, output: path, keep: keep)
         }

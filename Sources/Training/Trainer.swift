@@ -84,7 +84,7 @@ public final class Trainer {
                                     stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
         self.method = try method ?? methodType.init(context: context)
         modules = StudentAndHelpers(student: student, helpers: self.method.helpers)
-        optimizer = config.makeOptimizer(for: modules)
+        optimizer = layout.isStudent ? config.makeOptimizer(for: modules, rank: layout.group.rank, ranks: layout.studentRanks) : config.makeOptimizer(for: modules)
         schedule = config.makeSchedule(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
         var augmentation = splits.defaultAugmentation
         if let padding = config.cropPadding { augmentation.cropPadding = padding }
@@ -133,14 +133,15 @@ public final class Trainer {
             try serveTeacherOutputs(link: teacherLink, fromStep: state.step)
             return nil
         }
+        // From here a stop signal is recorded and acted on at the next step boundary.
+        StopSignal.install()
+        defer { StopSignal.uninstall() }
         let replicas = try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: layout.group, bucketMegabytes: config.bucketMegabytes,
                                         overlap: config.overlap, syncBatchNorm: config.syncBatchNorm, sync: config.gradientSync)
         let step = TrainingStep(modules: modules, method: method, optimizer: optimizer, replicas: replicas,
                                 teacher: try teacherSource(link: teacherLink, firstStep: state.step), clipNorm: config.clipGradientNorm.map(Float.init))
         announce()
         let teacherRecord = try evaluateTeacher(replicas)
-        StopSignal.install()
-        defer { StopSignal.uninstall() }
         let started = Date()
         let batches = TrainingData.Stream(data, rank: replicas.rank)
         var window = MetricsWindow(), epochWindow = MetricsWindow()
@@ -173,10 +174,12 @@ public final class Trainer {
                 let training = epochWindow.record(step: state.step, epoch: epoch, learningRate: lr, communication: nil)
                 evaluation = try evaluateEpoch(replicas, state: &state, epoch: epoch, training: training)
             }
-            if epochEnded || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
+            let stopping = result.statistics.stopRequests > 0
+            // A stop (a preemption) keeps everything up to this step.
+            if epochEnded || stopping || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
                 try checkpoint(&state, replicas: replicas)
             }
-            if result.statistics.stopRequests > 0 { throw stopped(atStep: state.step) }
+            if stopping { throw stopped(atStep: state.step) }
         }
         let final = try evaluation ?? evaluateSplits(replicas)
         var summary = RunSummary(model: config.model, dataset: splits.name, method: teacher == nil ? nil : type(of: method).name,
@@ -273,17 +276,15 @@ public final class Trainer {
     /// The stop after step `step`, saying where a `--resume` continues from.
     private func stopped(atStep step: Int) -> TrainingStopped {
         let signal = StopSignal.received != 0 ? StopSignal.received : SIGTERM
-        let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
-        let resume = Checkpoints.complete(in: config.output).first.map { "--resume continues from \($0.path) (step \($0.step))" }
-            ?? "no checkpoint was written yet, so --resume starts again from step 0"
-        return TrainingStopped(signal: signal, description: "stopped by \(name) after step \(step) of \(totalSteps); the checkpoints are intact and \(resume)")
+        return TrainingStopped(signal: signal, description: "stopped by \(StopSignal.name(signal)) after step \(step) of \(totalSteps); the checkpoint of step \(step) is written: --resume continues from \(Checkpoints.folder(in: config.output))/step-\(step)",
+                               everyRankStopped: layout.teacherRanks == 0)
     }
 
     /// `checkpoints/step-N/` with rank 0's buffers and the generator state of this step.
     private func checkpoint(_ state: inout TrainingState, replicas: ReplicaGroup) throws {
         state.random = [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1]
         try replicas.synchronizeBuffers()
-        try folder.saveCheckpoint(modules: modules, description: description, optimizer: optimizer, state: state, keep: config.keepCheckpoints)
+        try folder.saveCheckpoint(modules: modules, description: description, optimizer: try replicas.optimizerCheckpoint(), state: state, keep: config.keepCheckpoints)
     }
 
     /// Where the step's teacher outputs come from: a teacher rank, the teacher inline, or nowhere.
@@ -327,6 +328,9 @@ public final class Trainer {
         let placement = layout.world.size > 1
             ? ", \(layout.studentRanks) student ranks x \(layout.localBatchSize) images" + (layout.teacherRanks > 0 ? " + \(layout.teacherRanks) teacher ranks" : "")
             : ""
+        if let sharded = optimizer as? ShardedOptimizer {
+            progress.message("zero1: each rank updates its shard of \(sharded.shards.buckets.count) buckets; rank 0 holds \(sharded.stateCount) of the \(sharded.fullStateCount) floats of optimizer state")
+        }
         progress.message("train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize)\(placement), \(totalSteps) steps (\(stepsPerEpoch) per epoch), \(config.optimizer.rawValue) lr \(config.resolvedLearningRate), \(Threads.count) threads")
     }
 

@@ -82,8 +82,7 @@ public final class TrainingStep {
         let statistics = try replicas.reduce(local, step: step)
         phases.reduce = lap()
         guard statistics.loss.isFinite else { throw NonFiniteLoss(loss: statistics.loss) }
-        if let clipNorm { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clipNorm) }
-        optimizer.step()
+        try replicas.update(clipNorm: clipNorm)
         phases.optimizer = lap()
         return StepResult(statistics: statistics, phases: phases)
     }

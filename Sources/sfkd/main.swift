@@ -31,6 +31,12 @@ do {
     let stopped = error as? TrainingStopped
     let message = stopped?.description ?? plainMessage(for: error) ?? SFKDCommand.fullMessage(for: error)
     let code = stopped?.exitCode ?? { let code = SFKDCommand.exitCode(for: error).rawValue; return code == 0 ? 1 : code }()
+    if let stopped, stopped.everyRankStopped, MPIProcess.isParallel {
+        // Every rank stopped after the same step and its checkpoint is written: end normally
+        // (MPI_Finalize at exit), rank 0 saying why, so mpirun returns the status.
+        if MPIProcess.worldRank == 0 { FileHandle.standardError.write("sfkd: \(message)\n".data(using: .utf8)!) }
+        exit(code)
+    }
     if MPIProcess.isParallel {
         FileHandle.standardError.write("sfkd rank \(MPIProcess.worldRank): \(message)\n".data(using: .utf8)!)
         MPIProcess.abort(code: code)

@@ -98,23 +98,27 @@ final class TrainCLITests: XCTestCase {
         for line in ["overlap: false", "nesterov: true", "flip: false", "- -1"] { XCTAssertTrue(saved.contains(line), "\(line) in \(saved)") }
     }
 
-    func testSIGTERMAndSIGINTStopAfterAStepAndSayWhereResumeContinues() throws {
+    /// SIGTERM, SIGUSR1 (a preemption: status 75, requeue me) and SIGINT (130) stop after a
+    /// step, whose checkpoint is written.
+    func testStopSignalsCheckpointTheStepAndSayWhereResumeContinues() throws {
         let folder = try temporaryFolder(self)
-        for (signal, name, status) in [(SIGTERM, "SIGTERM", Int32(143)), (SIGINT, "SIGINT", Int32(130))] {
+        for (signal, name, status) in [(SIGTERM, "SIGTERM", Int32(75)), (SIGUSR1, "SIGUSR1", Int32(75)), (SIGINT, "SIGINT", Int32(130))] {
             let out = folder + "/\(name)"
             let process = Process()
             process.executableURL = URL(fileURLWithPath: try sfkdExecutable())
             process.arguments = ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "400", "--batch-size", "16",
-                                 "--checkpoint-every", "2", "--threads", "1", "--out", out]
+                                 "--checkpoint-every", "50", "--log-every", "1", "--threads", "1", "--out", out]
             let result = try runBounded(process, timeout: 300) { process in
-                // Once the first checkpoint exists, stop the run.
+                // Once training is under way, stop the run.
                 let deadline = Date().addingTimeInterval(240)
-                while !FileManager.default.fileExists(atPath: out + "/checkpoints/step-2/DONE") && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+                while ((try? Data(contentsOf: URL(fileURLWithPath: out + "/metrics.jsonl")))?.count ?? 0) == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
                 kill(process.processIdentifier, signal)
             }
             XCTAssertEqual(result.status, status, result.stderr)
-            XCTAssertTrue(result.stderr.contains("stopped by \(name) after step"), result.stderr)
-            XCTAssertTrue(result.stderr.contains("--resume continues from \(out)/checkpoints/step-"), result.stderr)
+            let stop = try XCTUnwrap(result.stderr.firstMatch(of: #/stopped by (\w+) after step (\d+) of 400/#), result.stderr)
+            XCTAssertEqual(String(stop.1), name)
+            XCTAssertTrue(result.stderr.contains("--resume continues from \(out)/checkpoints/step-\(stop.2)"), result.stderr)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoints/step-\(stop.2)/DONE"), "the checkpoint of the last step")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
         }
     }

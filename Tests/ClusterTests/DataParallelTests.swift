@@ -28,6 +28,15 @@ final class TrainingRuns {
         return out
     }
 
+    /// Like `train`, with mpirun's output.
+    func trainCapturing(_ ranks: Int, _ name: String, _ arguments: [String]) throws -> (out: String, stderr: String) {
+        let out = scratch.appendingPathComponent(name).path
+        let result = try TestSupport.mpirun(ranks, ["train", "--dataset", "synthetic", "--threads", "1", "--log-every", "1", "--out", out] + arguments,
+                                            timeout: 300, release: true)
+        XCTAssertEqual(result.status, 0, "\(ranks) ranks, \(arguments): \(result.stderr)")
+        return (out, result.stderr)
+    }
+
     func parameters(_ out: String) throws -> [String: Tensor] {
         try SafeTensors.read((out as NSString).appendingPathComponent("model.safetensors")).tensors
     }
@@ -141,6 +150,68 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual(BF16Compression.bfloat16(.greatestFiniteMagnitude), 0x7F80, "rounds up to infinity, as round-to-nearest does")
         XCTAssertTrue(BF16Compression.float(BF16Compression.bfloat16(.nan)).isNaN)
         XCTAssertEqual(BF16Compression.float(0x4049), 3.140625)
+    }
+
+    /// ZeRO-1 computes the allreduce average and the same per-element update, so it follows
+    /// the allreduce trajectory: bit for bit on 2 ranks (a sum of two is the same whichever
+    /// collective adds it), within 1e-4 on 4 (Open MPI's reduce-scatter adds in another order; AdamW magnifies that in near-zero gradients, as between rank counts),
+    /// with SGD's momentum and gradient clipping (the norm summed over the shards) and with AdamW. The
+    /// checkpoint holds the full state under the unsharded names, and each rank keeps only its share.
+    func testZeRO1FollowsTheAllreduceTrajectoryAndCheckpointsTheFullState() throws {
+        let sgd = ["--model", "vit-tiny", "--steps", "12", "--batch-size", "32", "--optimizer", "sgd", "--momentum", "0.9", "--clip-grad-norm", "0.5"]
+        let adamw = ["--model", "vit-tiny", "--steps", "12", "--batch-size", "32", "--optimizer", "adamw", "--lr", "0.001"]
+        for (name, common) in [("adamw", adamw), ("sgd", sgd)] {
+            XCTAssertEqual(try trainLosses(try train(1, "\(name)-zero1-1", common + ["--grad-sync", "zero1"])),
+                           try trainLosses(try train(1, "\(name)-allreduce-1", common)), "\(name): one rank has nothing to shard")
+            for ranks in [2, 4] {
+                let reference = try train(ranks, "\(name)-allreduce-\(ranks)", common)
+                let sharded = try runs.trainCapturing(ranks, "\(name)-zero1-\(ranks)", common + ["--grad-sync", "zero1"])
+                XCTAssertTrue(sharded.stderr.contains("zero1: each rank updates its shard"), sharded.stderr)
+                let tolerance = ranks == 2 ? 0 : 1e-4
+                try assertSameParameters(reference, sharded.out, tolerance: tolerance, "\(name), \(ranks) ranks")
+                try assertSameLosses(reference, sharded.out, tolerance: tolerance, "\(name), \(ranks) ranks")
+                let full = try SafeTensors.read(reference + "/checkpoints/step-12/optimizer.safetensors")
+                let gathered = try SafeTensors.read(sharded.out + "/checkpoints/step-12/optimizer.safetensors")
+                XCTAssertEqual(Set(full.tensors.keys), Set(gathered.tensors.keys), "\(name): the checkpoint names the unsharded state")
+                XCTAssertEqual(full.metadata["step_count"], gathered.metadata["step_count"])
+                // The state as a whole (a shard gathered to the wrong place would differ by its size).
+                var difference = 0.0, norm = 0.0
+                for (key, tensor) in full.tensors {
+                    let other = try XCTUnwrap(gathered.tensors[key])
+                    XCTAssertEqual(tensor.shape, other.shape, key)
+                    difference += zip(tensor.array, other.array).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+                    norm += tensor.array.reduce(0.0) { $0 + Double($1) * Double($1) }
+                }
+                XCTAssertLessThanOrEqual(difference.squareRoot(), (ranks == 2 ? 0 : 1e-3) * norm.squareRoot(), "\(name), \(ranks) ranks: optimizer state")
+                // Rank 0's share of the state: about 1/R of it.
+                let share = try XCTUnwrap(sharded.stderr.firstMatch(of: #/rank 0 holds (\d+) of the (\d+) floats/#))
+                let fraction = Double(share.1)! / Double(share.2)!
+                XCTAssertLessThan(abs(fraction - 1 / Double(ranks)), 0.1 / Double(ranks), "\(name), \(ranks) ranks: rank 0 holds \(fraction) of the state")
+            }
+        }
+    }
+
+    /// A checkpoint written under zero1 resumes under allreduce on another number of ranks, and
+    /// the other way round, to the weights of the uninterrupted run.
+    func testZeRO1CheckpointsResumeOnAnyRankCountWithAnyHook() throws {
+        let common = ["--model", "vit-tiny", "--steps", "16", "--batch-size", "32", "--checkpoint-every", "8"]
+        for (first, ranks, then, resumedRanks) in [("zero1", 4, "allreduce", 1), ("allreduce", 2, "zero1", 4)] {
+            let uninterrupted = try train(ranks, "\(first)-\(ranks)-whole", common + ["--grad-sync", first])
+            let interrupted = scratch.appendingPathComponent("\(first)-\(ranks)-then-\(then)-\(resumedRanks)").path
+            try FileManager.default.copyItem(atPath: uninterrupted, toPath: interrupted)
+            for leftover in ["checkpoints/step-16", "model.safetensors", "summary.json"] { try FileManager.default.removeItem(atPath: interrupted + "/" + leftover) }
+            let result = try mpirun(resumedRanks, ["train", "--out", interrupted, "--resume", "--grad-sync", then], timeout: 300, release: true)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssertTrue(result.stderr.contains("grad_sync: \(first) -> \(then) (the same update"), result.stderr)
+            XCTAssertTrue(result.stderr.contains("resuming from \(interrupted)/checkpoints/step-8"), result.stderr)
+            try assertSameParameters(uninterrupted, interrupted, tolerance: 1e-5, "\(first) on \(ranks) ranks, then \(then) on \(resumedRanks)")
+        }
+        // bf16 rounds the gradients: a change of trajectory, refused without --allow-change.
+        let run = try train(2, "allreduce-for-bf16", common)
+        try FileManager.default.removeItem(atPath: run + "/summary.json")
+        let refused = try mpirun(2, ["train", "--out", run, "--resume", "--grad-sync", "bf16"], timeout: 120, release: true)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("grad_sync: allreduce -> bf16"), refused.stderr)
     }
 
     /// Each rank decodes only its shard, so each meets only some of the bad files: summary.json

@@ -52,6 +52,34 @@ final class FailureTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/summary.json"))
     }
 
+    /// Slurm's warning before a preemption or the time limit: SIGUSR1 to mpirun, which forwards
+    /// it to every rank. Both ranks stop after the same step, rank 0 writes that step's
+    /// checkpoint, the job exits with 75 (requeue me), and a resume ends with the weights of the
+    /// uninterrupted run, bit for bit.
+    func testSIGUSR1CheckpointsTheStepExitsForARequeueAndTheResumeMatchesAnUninterruptedRun() throws {
+        let runs = try TrainingRuns()
+        let arguments = ["--model", "vit-tiny", "--steps", "40", "--batch-size", "32"]
+        let uninterrupted = try runs.train(2, "whole", arguments)
+        let out = runs.scratch.appendingPathComponent("preempted").path
+        let result = try mpirun(2, ["train", "--dataset", "synthetic", "--threads", "1", "--log-every", "1", "--out", out] + arguments,
+                                timeout: 240, release: true) { process in
+            guard self.waitForStep(6, in: out) else { XCTFail("training did not get under way"); return }
+            kill(process.processIdentifier, SIGUSR1)
+        }
+        XCTAssertEqual(result.status, 75, result.stderr)
+        let stop = try XCTUnwrap(result.stderr.firstMatch(of: #/stopped by SIGUSR1 after step (\d+) of 40; the checkpoint of step \d+ is written/#), result.stderr)
+        let step = try XCTUnwrap(Int(stop.1))
+        XCTAssertLessThan(step, 40, "the signal came too late to test anything")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoints/step-\(step)/DONE"))
+        XCTAssertEqual(result.stderr.components(separatedBy: "stopped by SIGUSR1").count, 2, "rank 0 alone says it: \(result.stderr)")
+        XCTAssertFalse(result.stderr.contains("MPI_ABORT"), "a stop is not an abort: \(result.stderr)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+        let resumed = try mpirun(2, ["train", "--out", out, "--resume"], timeout: 240, release: true)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resuming from \(out)/checkpoints/step-\(step) (step \(step) of 40)"), resumed.stderr)
+        try runs.assertSameParameters(uninterrupted, out, tolerance: 0, "resumed after SIGUSR1")
+    }
+
     func testAKilledRankEndsTheJobQuicklyAndTheRunResumes() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-kill-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: out) }

@@ -13,6 +13,31 @@ final class GradientSyncTests: XCTestCase {
         ])
     }
 
+    /// ZeRO's shards: every bucket split over the ranks in order, as evenly as it goes (the
+    /// first n mod R ranks one float more), the ranks' ranges together covering the arena once.
+    func testBucketShardsSplitEveryBucketEvenlyAndCoverTheArenaOnce() {
+        let counts = [7, 1, 300, 5, 64, 3]
+        let buckets = GradientSync.buckets(parameterCounts: counts, firstBucketBytes: 4 * 10, bucketBytes: 4 * 100)
+        XCTAssertEqual(buckets.map(\.index), Array(buckets.indices))
+        for ranks in [1, 2, 3, 4, 7] {
+            let shards = BucketShards(buckets: buckets, ranks: ranks)
+            for (b, bucket) in buckets.enumerated() {
+                let n = bucket.end - bucket.start
+                XCTAssertEqual(shards.counts[b].reduce(0, +), n)
+                XCTAssertLessThanOrEqual(shards.counts[b].max()! - shards.counts[b].min()!, 1)
+                XCTAssertEqual(shards.counts[b], shards.counts[b].sorted(by: >), "the larger shares first")
+                XCTAssertEqual(shards.displacements[b][0], 0)
+            }
+            var covered = [Int](repeating: 0, count: counts.reduce(0, +))
+            for rank in 0..<ranks { for range in shards.ranges(of: rank) { for i in range { covered[i] += 1 } } }
+            XCTAssertEqual(covered, [Int](repeating: 1, count: covered.count), "\(ranks) ranks")
+        }
+        // Three floats over four ranks: the last rank owns nothing of that bucket.
+        let tiny = BucketShards(buckets: GradientSync.buckets(parameterCounts: [3]), ranks: 4)
+        XCTAssertEqual(tiny.counts[0], [1, 1, 1, 0])
+        XCTAssertEqual(tiny.ranges(of: 3), [])
+    }
+
     func testBucketsCoverTheArenaInReverseParameterOrder() {
         let parameters = model(seed: 1).parameters()
         let sync = GradientSync(parameters: parameters, communicator: .world, firstBucketBytes: 4 * 1000, bucketBytes: 4 * 50_000)

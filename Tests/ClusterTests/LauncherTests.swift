@@ -7,7 +7,8 @@ final class LauncherTests: XCTestCase {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Runs a repository script, bounded in time, without this test process's MPI environment.
-    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:]) throws -> (status: Int32, stderr: String, stdout: String) {
+    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:],
+                whileRunning: ((Process) -> Void)? = nil) throws -> (status: Int32, stderr: String, stdout: String) {
         let process = Process()
         process.executableURL = root.appendingPathComponent(path)
         process.arguments = arguments
@@ -16,7 +17,7 @@ final class LauncherTests: XCTestCase {
         environment["SFKD_BINARY"] = try sfkdExecutable(preferring: "release")
         environment.merge(extra) { $1 }
         process.environment = environment
-        let result = try runBounded(process, timeout: timeout)
+        let result = try runBounded(process, timeout: timeout, whileRunning: whileRunning)
         return (result.status, result.stderr, result.stdout)
     }
 
@@ -33,6 +34,48 @@ final class LauncherTests: XCTestCase {
         let bad = try script("launch/sfkd-mpirun", ["-n", "zero", "--", "info"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.stderr.contains("-n needs a positive number of ranks, found 'zero'"), bad.stderr)
+    }
+
+    /// The Slurm batch script outside Slurm: its variables set by hand and `scontrol` a stand-in
+    /// that records its arguments. SIGUSR1 to the script (Slurm's `--signal=B:USR1@90`) reaches
+    /// the ranks through mpirun; the run checkpoints, the script requeues the job, and the
+    /// requeued job (SLURM_RESTART_COUNT=1) resumes and finishes.
+    func testTheSlurmScriptForwardsSIGUSR1RequeuesTheJobAndTheRequeuedJobResumes() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-slurm-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let bin = scratch.appendingPathComponent("bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        let calls = scratch.appendingPathComponent("scontrol.calls").path
+        let scontrol = bin.appendingPathComponent("scontrol").path
+        try "#!/bin/sh\necho \"$@\" >> \(calls)\n".write(toFile: scontrol, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: scontrol)
+        let out = scratch.appendingPathComponent("run").path
+        let slurm = ["SLURM_NTASKS": "2", "SLURM_JOB_ID": "4242", "SLURM_CPUS_PER_TASK": "1", "SLURM_SUBMIT_DIR": root.path,
+                     "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
+        let arguments = ["--model", "vit-tiny", "--dataset", "synthetic", "--steps", "30", "--batch-size", "32", "--log-every", "1", "--out", out]
+        let first = try script("cluster/slurm-train.sbatch", arguments, environment: slurm) { process in
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline, ((try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").count < 4 {
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            kill(process.processIdentifier, SIGUSR1)
+        }
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stderr.contains("slurm-train: SIGUSR1: asking the ranks to checkpoint and stop"), first.stderr)
+        XCTAssertTrue(first.stderr.contains("requeueing job 4242 to continue with --resume"), first.stderr)
+        XCTAssertEqual(try String(contentsOfFile: calls, encoding: .utf8), "requeue 4242\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/summary.json"))
+        let requeued = try script("cluster/slurm-train.sbatch", arguments, environment: slurm.merging(["SLURM_RESTART_COUNT": "1"]) { $1 })
+        XCTAssertEqual(requeued.status, 0, requeued.stderr)
+        XCTAssertTrue(requeued.stderr.contains("restart 1 of job 4242: continuing with --resume"), requeued.stderr)
+        XCTAssertTrue(requeued.stderr.contains("resuming from \(out)/checkpoints/step-"), requeued.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/summary.json"))
+        XCTAssertEqual(try String(contentsOfFile: calls, encoding: .utf8), "requeue 4242\n", "a finished job is not requeued")
+        // An mpirun that cannot start the binary is a message (as root too), not a traceback.
+        let broken = try script("cluster/slurm-train.sbatch", arguments, environment: slurm.merging(["SFKD_BINARY": "/bin/false"]) { $1 })
+        XCTAssertEqual(broken.status, 1)
+        XCTAssertTrue(broken.stderr.contains("slurm-train: mpirun -n 2 could not run /bin/false info"), broken.stderr)
+        XCTAssertFalse(broken.stderr.contains("Traceback"), broken.stderr)
     }
 
     func testLauncherTrainsOnTwoRanksOverTCP() throws {

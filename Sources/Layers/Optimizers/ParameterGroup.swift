@@ -48,6 +48,8 @@ public protocol Optimizer: AnyObject {
 
 public struct OptimizerStateError: Error, CustomStringConvertible {
     public let description: String
+
+    public init(description: String) { self.description = description }
 }
 
 extension Optimizer {

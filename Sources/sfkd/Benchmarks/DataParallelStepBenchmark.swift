@@ -61,9 +61,11 @@ struct DataParallelStepBenchmark {
         let batch = Batch(images: images, labels: labels, indices: Array(0..<batchSize))
         var config = TrainingConfig()
         config.learningRate = 0.01
+        config.gradientSync = sync
+        config.bucketMegabytes = bucketMegabytes
         let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0, arguments: arguments)
         let modules = StudentAndHelpers(student: student, helpers: [])
-        let optimizer = config.makeOptimizer(for: modules)
+        let optimizer = config.makeOptimizer(for: modules, rank: world.rank, ranks: world.size)
         let replicas = try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: try world.duplicate(name: "students"),
                                         bucketMegabytes: bucketMegabytes, overlap: overlap, sync: sync)
         modules.train()

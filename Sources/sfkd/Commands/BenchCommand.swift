@@ -97,7 +97,7 @@ struct StepBenchCommand: ParsableCommand {
     @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: "Tap indices for feature methods (default -2,-1).") var kdStages: String = "-2,-1"
     @Option(name: .customLong("bucket-mb"), help: "Under mpirun: gradient bucket size in MiB after the first 1 MiB bucket.") var bucketMB: Double = 8
     @Flag(name: .customLong("no-overlap"), help: "Under mpirun: allreduce after backward instead of during it.") var noOverlap = false
-    @Option(name: .customLong("grad-sync"), help: "Under mpirun: gradient averaging, allreduce or bf16.") var gradSync: String = "allreduce"
+    @Option(name: .customLong("grad-sync"), help: "Under mpirun: gradient averaging, allreduce, bf16 or zero1.") var gradSync: String = "allreduce"
     @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
     @Option(name: .customLong("input-size"), help: "Side of the random images (one rank).") var inputSize: Int = 32
     @Option(help: "Class count (one rank).") var classes: Int = 10
@@ -166,7 +166,7 @@ extension StepBenchCommand {
         var benchmark = DataParallelStepBenchmark(model: model, arguments: try ModelArguments(modelArgs), batchSize: batchSize, steps: steps, warmup: warmup, rounds: rounds,
                                                   bucketMegabytes: bucketMB, overlap: !noOverlap)
         guard let sync = ReplicaGroup.SyncMethod(rawValue: gradSync) else {
-            throw ValidationError("--grad-sync is allreduce or bf16, got '\(gradSync)'")
+            throw ValidationError("--grad-sync is allreduce, bf16 or zero1, got '\(gradSync)'")
         }
         benchmark.sync = sync
         let result = try benchmark.run()
