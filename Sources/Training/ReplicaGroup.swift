@@ -109,6 +109,8 @@ public final class ReplicaGroup {
     /// ZeRO-1 each rank updates its shard, then the parameters are all-gathered.
     public func update(clipNorm: Float?) throws {
         if let sharded = optimizer as? ShardedOptimizer, size > 1 {
+            // Without averaging (benchmarks' local steps) the shard is updated from local gradients, nothing is gathered.
+            guard averagesGradients else { sharded.step(); return }
             if let clipNorm { try sharded.clipGradientNorm(maxNorm: clipNorm) }
             sharded.step()
             try sharded.gatherParameters()

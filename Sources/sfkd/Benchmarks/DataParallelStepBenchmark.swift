@@ -27,6 +27,7 @@ struct DataParallelStepBenchmark {
     struct Result: Encodable {
         let model: String
         let ranks: Int
+        let gradSync: String
         let batchSizePerRank: Int
         let threads: Int
         let overlap: Bool
@@ -43,7 +44,7 @@ struct DataParallelStepBenchmark {
         let peakResidentMegabytes: Double
 
         enum CodingKeys: String, CodingKey {
-            case model, ranks, threads, overlap, buckets, steps
+            case model, ranks, threads, overlap, buckets, steps, gradSync = "grad_sync"
             case batchSizePerRank = "batch_size_per_rank", bucketMegabytes = "bucket_mb", imagesPerSecond = "images_per_sec"
             case medianStepMilliseconds = "median_step_ms", localMedianStepMilliseconds = "local_median_step_ms"
             case localImagesPerSecondPerRank = "local_images_per_sec_per_rank", efficiencyVersusLocal = "efficiency_vs_local"
@@ -105,7 +106,7 @@ struct DataParallelStepBenchmark {
         var medians = [median(synced), median(local), communication / Double(synced.count), exposed / Double(synced.count)]
         try world.allreduce(&medians, .max)
         let (syncedStep, localStep, allreduce, waited) = (medians[0], medians[1], medians[2], medians[3])
-        return Result(model: model, ranks: world.size, batchSizePerRank: batchSize, threads: Threads.count, overlap: overlap,
+        return Result(model: model, ranks: world.size, gradSync: sync.rawValue, batchSizePerRank: batchSize, threads: Threads.count, overlap: overlap,
                       bucketMegabytes: bucketMegabytes, buckets: replicas.bucketCount, steps: synced.count,
                       imagesPerSecond: Double(batchSize * world.size) / syncedStep, medianStepMilliseconds: syncedStep * 1e3,
                       localMedianStepMilliseconds: localStep * 1e3, localImagesPerSecondPerRank: Double(batchSize) / localStep,

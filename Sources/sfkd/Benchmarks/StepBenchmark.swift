@@ -93,9 +93,13 @@ struct StepBenchmark {
         /// (student and helpers), what `launch/bench/project` models communication from.
         let phases: Phases
         let gradientBytes: Int
+        /// Each trainable parameter (in the order of the gradient arena) with its bytes and the
+        /// median fraction of backward that had passed when its gradient became final: where
+        /// `launch/bench/project` starts each bucket's collective.
+        let gradientReady: [GradientReady]
 
         enum CodingKeys: String, CodingKey {
-            case model, parameters, threads, steps, methods
+            case model, parameters, threads, steps, methods, gradientReady = "gradient_ready"
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
             case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS = "sgemm_gflops", versusSGEMM = "vs_sgemm", profile
@@ -103,7 +107,45 @@ struct StepBenchmark {
         }
     }
 
+    struct GradientReady: Encodable {
+        let bytes: Int
+        let backwardFraction: Double
+
+        enum CodingKeys: String, CodingKey {
+            case bytes, backwardFraction = "backward_fraction"
+        }
+    }
+
     private func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// Records when each trainable parameter's gradient becomes final during the timed steps
+    /// (the moment GradientSync would count it towards its bucket).
+    final class ReadyClock {
+        let parameters: [Tensor]
+        var times: [UInt64]
+        var fractions: [[Double]]
+
+        init(_ parameters: [Tensor]) {
+            self.parameters = parameters
+            times = [UInt64](repeating: 0, count: parameters.count)
+            fractions = [[Double]](repeating: [], count: parameters.count)
+            for (i, p) in parameters.enumerated() {
+                ensure(p.gradientReadyHook == nil, "bench step: a gradient hook is already installed")
+                p.gradientReadyHook = { [unowned self] _ in self.times[i] = DispatchTime.now().uptimeNanoseconds }
+            }
+        }
+
+        /// After a step that started at `start` (ns) with these phases: each time as a fraction of backward.
+        func record(stepStart start: UInt64, phases: StepPhases) {
+            let backwardStart = Double(start) + (phases.forward + phases.teacher + phases.loss) * 1e9
+            for i in parameters.indices where times[i] != 0 {
+                fractions[i].append(min(1, max(0, (Double(times[i]) - backwardStart) / (phases.backward * 1e9))))
+                times[i] = 0
+            }
+        }
+
+        func detach() { for p in parameters { p.gradientReadyHook = nil } }
+    }
 
     /// `steps` more steps with the op profile on: per step, each family's forward and backward
     /// time, then the optimizer (clipping and update), the autograd bookkeeping (backward time
@@ -166,6 +208,8 @@ struct StepBenchmark {
             let teacherPart = try MethodRegistry.method(named: methods[k]).needsTeacher ? teacherMultiplyAdds : 0
             stepFLOPs.append(2 * (3 * Double(counted - teacherPart) + Double(teacherPart)))
         }
+        let readyClock = Communicator.world.size == 1 ? ReadyClock(trainingSteps[0].modules.trainableParameters) : nil
+        defer { readyClock?.detach() }
         let gemm = SquareGEMM(size: 1024)
         var gemmSeconds: [Double] = []
         var seconds = [[Double]](repeating: [], count: trainingSteps.count)
@@ -178,6 +222,7 @@ struct StepBenchmark {
                 if step >= warmup {
                     seconds[k].append(elapsed)
                     phases[k].append(result.phases)
+                    if k == 0 { readyClock?.record(stepStart: start, phases: result.phases) }
                 }
             }
             if step >= warmup {
@@ -205,7 +250,10 @@ struct StepBenchmark {
                       peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod,
                       modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS, sgemmGFLOPS: sgemmRate,
                       versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil,
-                      phases: perMethod[0].phases, gradientBytes: 4 * trainingSteps[0].modules.trainableParameters.reduce(0) { $0 + $1.count })
+                      phases: perMethod[0].phases, gradientBytes: 4 * trainingSteps[0].modules.trainableParameters.reduce(0) { $0 + $1.count },
+                      gradientReady: readyClock.map { clock in
+                          zip(clock.parameters, clock.fractions).map { GradientReady(bytes: 4 * $0.count, backwardFraction: $1.isEmpty ? 1 : median($1)) }
+                      } ?? [])
     }
 }
 
