@@ -88,21 +88,35 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(bench.status, 0, bench.stderr)
         try bench.stdout.write(toFile: "\(scratch)/bench.json", atomically: true, encoding: .utf8)
         let benchImages = try XCTUnwrap(try json("\(scratch)/bench.json")["images_per_sec"] as? Double)
+        // When each gradient became final: every trainable tensor, the output layer's before the stem's.
+        let ready = try XCTUnwrap(try json("\(scratch)/bench.json")["gradient_ready"] as? [[String: Any]])
+        XCTAssertEqual(ready.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }, try json("\(scratch)/bench.json")["gradient_bytes"] as? Int)
+        let fractions = ready.compactMap { $0["backward_fraction"] as? Double }
+        XCTAssertEqual(fractions.count, ready.count)
+        XCTAssertTrue(fractions.allSatisfy { (0...1).contains($0) }, "\(fractions)")
+        XCTAssertLessThan(fractions.last!, fractions.first!, "backward finishes the last layer first: \(fractions)")
+        let project = Process()
+        project.executableURL = packageRoot.appendingPathComponent("launch/bench/project")
+        project.arguments = ["--step", "\(scratch)/bench.json", "--rate", "10gbit", "--nodes", "2,8,64", "--json"]
+        let projected = try runBounded(project, timeout: 60)
+        XCTAssertEqual(projected.status, 0, projected.stderr)
+        try projected.stdout.write(toFile: "\(scratch)/projection.json", atomically: true, encoding: .utf8)
         let report = Process()
         report.executableURL = packageRoot.appendingPathComponent("launch/report")
-        report.arguments = [out, "\(out)/runs/variant-plain_method-kd_seed-0", "\(scratch)/bench.json", "--out", "\(scratch)/report"]
+        report.arguments = [out, "\(out)/runs/variant-plain_method-kd_seed-0", "\(scratch)/bench.json", "\(scratch)/projection.json", "--out", "\(scratch)/report"]
         let drawn = try runBounded(report, timeout: 300)
         if drawn.stderr.contains("matplotlib is missing") { throw XCTSkip("matplotlib is not installed (launch/install-deps installs it)") }
         XCTAssertEqual(drawn.status, 0, drawn.stderr)
-        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png", "scaling.png"] {
+        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png", "scaling.png", "projection.png"] {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: "\(scratch)/report/\(figure)"))
             XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], figure)
         }
         let page = try String(contentsOfFile: "\(scratch)/report/report.md", encoding: .utf8)
-        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png", "scaling.png"] {
+        for figure in ["tiny-comparison.png", "variant-plain_method-kd_seed-0-losses.png", "variant-plain_method-kd_seed-0-accuracy.png", "scaling.png", "projection.png"] {
             XCTAssertTrue(page.contains("](\(figure))"), figure)
         }
         XCTAssertTrue(page.contains("| resnet8 | 1 | \(String(format: "%.0f", benchImages)) |"), page)
+        XCTAssertTrue(page.contains("| resnet8 |  | allreduce | 10gbit | "), "the projection's row: \(page)")
         let kdBest = try XCTUnwrap((kdRun["best"] as? [String: Any])?["test_top1"] as? Double)
         XCTAssertTrue(page.contains(String(format: "%.2f", 100 * kdBest)), page)
         let kdGroup = try XCTUnwrap(groups.first { ($0["settings"] as? [String: String]) == ["variant": "plain", "method": "kd"] })

@@ -138,6 +138,23 @@ final class LauncherTests: XCTestCase {
         XCTAssertEqual(rows[0]["ring_no_overlap_exposed_ms"] as? Double ?? 0, 1.048576, accuracy: 1e-3)
         XCTAssertEqual(rows[0]["ring_overlap_step_ms"] as? Double ?? 0, 11.048576, accuracy: 1e-3)
         XCTAssertEqual(rows[1]["rabenseifner_no_overlap_exposed_ms"] as? Double ?? 0, 1.5 * 1.048576, accuracy: 1e-3)
+        // zero1: half of the ring (the reduce-scatter) after backward, the other half (the
+        // all-gather) after the update, which runs on 1/p of the parameters: 10 - 0.5/2 + 1.048576.
+        let zero1 = try script("launch/bench/project", ["--step", "\(scratch)/step.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2", "--hook", "zero1", "--json"])
+        let zero1Rows = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(zero1.stdout.utf8)) as? [String: Any])?["projection"] as? [[String: Any]], zero1.stderr)
+        XCTAssertEqual(zero1Rows[0]["ring_overlap_step_ms"] as? Double ?? 0, 10 - 0.25 + 1.048576, accuracy: 1e-3)
+        // Measured readiness: the 8 MiB parameter (last in the arena, first in backward) is final
+        // half-way through backward, so its bucket runs 2 ms -> 10.39 ms; the 1 MiB one is final
+        // at the end (4 ms) and runs after it, to 11.44 ms: 7.44 ms exposed.
+        let ready = #"{"model": "m", "median_step_ms": 10, "gradient_bytes": 9437184, "phases": {"forward": 5, "teacher": 0, "loss": 0.5, "backward": 4, "reduce": 0, "optimizer": 0.5}, "gradient_ready": [{"bytes": 1048576, "backward_fraction": 1.0}, {"bytes": 8388608, "backward_fraction": 0.5}]}"#
+        try ready.write(toFile: "\(scratch)/ready.json", atomically: true, encoding: .utf8)
+        let measured = try script("launch/bench/project", ["--step", "\(scratch)/ready.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2", "--json"])
+        let measuredRows = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(measured.stdout.utf8)) as? [String: Any])?["projection"] as? [[String: Any]], measured.stderr)
+        XCTAssertEqual(measuredRows[0]["ring_overlap_exposed_ms"] as? Double ?? 0, 11.437184 - 4, accuracy: 1e-3)
+        // What crossed the emulated links.
+        let sent = try XCTUnwrap(result.stderr.firstMatch(of: #/bytes sent per node: (\d+) (\d+)/#), result.stderr)
+        XCTAssertGreaterThan(Int(sent.1)!, 0)
+        XCTAssertGreaterThan(Int(sent.2)!, 0)
         // Against the measured run: a prediction and its error for each file.
         let check = try script("launch/bench/project", ["--step", "\(scratch)/step.json", "--rate", "1gbit", "--measured", "\(scratch)/run.json"])
         XCTAssertEqual(check.status, 0, check.stderr)
