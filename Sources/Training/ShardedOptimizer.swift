@@ -22,18 +22,15 @@ public final class ShardedOptimizer: Optimizer {
     /// The state tensors the rule keeps per parameter (`exp_avg`, `momentum_buffer`, ...).
     let stateSuffixes: [String]
 
-    /// A piece of this rank's shard: elements `range` of a parameter, `view` sharing its storage.
+    /// A piece of this rank's shard: `view` shares the storage of one parameter's elements
+    /// that sit at arena floats [arenaStart, arenaStart + view.count).
     struct Segment {
-        let parameter: Tensor
-        let name: String
-        /// Where the parameter starts in the gradient arena.
-        let arenaOffset: Int
-        let range: Range<Int>
+        let arenaStart: Int
         let view: Tensor
     }
     let segments: [Segment]
-    /// Every trainable parameter in arena order, with its offset.
-    let parameters: [(tensor: Tensor, offset: Int)]
+    /// Every trainable parameter in arena order, with its offset and its name in `groups`.
+    let parameters: [(tensor: Tensor, offset: Int, name: String?)]
     private var workspace: Tensor?
     private var communicator: Communicator?
     /// Full state restored from a checkpoint on rank 0, until `attach` hands it out.
@@ -45,21 +42,20 @@ public final class ShardedOptimizer: Optimizer {
                 makeRule: ([ParameterGroup]) -> any Optimizer) {
         self.groups = groups
         self.rank = rank
-        let offsets = GradientSync.offsets(of: arenaOrder.map(\.count))
-        parameters = Array(zip(arenaOrder, offsets))
-        shards = BucketShards(buckets: GradientSync.buckets(parameterCounts: arenaOrder.map(\.count), firstBucketBytes: firstBucketBytes, bucketBytes: bucketBytes),
-                              ranks: ranks)
         var group = [ObjectIdentifier: (Int, String)]()
         for (g, parameterGroup) in groups.enumerated() {
             for (p, name) in zip(parameterGroup.parameters, parameterGroup.names) { group[ObjectIdentifier(p)] = (g, name) }
         }
+        let offsets = GradientSync.offsets(of: arenaOrder.map(\.count))
+        parameters = zip(arenaOrder, offsets).map { ($0, $1, group[ObjectIdentifier($0)]?.1) }
+        shards = BucketShards(buckets: GradientSync.buckets(parameterCounts: arenaOrder.map(\.count), firstBucketBytes: firstBucketBytes, bucketBytes: bucketBytes),
+                              ranks: ranks)
         var segments: [Segment] = [], members = [[Segment]](repeating: [], count: groups.count)
         for owned in shards.ranges(of: rank) {
-            for (p, offset) in parameters where offset < owned.upperBound && offset + p.count > owned.lowerBound {
-                guard let (g, name) = group[ObjectIdentifier(p)] else { continue }
-                let range = (max(owned.lowerBound, offset) - offset)..<(min(owned.upperBound, offset + p.count) - offset)
-                let segment = Segment(parameter: p, name: name, arenaOffset: offset, range: range,
-                                      view: Tensor(shape: [range.count], storage: p.storage, offset: p.offset + range.lowerBound))
+            for (p, offset, _) in parameters where offset < owned.upperBound && offset + p.count > owned.lowerBound {
+                guard let (g, _) = group[ObjectIdentifier(p)] else { continue }
+                let start = max(owned.lowerBound, offset), end = min(owned.upperBound, offset + p.count)
+                let segment = Segment(arenaStart: start, view: Tensor(shape: [end - start], storage: p.storage, offset: p.offset + start - offset))
                 segments.append(segment)
                 members[g].append(segment)
             }
@@ -92,8 +88,7 @@ public final class ShardedOptimizer: Optimizer {
         workspace = gradientArena
         self.communicator = communicator
         for segment in segments {
-            segment.view.attachGradientBuffer(Tensor(shape: [segment.range.count], storage: gradientArena.storage,
-                                                     offset: gradientArena.offset + segment.arenaOffset + segment.range.lowerBound))
+            segment.view.attachGradientBuffer(Tensor(shape: [segment.view.count], storage: gradientArena.storage, offset: gradientArena.offset + segment.arenaStart))
         }
         var header = [restored == nil ? 0 : 1, restored?.stepCount ?? 0]
         try communicator.broadcast(&header, root: 0, context: "optimizer step count")
@@ -102,27 +97,19 @@ public final class ShardedOptimizer: Optimizer {
         let byName = Dictionary(uniqueKeysWithValues: rule.stateTensors())
         for suffix in stateSuffixes {
             if let restored {
-                for (p, offset) in parameters {
-                    guard let name = nameOf(p), let full = restored.state["\(name).\(suffix)"] else { continue }
+                for (p, offset, name) in parameters {
+                    guard let name, let full = restored.state["\(name).\(suffix)"] else { continue }
                     (arena + offset).update(from: full.data, count: p.count)
                 }
             }
             try communicator.broadcast(UnsafeMutableBufferPointer(start: arena, count: gradientArena.count), root: 0, context: "optimizer state \(suffix)")
             for (i, segment) in segments.enumerated() {
-                byName["\(i).\(suffix)"]!.data.update(from: arena + segment.arenaOffset + segment.range.lowerBound, count: segment.range.count)
+                byName["\(i).\(suffix)"]!.data.update(from: arena + segment.arenaStart, count: segment.view.count)
             }
         }
         try rule.restore(stepCount: header[1], state: byName)
         restored = nil
     }
-
-    private lazy var names: [ObjectIdentifier: String] = {
-        var names: [ObjectIdentifier: String] = [:]
-        for group in groups { for (p, name) in zip(group.parameters, group.names) { names[ObjectIdentifier(p)] = name } }
-        return names
-    }()
-
-    private func nameOf(_ p: Tensor) -> String? { names[ObjectIdentifier(p)] }
 
     public func step() {
         ensure(workspace != nil, "ShardedOptimizer.step before attach")
@@ -134,12 +121,11 @@ public final class ShardedOptimizer: Optimizer {
     @discardableResult
     public func clipGradientNorm(maxNorm: Float) throws -> Float {
         guard let communicator else { fatalError("ShardedOptimizer.clipGradientNorm before attach") }
-        var total = [segments.reduce(0.0) { $0 + sumOfSquares($1.view.grad!.data, count: $1.view.count) }]
-        try communicator.allreduce(&total, context: "gradient norm")
-        let norm = Float(total[0].squareRoot())
-        let factor = maxNorm / (norm + 1e-6)
-        if factor < 1 { for segment in segments { scale(segment.view.grad!.data, by: factor, into: segment.view.grad!.data, count: segment.view.count) } }
-        return norm
+        return try Layers.clipGradientNorm(segments.map(\.view), maxNorm: maxNorm) { local in
+            var total = [local]
+            try communicator.allreduce(&total, context: "gradient norm")
+            return total[0]
+        }
     }
 
     /// Every rank's updated shard to every rank: the all-gather after `step`.
@@ -147,10 +133,10 @@ public final class ShardedOptimizer: Optimizer {
         guard let workspace, let communicator else { fatalError("ShardedOptimizer.gatherParameters before attach") }
         let arena = workspace.data
         for segment in segments {
-            (arena + segment.arenaOffset + segment.range.lowerBound).update(from: segment.view.data, count: segment.range.count)
+            (arena + segment.arenaStart).update(from: segment.view.data, count: segment.view.count)
         }
         try shards.allgather(arena, communicator: communicator, context: "parameters after the sharded update")
-        for (p, offset) in parameters { p.data.update(from: arena + offset, count: p.count) }
+        for (p, offset, _) in parameters { p.data.update(from: arena + offset, count: p.count) }
     }
 
     /// The whole optimizer state under the unsharded names, gathered from every rank (a
@@ -162,12 +148,12 @@ public final class ShardedOptimizer: Optimizer {
         var full: [String: Tensor] = [:]
         for suffix in stateSuffixes {
             for (i, segment) in segments.enumerated() {
-                (arena + segment.arenaOffset + segment.range.lowerBound).update(from: local["\(i).\(suffix)"]!.data, count: segment.range.count)
+                (arena + segment.arenaStart).update(from: local["\(i).\(suffix)"]!.data, count: segment.view.count)
             }
             try shards.allgather(arena, communicator: communicator, context: "optimizer state \(suffix) for a checkpoint")
             guard rank == 0 else { continue }
-            for (p, offset) in parameters {
-                guard let name = nameOf(p) else { continue }
+            for (p, offset, name) in parameters {
+                guard let name else { continue }
                 let tensor = Tensor(uninitializedShape: p.shape)
                 tensor.data.update(from: arena + offset, count: p.count)
                 full["\(name).\(suffix)"] = tensor
