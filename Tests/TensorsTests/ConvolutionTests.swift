@@ -78,4 +78,65 @@ final class ConvolutionTests: XCTestCase {
             }
         }
     }
+
+    /// Stride-1 3x3 shapes for the direct kernel: output channels in full blocks of 4 and not,
+    /// rows that end mid-tile, paddings 0-2 (the input gradient then pads 2-0), one input channel.
+    let directCases: [Case] = [
+        Case(input: [2, 5, 16, 17], outChannels: 6, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true),
+        Case(input: [3, 4, 8, 8], outChannels: 8, kernel: 3, stride: 1, padding: 1, groups: 1, bias: false),
+        Case(input: [1, 3, 9, 30], outChannels: 4, kernel: 3, stride: 1, padding: 0, groups: 1, bias: true),
+        Case(input: [2, 2, 5, 7], outChannels: 5, kernel: 3, stride: 1, padding: 2, groups: 1, bias: true),
+        Case(input: [1, 1, 3, 3], outChannels: 3, kernel: 3, stride: 1, padding: 1, groups: 1, bias: false),
+    ]
+
+    private func withKernel<T>(_ kernel: ConvolutionKernel, _ body: () throws -> T) rethrows -> T {
+        ConvolutionKernel.choice = kernel
+        defer { ConvolutionKernel.choice = .automatic }
+        return try body()
+    }
+
+    func testDirectKernelMatchesNaiveLoopsAndFiniteDifferences() {
+        for (i, c) in directCases.enumerated() {
+            let x = randomTensor(c.input, seed: UInt64(i + 300))
+            let w = randomTensor([c.outChannels, c.input[1], 3, 3], seed: UInt64(i + 400))
+            let b = c.bias ? randomTensor([c.outChannels], seed: UInt64(i + 500)) : nil
+            let padding = (c.padding, c.padding)
+            withKernel(.direct) {
+                XCTAssertTrue(conv2dUsesDirectKernel(input: c.input, weight: w.shape, padding: padding), "case \(i)")
+                let y = withNoGrad { conv2d(x, weight: w, bias: b, padding: padding) }
+                let expected = naiveConv2d(x, w, b, stride: (1, 1), padding: padding, groups: 1)
+                XCTAssertLessThan(maxDifference(y, expected), 1e-4, "case \(i): \(c)")
+                checkGradients([x, w] + (b.map { [$0] } ?? [])) { conv2d(x, weight: w, bias: b, padding: padding) }
+            }
+        }
+    }
+
+    /// The automatic choice on a ResNet-sized plane takes the direct kernel; its gradients agree
+    /// with im2col + GEMM's, on one thread and with two threads each taking a share of the batch.
+    func testDirectKernelAgreesWithUnfoldingOnAWidePlane() {
+        XCTAssertTrue(conv2dUsesDirectKernel(input: [5, 16, 32, 32], weight: [16, 16, 3, 3], padding: (1, 1)))
+        XCTAssertFalse(conv2dUsesDirectKernel(input: [5, 64, 8, 8], weight: [64, 64, 3, 3], padding: (1, 1)))
+        let x = randomTensor([5, 16, 32, 32], seed: 7), w = randomTensor([16, 16, 3, 3], seed: 8), b = randomTensor([16], seed: 9)
+        let seed = randomTensor([5, 16, 32, 32], seed: 10)
+        func run(_ kernel: ConvolutionKernel) -> (y: [Float], gx: [Float], gw: [Float], gb: [Float]) {
+            withKernel(kernel) {
+                let xi = x.detached(), wi = w.detached(), bi = b.detached()
+                for t in [xi, wi, bi] { t.requiresGrad = true }
+                let y = conv2d(xi, weight: wi, bias: bi, padding: (1, 1))
+                y.backward(seed: seed)
+                return (y.array, xi.grad!.array, wi.grad!.array, bi.grad!.array)
+            }
+        }
+        let previous = Threads.count
+        defer { Threads.configure(previous) }
+        for threads in [1, 2] {
+            Threads.configure(threads)
+            let direct = run(.direct), unfold = run(.unfold)
+            for (name, a, e) in [("y", direct.y, unfold.y), ("gx", direct.gx, unfold.gx), ("gw", direct.gw, unfold.gw), ("gb", direct.gb, unfold.gb)] {
+                let scale = e.map { Swift.abs($0) }.max()!
+                let difference = zip(a, e).map { Swift.abs($0 - $1) }.max()!
+                XCTAssertLessThan(difference, 1e-5 * max(1, scale), "\(name), \(threads) thread(s)")
+            }
+        }
+    }
 }

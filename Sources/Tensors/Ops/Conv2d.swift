@@ -1,6 +1,7 @@
 /// 2-D convolution (cross-correlation, as PyTorch) on NCHW input with a
-/// (outChannels, inChannels/groups, kh, kw) weight. Three paths: depthwise convolutions are a
-/// direct loop; on small output planes several images are unfolded side by side into one GEMM;
+/// (outChannels, inChannels/groups, kh, kw) weight. Four paths: depthwise convolutions are a
+/// direct loop; stride-1 3x3 convolutions a direct kernel (`DirectConvolution`) where it beats
+/// GEMM; on small output planes several images are unfolded side by side into one GEMM;
 /// otherwise 1x1 convolutions are one GEMM per image and the rest im2col + GEMM.
 /// The unfolded columns are recomputed in backward rather than kept, to save memory.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
@@ -38,9 +39,42 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride:
     return out
 }
 
+/// Which kernel runs a stride-1 3x3 convolution. `automatic` picks per shape; tests and
+/// `bench ops` pin one to compare the two.
+public enum ConvolutionKernel: String, Sendable, CaseIterable {
+    case automatic, unfold, direct
+
+    nonisolated(unsafe) public static var choice = ConvolutionKernel.automatic
+}
+
+/// Whether `conv2d` with these shapes (stride 1, groups 1) runs the direct kernel under the
+/// current `ConvolutionKernel.choice`.
+public func conv2dUsesDirectKernel(input: [Int], weight: [Int], padding: (Int, Int)) -> Bool {
+    let g = ConvGeometry(inputHeight: input[2], inputWidth: input[3], kernelHeight: weight[2], kernelWidth: weight[3],
+                         strideHeight: 1, strideWidth: 1, paddingHeight: padding.0, paddingWidth: padding.1)
+    return ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: 1, geometry: g).direct != nil
+}
+
 struct ConvPlan {
     let batch, inChannels, outChannels, groups: Int
     let geometry: ConvGeometry
+
+    /// The direct kernel where it applies and is chosen.
+    var direct: DirectConvolution? {
+        guard DirectConvolution.applies(to: geometry, groups: groups) else { return nil }
+        switch ConvolutionKernel.choice {
+        case .unfold: return nil
+        case .direct: break
+        case .automatic:
+            // Measured with `bench ops` (Zen 3): 1.1-2.7x im2col + GEMM from 16-wide outputs up;
+            // on 8x8 planes the dropped row ends cost a third more work, which pays only with
+            // few channels (16: 1.27x; 32: 0.96x; 64 and 256: 0.77x).
+            let wide = geometry.outputWidth >= 16
+            let narrowButThin = geometry.outputWidth >= 8 && outChannels <= 16 && inChannels <= 16
+            if !(wide || narrowButThin) { return nil }
+        }
+        return DirectConvolution(inChannels: inChannels, outChannels: outChannels, geometry: geometry)
+    }
 
     var inPlane: Int { geometry.inputHeight * geometry.inputWidth }
     var outPlane: Int { geometry.outputHeight * geometry.outputWidth }
@@ -75,6 +109,19 @@ struct ConvPlan {
         if isDepthwise {
             parallelFor(batch * outChannels) { range in
                 for index in range { depthwiseForward(x, w, b, y, image: index / outChannels, channel: index % outChannels) }
+            }
+            return
+        }
+        if let direct {
+            let packed = Tensor(uninitializedShape: [direct.packedCount])
+            direct.pack(w, into: packed.data)
+            overImages { _, images in
+                let padded = Tensor(uninitializedShape: [direct.paddedCount])
+                let result = Tensor(uninitializedShape: [outChannels * direct.span])
+                for n in images {
+                    direct.forward(x + n * inChannels * inPlane, packed: packed.data, bias: b, y + n * outChannels * outPlane,
+                                   padded: padded.data, result: result.data)
+                }
             }
             return
         }
@@ -240,7 +287,15 @@ struct ConvPlan {
         let partials = gw == nil || chunks == 1 ? nil : Tensor(zeros: [chunks, weightCount])
         overImages { chunk, images in
             var gwChunk = partials.map { $0.data + chunk * weightCount } ?? gw
-            if let target = gwChunk, imagesPerGEMM > 1 {
+            if let target = gwChunk, let direct {
+                let padded = Tensor(uninitializedShape: [direct.paddedCount])
+                let gradient = Tensor(uninitializedShape: [outChannels * direct.span])
+                for n in images {
+                    direct.weightGradient(x + n * inChannels * inPlane, gy + n * outChannels * outPlane, into: target,
+                                          padded: padded.data, gradient: gradient.data)
+                }
+                gwChunk = nil
+            } else if let target = gwChunk, imagesPerGEMM > 1 {
                 weightGradientSmallPlanes(x, gy, into: target, images: images)
                 gwChunk = nil
             }

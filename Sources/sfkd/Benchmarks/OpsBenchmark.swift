@@ -14,14 +14,18 @@ struct OpsBenchmark {
     let repeats: Int
     var parts: Set<Part> = Set(Part.allCases)
 
+    /// A 3x3 convolution with the kernel sfkd picks for its shape; where that is the direct
+    /// kernel, im2col + GEMM on the same shape is timed in the same rounds for comparison.
     struct Convolution: Encodable {
-        let shape: String
+        let shape: String, kernel: String
         let forwardGFLOPS: Double, forwardBackwardGFLOPS: Double, sgemmGFLOPS: Double, forwardBackwardVersusSGEMM: Double
+        let unfoldForwardBackwardGFLOPS: Double?
 
         enum CodingKeys: String, CodingKey {
-            case shape
+            case shape, kernel
             case forwardGFLOPS = "forward_gflops", forwardBackwardGFLOPS = "forward_backward_gflops"
             case sgemmGFLOPS = "sgemm_gflops", forwardBackwardVersusSGEMM = "forward_backward_vs_sgemm"
+            case unfoldForwardBackwardGFLOPS = "unfold_forward_backward_gflops"
         }
     }
 
@@ -82,7 +86,8 @@ struct OpsBenchmark {
             for (channels, size) in [(16, 32), (32, 16), (64, 8), (32, 8), (32, 4)] {
                 let c = conv3x3(batch: 64, channels: channels, size: size, baseline: gemm)
                 convolutions.append(c)
-                progress("conv3x3 \(c.shape): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s, timed alternately)")
+                let unfold = c.unfoldForwardBackwardGFLOPS.map { "; im2col + GEMM \(formatted($0)) GFLOP/s (direct \(formatted(c.forwardBackwardGFLOPS / $0, 2))x)" } ?? ""
+                progress("conv3x3 \(c.shape) \(c.kernel): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s)\(unfold), timed alternately")
             }
             results.convolutions = convolutions
             let depthwise = depthwise7x7(batch: 16, channels: 96, size: 56)
@@ -128,18 +133,25 @@ struct OpsBenchmark {
         let x = randomTensor([batch, channels, size, size], &generator, requiresGrad: true)
         let w = randomTensor([channels, channels, 3, 3], &generator, requiresGrad: true)
         let flops = 2 * Double(batch * channels * size * size * channels * 9)
-        let forward = medianSeconds(repeats: repeats) {
-            withNoGrad { _ = conv2d(x, weight: w, padding: (1, 1)) }
-        }
-        let (gemmSeconds, both) = pairedMedianSeconds(repeats: repeats, baseline: baseline.run) {
+        let kernel: ConvolutionKernel = conv2dUsesDirectKernel(input: x.shape, weight: w.shape, padding: (1, 1)) ? .direct : .unfold
+        func step(_ choice: ConvolutionKernel) {
+            ConvolutionKernel.choice = choice
+            defer { ConvolutionKernel.choice = .automatic }
             let y = conv2d(x, weight: w, padding: (1, 1))
             y.backward(seed: y.detached())
             x.zeroGrad(); w.zeroGrad()
         }
-        let gemmRate = baseline.flops / gemmSeconds * 1e-9
-        let rate = 3 * flops / both * 1e-9
-        return Convolution(shape: "\(batch)x\(channels)x\(size)x\(size)", forwardGFLOPS: flops / forward * 1e-9,
-                           forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate)
+        let forward = medianSeconds(repeats: repeats) {
+            withNoGrad { _ = conv2d(x, weight: w, padding: (1, 1)) }
+        }
+        var bodies: [() -> Void] = [baseline.run, { step(kernel) }]
+        if kernel == .direct { bodies.append { step(.unfold) } }
+        let seconds = alternatingMedianSeconds(repeats: repeats, bodies)
+        let gemmRate = baseline.flops / seconds[0] * 1e-9
+        let rate = 3 * flops / seconds[1] * 1e-9
+        return Convolution(shape: "\(batch)x\(channels)x\(size)x\(size)", kernel: kernel.rawValue, forwardGFLOPS: flops / forward * 1e-9,
+                           forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate,
+                           unfoldForwardBackwardGFLOPS: seconds.count > 2 ? 3 * flops / seconds[2] * 1e-9 : nil)
     }
 
     private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> KernelTiming {
