@@ -111,31 +111,66 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
-    /// The automatic choice on a ResNet-sized plane takes the direct kernel; its gradients agree
-    /// with im2col + GEMM's, on one thread and with two threads each taking a share of the batch.
-    func testDirectKernelAgreesWithUnfoldingOnAWidePlane() {
-        XCTAssertTrue(conv2dUsesDirectKernel(input: [5, 16, 32, 32], weight: [16, 16, 3, 3], padding: (1, 1)))
-        XCTAssertFalse(conv2dUsesDirectKernel(input: [5, 64, 8, 8], weight: [64, 64, 3, 3], padding: (1, 1)))
-        let x = randomTensor([5, 16, 32, 32], seed: 7), w = randomTensor([16, 16, 3, 3], seed: 8), b = randomTensor([16], seed: 9)
-        let seed = randomTensor([5, 16, 32, 32], seed: 10)
-        func run(_ kernel: ConvolutionKernel) -> (y: [Float], gx: [Float], gw: [Float], gb: [Float]) {
-            withKernel(kernel) {
-                let xi = x.detached(), wi = w.detached(), bi = b.detached()
-                for t in [xi, wi, bi] { t.requiresGrad = true }
-                let y = conv2d(xi, weight: wi, bias: bi, padding: (1, 1))
-                y.backward(seed: seed)
-                return (y.array, xi.grad!.array, wi.grad!.array, bi.grad!.array)
+    /// Shapes for the channel-lane kernel: 16 and 32 output channels, strides 1 and 2, paddings
+    /// 0-2, pixel tiles that run across images and end part-full, an input gradient that takes
+    /// the same kernel (16 input channels).
+    let channelLaneCases: [Case] = [
+        Case(input: [2, 5, 6, 7], outChannels: 16, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true),
+        Case(input: [3, 4, 8, 8], outChannels: 32, kernel: 3, stride: 2, padding: 1, groups: 1, bias: false),
+        Case(input: [4, 3, 2, 2], outChannels: 16, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true),
+        Case(input: [1, 2, 5, 5], outChannels: 16, kernel: 3, stride: 1, padding: 0, groups: 1, bias: false),
+        Case(input: [2, 16, 5, 3], outChannels: 16, kernel: 3, stride: 1, padding: 2, groups: 1, bias: true),
+    ]
+
+    func testChannelLaneKernelMatchesNaiveLoopsAndFiniteDifferences() {
+        for (i, c) in channelLaneCases.enumerated() {
+            let x = randomTensor(c.input, seed: UInt64(i + 600))
+            let w = randomTensor([c.outChannels, c.input[1], 3, 3], seed: UInt64(i + 700))
+            let b = c.bias ? randomTensor([c.outChannels], seed: UInt64(i + 800)) : nil
+            let stride = (c.stride, c.stride), padding = (c.padding, c.padding)
+            withKernel(.channelLanes) {
+                XCTAssertEqual(conv2dKernel(input: c.input, weight: w.shape, stride: stride, padding: padding), .channelLanes, "case \(i)")
+                let y = withNoGrad { conv2d(x, weight: w, bias: b, stride: stride, padding: padding) }
+                let expected = naiveConv2d(x, w, b, stride: stride, padding: padding, groups: 1)
+                XCTAssertLessThan(maxDifference(y, expected), 1e-4, "case \(i): \(c)")
+                checkGradients([x, w] + (b.map { [$0] } ?? [])) { conv2d(x, weight: w, bias: b, stride: stride, padding: padding) }
             }
         }
+    }
+
+    /// The automatic choice takes the direct kernel on a ResNet-sized wide plane and the
+    /// channel-lane kernel on 8x8 planes (strides 1 and 2); values and gradients agree with
+    /// im2col + GEMM's, on one thread and with two threads each taking a share of the batch.
+    func testDirectKernelsAgreeWithUnfolding() {
+        let shapes: [(input: [Int], outChannels: Int, stride: Int, kernel: ConvolutionKernel)] = [
+            ([5, 16, 32, 32], 16, 1, .direct), ([5, 32, 8, 8], 32, 1, .channelLanes), ([5, 16, 9, 9], 32, 2, .channelLanes),
+        ]
+        XCTAssertEqual(conv2dKernel(input: [5, 8, 8, 8], weight: [8, 8, 3, 3], padding: (1, 1)), .unfold)
         let previous = Threads.count
         defer { Threads.configure(previous) }
-        for threads in [1, 2] {
-            Threads.configure(threads)
-            let direct = run(.direct), unfold = run(.unfold)
-            for (name, a, e) in [("y", direct.y, unfold.y), ("gx", direct.gx, unfold.gx), ("gw", direct.gw, unfold.gw), ("gb", direct.gb, unfold.gb)] {
-                let scale = e.map { Swift.abs($0) }.max()!
-                let difference = zip(a, e).map { Swift.abs($0 - $1) }.max()!
-                XCTAssertLessThan(difference, 1e-5 * max(1, scale), "\(name), \(threads) thread(s)")
+        for (index, shape) in shapes.enumerated() {
+            let weight = [shape.outChannels, shape.input[1], 3, 3]
+            XCTAssertEqual(conv2dKernel(input: shape.input, weight: weight, stride: (shape.stride, shape.stride), padding: (1, 1)), shape.kernel)
+            let x = randomTensor(shape.input, seed: UInt64(7 + index)), w = randomTensor(weight, seed: 8), b = randomTensor([shape.outChannels], seed: 9)
+            var seed: Tensor?
+            func run(_ kernel: ConvolutionKernel) -> (y: [Float], gx: [Float], gw: [Float], gb: [Float]) {
+                withKernel(kernel) {
+                    let xi = x.detached(), wi = w.detached(), bi = b.detached()
+                    for t in [xi, wi, bi] { t.requiresGrad = true }
+                    let y = conv2d(xi, weight: wi, bias: bi, stride: (shape.stride, shape.stride), padding: (1, 1))
+                    if seed == nil { seed = randomTensor(y.shape, seed: 10) }
+                    y.backward(seed: seed!)
+                    return (y.array, xi.grad!.array, wi.grad!.array, bi.grad!.array)
+                }
+            }
+            for threads in [1, 2] {
+                Threads.configure(threads)
+                let fast = run(.automatic), unfold = run(.unfold)
+                for (name, a, e) in [("y", fast.y, unfold.y), ("gx", fast.gx, unfold.gx), ("gw", fast.gw, unfold.gw), ("gb", fast.gb, unfold.gb)] {
+                    let scale = e.map { Swift.abs($0) }.max()!
+                    let difference = zip(a, e).map { Swift.abs($0 - $1) }.max()!
+                    XCTAssertLessThan(difference, 1e-5 * max(1, scale), "\(shape.kernel) \(shape.input): \(name), \(threads) thread(s)")
+                }
             }
         }
     }

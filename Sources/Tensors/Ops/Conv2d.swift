@@ -1,8 +1,10 @@
 /// 2-D convolution (cross-correlation, as PyTorch) on NCHW input with a
-/// (outChannels, inChannels/groups, kh, kw) weight. Four paths: depthwise convolutions are a
-/// direct loop; stride-1 3x3 convolutions a direct kernel (`DirectConvolution`) where it beats
-/// GEMM; on small output planes several images are unfolded side by side into one GEMM;
-/// otherwise 1x1 convolutions are one GEMM per image and the rest im2col + GEMM.
+/// (outChannels, inChannels/groups, kh, kw) weight. Depthwise convolutions are a direct loop;
+/// stride-1 3x3 convolutions on wide planes a direct kernel with outputs in the vector lanes
+/// (`DirectConvolution`), other 3x3 convolutions with output channels in multiples of 16 one
+/// with channels in the lanes (`ChannelLaneConvolution`); the rest unfold: on small output
+/// planes several images side by side into one GEMM, otherwise 1x1 convolutions are one GEMM
+/// per image and the rest im2col + GEMM.
 /// The unfolded columns are recomputed in backward rather than kept, to save memory.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
     ensure(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape) and weight \(weight.shape) must be 4-D")
@@ -39,10 +41,11 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride:
     return out
 }
 
-/// Which kernel runs a stride-1 3x3 convolution. `automatic` picks per shape; tests and
-/// `bench ops` pin one to compare the two.
+/// Which kernel runs a 3x3 convolution. `automatic` picks per shape; tests and `bench ops` pin
+/// one to compare them (a pinned kernel that does not apply to a shape falls back to unfolding).
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case automatic, unfold, direct
+    case channelLanes = "channel-lanes"
 
     nonisolated(unsafe) public static var choice = ConvolutionKernel.automatic
 }
@@ -50,9 +53,15 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
 /// Whether `conv2d` with these shapes (stride 1, groups 1) runs the direct kernel under the
 /// current `ConvolutionKernel.choice`.
 public func conv2dUsesDirectKernel(input: [Int], weight: [Int], padding: (Int, Int)) -> Bool {
+    conv2dKernel(input: input, weight: weight, padding: padding) == .direct
+}
+
+/// The kernel `conv2d` runs for these shapes (groups 1) under the current `ConvolutionKernel.choice`.
+public func conv2dKernel(input: [Int], weight: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int)) -> ConvolutionKernel {
     let g = ConvGeometry(inputHeight: input[2], inputWidth: input[3], kernelHeight: weight[2], kernelWidth: weight[3],
-                         strideHeight: 1, strideWidth: 1, paddingHeight: padding.0, paddingWidth: padding.1)
-    return ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: 1, geometry: g).direct != nil
+                         strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
+    let plan = ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: 1, geometry: g)
+    return plan.direct != nil ? .direct : plan.channelLanes != nil ? .channelLanes : .unfold
 }
 
 struct ConvPlan {
@@ -63,17 +72,27 @@ struct ConvPlan {
     var direct: DirectConvolution? {
         guard DirectConvolution.applies(to: geometry, groups: groups) else { return nil }
         switch ConvolutionKernel.choice {
-        case .unfold: return nil
+        case .unfold, .channelLanes: return nil
         case .direct: break
         case .automatic:
-            // Measured with `bench ops` (Zen 3): 1.1-2.7x im2col + GEMM from 16-wide outputs up;
-            // on 8x8 planes the dropped row ends cost a third more work, which pays only with
-            // few channels (16: 1.27x; 32: 0.96x; 64 and 256: 0.77x).
-            let wide = geometry.outputWidth >= 16
-            let narrowButThin = geometry.outputWidth >= 8 && outChannels <= 16 && inChannels <= 16
-            if !(wide || narrowButThin) { return nil }
+            // Measured with `bench ops` (Zen 3): 1.3-1.9x im2col + GEMM from 16-wide outputs up;
+            // on 8x8 planes the dropped row ends cost a third more work, and the channel-lane
+            // kernel (or GEMM) wins.
+            if geometry.outputWidth < 16 { return nil }
         }
         return DirectConvolution(inChannels: inChannels, outChannels: outChannels, geometry: geometry)
+    }
+
+    /// The channel-lane kernel where it applies and is chosen.
+    var channelLanes: ChannelLaneConvolution? {
+        guard ChannelLaneConvolution.applies(outChannels: outChannels, groups: groups), !isDepthwise,
+              geometry.kernelHeight == 3, geometry.kernelWidth == 3 else { return nil }
+        switch ConvolutionKernel.choice {
+        case .unfold, .direct: return nil
+        case .channelLanes: break
+        case .automatic: if direct != nil { return nil }
+        }
+        return ChannelLaneConvolution(inChannels: inChannels, outChannels: outChannels, geometry: geometry)
     }
 
     var inPlane: Int { geometry.inputHeight * geometry.inputWidth }
@@ -122,6 +141,16 @@ struct ConvPlan {
                     direct.forward(x + n * inChannels * inPlane, packed: packed.data, bias: b, y + n * outChannels * outPlane,
                                    padded: padded.data, result: result.data)
                 }
+            }
+            return
+        }
+        if let lanes = channelLanes {
+            let packed = Tensor(uninitializedShape: [lanes.packedCount])
+            lanes.pack(w, into: packed.data)
+            overImages { _, images in
+                let padded = Tensor(uninitializedShape: [lanes.imagesPerGroup(images.count) * inChannels * lanes.paddedPlane])
+                lanes.forward(x + images.lowerBound * inChannels * inPlane, packed: packed.data, bias: b,
+                              y + images.lowerBound * outChannels * outPlane, images: images.count, padded: padded.data)
             }
             return
         }
@@ -294,6 +323,15 @@ struct ConvPlan {
                     direct.weightGradient(x + n * inChannels * inPlane, gy + n * outChannels * outPlane, into: target,
                                           padded: padded.data, gradient: gradient.data)
                 }
+                gwChunk = nil
+            } else if let target = gwChunk, let lanes = channelLanes {
+                let perGroup = lanes.imagesPerGroup(images.count)
+                let padded = Tensor(uninitializedShape: [perGroup * inChannels * lanes.paddedPlane])
+                let gradient = Tensor(uninitializedShape: [perGroup * outPlane * outChannels])
+                let transposed = Tensor(zeros: [weightCount])
+                lanes.weightGradient(x + images.lowerBound * inChannels * inPlane, gy + images.lowerBound * outChannels * outPlane,
+                                     into: transposed.data, images: images.count, padded: padded.data, gradient: gradient.data)
+                lanes.addTransposed(transposed.data, into: target)
                 gwChunk = nil
             } else if let target = gwChunk, imagesPerGEMM > 1 {
                 weightGradientSmallPlanes(x, gy, into: target, images: images)

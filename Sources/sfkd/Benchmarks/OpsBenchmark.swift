@@ -14,18 +14,17 @@ struct OpsBenchmark {
     let repeats: Int
     var parts: Set<Part> = Set(Part.allCases)
 
-    /// A 3x3 convolution with the kernel sfkd picks for its shape; where that is the direct
-    /// kernel, im2col + GEMM on the same shape is timed in the same rounds for comparison.
+    /// A 3x3 convolution with the kernel sfkd picks for its shape; the other kernels that apply
+    /// to the shape are timed in the same rounds for comparison (forward+backward GFLOP/s).
     struct Convolution: Encodable {
         let shape: String, kernel: String
         let forwardGFLOPS: Double, forwardBackwardGFLOPS: Double, sgemmGFLOPS: Double, forwardBackwardVersusSGEMM: Double
-        let unfoldForwardBackwardGFLOPS: Double?
+        let alternatives: [String: Double]
 
         enum CodingKeys: String, CodingKey {
-            case shape, kernel
+            case shape, kernel, alternatives
             case forwardGFLOPS = "forward_gflops", forwardBackwardGFLOPS = "forward_backward_gflops"
             case sgemmGFLOPS = "sgemm_gflops", forwardBackwardVersusSGEMM = "forward_backward_vs_sgemm"
-            case unfoldForwardBackwardGFLOPS = "unfold_forward_backward_gflops"
         }
     }
 
@@ -86,8 +85,9 @@ struct OpsBenchmark {
             for (channels, size) in [(16, 32), (32, 16), (64, 8), (32, 8), (32, 4)] {
                 let c = conv3x3(batch: 64, channels: channels, size: size, baseline: gemm)
                 convolutions.append(c)
-                let unfold = c.unfoldForwardBackwardGFLOPS.map { "; im2col + GEMM \(formatted($0)) GFLOP/s (direct \(formatted(c.forwardBackwardGFLOPS / $0, 2))x)" } ?? ""
-                progress("conv3x3 \(c.shape) \(c.kernel): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s)\(unfold), timed alternately")
+                let others = c.alternatives.sorted { $0.key < $1.key }.map { "\($0.key) \(formatted($0.value))" }
+                let alternatives = others.isEmpty ? "" : "; other kernels \(others.joined(separator: ", ")) GFLOP/s"
+                progress("conv3x3 \(c.shape) \(c.kernel): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s)\(alternatives), timed alternately")
             }
             results.convolutions = convolutions
             let depthwise = depthwise7x7(batch: 16, channels: 96, size: 56)
@@ -133,7 +133,7 @@ struct OpsBenchmark {
         let x = randomTensor([batch, channels, size, size], &generator, requiresGrad: true)
         let w = randomTensor([channels, channels, 3, 3], &generator, requiresGrad: true)
         let flops = 2 * Double(batch * channels * size * size * channels * 9)
-        let kernel: ConvolutionKernel = conv2dUsesDirectKernel(input: x.shape, weight: w.shape, padding: (1, 1)) ? .direct : .unfold
+        let kernel = conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1))
         func step(_ choice: ConvolutionKernel) {
             ConvolutionKernel.choice = choice
             defer { ConvolutionKernel.choice = .automatic }
@@ -145,13 +145,17 @@ struct OpsBenchmark {
             withNoGrad { _ = conv2d(x, weight: w, padding: (1, 1)) }
         }
         var bodies: [() -> Void] = [baseline.run, { step(kernel) }]
-        if kernel == .direct { bodies.append { step(.unfold) } }
+        let others = [ConvolutionKernel.unfold, .direct, .channelLanes].filter { other in
+            other != kernel && { ConvolutionKernel.choice = other; defer { ConvolutionKernel.choice = .automatic }
+                                 return conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1)) == other }()
+        }
+        for other in others { bodies.append { step(other) } }
         let seconds = alternatingMedianSeconds(repeats: repeats, bodies)
         let gemmRate = baseline.flops / seconds[0] * 1e-9
         let rate = 3 * flops / seconds[1] * 1e-9
         return Convolution(shape: "\(batch)x\(channels)x\(size)x\(size)", kernel: kernel.rawValue, forwardGFLOPS: flops / forward * 1e-9,
                            forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate,
-                           unfoldForwardBackwardGFLOPS: seconds.count > 2 ? 3 * flops / seconds[2] * 1e-9 : nil)
+                           alternatives: Dictionary(uniqueKeysWithValues: zip(others.map(\.rawValue), seconds.dropFirst(2).map { 3 * flops / $0 * 1e-9 })))
     }
 
     private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> KernelTiming {
