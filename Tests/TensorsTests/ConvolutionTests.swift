@@ -102,7 +102,7 @@ final class ConvolutionTests: XCTestCase {
             let b = c.bias ? randomTensor([c.outChannels], seed: UInt64(i + 500)) : nil
             let padding = (c.padding, c.padding)
             withKernel(.direct) {
-                XCTAssertTrue(conv2dUsesDirectKernel(input: c.input, weight: w.shape, padding: padding), "case \(i)")
+                XCTAssertEqual(conv2dKernel(input: c.input, weight: w.shape, padding: padding), .direct, "case \(i)")
                 let y = withNoGrad { conv2d(x, weight: w, bias: b, padding: padding) }
                 let expected = naiveConv2d(x, w, b, stride: (1, 1), padding: padding, groups: 1)
                 XCTAssertLessThan(maxDifference(y, expected), 1e-4, "case \(i): \(c)")
@@ -113,19 +113,20 @@ final class ConvolutionTests: XCTestCase {
 
     /// Shapes for the channel-lane kernel: 16 and 32 output channels, strides 1 and 2, paddings
     /// 0-2, pixel tiles that run across images and end part-full, an input gradient that takes
-    /// the same kernel (16 input channels).
+    /// the same kernel (16 input channels), a 1x1 convolution.
     let channelLaneCases: [Case] = [
         Case(input: [2, 5, 6, 7], outChannels: 16, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true),
         Case(input: [3, 4, 8, 8], outChannels: 32, kernel: 3, stride: 2, padding: 1, groups: 1, bias: false),
         Case(input: [4, 3, 2, 2], outChannels: 16, kernel: 3, stride: 1, padding: 1, groups: 1, bias: true),
         Case(input: [1, 2, 5, 5], outChannels: 16, kernel: 3, stride: 1, padding: 0, groups: 1, bias: false),
         Case(input: [2, 16, 5, 3], outChannels: 16, kernel: 3, stride: 1, padding: 2, groups: 1, bias: true),
+        Case(input: [3, 8, 5, 4], outChannels: 32, kernel: 1, stride: 1, padding: 0, groups: 1, bias: true),  // a DS2S embedding
     ]
 
     func testChannelLaneKernelMatchesNaiveLoopsAndFiniteDifferences() {
         for (i, c) in channelLaneCases.enumerated() {
             let x = randomTensor(c.input, seed: UInt64(i + 600))
-            let w = randomTensor([c.outChannels, c.input[1], 3, 3], seed: UInt64(i + 700))
+            let w = randomTensor([c.outChannels, c.input[1], c.kernel, c.kernel], seed: UInt64(i + 700))
             let b = c.bias ? randomTensor([c.outChannels], seed: UInt64(i + 800)) : nil
             let stride = (c.stride, c.stride), padding = (c.padding, c.padding)
             withKernel(.channelLanes) {

@@ -1,8 +1,9 @@
 /// 2-D convolution (cross-correlation, as PyTorch) on NCHW input with a
 /// (outChannels, inChannels/groups, kh, kw) weight. Depthwise convolutions are a direct loop;
 /// stride-1 3x3 convolutions on wide planes a direct kernel with outputs in the vector lanes
-/// (`DirectConvolution`), other 3x3 convolutions with output channels in multiples of 16 one
-/// with channels in the lanes (`ChannelLaneConvolution`); the rest unfold: on small output
+/// (`DirectConvolution`), other 3x3 convolutions and 1x1 convolutions on small planes, with
+/// output channels in multiples of 16, one with channels in the lanes (`ChannelLaneConvolution`);
+/// the rest unfold: on small output
 /// planes several images side by side into one GEMM, otherwise 1x1 convolutions are one GEMM
 /// per image and the rest im2col + GEMM.
 /// The unfolded columns are recomputed in backward rather than kept, to save memory.
@@ -41,19 +42,13 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride:
     return out
 }
 
-/// Which kernel runs a 3x3 convolution. `automatic` picks per shape; tests and `bench ops` pin
+/// Which kernel runs a 3x3 convolution (or a 1x1 on a small plane). `automatic` picks per shape; tests and `bench ops` pin
 /// one to compare them (a pinned kernel that does not apply to a shape falls back to unfolding).
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case automatic, unfold, direct
     case channelLanes = "channel-lanes"
 
     nonisolated(unsafe) public static var choice = ConvolutionKernel.automatic
-}
-
-/// Whether `conv2d` with these shapes (stride 1, groups 1) runs the direct kernel under the
-/// current `ConvolutionKernel.choice`.
-public func conv2dUsesDirectKernel(input: [Int], weight: [Int], padding: (Int, Int)) -> Bool {
-    conv2dKernel(input: input, weight: weight, padding: padding) == .direct
 }
 
 /// The kernel `conv2d` runs for these shapes (groups 1) under the current `ConvolutionKernel.choice`.
@@ -85,8 +80,10 @@ struct ConvPlan {
 
     /// The channel-lane kernel where it applies and is chosen.
     var channelLanes: ChannelLaneConvolution? {
+        // 1x1 on small planes too: DS2S's embeddings and projections of wavelet bands, whose
+        // per-image GEMMs are a few dozen columns wide (16% less time than GEMM in its step).
         guard ChannelLaneConvolution.applies(outChannels: outChannels, groups: groups), !isDepthwise,
-              geometry.kernelHeight == 3, geometry.kernelWidth == 3 else { return nil }
+              geometry.kernelHeight == 3 && geometry.kernelWidth == 3 || isPointwise && outPlane < 256 else { return nil }
         switch ConvolutionKernel.choice {
         case .unfold, .direct: return nil
         case .channelLanes: break
