@@ -121,6 +121,10 @@ final class ConvolutionTests: XCTestCase {
         Case(input: [1, 2, 5, 5], outChannels: 16, kernel: 3, stride: 1, padding: 0, groups: 1, bias: false),
         Case(input: [2, 16, 5, 3], outChannels: 16, kernel: 3, stride: 1, padding: 2, groups: 1, bias: true),
         Case(input: [3, 8, 5, 4], outChannels: 32, kernel: 1, stride: 1, padding: 0, groups: 1, bias: true),  // a DS2S embedding
+        // Strided with 16 or 32 input channels: the input gradient in input-channel lanes.
+        Case(input: [3, 16, 7, 6], outChannels: 16, kernel: 3, stride: 2, padding: 1, groups: 1, bias: false),
+        Case(input: [2, 32, 5, 5], outChannels: 16, kernel: 3, stride: 2, padding: 0, groups: 1, bias: true),
+        Case(input: [3, 16, 6, 7], outChannels: 32, kernel: 1, stride: 2, padding: 0, groups: 1, bias: false),  // a ResNet shortcut
     ]
 
     func testChannelLaneKernelMatchesNaiveLoopsAndFiniteDifferences() {
@@ -145,6 +149,7 @@ final class ConvolutionTests: XCTestCase {
     func testDirectKernelsAgreeWithUnfolding() {
         let shapes: [(input: [Int], outChannels: Int, stride: Int, kernel: ConvolutionKernel)] = [
             ([5, 16, 32, 32], 16, 1, .direct), ([5, 32, 8, 8], 32, 1, .channelLanes), ([5, 16, 9, 9], 32, 2, .channelLanes),
+            ([5, 32, 16, 16], 64, 2, .channelLanes),
         ]
         XCTAssertEqual(conv2dKernel(input: [5, 8, 8, 8], weight: [8, 8, 3, 3], padding: (1, 1)), .unfold)
         let previous = Threads.count

@@ -139,6 +139,72 @@ struct ChannelLaneConvolution {
         }
     }
 
+    /// Packs (out, in, kh, kw) weights for the input gradient, input channels in the lanes:
+    /// [block of 16 inputs][tap][out][16]. Needs inChannels % 16 == 0.
+    func packForInputGradient(_ w: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>) {
+        let l = Self.lanes
+        for o in 0..<outChannels {
+            for i in 0..<inChannels {
+                for k in 0..<taps {
+                    packed[(((i / l) * taps + k) * outChannels + o) * l + i % l] = w[(o * inChannels + i) * taps + k]
+                }
+            }
+        }
+    }
+
+    /// Adds dL/dx for `images` into gx (NCHW, pointing at the first image): the transposed
+    /// convolution, for strided convolutions, whose input gradient is not itself a convolution.
+    /// A tile of 6 output pixels x 16 input channels sums over the output channels per tap, then
+    /// adds into the padded pixel-major gradient `scratch` (room for `imagesPerGroup` images of
+    /// paddedPlane x inChannels) at the tap's input pixels. `packed` holds `packForInputGradient(w)`.
+    func inputGradient(_ gy: UnsafePointer<Float>, packed: UnsafePointer<Float>, into gx: UnsafeMutablePointer<Float>,
+                       images: Int, scratch: UnsafeMutablePointer<Float>) {
+        let g = geometry
+        let perGroup = imagesPerGroup(images)
+        var tapOffsets: [Int] = []
+        for ky in 0..<g.kernelHeight {
+            for kx in 0..<g.kernelWidth { tapOffsets.append(ky * paddedWidth + kx) }
+        }
+        for first in stride(from: 0, to: images, by: perGroup) {
+            let count = min(perGroup, images - first)
+            scratch.update(repeating: 0, count: count * paddedPlane * inChannels)
+            // Per output pixel: its window's first padded pixel, and its first output gradient.
+            var windows: [Int] = [], gradients: [Int] = []
+            for n in 0..<count {
+                for oy in 0..<g.outputHeight {
+                    for ox in 0..<g.outputWidth {
+                        windows.append(n * paddedPlane + oy * g.strideHeight * paddedWidth + ox * g.strideWidth)
+                        gradients.append(n * outChannels * outputPlane + oy * g.outputWidth + ox)
+                    }
+                }
+            }
+            let gyGroup = gy + first * outChannels * outputPlane
+            windows.withUnsafeBufferPointer { windows in
+                gradients.withUnsafeBufferPointer { gradients in
+                    for block in 0..<inChannels / Self.lanes {
+                        for start in stride(from: 0, to: windows.count, by: Self.pixels) {
+                            for (k, offset) in tapOffsets.enumerated() {
+                                inputGradientTile(gyGroup, gradients, windows, start: start,
+                                                  weights: packed + (block * taps + k) * outChannels * Self.lanes,
+                                                  into: scratch + block * Self.lanes, tapOffset: offset)
+                            }
+                        }
+                    }
+                }
+            }
+            // Back to NCHW, without the padding.
+            for n in 0..<count {
+                for i in 0..<inChannels {
+                    let target = gx + ((first + n) * inChannels + i) * inputPlane
+                    for y in 0..<g.inputHeight {
+                        let row = scratch + (n * paddedPlane + (y + g.paddingHeight) * paddedWidth + g.paddingWidth) * inChannels + i
+                        for x in 0..<g.inputWidth { target[y * g.inputWidth + x] += row[x * inChannels] }
+                    }
+                }
+            }
+        }
+    }
+
     /// gw[o][i][k] += transposed[(i * taps + k) * out + o].
     func addTransposed(_ transposed: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>) {
         let rows = inChannels * taps
@@ -232,6 +298,46 @@ struct ChannelLaneConvolution {
             let target = UnsafeMutableRawPointer(transposed + (combination + j) * outChannels)
             target.storeBytes(of: target.loadUnaligned(as: SIMD8<Float>.self) + low, as: SIMD8<Float>.self)
             target.storeBytes(of: target.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + high, toByteOffset: 32, as: SIMD8<Float>.self)
+        }
+        add(0, a0, b0); add(1, a1, b1); add(2, a2, b2); add(3, a3, b3); add(4, a4, b4); add(5, a5, b5)
+    }
+
+    /// 16 input channels x the 6 output pixels from `start`, one tap: sums over the output
+    /// channels, added at each pixel's tap position in the pixel-major `target`.
+    private func inputGradientTile(_ gy: UnsafePointer<Float>, _ gradients: UnsafeBufferPointer<Int>, _ windows: UnsafeBufferPointer<Int>, start: Int,
+                                   weights: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, tapOffset: Int) {
+        let valid = min(Self.pixels, windows.count - start)
+        let last = windows.count - 1
+        let g0 = gy + gradients[start], g1 = gy + gradients[min(start + 1, last)], g2 = gy + gradients[min(start + 2, last)]
+        let g3 = gy + gradients[min(start + 3, last)], g4 = gy + gradients[min(start + 4, last)], g5 = gy + gradients[min(start + 5, last)]
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var a2 = SIMD8<Float>(), b2 = SIMD8<Float>(), a3 = SIMD8<Float>(), b3 = SIMD8<Float>()
+        var a4 = SIMD8<Float>(), b4 = SIMD8<Float>(), a5 = SIMD8<Float>(), b5 = SIMD8<Float>()
+        var w = weights
+        var o = 0
+        for _ in 0..<outChannels {
+            let low = load(w), high = load(w + 8)
+            w += Self.lanes
+            var v = SIMD8<Float>(repeating: g0[o])
+            a0 = multiplyAdd(low, v, a0); b0 = multiplyAdd(high, v, b0)
+            v = SIMD8<Float>(repeating: g1[o])
+            a1 = multiplyAdd(low, v, a1); b1 = multiplyAdd(high, v, b1)
+            v = SIMD8<Float>(repeating: g2[o])
+            a2 = multiplyAdd(low, v, a2); b2 = multiplyAdd(high, v, b2)
+            v = SIMD8<Float>(repeating: g3[o])
+            a3 = multiplyAdd(low, v, a3); b3 = multiplyAdd(high, v, b3)
+            v = SIMD8<Float>(repeating: g4[o])
+            a4 = multiplyAdd(low, v, a4); b4 = multiplyAdd(high, v, b4)
+            v = SIMD8<Float>(repeating: g5[o])
+            a5 = multiplyAdd(low, v, a5); b5 = multiplyAdd(high, v, b5)
+            o += outputPlane
+        }
+        @inline(__always)
+        func add(_ j: Int, _ low: SIMD8<Float>, _ high: SIMD8<Float>) {
+            guard j < valid else { return }
+            let pixel = UnsafeMutableRawPointer(target + (windows[start + j] + tapOffset) * inChannels)
+            pixel.storeBytes(of: pixel.loadUnaligned(as: SIMD8<Float>.self) + low, as: SIMD8<Float>.self)
+            pixel.storeBytes(of: pixel.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + high, toByteOffset: 32, as: SIMD8<Float>.self)
         }
         add(0, a0, b0); add(1, a1, b1); add(2, a2, b2); add(3, a3, b3); add(4, a4, b4); add(5, a5, b5)
     }

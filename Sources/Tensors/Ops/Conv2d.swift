@@ -3,9 +3,9 @@
 /// stride-1 3x3 convolutions on wide planes a direct kernel with outputs in the vector lanes
 /// (`DirectConvolution`), other 3x3 convolutions and 1x1 convolutions on small planes, with
 /// output channels in multiples of 16, one with channels in the lanes (`ChannelLaneConvolution`);
-/// the rest unfold: on small output
-/// planes several images side by side into one GEMM, otherwise 1x1 convolutions are one GEMM
-/// per image and the rest im2col + GEMM.
+/// strided 1x1 convolutions are the stride-1 convolution of the pixels they read; the rest
+/// unfold: on small output planes several images side by side into one GEMM, otherwise 1x1
+/// convolutions are one GEMM per image and the rest im2col + GEMM.
 /// The unfolded columns are recomputed in backward rather than kept, to save memory.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
     ensure(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape) and weight \(weight.shape) must be 4-D")
@@ -55,7 +55,8 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
 public func conv2dKernel(input: [Int], weight: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int)) -> ConvolutionKernel {
     let g = ConvGeometry(inputHeight: input[2], inputWidth: input[3], kernelHeight: weight[2], kernelWidth: weight[3],
                          strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
-    let plan = ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: 1, geometry: g)
+    let outer = ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: 1, geometry: g)
+    let plan = outer.subsampled ?? outer
     return plan.direct != nil ? .direct : plan.channelLanes != nil ? .channelLanes : .unfold
 }
 
@@ -76,6 +77,35 @@ struct ConvPlan {
             if geometry.outputWidth < 16 { return nil }
         }
         return DirectConvolution(inChannels: inChannels, outChannels: outChannels, geometry: geometry)
+    }
+
+    /// A strided 1x1 convolution (a ResNet shortcut) reads every stride-th pixel only: it runs as
+    /// the stride-1 1x1 convolution of those pixels, gathered once, and backward scatters their
+    /// gradient back (unfolding ran it as a general convolution, one small GEMM per image).
+    var subsampled: ConvPlan? {
+        let g = geometry
+        guard g.kernelHeight == 1 && g.kernelWidth == 1 && g.paddingHeight == 0 && g.paddingWidth == 0 && !isPointwise && !isDepthwise
+        else { return nil }
+        return ConvPlan(batch: batch, inChannels: inChannels, outChannels: outChannels, groups: groups,
+                        geometry: ConvGeometry(inputHeight: g.outputHeight, inputWidth: g.outputWidth, kernelHeight: 1, kernelWidth: 1,
+                                               strideHeight: 1, strideWidth: 1, paddingHeight: 0, paddingWidth: 0))
+    }
+
+    /// The pixels a strided 1x1 convolution reads, as (batch, inChannels, outH, outW); with
+    /// `scatter`, the reverse: adds `gathered` into those pixels of `x`.
+    private func subsample(_ x: UnsafeMutablePointer<Float>, _ gathered: UnsafeMutablePointer<Float>, scatter: Bool) {
+        let g = geometry
+        parallelFor(batch * inChannels, grain: 16) { planes in
+            for plane in planes {
+                let source = x + plane * inPlane, target = gathered + plane * outPlane
+                for oy in 0..<g.outputHeight {
+                    let row = source + oy * g.strideHeight * g.inputWidth, out = target + oy * g.outputWidth
+                    for ox in 0..<g.outputWidth {
+                        if scatter { row[ox * g.strideWidth] += out[ox] } else { out[ox] = row[ox * g.strideWidth] }
+                    }
+                }
+            }
+        }
     }
 
     /// The channel-lane kernel where it applies and is chosen.
@@ -126,6 +156,12 @@ struct ConvPlan {
             parallelFor(batch * outChannels) { range in
                 for index in range { depthwiseForward(x, w, b, y, image: index / outChannels, channel: index % outChannels) }
             }
+            return
+        }
+        if let inner = subsampled {
+            let gathered = Tensor(uninitializedShape: [batch * inChannels * outPlane])
+            subsample(UnsafeMutablePointer(mutating: x), gathered.data, scatter: false)
+            inner.forward(gathered.data, w, b, y)
             return
         }
         if let direct {
@@ -303,9 +339,29 @@ struct ConvPlan {
             depthwiseBackward(x, w, gy, gx, gw)
             return
         }
+        if let inner = subsampled {
+            let gathered = Tensor(uninitializedShape: [batch * inChannels * outPlane])
+            subsample(UnsafeMutablePointer(mutating: x), gathered.data, scatter: false)
+            let gatheredGradient = gx == nil ? nil : Tensor(zeros: [batch * inChannels * outPlane])
+            inner.backward(gathered.data, w, gy, gatheredGradient?.data, gw)
+            if let gx, let gatheredGradient { subsample(gx, gatheredGradient.data, scatter: true) }
+            return
+        }
         var gx = gx
         if let target = gx, inputGradientIsConvolution {
             inputGradientByConvolution(w, gy, into: target)
+            gx = nil
+        }
+        if let target = gx, let lanes = channelLanes, geometry.kernelHeight == 3, inChannels % ChannelLaneConvolution.lanes == 0 {
+            // Strided: the transposed convolution with input channels in the lanes, instead of a
+            // GEMM to columns and a col2im scatter per image.
+            let packed = Tensor(uninitializedShape: [lanes.packedCount])
+            lanes.packForInputGradient(w, into: packed.data)
+            overImages { _, images in
+                let scratch = Tensor(uninitializedShape: [lanes.imagesPerGroup(images.count) * lanes.paddedPlane * inChannels])
+                lanes.inputGradient(gy + images.lowerBound * outChannels * outPlane, packed: packed.data,
+                                    into: target + images.lowerBound * inChannels * inPlane, images: images.count, scratch: scratch.data)
+            }
             gx = nil
         }
         let weightCount = outChannels * columnsRows
