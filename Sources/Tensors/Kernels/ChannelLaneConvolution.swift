@@ -5,6 +5,8 @@
 /// and tap, two weight vectors and six broadcast inputs feed 12 multiply-adds. Pixels are taken
 /// across the images of a group, so a 2x2 band wastes nothing. Weights are packed as
 /// [block][in][tap][16]; inputs are zero-padded per image, so every tap reads a valid address.
+/// The input gradient of a strided convolution (not itself a convolution) runs the same way with
+/// input channels in the lanes (`inputGradient`).
 struct ChannelLaneConvolution {
     /// Output channels per tile: two 8-float vectors.
     static let lanes = 16

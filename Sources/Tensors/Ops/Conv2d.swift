@@ -49,6 +49,15 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case channelLanes = "channel-lanes"
 
     nonisolated(unsafe) public static var choice = ConvolutionKernel.automatic
+
+    /// Whether `automatic` may pick the direct kernels. Not in debug builds: unoptimised SIMD
+    /// code runs two orders of magnitude slower than OpenBLAS there (a debug `sfkd info` took
+    /// minutes). The kernels' own tests pin them and also run in release builds.
+    #if DEBUG
+    public static let automaticPicksDirectKernels = false
+    #else
+    public static let automaticPicksDirectKernels = true
+    #endif
 }
 
 /// The kernel `conv2d` runs for these shapes (groups 1) under the current `ConvolutionKernel.choice`.
@@ -71,6 +80,7 @@ struct ConvPlan {
         case .unfold, .channelLanes: return nil
         case .direct: break
         case .automatic:
+            if !ConvolutionKernel.automaticPicksDirectKernels { return nil }
             // Measured with `bench ops` (Zen 3): 1.3-1.9x im2col + GEMM from 16-wide outputs up;
             // on 8x8 planes the dropped row ends cost a third more work, and the channel-lane
             // kernel (or GEMM) wins.
@@ -117,7 +127,7 @@ struct ConvPlan {
         switch ConvolutionKernel.choice {
         case .unfold, .direct: return nil
         case .channelLanes: break
-        case .automatic: if direct != nil { return nil }
+        case .automatic: if direct != nil || !ConvolutionKernel.automaticPicksDirectKernels { return nil }
         }
         return ChannelLaneConvolution(inChannels: inChannels, outChannels: outChannels, geometry: geometry)
     }
