@@ -42,8 +42,9 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride:
     return out
 }
 
-/// Which kernel runs a 3x3 convolution (or a 1x1 on a small plane). `automatic` picks per shape; tests and `bench ops` pin
-/// one to compare them (a pinned kernel that does not apply to a shape falls back to unfolding).
+/// Which kernel runs a 3x3 convolution (or a 1x1 on a small plane). `automatic` picks per
+/// shape; tests and `bench ops` pin one to compare them (a pinned kernel that does not apply to
+/// a shape falls back to unfolding).
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case automatic, unfold, direct
     case channelLanes = "channel-lanes"
@@ -101,18 +102,16 @@ struct ConvPlan {
                                                strideHeight: 1, strideWidth: 1, paddingHeight: 0, paddingWidth: 0))
     }
 
-    /// The pixels a strided 1x1 convolution reads, as (batch, inChannels, outH, outW); with
-    /// `scatter`, the reverse: adds `gathered` into those pixels of `x`.
-    private func subsample(_ x: UnsafeMutablePointer<Float>, _ gathered: UnsafeMutablePointer<Float>, scatter: Bool) {
+    /// Calls `body(input index, gathered index)` for every pixel a strided 1x1 convolution reads,
+    /// gathered as (batch, inChannels, outH, outW).
+    @inline(__always)
+    private func forEachSubsampledPixel(_ body: (Int, Int) -> Void) {
         let g = geometry
         parallelFor(batch * inChannels, grain: 16) { planes in
             for plane in planes {
-                let source = x + plane * inPlane, target = gathered + plane * outPlane
                 for oy in 0..<g.outputHeight {
-                    let row = source + oy * g.strideHeight * g.inputWidth, out = target + oy * g.outputWidth
-                    for ox in 0..<g.outputWidth {
-                        if scatter { row[ox * g.strideWidth] += out[ox] } else { out[ox] = row[ox * g.strideWidth] }
-                    }
+                    let row = plane * inPlane + oy * g.strideHeight * g.inputWidth, out = plane * outPlane + oy * g.outputWidth
+                    for ox in 0..<g.outputWidth { body(row + ox * g.strideWidth, out + ox) }
                 }
             }
         }
@@ -170,8 +169,9 @@ struct ConvPlan {
         }
         if let inner = subsampled {
             let gathered = Tensor(uninitializedShape: [batch * inChannels * outPlane])
-            subsample(UnsafeMutablePointer(mutating: x), gathered.data, scatter: false)
-            inner.forward(gathered.data, w, b, y)
+            let pg = gathered.data
+            forEachSubsampledPixel { pg[$1] = x[$0] }
+            inner.forward(pg, w, b, y)
             return
         }
         if let direct {
@@ -351,10 +351,11 @@ struct ConvPlan {
         }
         if let inner = subsampled {
             let gathered = Tensor(uninitializedShape: [batch * inChannels * outPlane])
-            subsample(UnsafeMutablePointer(mutating: x), gathered.data, scatter: false)
+            let pg = gathered.data
+            forEachSubsampledPixel { pg[$1] = x[$0] }
             let gatheredGradient = gx == nil ? nil : Tensor(zeros: [batch * inChannels * outPlane])
-            inner.backward(gathered.data, w, gy, gatheredGradient?.data, gw)
-            if let gx, let gatheredGradient { subsample(gx, gatheredGradient.data, scatter: true) }
+            inner.backward(pg, w, gy, gatheredGradient?.data, gw)
+            if let gx, let gradient = gatheredGradient?.data { forEachSubsampledPixel { gx[$0] += gradient[$1] } }
             return
         }
         var gx = gx
