@@ -89,26 +89,25 @@ final class ConvolutionTests: XCTestCase {
         Case(input: [1, 1, 3, 3], outChannels: 3, kernel: 3, stride: 1, padding: 1, groups: 1, bias: false),
     ]
 
-    private func withKernel<T>(_ kernel: ConvolutionKernel, _ body: () throws -> T) rethrows -> T {
-        ConvolutionKernel.choice = kernel
-        defer { ConvolutionKernel.choice = .automatic }
-        return try body()
+    /// With `kernel` pinned, each case takes it, matches the naive loops and passes finite differences.
+    private func checkPinned(_ kernel: ConvolutionKernel, _ cases: [Case], seed: UInt64) {
+        for (i, c) in cases.enumerated() {
+            let x = randomTensor(c.input, seed: seed + UInt64(i))
+            let w = randomTensor([c.outChannels, c.input[1], c.kernel, c.kernel], seed: seed + 100 + UInt64(i))
+            let b = c.bias ? randomTensor([c.outChannels], seed: seed + 200 + UInt64(i)) : nil
+            let stride = (c.stride, c.stride), padding = (c.padding, c.padding)
+            ConvolutionKernel.pinned(kernel) {
+                XCTAssertEqual(conv2dKernel(input: c.input, weight: w.shape, stride: stride, padding: padding), kernel, "case \(i)")
+                let y = withNoGrad { conv2d(x, weight: w, bias: b, stride: stride, padding: padding) }
+                let expected = naiveConv2d(x, w, b, stride: stride, padding: padding, groups: 1)
+                XCTAssertLessThan(maxDifference(y, expected), 1e-4, "case \(i): \(c)")
+                checkGradients([x, w] + (b.map { [$0] } ?? [])) { conv2d(x, weight: w, bias: b, stride: stride, padding: padding) }
+            }
+        }
     }
 
     func testDirectKernelMatchesNaiveLoopsAndFiniteDifferences() {
-        for (i, c) in directCases.enumerated() {
-            let x = randomTensor(c.input, seed: UInt64(i + 300))
-            let w = randomTensor([c.outChannels, c.input[1], 3, 3], seed: UInt64(i + 400))
-            let b = c.bias ? randomTensor([c.outChannels], seed: UInt64(i + 500)) : nil
-            let padding = (c.padding, c.padding)
-            withKernel(.direct) {
-                XCTAssertEqual(conv2dKernel(input: c.input, weight: w.shape, padding: padding), .direct, "case \(i)")
-                let y = withNoGrad { conv2d(x, weight: w, bias: b, padding: padding) }
-                let expected = naiveConv2d(x, w, b, stride: (1, 1), padding: padding, groups: 1)
-                XCTAssertLessThan(maxDifference(y, expected), 1e-4, "case \(i): \(c)")
-                checkGradients([x, w] + (b.map { [$0] } ?? [])) { conv2d(x, weight: w, bias: b, padding: padding) }
-            }
-        }
+        checkPinned(.direct, directCases, seed: 300)
     }
 
     /// Shapes for the channel-lane kernel: 16 and 32 output channels, strides 1 and 2, paddings
@@ -128,19 +127,7 @@ final class ConvolutionTests: XCTestCase {
     ]
 
     func testChannelLaneKernelMatchesNaiveLoopsAndFiniteDifferences() {
-        for (i, c) in channelLaneCases.enumerated() {
-            let x = randomTensor(c.input, seed: UInt64(i + 600))
-            let w = randomTensor([c.outChannels, c.input[1], c.kernel, c.kernel], seed: UInt64(i + 700))
-            let b = c.bias ? randomTensor([c.outChannels], seed: UInt64(i + 800)) : nil
-            let stride = (c.stride, c.stride), padding = (c.padding, c.padding)
-            withKernel(.channelLanes) {
-                XCTAssertEqual(conv2dKernel(input: c.input, weight: w.shape, stride: stride, padding: padding), .channelLanes, "case \(i)")
-                let y = withNoGrad { conv2d(x, weight: w, bias: b, stride: stride, padding: padding) }
-                let expected = naiveConv2d(x, w, b, stride: stride, padding: padding, groups: 1)
-                XCTAssertLessThan(maxDifference(y, expected), 1e-4, "case \(i): \(c)")
-                checkGradients([x, w] + (b.map { [$0] } ?? [])) { conv2d(x, weight: w, bias: b, stride: stride, padding: padding) }
-            }
-        }
+        checkPinned(.channelLanes, channelLaneCases, seed: 600)
     }
 
     /// The automatic choice (in release builds) takes the direct kernel on a ResNet-sized wide
@@ -161,7 +148,7 @@ final class ConvolutionTests: XCTestCase {
             let x = randomTensor(shape.input, seed: UInt64(7 + index)), w = randomTensor(weight, seed: 8), b = randomTensor([shape.outChannels], seed: 9)
             var seed: Tensor?
             func run(_ kernel: ConvolutionKernel) -> (y: [Float], gx: [Float], gw: [Float], gb: [Float]) {
-                withKernel(kernel) {
+                ConvolutionKernel.pinned(kernel) {
                     let xi = x.detached(), wi = w.detached(), bi = b.detached()
                     for t in [xi, wi, bi] { t.requiresGrad = true }
                     let y = conv2d(xi, weight: wi, bias: bi, stride: (shape.stride, shape.stride), padding: (1, 1))

@@ -48,12 +48,11 @@ struct DirectConvolution {
         (packed + done).update(from: w + done, count: packedCount - done)
     }
 
-    /// Copies `channels` planes of one image into the zero-padded layout.
-    func pad(_ x: UnsafePointer<Float>, channels: Int, into padded: UnsafeMutablePointer<Float>) {
+    /// Copies the input planes of one image into the zero-padded layout.
+    func pad(_ x: UnsafePointer<Float>, into padded: UnsafeMutablePointer<Float>) {
         let g = geometry
-        let count = (channels - 1) * paddedPlane + max(paddedPlane, span + 2 * paddedWidth + 2)
-        padded.update(repeating: 0, count: count)
-        for c in 0..<channels {
+        padded.update(repeating: 0, count: paddedCount)
+        for c in 0..<inChannels {
             for y in 0..<g.inputHeight {
                 let target = padded + c * paddedPlane + (y + g.paddingHeight) * paddedWidth + g.paddingWidth
                 target.update(from: x + (c * g.inputHeight + y) * g.inputWidth, count: g.inputWidth)
@@ -65,7 +64,7 @@ struct DirectConvolution {
     /// `paddedCount` floats and `result` for outChannels x span.
     func forward(_ x: UnsafePointer<Float>, packed: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
                  padded: UnsafeMutablePointer<Float>, result: UnsafeMutablePointer<Float>) {
-        pad(x, channels: inChannels, into: padded)
+        pad(x, into: padded)
         let fullBlocks = outChannels / Self.block
         for b in 0..<fullBlocks {
             let weights = packed + b * inChannels * 9 * Self.block
@@ -94,7 +93,7 @@ struct DirectConvolution {
     /// `gradient` are scratch of `paddedCount` and outChannels x span floats.
     func weightGradient(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>,
                         padded: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>) {
-        pad(x, channels: inChannels, into: padded)
+        pad(x, into: padded)
         // The output gradient in padded-row layout, zero on the dropped positions, so they add nothing.
         let g = geometry
         gradient.update(repeating: 0, count: outChannels * span)

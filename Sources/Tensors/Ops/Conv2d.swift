@@ -51,6 +51,13 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
 
     nonisolated(unsafe) public static var choice = ConvolutionKernel.automatic
 
+    /// Runs `body` with `kernel` pinned, then goes back to `automatic`.
+    public static func pinned<T>(_ kernel: ConvolutionKernel, _ body: () throws -> T) rethrows -> T {
+        choice = kernel
+        defer { choice = .automatic }
+        return try body()
+    }
+
     /// Whether `automatic` may pick the direct kernels. Not in debug builds: unoptimised SIMD
     /// code runs two orders of magnitude slower than OpenBLAS there (a debug `sfkd info` took
     /// minutes). The kernels' own tests pin them and also run in release builds.

@@ -135,19 +135,18 @@ struct OpsBenchmark {
         let flops = 2 * Double(batch * channels * size * size * channels * 9)
         let kernel = conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1))
         func step(_ choice: ConvolutionKernel) {
-            ConvolutionKernel.choice = choice
-            defer { ConvolutionKernel.choice = .automatic }
-            let y = conv2d(x, weight: w, padding: (1, 1))
-            y.backward(seed: y.detached())
-            x.zeroGrad(); w.zeroGrad()
+            ConvolutionKernel.pinned(choice) {
+                let y = conv2d(x, weight: w, padding: (1, 1))
+                y.backward(seed: y.detached())
+                x.zeroGrad(); w.zeroGrad()
+            }
         }
         let forward = medianSeconds(repeats: repeats) {
             withNoGrad { _ = conv2d(x, weight: w, padding: (1, 1)) }
         }
         var bodies: [() -> Void] = [baseline.run, { step(kernel) }]
         let others = [ConvolutionKernel.unfold, .direct, .channelLanes].filter { other in
-            other != kernel && { ConvolutionKernel.choice = other; defer { ConvolutionKernel.choice = .automatic }
-                                 return conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1)) == other }()
+            other != kernel && ConvolutionKernel.pinned(other) { conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1)) == other }
         }
         for other in others { bodies.append { step(other) } }
         let seconds = alternatingMedianSeconds(repeats: repeats, bodies)
