@@ -31,7 +31,7 @@ final class RunFolder {
     private var metrics: MetricsLog?
     private var events: TensorBoardWriter?
     /// The `kind: eval` records so far, one per epoch: the rows of `summary.csv`.
-    private var epochRecords: [[String: Any]] = []
+    private var epochRecords: [MetricsRecord] = []
     /// Held by rank 0 from `start` to the end of the run.
     private var lock: RunLock?
 
@@ -86,7 +86,7 @@ final class RunFolder {
                 progress.message("--overwrite: removed \(present.joined(separator: ", ")) from \(path)")
             }
             metrics = try MetricsLog(path: file("metrics.jsonl"), keepingUpTo: options.resume ? state.step : nil)
-            epochRecords = try metrics?.records().filter { $0["kind"] as? String == "eval" } ?? []
+            epochRecords = try metrics?.records().filter { $0.kind == .eval } ?? []
             events = try TensorBoardWriter(folder: path, resumingAt: options.resume ? state.step : nil)
             if options.resume && !epochRecords.isEmpty { try writeAtomically(Data(Self.summaryCSV(epochRecords).utf8), to: file("summary.csv")) }
             try writeAtomically(Data(try config.yaml().utf8), to: file("config.yaml"))
@@ -105,13 +105,12 @@ final class RunFolder {
 
     /// Appends a line to `metrics.jsonl` and its scalars to the event file; an epoch's
     /// evaluation also rewrites `summary.csv` (rank 0).
-    func log(_ record: [String: Any]) throws {
+    func log(_ record: MetricsRecord) throws {
         guard let metrics else { return }
-        let line = try metrics.append(record)
+        try metrics.append(record)
         try events?.log(record)
-        if record["kind"] as? String == "eval" {
-            // As the file holds it, so summary.csv reads the same after a resume.
-            epochRecords.append((try JSONSerialization.jsonObject(with: line) as? [String: Any]) ?? record)
+        if record.kind == .eval {
+            epochRecords.append(record)
             try writeAtomically(Data(Self.summaryCSV(epochRecords).utf8), to: file("summary.csv"))
         }
     }
@@ -120,14 +119,14 @@ final class RunFolder {
     /// each loss term, then `eval_*` on the split that selects the best epoch (validation, or
     /// test without one; top-1/top-5 in percent, as timm), `test_*` too when that is
     /// validation, and the learning rate.
-    static func summaryCSV(_ records: [[String: Any]]) -> String {
-        let terms = Set(records.flatMap { $0.keys.filter { $0.hasPrefix("train_loss_") } }).sorted()
+    static func summaryCSV(_ records: [MetricsRecord]) -> String {
+        let terms = Set(records.flatMap { $0.values.keys.filter { $0.hasPrefix("train_loss_") } }).sorted()
         let hasValidation = records.contains { $0["val_top1"] != nil }
         let evalSplit = hasValidation ? "val" : "test"
         var columns = ["epoch", "train_loss"] + terms + ["eval_loss", "eval_top1", "eval_top5"]
         if hasValidation { columns += ["test_loss", "test_top1", "test_top5"] }
         columns.append("lr")
-        func value(_ record: [String: Any], _ column: String) -> String {
+        func value(_ record: MetricsRecord, _ column: String) -> String {
             let key: String, scale: Double
             switch column {
             case "eval_loss": (key, scale) = ("\(evalSplit)_loss", 1)
@@ -135,10 +134,8 @@ final class RunFolder {
             case "test_top1", "test_top5": (key, scale) = (column, 100)
             default: (key, scale) = (column, 1)
             }
-            // JSON reads whole numbers back as Int.
-            let number = (record[key] as? Double) ?? (record[key] as? Int).map(Double.init)
-            guard let number else { return "" }
-            return column == "epoch" ? "\(Int(number))" : "\(number * scale)"
+            if column == "epoch" { return "\(record.epoch)" }
+            return record[key].map { "\($0 * scale)" } ?? ""
         }
         return ([columns.joined(separator: ",")] + records.map { record in columns.map { value(record, $0) }.joined(separator: ",") })
             .joined(separator: "\n") + "\n"

@@ -240,11 +240,12 @@ public final class Trainer {
     /// The epoch's evaluation on both splits, logged with the epoch's training means (the
     /// `summary.csv` row) and printed; a better validation top-1 than before writes
     /// `best.safetensors` and becomes the state's best.
-    private func evaluateEpoch(_ replicas: ReplicaGroup, state: inout TrainingState, epoch: Int, training: [String: Any]) throws -> Scores {
+    private func evaluateEpoch(_ replicas: ReplicaGroup, state: inout TrainingState, epoch: Int, training: MetricsRecord) throws -> Scores {
         let scores = try evaluateSplits(replicas)
-        var record: [String: Any] = ["kind": "eval", "step": state.step, "epoch": epoch, "lr": training["lr"] ?? 0,
-                                     "test_top1": scores.test.top1, "test_top5": scores.test.top5, "test_loss": scores.test.loss]
-        for (key, value) in training where key == "loss" || key == "top1" || key.hasPrefix("loss_") { record["train_\(key)"] = value }
+        var record = MetricsRecord(kind: .eval, step: state.step, epoch: epoch,
+                                   values: ["lr": training["lr"] ?? 0, "test_top1": scores.test.top1, "test_top5": scores.test.top5,
+                                            "test_loss": scores.test.loss])
+        for (key, value) in training.values where key == "loss" || key == "top1" || key.hasPrefix("loss_") { record["train_\(key)"] = value }
         var line = "test top-1 \(percent(scores.test.top1))%, top-5 \(percent(scores.test.top5))%, loss \(String(format: "%.4f", scores.test.loss))"
         if let validation = scores.validation {
             record["val_top1"] = validation.top1

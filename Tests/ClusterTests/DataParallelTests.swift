@@ -42,11 +42,7 @@ final class TrainingRuns {
     }
 
     func trainLosses(_ out: String) throws -> [Double] {
-        let text = try String(contentsOfFile: (out as NSString).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        return try text.split(separator: "\n").compactMap { line in
-            let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            return record?["kind"] as? String == "train" ? record?["loss"] as? Double : nil
-        }
+        try MetricsRecord.read((out as NSString).appendingPathComponent("metrics.jsonl")).filter { $0.kind == .train }.map { $0["loss"]! }
     }
 
     /// All parameters and buffers within `tolerance` relative (L2 norm of the difference over the
@@ -153,10 +149,17 @@ final class DataParallelTests: XCTestCase {
     }
 
     /// ZeRO-1 computes the allreduce average and the same per-element update, so it follows
-    /// the allreduce trajectory: bit for bit on 2 ranks (a sum of two is the same whichever
-    /// collective adds it), within 1e-4 on 4 (Open MPI's reduce-scatter adds in another order; AdamW magnifies that in near-zero gradients, as between rank counts),
-    /// with SGD's momentum and gradient clipping (the norm summed over the shards) and with AdamW. The
-    /// checkpoint holds the full state under the unsharded names, and each rank keeps only its share.
+    /// the allreduce trajectory, with AdamW and with SGD's momentum and gradient clipping. How
+    /// close depends on what the arithmetic guarantees on every CPU:
+    /// - AdamW on 2 ranks: bit for bit (a sum of two is the same whichever collective adds it,
+    ///   and the update is per element, whatever shard the element is in).
+    /// - SGD with clipping on 2 ranks: within 1e-4 relative, the bound of the rank-equivalence
+    ///   tests. The clipping norm sums each shard's squares and then the ranks' sums, the
+    ///   unsharded one sums per parameter: another order, and OpenBLAS's dot product adds in
+    ///   another order on each kernel set (equal on Zen 3, 1e-8 apart on Zen 4's Cooperlake).
+    /// - Either on 4 ranks: within 1e-4 (Open MPI's reduce-scatter adds four in another order
+    ///   than its allreduce; AdamW magnifies that in near-zero gradients, as between rank counts).
+    /// The checkpoint holds the full state under the unsharded names, and each rank keeps only its share.
     func testZeRO1FollowsTheAllreduceTrajectoryAndCheckpointsTheFullState() throws {
         let sgd = ["--model", "vit-tiny", "--steps", "12", "--batch-size", "32", "--optimizer", "sgd", "--momentum", "0.9", "--clip-grad-norm", "0.5"]
         let adamw = ["--model", "vit-tiny", "--steps", "12", "--batch-size", "32", "--optimizer", "adamw", "--lr", "0.001"]
@@ -167,7 +170,8 @@ final class DataParallelTests: XCTestCase {
                 let reference = try train(ranks, "\(name)-allreduce-\(ranks)", common)
                 let sharded = try runs.trainCapturing(ranks, "\(name)-zero1-\(ranks)", common + ["--grad-sync", "zero1"])
                 XCTAssertTrue(sharded.stderr.contains("zero1: each rank updates its shard"), sharded.stderr)
-                let tolerance = ranks == 2 ? 0 : 1e-4
+                let exact = ranks == 2 && name == "adamw"
+                let tolerance = exact ? 0 : 1e-4
                 try assertSameParameters(reference, sharded.out, tolerance: tolerance, "\(name), \(ranks) ranks")
                 try assertSameLosses(reference, sharded.out, tolerance: tolerance, "\(name), \(ranks) ranks")
                 let full = try SafeTensors.read(reference + "/checkpoints/step-12/optimizer.safetensors")
@@ -182,7 +186,7 @@ final class DataParallelTests: XCTestCase {
                     difference += zip(tensor.array, other.array).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
                     norm += tensor.array.reduce(0.0) { $0 + Double($1) * Double($1) }
                 }
-                XCTAssertLessThanOrEqual(difference.squareRoot(), (ranks == 2 ? 0 : 1e-3) * norm.squareRoot(), "\(name), \(ranks) ranks: optimizer state")
+                XCTAssertLessThanOrEqual(difference.squareRoot(), (exact ? 0 : 1e-3) * norm.squareRoot(), "\(name), \(ranks) ranks: optimizer state")
                 // Rank 0's share of the state: about 1/R of it.
                 let share = try XCTUnwrap(sharded.stderr.firstMatch(of: #/rank 0 holds (\d+) of the (\d+) floats/#))
                 let fraction = Double(share.1)! / Double(share.2)!

@@ -35,7 +35,7 @@ final class DistillationTrainingTests: XCTestCase {
         try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-6")
         try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-8")
         try Trainer(config: distillConfig("sfkd", teacher: teacher, output: interrupted), splits: tinySplits()).run(resume: true)
-        XCTAssertEqual(try trainLines(straight).suffix(4).map { $0["loss"] as! Double }, try trainLines(interrupted).suffix(4).map { $0["loss"] as! Double })
+        XCTAssertEqual(try trainLines(straight).suffix(4).map { $0["loss"]! }, try trainLines(interrupted).suffix(4).map { $0["loss"]! })
         // Each term of the SFKD loss is logged.
         let last = try XCTUnwrap(try trainLines(straight).last)
         for term in ["loss_ce", "loss_kd", "loss_wavelet0", "loss_frequency1"] { XCTAssertNotNil(last[term], term) }

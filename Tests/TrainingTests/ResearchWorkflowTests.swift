@@ -46,13 +46,14 @@ final class ResearchWorkflowTests: XCTestCase {
         XCTAssertEqual(Array(subset.pixels[0..<size]), Array(splits.train.pixels[(5 * size)..<(6 * size)]))
     }
 
-    func summary(_ folder: String) throws -> [String: Any] {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))) as? [String: Any])
+    /// summary.json and metrics.jsonl read as their types (JSONDecoder reads every number back
+    /// bit for bit; Foundation's JSONSerialization on Linux can miss the last bit).
+    func summary(_ folder: String) throws -> RunSummary {
+        try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
     }
 
-    func records(_ folder: String, kind: String) throws -> [[String: Any]] {
-        try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["kind"] as? String == kind }
+    func records(_ folder: String, kind: MetricsRecord.Kind) throws -> [MetricsRecord] {
+        try MetricsRecord.read(folder + "/metrics.jsonl").filter { $0.kind == kind }
     }
 
     func eventFiles(_ folder: String) throws -> [String] {
@@ -62,22 +63,22 @@ final class ResearchWorkflowTests: XCTestCase {
     func testTheBestEpochIsChosenOnValidationAndEveryLogReadsBack() throws {
         let folder = try temporaryFolder(self)
         try Trainer(config: config(output: folder), splits: tinySplits()).run()
-        let evals = try records(folder, kind: "eval")
+        let evals = try records(folder, kind: .eval)
         XCTAssertEqual(evals.count, 24 / (72 / 16))
         let summary = try summary(folder)
-        XCTAssertEqual(summary["train_images"] as? Int, 72)
-        XCTAssertEqual(summary["val_images"] as? Int, 24)
-        XCTAssertEqual(summary["test_images"] as? Int, 40)
-        XCTAssertEqual(summary["seed"] as? Int, 3)
-        XCTAssertEqual((summary["config_hash"] as? String)?.count, 16)
-        XCTAssertTrue((summary["version"] as? String)?.hasPrefix(RunRecord.release) ?? false)
+        XCTAssertEqual(summary.trainImages, 72)
+        XCTAssertEqual(summary.valImages, 24)
+        XCTAssertEqual(summary.testImages, 40)
+        XCTAssertEqual(summary.seed, 3)
+        XCTAssertEqual(summary.configHash.count, 16)
+        XCTAssertTrue(summary.version.hasPrefix(RunRecord.release))
         // The best epoch: the first of the highest validation top-1, never looking at test.
-        let valTop1 = evals.map { $0["val_top1"] as! Double }
+        let valTop1 = evals.map { $0["val_top1"]! }
         let bestIndex = valTop1.firstIndex(of: valTop1.max()!)!
-        let best = try XCTUnwrap(summary["best"] as? [String: Any])
-        XCTAssertEqual(best["epoch"] as? Int, evals[bestIndex]["epoch"] as? Int)
-        XCTAssertEqual(best["test_top1"] as? Double, evals[bestIndex]["test_top1"] as? Double)
-        XCTAssertEqual(summary["val_top1"] as? Double, valTop1.last)
+        let best = try XCTUnwrap(summary.best)
+        XCTAssertEqual(best.epoch, evals[bestIndex].epoch)
+        XCTAssertEqual(best.testTop1, evals[bestIndex]["test_top1"])
+        XCTAssertEqual(summary.valTop1, valTop1.last)
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/best.safetensors"))
 
         // summary.csv: timm's columns, a row per epoch, eval_* on validation in percent.
@@ -86,13 +87,13 @@ final class ResearchWorkflowTests: XCTestCase {
         XCTAssertEqual(csv.count, evals.count + 1)
         for (row, record) in zip(csv.dropFirst(), evals) {
             func cell(_ name: String) -> Double { Double(row[csv[0].firstIndex(of: name)!]) ?? .nan }
-            XCTAssertEqual(Int(row[0]), record["epoch"] as? Int)
-            XCTAssertEqual(cell("train_loss"), record["train_loss"] as! Double)
-            XCTAssertEqual(cell("train_loss_ce"), record["train_loss_ce"] as! Double)
-            XCTAssertEqual(cell("eval_loss"), record["val_loss"] as! Double)
-            XCTAssertEqual(cell("eval_top1"), 100 * (record["val_top1"] as! Double))
-            XCTAssertEqual(cell("test_top5"), 100 * (record["test_top5"] as! Double))
-            XCTAssertEqual(cell("lr"), record["lr"] as! Double)
+            XCTAssertEqual(Int(row[0]), record.epoch)
+            XCTAssertEqual(cell("train_loss"), record["train_loss"])
+            XCTAssertEqual(cell("train_loss_ce"), record["train_loss_ce"])
+            XCTAssertEqual(cell("eval_loss"), record["val_loss"])
+            XCTAssertEqual(cell("eval_top1"), 100 * record["val_top1"]!)
+            XCTAssertEqual(cell("test_top5"), 100 * record["test_top5"]!)
+            XCTAssertEqual(cell("lr"), record["lr"])
         }
 
         // TensorBoard: one file, its version first, then every metrics record's numbers.
@@ -102,9 +103,9 @@ final class ResearchWorkflowTests: XCTestCase {
         XCTAssertEqual(events.first?.fileVersion, "brain.Event:2")
         let scalars = events.flatMap { event in event.scalars.map { (event.step, $0.tag, $0.value) } }
         let trainLoss = scalars.filter { $0.1 == "train/loss" }
-        let trains = try records(folder, kind: "train")
-        XCTAssertEqual(trainLoss.map(\.0), trains.map { $0["step"] as! Int })
-        XCTAssertEqual(trainLoss.map(\.2), trains.map { Float($0["loss"] as! Double) })
+        let trains = try records(folder, kind: .train)
+        XCTAssertEqual(trainLoss.map(\.0), trains.map(\.step))
+        XCTAssertEqual(trainLoss.map(\.2), trains.map { Float($0["loss"]!) })
         XCTAssertEqual(scalars.filter { $0.1 == "eval/val_top1" }.map(\.2), valTop1.map(Float.init))
         for tag in ["train/lr", "train/images_per_sec", "train/data_wait_seconds", "train/backward_seconds", "train/optimizer_seconds", "eval/test_top1"] {
             XCTAssertTrue(scalars.contains { $0.1 == tag }, tag)
@@ -137,13 +138,29 @@ final class ResearchWorkflowTests: XCTestCase {
         let first = try eventFiles(interrupted)
         try Trainer(config: config(output: interrupted), splits: tinySplits()).run(resume: true)
         let a = try summary(straight), b = try summary(interrupted)
-        XCTAssertEqual(a["best"] as? [String: Double], b["best"] as? [String: Double])
+        XCTAssertEqual(a.best, b.best)
         XCTAssertEqual(try String(contentsOfFile: straight + "/summary.csv", encoding: .utf8), try String(contentsOfFile: interrupted + "/summary.csv", encoding: .utf8))
         let added = try eventFiles(interrupted).filter { !first.contains($0) }
         XCTAssertEqual(added.count, 1)
         let events = try TensorBoardEventFile.read(added[0])
         XCTAssertTrue(events[1].sessionStart)
         XCTAssertEqual(events[1].step, 16)
+    }
+
+    /// Every number of a metrics line reads back to the same double, bit for bit (0.1 + 0.2
+    /// is one that Foundation's JSONSerialization on Linux reads back one bit off).
+    func testMetricsRecordsReadBackBitForBit() throws {
+        var generator = RandomGenerator(seed: 11)
+        var record = MetricsRecord(kind: .train, step: 7, epoch: 1, values: ["sum": 0.1 + 0.2, "tiny": 5e-324, "whole": 2, "big": 1.7976931348623157e308])
+        for i in 0..<2000 { record["v\(i)"] = Double(bitPattern: generator.next() >> 2 | 0x3000_0000_0000_0000) * (i % 2 == 0 ? 1 : -1) }
+        let text = try record.line() + Data("\n".utf8) + record.line()
+        let back = try MetricsRecord.records(text, file: "metrics.jsonl")
+        XCTAssertEqual(back.count, 2)
+        for name in record.values.keys { XCTAssertEqual(back[1][name]?.bitPattern, record[name]!.bitPattern, name) }
+        XCTAssertEqual(back[0], record)
+        XCTAssertThrowsError(try MetricsRecord.records(Data("{\"kind\":\"train\",\"step\":1}\n".utf8), file: "m.jsonl")) {
+            XCTAssertTrue("\($0)".contains("m.jsonl: line 1"), "\($0)")
+        }
     }
 
     /// A summary.json of an earlier sfkd (before the run record) still reads, for sweeps that reuse old runs.

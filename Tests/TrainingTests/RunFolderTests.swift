@@ -22,7 +22,7 @@ final class RunFolderTests: XCTestCase {
         }
         // --overwrite replaces it: metrics.jsonl holds the new run's lines only, one event file is left.
         try Trainer(config: config(output: folder), splits: tinySplits()).run(RunOptions(overwrite: true))
-        XCTAssertEqual(try trainLines(folder).map { $0["step"] as! Int }, Array(1...8))
+        XCTAssertEqual(try trainLines(folder).map(\.step), Array(1...8))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("events.out.tfevents.") }.count, 1)
     }
 
@@ -56,7 +56,7 @@ final class RunFolderTests: XCTestCase {
         changed.logEverySteps = 2
         try Trainer(config: changed, splits: tinySplits()).run(RunOptions(resume: true, allowedChanges: ["lr"]))
         // Steps 7 and 8 were trained again: their first records were cut, so no step appears twice.
-        let steps = try trainLines(folder).map { $0["step"] as! Int }
+        let steps = try trainLines(folder).map(\.step)
         XCTAssertEqual(steps, [1, 2, 3, 4, 5, 6, 8])
     }
 

@@ -41,10 +41,8 @@ func tinyConfig(_ model: String, output: String) -> TrainingConfig {
     return c
 }
 
-func trainLines(_ folder: String) throws -> [[String: Any]] {
-    let text = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8)
-    return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        .filter { $0["kind"] as? String == "train" }
+func trainLines(_ folder: String) throws -> [MetricsRecord] {
+    try MetricsRecord.read(folder + "/metrics.jsonl").filter { $0.kind == .train }
 }
 
 final class TrainingTests: XCTestCase {
@@ -78,8 +76,8 @@ final class TrainingTests: XCTestCase {
             try FileManager.default.removeItem(atPath: interrupted + "/model.safetensors")
             let resumed = try Trainer(config: config(model, output: interrupted), splits: tinySplits())
             try resumed.run(resume: true)
-            let expected = try trainLines(straight).map { $0["loss"] as! Double }
-            let after = try trainLines(interrupted).suffix(4).map { $0["loss"] as! Double }
+            let expected = try trainLines(straight).map { $0["loss"]! }
+            let after = try trainLines(interrupted).suffix(4).map { $0["loss"]! }
             XCTAssertEqual(Array(expected.suffix(4)), after, "\(model): losses after resuming differ")
             let a = try Data(contentsOf: URL(fileURLWithPath: straight + "/model.safetensors"))
             let b = try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors"))

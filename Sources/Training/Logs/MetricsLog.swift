@@ -11,12 +11,15 @@ final class MetricsLog {
     init(path: String, keepingUpTo step: Int? = nil) throws {
         self.path = path
         if let step, let data = FileManager.default.contents(atPath: path) {
+            // A line a crash cut short (no newline after it) is dropped; every other line must read.
+            let newline = UInt8(ascii: "\n")
+            let end = data.last == newline ? data.endIndex : data.lastIndex(of: newline).map { $0 + 1 } ?? data.startIndex
+            let lines = data[..<end].split(separator: newline, omittingEmptySubsequences: true)
+            let records = try MetricsRecord.records(Data(data[..<end]), file: path)
             var kept = Data()
-            for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-                let record = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
-                if let recordStep = record?["step"] as? Int, recordStep > step { continue }
+            for (line, record) in zip(lines, records) where record.step <= step {
                 kept.append(contentsOf: line)
-                kept.append(UInt8(ascii: "\n"))
+                kept.append(newline)
             }
             try writeAtomically(kept, to: path)
         }
@@ -29,25 +32,17 @@ final class MetricsLog {
     }
 
     /// The records written so far (after any cut), in order.
-    func records() throws -> [[String: Any]] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [] }
-        return data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).compactMap {
-            (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any]
-        }
-    }
+    func records() throws -> [MetricsRecord] { try MetricsRecord.read(path) }
 
-    /// Appends `record` and returns its line as written (without the newline).
-    @discardableResult
-    func append(_ record: [String: Any]) throws -> Data {
-        var data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-        let line = data
+    /// Appends `record`.
+    func append(_ record: MetricsRecord) throws {
+        var data = try record.line()
         data.append(UInt8(ascii: "\n"))
         do {
             try handle.write(contentsOf: data)
         } catch {
             throw UserError("writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
         }
-        return line
     }
 
     deinit { try? handle.close() }

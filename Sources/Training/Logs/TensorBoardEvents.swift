@@ -202,17 +202,11 @@ final class TensorBoardWriter {
         }
     }
 
-    /// A metrics record's numbers as scalars tagged `<kind>/<key>` at its step.
-    func log(_ record: [String: Any]) throws {
-        guard let kind = record["kind"] as? String, let step = record["step"] as? Int else { return }
-        let scalars = record.keys.sorted().compactMap { key -> (tag: String, value: Float)? in
-            guard key != "step" && key != "epoch" && key != "kind" else { return nil }
-            if let value = record[key] as? Double { return ("\(kind)/\(key)", Float(value)) }
-            if let value = record[key] as? Int { return ("\(kind)/\(key)", Float(value)) }
-            return nil
-        }
+    /// A metrics record's numbers as scalars tagged `<kind>/<name>` at its step.
+    func log(_ record: MetricsRecord) throws {
+        let scalars = record.values.keys.sorted().map { name in (tag: "\(record.kind.rawValue)/\(name)", value: Float(record.values[name]!)) }
         guard !scalars.isEmpty else { return }
-        try write(TensorBoardEvent(wallTime: Date().timeIntervalSince1970, step: step, scalars: scalars))
+        try write(TensorBoardEvent(wallTime: Date().timeIntervalSince1970, step: record.step, scalars: scalars))
     }
 
     deinit { try? handle.close() }
