@@ -44,22 +44,33 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CVector"),
 
+        // The vocabulary every layer speaks: declared settings and the user-facing error.
+        .target(name: "Settings"),
         .target(name: "Tensors", dependencies: ["CBLAS", "CVector"], swiftSettings: fastMath),
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: fastMath),
-        .target(name: "Models", dependencies: ["Layers", "Tensors"], swiftSettings: fastMath),
+        .target(name: "Models", dependencies: ["Settings", "Layers", "Tensors"], swiftSettings: fastMath),
+        // Model files: safetensors, metadata, import of timm's weights, checkpoint filters, position-embedding resampling.
+        .target(name: "ModelFiles", dependencies: ["Settings", "Tensors", "Layers", "Models", "Data"], swiftSettings: fastMath),
         .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),
-        .target(name: "Data", dependencies: ["Tensors", "CZlib", "CTurboJPEG", "CPNG"], swiftSettings: fastMath),
-        .target(name: "Distill", dependencies: ["Tensors", "Layers", "Models", "Spectral"], swiftSettings: fastMath),
+        .target(name: "Data", dependencies: ["Settings", "Tensors", "CZlib", "CTurboJPEG", "CPNG"], swiftSettings: fastMath),
         .target(
-            name: "Training",
-            dependencies: ["Tensors", "Layers", "Models", "Data", "Distill", "Cluster", .product(name: "Yams", package: "Yams")],
+            name: "Distill", dependencies: ["Settings", "Tensors", "Layers", "Models", "Spectral"], exclude: ["README.md"],
             swiftSettings: fastMath
         ),
-        .target(name: "Cluster", dependencies: ["CMPI", "Tensors"], swiftSettings: fastMath),
+        .target(
+            name: "Training",
+            dependencies: [
+                "Settings", "Tensors", "Layers", "Models", "ModelFiles", "Data", "Distill", "Cluster",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: fastMath
+        ),
+        .target(name: "Cluster", dependencies: ["CMPI", "Settings", "Tensors"], swiftSettings: fastMath),
         .executableTarget(
             name: "sfkd",
             dependencies: [
-                "Tensors", "Layers", "Models", "Data", "Distill", "Training", "Cluster", "CFFTW", "CZlib", "CTurboJPEG", "CPNG",
+                "Settings", "Tensors", "Layers", "Models", "ModelFiles", "Data", "Distill", "Training", "Cluster",
+                "CFFTW", "CZlib", "CTurboJPEG", "CPNG",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastMath + cpuCheck
@@ -71,11 +82,19 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "TestSupport"]),
         .testTarget(name: "SpectralTests", dependencies: ["Spectral", "Tensors", "TestSupport"]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "Tensors", "TestSupport"]),
-        .testTarget(name: "DistillTests", dependencies: ["Distill", "Spectral", "Models", "Data", "Layers", "Tensors", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distill", "Models", "Data", "Layers", "Tensors", "TestSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["sfkd", "Cluster", "Tensors", "Layers", "Training", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["sfkd", "Training", "Models", "Tensors", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Settings", "Tensors", "TestSupport"]),
+        .testTarget(
+            name: "DistillTests", dependencies: ["Distill", "Settings", "Spectral", "Models", "Data", "Layers", "Tensors", "TestSupport"]
+        ),
+        .testTarget(
+            name: "TrainingTests",
+            dependencies: ["Training", "ModelFiles", "Settings", "Distill", "Models", "Data", "Layers", "Tensors", "TestSupport"]
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["sfkd", "Cluster", "Distill", "ModelFiles", "Tensors", "Layers", "Training", "TestSupport"]
+        ),
+        .testTarget(name: "CLITests", dependencies: ["sfkd", "Training", "ModelFiles", "Models", "Tensors", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

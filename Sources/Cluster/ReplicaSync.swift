@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// Keeps data-parallel replicas identical: a signature check of the model against rank 0, and

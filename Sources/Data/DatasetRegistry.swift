@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// Every dataset by name, with where it is looked for and how it is normalised.

@@ -1,3 +1,4 @@
+import Settings
 import Tensors
 
 /// A validation split held out of the training images, for every choice made while training

@@ -1,4 +1,5 @@
 import Layers
+import Settings
 import Tensors
 
 /// LayerNorm over the channels of an NCHW map at each position, with affine (timm's `LayerNorm2d`).
@@ -113,4 +114,19 @@ public final class ConvNeXt: ImageClassifier {
         }
         return ModelOutput(logits: head(x), taps: taps)
     }
+}
+
+extension ModelRegistry {
+    /// timm's ConvNeXt.
+    static let convNeXts: [Entry] = [
+        Entry(name: "convnext_tiny", family: "cnn", summary: "timm convnext_tiny: 7x7 depthwise blocks 3-3-9-3, widths 96-192-384-768, channels-last LayerNorm, layer scale",
+              arguments: ["depths", "dims", "drop_path_rate"], classifier: "head.fc") { shape, classes, arguments, generator in
+            let dims = try arguments.integers("dims", default: [96, 192, 384, 768], count: 4)
+            guard shape[1] % 32 == 0 && shape[2] % 32 == 0 else {
+                throw UserError("model 'convnext_tiny' downsamples by 32 (a 4x4 stem, three 2x2 stages); the input \(shape[1])x\(shape[2]) must be a multiple of 32")
+            }
+            return ConvNeXt(architecture: "convnext_tiny", depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
+                            dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0], classes: classes, generator: &generator)
+        }.filtering(.convnext),
+    ]
 }

@@ -56,3 +56,39 @@ public final class MLPMixer: ImageClassifier {
         return ModelOutput(logits: head(norm(x).mean(axes: [1])), taps: taps)
     }
 }
+
+extension ModelRegistry {
+    /// timm's MLP-Mixer and ResMLP, and the small-image Mixer.
+    static let mlpModels: [Entry] = [
+        timmMLP("mixer_b16_224", width: 768, depth: 12, residual: false).normalised(mean: ImageNetStatistics.half, std: ImageNetStatistics.half),
+        timmMLP("resmlp_12_224", width: 384, depth: 12, residual: true),
+        Entry(name: "mixer-tiny", family: "mixer", summary: "MLP-Mixer, patch 4, width 128, depth 4, token MLP 64, channel MLP 256", classifier: "head") { shape, classes, generator in
+            try checkPatchGrid(shape, patch: 4, model: "mixer-tiny")
+            return MLPMixer(architecture: "mixer-tiny", inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
+                            patchSize: 4, width: 128, depth: 4, tokenMLPWidth: 64, channelMLPWidth: 256, generator: &generator)
+        },
+    ]
+
+    /// timm's MLP-Mixer (`mixer_b16_224`: token MLP 0.5x, channel MLP 4x) and ResMLP
+    /// (`resmlp_12_224`); `img_size`, `patch_size`, `num_blocks`, `embed_dim` as timm's model
+    /// class takes them (timm fixes all but `img_size` for these names; sfkd lets them vary for
+    /// small inputs), `drop_path_rate` for ResMLP.
+    fileprivate static func timmMLP(_ name: String, width: Int, depth: Int, residual: Bool) -> Entry {
+        let summary = residual ? "timm \(name): patch 16, width \(width), \(depth) ResMLP blocks (affine norms, cross-patch linear, layer scale)"
+            : "timm \(name): patch 16, width \(width), \(depth) mixer blocks, token MLP 0.5x, channel MLP 4x"
+        return Entry(name: name, family: "mixer", summary: summary,
+                     arguments: ["img_size", "patch_size", "num_blocks", "embed_dim"] + (residual ? ["drop_path_rate"] : []), classifier: "head") { shape, classes, arguments, generator in
+            try checkImageSize(arguments, shape, model: name)
+            let patch = try arguments.integers("patch_size", default: [16], count: 1)[0]
+            let embed = try arguments.integers("embed_dim", default: [width], count: 1)[0]
+            let blocks = try arguments.integers("num_blocks", default: [depth], count: 1, range: 1...256)[0]
+            try checkPatchGrid(shape, patch: patch, model: name)
+            if residual {
+                return ResMLP(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
+                              width: embed, depth: blocks, dropPathRate: Float(try arguments.fraction("drop_path_rate")), generator: &generator)
+            }
+            return MLPMixer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
+                            width: embed, depth: blocks, tokenMLPWidth: embed / 2, channelMLPWidth: 4 * embed, generator: &generator)
+        }.filtering(.resmlp)
+    }
+}

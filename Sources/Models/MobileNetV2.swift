@@ -94,3 +94,12 @@ public final class MobileNetV2: ImageClassifier {
         return ModelOutput(logits: linear(pooled), taps: taps)
     }
 }
+
+extension ModelRegistry {
+    /// MobileNetV2 for small images.
+    static let cifarMobileNets: [Entry] = [
+        Entry(name: "mobilenetv2", family: "cnn", summary: "MobileNetV2 for small images (stride 1 stem), inverted residuals with depthwise convolutions") { shape, classes, generator in
+            MobileNetV2(inputChannels: shape[0], classes: classes, generator: &generator)
+        },
+    ]
+}

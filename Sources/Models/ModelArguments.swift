@@ -1,3 +1,4 @@
+import Settings
 import Tensors
 
 /// Keyword arguments of a model constructor, as `timm.create_model(name, **kwargs)` takes them
@@ -35,11 +36,17 @@ public struct ModelArguments: Equatable, Sendable {
 
     func integers(_ key: String, default fallback: [Int], count: Int? = nil, range: ClosedRange<Int> = 1...65_536) throws -> [Int] {
         guard let text = values[key] else { return fallback }
-        let parsed = text.split(separator: ",").map { Int($0) }
-        guard !parsed.isEmpty, parsed.allSatisfy({ $0.map(range.contains) ?? false }), count.map({ parsed.count == $0 }) ?? true else {
-            throw UserError("model argument '\(key)' is '\(text)'; expected \(count.map { "\($0) " } ?? "")comma-separated integers in \(range.lowerBound)...\(range.upperBound)")
+        let expected = "expected \(count.map { "\($0) " } ?? "")comma-separated integers in \(range.lowerBound)...\(range.upperBound)"
+        // Every item counts: "1,,1" is a mistake, never the list 1,1.
+        let items = text.split(separator: ",", omittingEmptySubsequences: false)
+        for (position, item) in items.enumerated() where !(Int(item).map(range.contains) ?? false) {
+            let what = item.isEmpty ? "is empty" : "'\(item)' is not an integer in \(range.lowerBound)...\(range.upperBound)"
+            throw UserError("model argument '\(key)' is '\(text)': item \(position + 1) \(what); \(expected)")
         }
-        return parsed.map { $0! }
+        guard count.map({ items.count == $0 }) ?? true else {
+            throw UserError("model argument '\(key)' is '\(text)': \(items.count) items; \(expected)")
+        }
+        return items.map { Int($0)! }
     }
 
     func number(_ key: String, default fallback: Double) throws -> Double {

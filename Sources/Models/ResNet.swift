@@ -78,3 +78,20 @@ public final class ResNet: ImageClassifier {
         return ModelOutput(logits: fc(pooled), taps: [f1, f2, f3].map { FeatureTap(tensor: $0, layout: .spatial) })
     }
 }
+
+extension ModelRegistry {
+    /// The CIFAR ResNets (CRD's resnet8 ... resnet32x4).
+    static let cifarResNets: [Entry] = [
+        resnet("resnet8", depth: 8, widths: [16, 16, 32, 64]),
+        resnet("resnet20", depth: 20, widths: [16, 16, 32, 64]),
+        resnet("resnet56", depth: 56, widths: [16, 16, 32, 64]),
+        resnet("resnet8x4", depth: 8, widths: [32, 64, 128, 256]),
+        resnet("resnet32x4", depth: 32, widths: [32, 64, 128, 256]),
+    ]
+
+    fileprivate static func resnet(_ name: String, depth: Int, widths: [Int]) -> Entry {
+        Entry(name: name, family: "cnn", summary: "CIFAR ResNet, \((depth - 2) / 6) basic blocks per stage, widths \(widths[1...].map(String.init).joined(separator: "/"))") { shape, classes, generator in
+            ResNet(architecture: name, depth: depth, widths: widths, inputChannels: shape[0], classes: classes, generator: &generator)
+        }
+    }
+}

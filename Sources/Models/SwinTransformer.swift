@@ -1,4 +1,5 @@
 import Layers
+import Settings
 import Tensors
 
 /// timm's `get_relative_position_index`: for each (query, key) pair of a window's tokens, the row
@@ -229,4 +230,25 @@ public final class SwinTransformer: ImageClassifier {
         }
         return ModelOutput(logits: head(norm(x)), taps: taps)
     }
+}
+
+extension ModelRegistry {
+    /// timm's Swin Transformer.
+    static let swinTransformers: [Entry] = [
+        Entry(name: "swin_tiny_patch4_window7_224", family: "vit",
+              summary: "timm swin_tiny_patch4_window7_224: patch 4, window 7, widths 96-768, depths 2-2-6-2, heads 3-6-12-24, shifted windows, relative position bias",
+              arguments: ["img_size", "patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "drop_path_rate"],
+              classifier: "head.fc") { shape, classes, arguments, generator in
+            try checkImageSize(arguments, shape, model: "swin_tiny_patch4_window7_224")
+            let patch = try arguments.integers("patch_size", default: [4], count: 1)[0]
+            try checkPatchGrid(shape, patch: patch, model: "swin_tiny_patch4_window7_224")
+            let depths = try arguments.integers("depths", default: [2, 2, 6, 2], range: 1...256)
+            let heads = try arguments.integers("num_heads", default: [3, 6, 12, 24], count: depths.count, range: 1...1024)
+            return try SwinTransformer(architecture: "swin_tiny_patch4_window7_224", inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
+                                       patchSize: patch, window: try arguments.integers("window_size", default: [7], count: 1)[0],
+                                       embedDim: try arguments.integers("embed_dim", default: [96], count: 1)[0], depths: depths, heads: heads,
+                                       mlpRatio: try arguments.number("mlp_ratio", default: 4),
+                                       dropPathRate: Float(try arguments.fraction("drop_path_rate", default: 0.1)), generator: &generator)
+        }.filtering(.swin),
+    ]
 }

@@ -118,3 +118,14 @@ final class TimmInvertedResidual: Layer {
         return hasSkip ? y + x : y
     }
 }
+
+extension ModelRegistry {
+    /// timm's MobileNetV2.
+    static let timmMobileNets: [Entry] = [
+        Entry(name: "mobilenetv2_100", family: "cnn", summary: "timm mobilenetv2_100: inverted residuals (expansion 6, ReLU6), head 1280, stride 32",
+              arguments: ["channel_multiplier"], classifier: "classifier") { shape, classes, arguments, generator in
+            TimmMobileNetV2(architecture: "mobilenetv2_100", channelMultiplier: try arguments.number("channel_multiplier", default: 1),
+                            inputChannels: shape[0], classes: classes, generator: &generator)
+        },
+    ]
+}

@@ -140,3 +140,25 @@ final class TimmBottleneck: Layer, ZeroInitialisedLast {
         return relu(dropPath(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))), probability: dropPathRate, training: isTraining) + shortcut)
     }
 }
+
+extension ModelRegistry {
+    /// timm's ResNets.
+    static let timmResNets: [Entry] = [
+        timmResNet("resnet18", block: .basic, layers: [2, 2, 2, 2]),
+        timmResNet("resnet34", block: .basic, layers: [3, 4, 6, 3]),
+        timmResNet("resnet50", block: .bottleneck, layers: [3, 4, 6, 3]),
+    ]
+
+    /// timm's ResNet family: `layers` and `channels` as timm takes them, `stem=cifar` for 32x32 inputs.
+    fileprivate static func timmResNet(_ name: String, block: TimmResNet.Block, layers: [Int]) -> Entry {
+        let kind = block == .basic ? "basic blocks" : "bottlenecks"
+        return Entry(name: name, family: "cnn", summary: "timm \(name): \(kind) \(layers.map(String.init).joined(separator: "-")), widths 64/128/256/512 (stem=cifar: 3x3 stride-1 stem, no max-pool)",
+                     arguments: ["layers", "channels", "stem", "drop_path_rate"]) { shape, classes, arguments, generator in
+            TimmResNet(architecture: name, block: block, layers: try arguments.integers("layers", default: layers, count: 4, range: 1...64),
+                       channels: try arguments.integers("channels", default: [64, 128, 256, 512], count: 4),
+                       cifarStem: try arguments.choice("stem", default: "imagenet", options: ["imagenet", "cifar"]) == "cifar",
+                       dropPathRate: Float(try arguments.fraction("drop_path_rate")),
+                       inputChannels: shape[0], classes: classes, generator: &generator)
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Layers
+import Settings
 import Tensors
 
 /// Pre-norm transformer block (timm's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x)).
@@ -77,5 +78,43 @@ public final class VisionTransformer: ImageClassifier {
         let (x, taps) = runBlocks(blocks, on: embedded, tapBlocks: tapBlocks, layout: .tokens(prefixTokens: 1, gridHeight: h, gridWidth: w))
         let classFeatures = norm(x).slice(axis: 1, 0..<1).reshape([b, c])
         return ModelOutput(logits: head(classFeatures), taps: taps)
+    }
+}
+
+extension ModelRegistry {
+    /// The small-image ViTs and timm's DeiT / ViT.
+    static let visionTransformers: [Entry] = [
+        vit("vit-tiny", width: 128, depth: 4, heads: 4, mlpWidth: 256),
+        vit("vit-small", width: 192, depth: 8, heads: 6, mlpWidth: 384),
+        timmViT("deit_tiny_patch16_224", width: 192, depth: 12, heads: 3),
+        timmViT("deit_small_patch16_224", width: 384, depth: 12, heads: 6),
+        timmViT("vit_small_patch16_224", width: 384, depth: 12, heads: 6).normalised(mean: ImageNetStatistics.half, std: ImageNetStatistics.half),
+    ]
+
+    fileprivate static func vit(_ name: String, width: Int, depth: Int, heads: Int, mlpWidth: Int) -> Entry {
+        Entry(name: name, family: "vit", summary: "ViT, patch 4, width \(width), depth \(depth), \(heads) heads, MLP \(mlpWidth), class token", classifier: "head") { shape, classes, generator in
+            try checkPatchGrid(shape, patch: 4, model: name)
+            return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
+                                     patchSize: 4, width: width, depth: depth, heads: heads, mlpWidth: mlpWidth, generator: &generator)
+        }
+    }
+
+    /// timm's VisionTransformer (DeiT and ViT without distillation token): patch 16, MLP ratio 4,
+    /// the class token's features to the head; `img_size`, `patch_size`, `embed_dim`, `depth`,
+    /// `num_heads`, `mlp_ratio` as timm takes them (`img_size` must be the input's).
+    fileprivate static func timmViT(_ name: String, width: Int, depth: Int, heads: Int) -> Entry {
+        Entry(name: name, family: "vit", summary: "timm \(name): patch 16, width \(width), depth \(depth), \(heads) heads, MLP ratio 4, class token",
+              arguments: ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate"], classifier: "head") { shape, classes, arguments, generator in
+            try checkImageSize(arguments, shape, model: name)
+            let patch = try arguments.integers("patch_size", default: [16], count: 1)[0]
+            let embed = try arguments.integers("embed_dim", default: [width], count: 1)[0]
+            let numHeads = try arguments.integers("num_heads", default: [heads], count: 1)[0]
+            guard embed % numHeads == 0 else { throw UserError("model '\(name)': embed_dim \(embed) is not a multiple of num_heads \(numHeads)") }
+            let ratio = try arguments.number("mlp_ratio", default: 4)
+            try checkPatchGrid(shape, patch: patch, model: name)
+            return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
+                                     width: embed, depth: try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0], heads: numHeads,
+                                     mlpWidth: Int(Double(embed) * ratio), dropPathRate: Float(try arguments.fraction("drop_path_rate")), generator: &generator)
+        }.filtering(.visionTransformer)
     }
 }

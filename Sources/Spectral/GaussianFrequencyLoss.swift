@@ -76,7 +76,7 @@ public func gaussianFrequencyLoss(_ s: Tensor, _ t: Tensor, rho: Float, focalAlp
     }
     let scale = 1 / (Float(planes) * maskSum)
     let out = Tensor(scalar: Float(total) * scale)
-    Tape.current.record(out, inputs: [s, t]) { g in
+    Tape.current.record(out, inputs: [s, t], family: .spectral) { g in
         // dL/dd = 2 scale F^H(G w F(d)) = 2 scale c2r(G w F_ortho(d)) / sqrt(HW): real because G is
         // symmetric in (u, v) and F(d) Hermitian, which is what lets c2r stand in for the full inverse.
         let factor = 2 * scale * g.data[0] * normalisation

@@ -11,7 +11,7 @@ public func haarDWTLevel(_ x: Tensor) -> Tensor {
     let h = (height + 1) / 2, w = (width + 1) / 2
     let out = Tensor(uninitializedShape: [4, x.shape[0], x.shape[1], h, w])
     haarForward(x.data, planes: planes, height: height, width: width, into: out.data)
-    Tape.current.record(out, inputs: [x]) { g in
+    Tape.current.record(out, inputs: [x], family: .spectral) { g in
         let gx = Tensor(uninitializedShape: x.shape)
         // Orthonormal: the adjoint is the inverse (then cropping, the adjoint of zero padding).
         haarInverse(g.data, planes: planes, height: height, width: width, into: gx.data)
@@ -28,7 +28,7 @@ public func haarIDWTLevel(_ bands: Tensor, height: Int, width: Int) -> Tensor {
     let planes = bands.shape[1] * bands.shape[2]
     let out = Tensor(uninitializedShape: [bands.shape[1], bands.shape[2], height, width])
     haarInverse(bands.data, planes: planes, height: height, width: width, into: out.data)
-    Tape.current.record(out, inputs: [bands]) { g in
+    Tape.current.record(out, inputs: [bands], family: .spectral) { g in
         let gb = Tensor(uninitializedShape: bands.shape)
         haarForward(g.data, planes: planes, height: height, width: width, into: gb.data)
         accumulateGradient(bands, gb)

@@ -1,6 +1,8 @@
 import Foundation
 import Layers
+import ModelFiles
 import Models
+import Settings
 import Tensors
 
 /// Where a run is, beyond its tensors: enough to continue bit for bit.

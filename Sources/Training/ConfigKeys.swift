@@ -1,6 +1,7 @@
 import Distill
 import Foundation
 import Models
+import Settings
 import Tensors
 import Yams
 
@@ -125,10 +126,22 @@ extension TrainingConfig {
             help: "Seconds an MPI operation may wait before the job aborts with a report."),
     ]
 
-    /// Every key: the training keys, then every method's settings (declared by the methods).
-    public static let keys: [ConfigKey] = trainingKeys + MethodRegistry.settings.map { spec, methods in
-        ConfigKey(spec: spec, section: "method settings", get: { $0.distillation.value(of: spec) }, set: { $0.distillation.set(spec, to: $1) })
-    }
+    /// Every key: the training keys, then every method's settings (declared by the methods). A
+    /// method setting may not take a training key's name: the registry refuses it.
+    public static let keys: [ConfigKey] = {
+        let settings: [(spec: SettingSpec, methods: [String])]
+        do {
+            settings = try MethodRegistry.settingsTable(MethodRegistry.methods, reserved: Set(trainingKeys.map(\.spec.name)))
+        } catch {
+            fatalError("\(error)")
+        }
+        return trainingKeys + settings.map { spec, _ in
+            ConfigKey(spec: spec, section: "method settings", get: { $0.distillation.value(of: spec) }, set: { $0.distillation.set(spec, to: $1) })
+        }
+    }()
+
+    /// The names of the methods' settings.
+    static let methodSettingNames = Set(MethodRegistry.settings.map(\.spec.name))
 
     static var keyNames: [String] { keys.map(\.spec.name) }
 

@@ -1,9 +1,10 @@
 import Data
 import Foundation
 import Models
+import Settings
 import Tensors
 
-public struct EvaluationResult: Equatable, Sendable {
+public struct EvaluationResult: Codable, Equatable, Sendable {
     public var top1: Double
     public var top5: Double
     public var loss: Double
@@ -73,5 +74,36 @@ public enum Evaluation {
             }
         }
         return EvaluationTotals(correctTop1: Double(correct1), correctTop5: Double(correct5), lossSum: lossSum, samples: Double(samples.count))
+    }
+}
+
+/// Scores on the validation split (when there is one) and on test.
+public struct Scores: Codable, Sendable {
+    public var validation: EvaluationResult?
+    public var test: EvaluationResult
+}
+
+/// A run's evaluation: each student rank scores every R-th sample of a split and the replicas
+/// add their sums. The caller synchronises BatchNorm buffers first, so every rank scores rank
+/// 0's model.
+public struct Evaluator {
+    let splits: DatasetSplits
+    let batchSize: Int
+    let loaderThreads: Int
+    let replicas: ReplicaGroup
+
+    /// `classifier`'s scores on validation and test; `what` names it in errors.
+    public func scores(_ classifier: any ImageClassifier, what: String) throws -> Scores {
+        let validation = try splits.validation.map { try evaluate(classifier, on: $0, split: "validation", what: what) }
+        return Scores(validation: validation, test: try evaluate(classifier, on: splits.test, split: "test", what: what))
+    }
+
+    private func evaluate(_ classifier: any ImageClassifier, on dataset: ImageDataset, split: String, what: String) throws -> EvaluationResult {
+        guard dataset.count > 0 else { throw UserError("the \(split) split of '\(splits.name)' is empty: nothing to evaluate on") }
+        let totals = try Evaluation.totals(classifier, on: dataset, mean: splits.mean, std: splits.std, batchSize: batchSize,
+                                           shard: replicas.rank, shards: replicas.size, loaderThreads: loaderThreads)
+        let result = try replicas.reduce(totals).result
+        try result.checkFinite(what: what, dataset: splits.name)
+        return result
     }
 }

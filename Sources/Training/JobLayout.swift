@@ -1,4 +1,5 @@
 import Cluster
+import Settings
 import Tensors
 
 /// How the ranks of a job divide the work: the first R ranks are students, each holding a

@@ -17,19 +17,19 @@ struct MetricsWindow {
     /// The share of the window's wall time spent waiting for batches.
     var dataWaitFraction: Double { dataWait / max(Date().timeIntervalSince(started), 1e-9) }
 
-    mutating func add(_ statistics: StepStatistics, images batch: Int, dataWait wait: Double = 0, phases stepPhases: StepPhases = StepPhases()) {
-        dataWait += wait
-        phases.forward += stepPhases.forward
-        phases.teacher += stepPhases.teacher
-        phases.loss += stepPhases.loss
-        phases.backward += stepPhases.backward
-        phases.reduce += stepPhases.reduce
-        phases.optimizer += stepPhases.optimizer
-        loss += Double(statistics.loss)
-        correct += statistics.correct
-        images += batch
+    mutating func add(_ step: StepRecord) {
+        dataWait += step.dataWait
+        phases.forward += step.phases.forward
+        phases.teacher += step.phases.teacher
+        phases.loss += step.phases.loss
+        phases.backward += step.phases.backward
+        phases.reduce += step.phases.reduce
+        phases.optimizer += step.phases.optimizer
+        loss += Double(step.statistics.loss)
+        correct += step.statistics.correct
+        images += step.images
         steps += 1
-        for (name, value) in statistics.terms { terms[name, default: 0] += value }
+        for (name, value) in step.statistics.terms { terms[name, default: 0] += value }
     }
 
     /// The `kind: train` line for `metrics.jsonl`, and a fresh window.

@@ -2,6 +2,7 @@ import Cluster
 import Data
 import Foundation
 import Models
+import Settings
 import Tensors
 
 // Teacher offload (`--teacher-ranks K`): the last K ranks of the job run the frozen teacher and
@@ -112,7 +113,7 @@ struct TeacherServer {
 
     func serve(fromStep firstStep: Int) throws {
         guard !students.isEmpty else { return }
-        let streams = students.map { TrainingData.Stream(data, rank: $0) }
+        let streams = students.map { TrainingBatches(data, rank: $0) }
         var inFlight: [StepSends] = []
         for step in firstStep..<data.totalSteps {
             var buffers: [Tensor] = []

@@ -4,15 +4,13 @@ import Layers
 import Tensors
 
 /// The loss statistics of one step, local or over the global batch.
-public struct StepStatistics: Equatable, Sendable {
+public struct StepStatistics: Codable, Equatable, Sendable {
     /// Mean loss over the images.
     public var loss: Float
     /// Images whose top-1 prediction is right.
     public var correct: Double
     /// The method's loss terms (ce, kd, wavelet0, ...).
     public var terms: [String: Double]
-    /// Ranks that received SIGINT or SIGTERM during the step (any stops them all).
-    public var stopRequests: Double = 0
 }
 
 /// The student replicas of a data-parallel job, PyTorch DDP's counterpart. At start-up it
@@ -24,7 +22,7 @@ public final class ReplicaGroup {
     public let communicator: Communicator
     let gradientSync: GradientSync?
     private let modules: StudentAndHelpers
-    private let optimizer: any Optimizer
+    private let optimizer: ReplicaOptimizer
 
     public var size: Int { communicator.size }
     /// Gradient buckets (0 on one rank).
@@ -41,36 +39,47 @@ public final class ReplicaGroup {
         case zero1
     }
 
-    public init(modules: StudentAndHelpers, optimizer: any Optimizer, communicator: Communicator,
-                bucketMegabytes: Double = 8, overlap: Bool = true, syncBatchNorm: Bool = false, sync: SyncMethod = .allreduce) throws {
+    /// The number format of an allreduced gradient on the wire.
+    public enum Wire: Sendable {
+        case float32
+        /// Rounded to bfloat16, summed in float32 per combine (`BF16Compression`).
+        case bfloat16
+    }
+
+    /// A sharded `optimizer` takes its gradients by reduce-scatter; a whole one by allreduce,
+    /// in the `wire` format.
+    public init(modules: StudentAndHelpers, optimizer: ReplicaOptimizer, communicator: Communicator,
+                bucketMegabytes: Double = 8, overlap: Bool = true, syncBatchNorm: Bool = false, wire: Wire = .float32) throws {
         self.communicator = communicator
         self.modules = modules
         self.optimizer = optimizer
         guard communicator.size > 1 else { gradientSync = nil; return }
-        let sharded = optimizer as? ShardedOptimizer
-        ensure((sync == .zero1) == (sharded != nil), "ReplicaGroup: --grad-sync \(sync.rawValue) with \(type(of: optimizer)) (make the optimizer with TrainingConfig.makeOptimizer)")
-        // A sharded optimizer's state differs per rank: it hands out its own (attach, below).
-        let state = modules.fullState + (sharded == nil ? optimizer.stateTensors() : [])
-        try ReplicaSync.checkSignature(state.map { ($0.0, $0.1.shape) }, communicator: communicator)
-        try ReplicaSync.broadcast(state.map(\.1), communicator: communicator, context: "initial parameters, buffers and optimizer state")
-        if sharded == nil {
-            var stepCount = [optimizer.stepCount]
+        switch optimizer {
+        case let .whole(whole):
+            let state = modules.fullState + whole.stateTensors()
+            try ReplicaSync.checkSignature(state.map { ($0.0, $0.1.shape) }, communicator: communicator)
+            try ReplicaSync.broadcast(state.map(\.1), communicator: communicator, context: "initial parameters, buffers and optimizer state")
+            var stepCount = [whole.stepCount]
             try communicator.broadcast(&stepCount, root: 0, context: "optimizer step count")
             if communicator.rank != 0 {
-                try optimizer.restore(stepCount: stepCount[0], state: Dictionary(optimizer.stateTensors(), uniquingKeysWith: { a, _ in a }))
+                try whole.restore(stepCount: stepCount[0], state: Dictionary(whole.stateTensors(), uniquingKeysWith: { a, _ in a }))
             }
+        case .sharded:
+            // A shard's state differs per rank: the sharded optimizer hands out its own (attach, below).
+            try ReplicaSync.checkSignature(modules.fullState.map { ($0.0, $0.1.shape) }, communicator: communicator)
+            try ReplicaSync.broadcast(modules.fullState.map(\.1), communicator: communicator, context: "initial parameters and buffers")
         }
         if syncBatchNorm { try Self.installSyncBatchNorm(in: modules, communicator: communicator) }
         let hook: any CommunicationHook
-        switch sync {
-        case .allreduce: hook = AllreduceAverage()
-        case .bf16: hook = try BF16Compression()
-        case .zero1: hook = ReduceScatterAverage(shards: sharded!.shards)
+        switch (optimizer, wire) {
+        case let (.sharded(sharded), _): hook = sharded.communicationHook
+        case (.whole, .float32): hook = AllreduceAverage()
+        case (.whole, .bfloat16): hook = try BF16Compression()
         }
         let gradientSync = GradientSync(parameters: modules.trainableParameters, communicator: try communicator.duplicate(name: "gradients"),
                                         bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap, hook: hook)
         self.gradientSync = gradientSync
-        if let sharded {
+        if case let .sharded(sharded) = optimizer {
             ensure(gradientSync.buckets == sharded.shards.buckets, "ReplicaGroup: the sharded optimizer was built for other buckets (bucket_mb)")
             try sharded.attach(gradientArena: gradientSync.gradients, communicator: try communicator.duplicate(name: "zero1"))
         }
@@ -99,7 +108,7 @@ public final class ReplicaGroup {
     }
 
     public func zeroGradients() {
-        if let gradientSync { gradientSync.zeroGradients() } else { optimizer.zeroGrad() }
+        if let gradientSync { gradientSync.zeroGradients() } else { optimizer.optimizer.zeroGrad() }
     }
 
     /// Waits for the averaging of the step's gradients (started during backward).
@@ -108,36 +117,40 @@ public final class ReplicaGroup {
     /// Clips the averaged gradient to `clipNorm` (when set) and updates the parameters; under
     /// ZeRO-1 each rank updates its shard, then the parameters are all-gathered.
     public func update(clipNorm: Float?) throws {
-        if let sharded = optimizer as? ShardedOptimizer, size > 1 {
+        switch optimizer {
+        case let .sharded(sharded):
             // Without averaging (benchmarks' local steps) the shard is updated from local gradients, nothing is gathered.
             guard averagesGradients else { sharded.step(); return }
             if let clipNorm { try sharded.clipGradientNorm(maxNorm: clipNorm) }
             sharded.step()
             try sharded.gatherParameters()
-        } else {
-            if let clipNorm { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clipNorm) }
-            optimizer.step()
+        case let .whole(whole):
+            if let clipNorm { clipGradientNorm(whole.groups.flatMap(\.parameters), maxNorm: clipNorm) }
+            whole.step()
         }
     }
 
     /// The optimizer's state as a checkpoint holds it (unsharded names and shapes), with its
     /// step count; under ZeRO-1 gathered from every rank (call it on every rank), complete on rank 0.
     public func optimizerCheckpoint() throws -> OptimizerCheckpoint {
-        let tensors = try (optimizer as? ShardedOptimizer)?.gatherState() ?? optimizer.stateTensors()
-        return OptimizerCheckpoint(stepCount: optimizer.stepCount, tensors: tensors)
+        switch optimizer {
+        case let .whole(whole): return OptimizerCheckpoint(stepCount: whole.stepCount, tensors: whole.stateTensors())
+        case let .sharded(sharded): return OptimizerCheckpoint(stepCount: sharded.stepCount, tensors: try sharded.gatherState())
+        }
     }
 
-    /// Mean loss and terms over the global batch and its correct count: one allreduce of a few
-    /// numbers, after backward so it adds no wait between forward and backward.
-    public func reduce(_ local: StepStatistics, step: Int) throws -> StepStatistics {
-        guard size > 1 else { return local }
+    /// Mean loss and terms over the global batch and its correct count, and whether any rank
+    /// was asked to stop (SIGUSR1, SIGTERM, SIGINT during the step: any stops them all): one
+    /// allreduce of a few numbers, after backward so it adds no wait between forward and backward.
+    public func reduce(_ local: StepStatistics, stopRequested: Bool, step: Int) throws -> (statistics: StepStatistics, stopRequested: Bool) {
+        guard size > 1 else { return (local, stopRequested) }
         let names = local.terms.keys.sorted()
-        var values = [Double(local.loss), local.correct, local.stopRequests] + names.map { local.terms[$0]! }
+        var values = [Double(local.loss), local.correct, stopRequested ? 1 : 0] + names.map { local.terms[$0]! }
         try communicator.allreduce(&values, context: "loss statistics, step \(step + 1)")
         let ranks = Double(size)
         var terms: [String: Double] = [:]
         for (i, name) in names.enumerated() { terms[name] = values[3 + i] / ranks }
-        return StepStatistics(loss: Float(values[0] / ranks), correct: values[1], terms: terms, stopRequests: values[2])
+        return (StepStatistics(loss: Float(values[0] / ranks), correct: values[1], terms: terms), values[2] > 0)
     }
 
     /// Evaluation sums of every replica's shard, added.

@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// What `--resume` may change. Paths, logging, threads and communication settings may differ
@@ -25,14 +26,25 @@ extension TrainingConfig {
     /// must agree on. The model is left to the replicas' tensor signature check, which names
     /// the first differing tensor.
     var trajectoryLines: [String] {
-        Self.keys.filter { !Self.placementKeys.contains($0.spec.name) && $0.spec.name != "model" }.map { "\($0.spec.name): \($0.get(self).text)" }
+        trajectoryKeys.filter { $0.spec.name != "model" }.map { "\($0.spec.name): \($0.get(self).text)" }
+    }
+
+    /// The keys that decide what is computed: every training key but the placement ones, and
+    /// the settings of the selected method only (a KD run does not depend on `dwt_levels`).
+    var trajectoryKeys: [ConfigKey] {
+        let read = Set(((try? methodType)?.settings ?? []).map(\.name))
+        return Self.keys.filter { key in
+            !Self.placementKeys.contains(key.spec.name) && (!Self.methodSettingNames.contains(key.spec.name) || read.contains(key.spec.name))
+        }
     }
 
     /// Refuses a resume whose config differs from the saved one in a trajectory key not in
     /// `allowed`; returns notes for the allowed changes.
     func checkResume(against saved: TrainingConfig, allowed: Set<String>, folder: String) throws -> [String] {
         var refused: [String] = [], notes: [String] = []
-        for key in Self.keys where !Self.placementKeys.contains(key.spec.name) {
+        // The saved method's settings count too: a changed method is refused as 'method' anyway.
+        let savedKeys = Set(saved.trajectoryKeys.map(\.spec.name))
+        for key in Self.keys where savedKeys.contains(key.spec.name) || trajectoryKeys.contains(where: { $0.spec.name == key.spec.name }) {
             let before = key.get(saved), now = key.get(self)
             guard before != now else { continue }
             let name = key.spec.name

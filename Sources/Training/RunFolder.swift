@@ -1,7 +1,9 @@
 import Cluster
 import Foundation
 import Layers
+import ModelFiles
 import Models
+import Settings
 import Tensors
 
 /// The run folder (`--out`): `config.yaml`, `metrics.jsonl` with its per-epoch `summary.csv`
@@ -99,7 +101,7 @@ final class RunFolder {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw UserError("cannot create the run folder '\(path)' (\(describeWriteError(error))); choose another --out")
+            throw UserError("cannot create the run folder '\(path)' (\(describeWriteError(error, folder: path))); choose another --out")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// An exclusive lock on a run folder (`flock` on `.lock`), held by rank 0 for the run's life

@@ -1,3 +1,5 @@
+import Tensors
+
 /// What `summary.json` holds, and what `Trainer.run` returns.
 public struct RunSummary: Codable, Equatable, Sendable {
     public var model: String
@@ -108,5 +110,30 @@ extension RunSummary {
         testImages = try value(.testImages, 0)
         helperParameters = try value(.helperParameters, 0)
         teacher = try c.decodeIfPresent(TeacherRecord.self, forKey: .teacher)
+    }
+}
+
+extension RunSummary {
+    /// The summary of `setup`'s run at `state`, with the final scores and the teacher's own.
+    init(_ setup: TrainingSetup, state: TrainingState, final: Scores, teacher: TeacherRecord?, wallSeconds: Double, badImages: Int?) {
+        let config = setup.config, layout = setup.layout, splits = setup.splits
+        self.init(model: config.model, dataset: splits.name, method: setup.teacher == nil ? nil : type(of: setup.method).name,
+                  parameters: setup.student.parameterCount, testTop1: final.test.top1, testTop5: final.test.top5, testLoss: final.test.loss,
+                  imagesPerSecond: state.imagesPerSecond, steps: state.step, epochs: Double(state.step) / Double(setup.stepsPerEpoch),
+                  wallSeconds: wallSeconds, threads: Threads.count, ranks: layout.world.size, studentRanks: layout.studentRanks,
+                  teacherRanks: layout.teacherRanks)
+        self.badImages = badImages
+        valTop1 = final.validation?.top1
+        valTop5 = final.validation?.top5
+        valLoss = final.validation?.loss
+        best = state.best
+        seed = config.seed
+        configHash = RunRecord.configHash(config)
+        version = RunRecord.version
+        trainImages = splits.train.count
+        valImages = splits.validation?.count
+        testImages = splits.test.count
+        helperParameters = setup.modules.helperParameterCount
+        self.teacher = teacher
     }
 }

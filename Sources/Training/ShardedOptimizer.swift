@@ -70,6 +70,10 @@ public final class ShardedOptimizer: Optimizer {
         stateSuffixes = probe.stateTensors().map { String($0.0.dropFirst(2)) }
     }
 
+    /// How gradients reach this optimizer: reduce-scatter of each bucket, so this rank holds
+    /// the average of its shard.
+    public var communicationHook: any CommunicationHook { ReduceScatterAverage(shards: shards) }
+
     public var learningRate: Float {
         get { rule.learningRate }
         set { rule.learningRate = newValue }

@@ -9,17 +9,26 @@ public protocol TeacherSource: AnyObject {
     func outputs(for batch: Batch) throws -> ModelOutput
 }
 
-/// The frozen teacher, run inline on each batch.
+/// The frozen teacher, run inline on each batch. It hands over the logits and the taps the
+/// method declared (`tapIndices`), the others empty, as a teacher rank does: a method that
+/// reads a tap it did not declare fails inline too, not only with teacher ranks.
 public final class InlineTeacher: TeacherSource {
     public let model: any ImageClassifier
+    public let tapIndices: [Int]
 
-    public init(model: any ImageClassifier) {
+    public init(model: any ImageClassifier, tapIndices: [Int]) {
         model.eval()
         model.freeze()
         self.model = model
+        self.tapIndices = tapIndices
     }
 
     public func outputs(for batch: Batch) -> ModelOutput {
-        withNoGrad { model.forward(batch.images) }
+        let output = withNoGrad { model.forward(batch.images) }
+        let declared = Set(tapIndices)
+        let taps = output.taps.enumerated().map { index, tap in
+            declared.contains(index) ? tap : FeatureTap(tensor: Tensor(zeros: [0]), layout: tap.layout)
+        }
+        return ModelOutput(logits: output.logits, taps: taps)
     }
 }

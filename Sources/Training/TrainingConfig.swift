@@ -1,6 +1,7 @@
 import Data
 import Distill
 import Foundation
+import Settings
 import Tensors
 
 public enum OptimizerChoice: String, SettingChoice { case sgd, adamw }
@@ -149,8 +150,9 @@ public struct TrainingConfig: Equatable, Sendable {
         get throws { try MethodRegistry.method(named: method) }
     }
 
-    /// Checks every value against its declared range, then values that must agree; errors name the key.
-    public func validate() throws {
+    /// Checks every value against its declared range, then values that must agree; errors name
+    /// the key. `teacherGiven`: the caller brings the teacher model itself (benchmarks).
+    public func validate(teacherGiven: Bool = false) throws {
         guard !model.isEmpty else { throw UserError("config: 'model' is required (--model NAME)") }
         guard !output.isEmpty else { throw UserError("config: 'out' is empty; name a run folder (--out DIR)") }
         for key in Self.keys { try key.spec.check(key.get(self)) }
@@ -161,7 +163,7 @@ public struct TrainingConfig: Equatable, Sendable {
         if let autoAugment { _ = try RandAugment(autoAugment) }
         if resetHead && initialization == nil { throw UserError("config: 'reset_head' starts a new classifier for the weights of 'init'; give --init FILE too") }
         let method = try methodType
-        if method.needsTeacher && teacher == nil {
+        if method.needsTeacher && teacher == nil && !teacherGiven {
             throw UserError("config: method '\(method.name)' needs a teacher: pass --teacher FILE (a model.safetensors written by sfkd train)")
         }
         if teacherRanks > 0 && !method.needsTeacher {

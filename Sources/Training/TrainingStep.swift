@@ -6,7 +6,7 @@ import Models
 import Tensors
 
 /// Seconds spent in each part of a step on this rank.
-public struct StepPhases: Sendable {
+public struct StepPhases: Codable, Sendable {
     public var forward = 0.0
     /// The teacher's outputs: its forward pass inline, or the wait for a teacher rank.
     public var teacher = 0.0
@@ -27,6 +27,8 @@ public struct StepPhases: Sendable {
 public struct StepResult: Sendable {
     public var statistics: StepStatistics
     public var phases: StepPhases
+    /// A rank was asked to stop during the step: the run checkpoints and ends after it.
+    public var stopRequested: Bool
 }
 
 /// A loss that is NaN or infinite on some rank; every rank stops before the update.
@@ -71,20 +73,20 @@ public final class TrainingStep {
         let teacherOutput = try teacher?.outputs(for: batch)
         phases.teacher = lap()
         let loss = method.loss(student: output, teacher: teacherOutput, targets: Targets(labels: batch.labels, soft: batch.softTargets), step: step)
-        var local = StepStatistics(loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
+        let local = StepStatistics(loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
                                    terms: loss.terms.mapValues(Double.init))
         phases.loss = lap()
         replicas.zeroGradients()
         loss.total.backward()
-        local.stopRequests = StopSignal.received != 0 ? 1 : 0
+        let stopReceived = StopSignal.received != 0
         phases.backward = lap()
         try replicas.finishGradients()
-        let statistics = try replicas.reduce(local, step: step)
+        let (statistics, stopRequested) = try replicas.reduce(local, stopRequested: stopReceived, step: step)
         phases.reduce = lap()
         guard statistics.loss.isFinite else { throw NonFiniteLoss(loss: statistics.loss) }
         try replicas.update(clipNorm: clipNorm)
         phases.optimizer = lap()
-        return StepResult(statistics: statistics, phases: phases)
+        return StepResult(statistics: statistics, phases: phases, stopRequested: stopRequested)
     }
 
     private func countCorrect(_ logits: Tensor, _ labels: [Int]) -> Int {

@@ -25,6 +25,7 @@ do {
 // job (with the rank in the message) instead of finalising MPI while the others wait for it, a
 // stop on SIGINT/SIGTERM exits with the shell's status for it, and errors read as one sentence.
 do {
+    try SFKDCommand.checkSubcommand(Array(CommandLine.arguments.dropFirst()))
     var command = try SFKDCommand.parseAsRoot()
     try command.run()
 } catch {

@@ -45,6 +45,17 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("--threads must be at least 1"), result.stderr)
     }
+
+    /// A mistyped command is named as such, with the nearest command and the list, not
+    /// reported as an unknown option after it.
+    func testAMistypedCommandIsNamedWithTheNearestOne() throws {
+        let result = try runSFKD(["trian", "--model", "resnet8"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("'trian' is not an sfkd command; did you mean 'train'?"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("commands: train, eval, sweep, import, info, bench"), result.stderr)
+        let far = try runSFKD(["distil"])
+        XCTAssertTrue(far.stderr.contains("'distil' is not an sfkd command; commands:"), far.stderr)
+    }
 }
 
 final class TrainCLITests: XCTestCase {
@@ -132,6 +143,14 @@ final class TrainCLITests: XCTestCase {
         let impossible = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--out", "/proc/sfkd-nowhere/run"])
         XCTAssertTrue(impossible.stderr.contains("cannot create the run folder '/proc/sfkd-nowhere/run'"), impossible.stderr)
         XCTAssertFalse(impossible.stderr.contains("NSCocoaErrorDomain"), impossible.stderr)
+        // A file where a folder of --out should be is named as such.
+        let folder = try temporaryFolder(self)
+        FileManager.default.createFile(atPath: folder + "/outfile", contents: Data("x".utf8))
+        for out in [folder + "/outfile/sub", folder + "/outfile"] {
+            let underFile = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--out", out])
+            XCTAssertNotEqual(underFile.status, 0)
+            XCTAssertTrue(underFile.stderr.contains("cannot create the run folder '\(out)' ('\(folder)/outfile' is a file, not a folder)"), underFile.stderr)
+        }
     }
 
     /// A full disk: a tiny tmpfs as the run folder (needs root to mount; skipped otherwise).

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFiles
 import Models
 import Tensors
 import TestSupport

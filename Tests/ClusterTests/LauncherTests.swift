@@ -21,6 +21,28 @@ final class LauncherTests: XCTestCase {
         return (result.status, result.stderr, result.stdout)
     }
 
+    /// The demo's table shows each run's own test top-1 from its summary.json, read by key
+    /// path: a student's summary also holds its teacher's scores, and those come first.
+    func testTheDemoTableShowsEachRunsOwnScores() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-demo-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let runs = [("teacher-resnet20", 0.8777, nil), ("vit-tiny-sfkd", 0.8126, 0.8777), ("vit-tiny-alone", 0.7532, nil)]
+        for (name, top1, teacher) in runs {
+            // As sfkd writes summary.json: sorted keys, so "teacher" (with its own test_top1) comes first.
+            var summary: [String: Any] = ["model": name, "test_top1": top1, "wall_seconds": 527.0, "images_per_sec": 116.0]
+            if let teacher { summary["teacher"] = ["model": "resnet20", "test_top1": teacher] }
+            try FileManager.default.createDirectory(at: out.appendingPathComponent(name), withIntermediateDirectories: true)
+            try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys, .prettyPrinted]).write(to: out.appendingPathComponent(name + "/summary.json"))
+        }
+        let result = try script("launch/demo", ["--table-only", "--out", out.path], timeout: 60)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = result.stdout.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| model") }
+        XCTAssertEqual(rows.count, 3, result.stdout)
+        for (row, run) in zip(rows, runs) {
+            XCTAssertTrue(row.contains(String(format: "%.2f%%", 100 * run.1)), "\(run.0): \(row)")
+        }
+    }
+
     func testLauncherBindsRanksUnlessThatOversubscribesAndSelectsTCP() throws {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let fits = try script("launch/sfkd-mpirun", ["-n", "1", "--threads", "\(cores)", "--tcp", "--dry-run", "--", "info"])

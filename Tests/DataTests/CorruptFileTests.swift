@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Settings
 import Tensors
 import TestSupport
 import XCTest

@@ -1,8 +1,9 @@
+import Data
 import Foundation
+import Settings
 import Tensors
 import TestSupport
 import XCTest
-import Data
 
 /// RandAugment against timm: every op on PIL images at fixed arguments, timm's level functions
 /// and its parsing of configuration strings (`launch/interop/make-augment-fixtures` wrote them).

@@ -3,6 +3,7 @@ import Distill
 import Foundation
 import Layers
 import Models
+import Settings
 import Spectral
 import Tensors
 import TestSupport
@@ -98,7 +99,45 @@ final class SFKDModuleTests: XCTestCase {
     }
 }
 
+/// Methods that cannot be registered: a setting named like a training key, a name taken twice,
+/// one setting declared two ways.
+private final class ShadowingMethod: DistillationMethod {
+    static let name = "shadowing"
+    static let summary = "declares lr"
+    static let needsTeacher = false
+    static let settings = [Setting<Float>("lr", default: 1, help: "a second lr").spec]
+    var helpers: [(String, any Module)] { [] }
+    var teacherTapIndices: [Int] { [] }
+    init(context: MethodContext) {}
+    func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss { fatalError() }
+}
+
+private final class RedeclaringMethod: DistillationMethod {
+    static let name = "redeclaring"
+    static let summary = "declares tau with another default"
+    static let needsTeacher = true
+    static let settings = [Setting<Float>("tau", default: 2, help: "another tau").spec]
+    var helpers: [(String, any Module)] { [] }
+    var teacherTapIndices: [Int] { [] }
+    init(context: MethodContext) {}
+    func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss { fatalError() }
+}
+
 final class MethodRegistryTests: XCTestCase {
+    func testAMethodThatWouldShadowOrRedefineAKeyIsRefused() {
+        XCTAssertThrowsError(try MethodRegistry.settingsTable(MethodRegistry.methods + [ShadowingMethod.self], reserved: ["lr", "epochs"])) {
+            XCTAssertTrue("\($0)".contains("method 'shadowing' declares the setting 'lr', which is a training key"), "\($0)")
+        }
+        XCTAssertThrowsError(try MethodRegistry.settingsTable(MethodRegistry.methods + [RedeclaringMethod.self], reserved: [])) {
+            XCTAssertTrue("\($0)".contains("declare 'tau' differently"), "\($0)")
+        }
+        XCTAssertThrowsError(try MethodRegistry.settingsTable([KD.self, KD.self], reserved: [])) {
+            XCTAssertTrue("\($0)".contains("two methods are named 'kd'"), "\($0)")
+        }
+        XCTAssertNoThrow(try MethodRegistry.settingsTable(MethodRegistry.methods, reserved: ["lr", "epochs"]))
+    }
+
+
     func testNamesAreUniqueAndSharedSettingsAgree() throws {
         XCTAssertEqual(Set(MethodRegistry.names).count, MethodRegistry.methods.count)
         XCTAssertEqual(MethodRegistry.names, ["none", "kd", "dkd", "fitnet", "ofa", "sfkd"])

@@ -62,6 +62,44 @@ final class ModelTests: XCTestCase {
         }
     }
 
+    /// Every trainable tensor and every module a model holds (found by reflection over its
+    /// stored properties, independently of its hand-written `children` and `ownParameters`)
+    /// is in what it reports: a child left out of `children` would go untrained and unsaved.
+    func testListedChildrenCoverEveryParameterTheModelHolds() throws {
+        func reflect(_ value: Any, tensors: inout [ObjectIdentifier: String], modules: inout [ObjectIdentifier: String],
+                     visited: inout Set<ObjectIdentifier>, path: String) {
+            if let tensor = value as? Tensor {
+                if tensor.requiresGrad { tensors[ObjectIdentifier(tensor), default: path] = path }
+                return
+            }
+            if let object = value as? AnyObject, type(of: value) is AnyClass {
+                guard visited.insert(ObjectIdentifier(object)).inserted else { return }
+                if value is any Module { modules[ObjectIdentifier(object), default: path] = path }
+            }
+            var mirror: Mirror? = Mirror(reflecting: value)
+            while let current = mirror {
+                for child in current.children { reflect(child.value, tensors: &tensors, modules: &modules, visited: &visited, path: path + "." + (child.label ?? "?")) }
+                mirror = current.superclassMirror
+            }
+        }
+        for name in ModelRegistry.names {
+            let model = try ModelRegistry.make(name, inputShape: [3, 32, 32], classes: 7, seed: 1, arguments: try reducedArguments(name))
+            var tensors: [ObjectIdentifier: String] = [:], modules: [ObjectIdentifier: String] = [:], visited = Set<ObjectIdentifier>()
+            reflect(model, tensors: &tensors, modules: &modules, visited: &visited, path: name)
+            let listed = Set(model.parameters().map(ObjectIdentifier.init))
+            var reachable = Set<ObjectIdentifier>()
+            func walk(_ module: any Module) {
+                reachable.insert(ObjectIdentifier(module))
+                for (_, child) in module.children { walk(child) }
+            }
+            walk(model)
+            XCTAssertGreaterThan(tensors.count, 0, name)
+            for (id, path) in tensors where !listed.contains(id) { XCTFail("\(name): \(path) is trainable but not among the parameters") }
+            for (id, path) in modules where !reachable.contains(id) { XCTFail("\(name): \(path) is a module not among the children") }
+            XCTAssertEqual(model.parameterCount, model.parameters().reduce(0) { $0 + $1.count }, name)
+        }
+    }
+
     func testTapLayouts() throws {
         let resnet = try ModelRegistry.make("resnet20", inputShape: [3, 32, 32], classes: 10, seed: 0)
         let taps = ModelRegistry.describeTaps(resnet, inputShape: [3, 32, 32])
@@ -90,6 +128,13 @@ final class ModelTests: XCTestCase {
         }
         XCTAssertThrowsError(try ModelRegistry.make("vit-tiny", inputShape: [3, 30, 30], classes: 10, seed: 0)) { error in
             XCTAssertTrue("\(error)".contains("divisible by its patch size 4"), "\(error)")
+        }
+        // Malformed lists name the argument and the item, never read as something else.
+        for (text, message) in [("depths=1,,1,1", "item 2 is empty"), ("depths=1,1,1,", "item 4 is empty"), ("depths=1,x,1,1", "item 2 'x' is not an integer"),
+                                ("depths=1,1,1", "3 items")] {
+            XCTAssertThrowsError(try ModelRegistry.make("convnext_tiny", inputShape: [3, 32, 32], classes: 10, seed: 0, arguments: try ModelArguments(text))) {
+                XCTAssertTrue("\($0)".contains("model argument 'depths' is '\(text.dropFirst(7))': \(message)"), "\($0)")
+            }
         }
     }
 }

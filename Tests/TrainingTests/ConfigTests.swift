@@ -5,6 +5,13 @@ import Training
 import XCTest
 
 final class ConfigTests: XCTestCase {
+    /// One key, one meaning: no method setting takes a training key's name.
+    func testEveryKeyNameIsDeclaredOnce() {
+        let names = TrainingConfig.keys.map(\.spec.name)
+        XCTAssertEqual(Set(names).count, names.count, "\(names.sorted())")
+        XCTAssertTrue(names.contains("lr") && names.contains("dwt_levels"))
+    }
+
     func testYAMLAndOverrides() throws {
         var config = TrainingConfig()
         try config.apply(yaml: """

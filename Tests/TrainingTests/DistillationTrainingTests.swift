@@ -1,10 +1,11 @@
 import Data
 import Distill
 import Foundation
+import ModelFiles
 import Models
 import Tensors
-import Training
 import TestSupport
+import Training
 import XCTest
 
 final class DistillationTrainingTests: XCTestCase {
@@ -25,6 +26,27 @@ final class DistillationTrainingTests: XCTestCase {
         c.teacher = teacher
         c.method = method
         return c
+    }
+
+    /// The resume check and config_hash cover the selected method's settings only: a KD run
+    /// resumes after an SFKD setting changed (and keeps its hash); an SFKD run refuses it.
+    func testOnlyTheSelectedMethodsSettingsAreTrajectorySettings() throws {
+        let teacher = try teacherFile()
+        for (method, refused) in [("kd", false), ("sfkd", true)] {
+            let folder = try temporaryFolder(self)
+            let first = try XCTUnwrap(try Trainer(config: distillConfig(method, teacher: teacher, output: folder), splits: tinySplits()).run())
+            try FileManager.default.removeItem(atPath: folder + "/summary.json")
+            var changed = distillConfig(method, teacher: teacher, output: folder)
+            try changed.set("dwt_levels", to: "1", source: "test")
+            XCTAssertEqual(RunRecord.configHash(changed) == first.configHash, !refused, method)
+            if refused {
+                XCTAssertThrowsError(try Trainer(config: changed, splits: tinySplits()).run(resume: true)) {
+                    XCTAssertTrue("\($0)".contains("dwt_levels: 2 -> 1"), "\($0)")
+                }
+            } else {
+                XCTAssertNoThrow(try Trainer(config: changed, splits: tinySplits()).run(resume: true))
+            }
+        }
     }
 
     func testSFKDResumeReproducesTheUninterruptedRun() throws {

@@ -1,7 +1,9 @@
 import Data
 import Distill
 import Foundation
+import ModelFiles
 import Models
+import Settings
 import Tensors
 import TestSupport
 import Training

@@ -2,10 +2,12 @@ import Data
 import Distill
 import Foundation
 import Layers
+import ModelFiles
 import Models
+import Settings
 import Tensors
-import Training
 import TestSupport
+import Training
 import XCTest
 
 /// A small learnable dataset: class = brightest quadrant of an 8x8 image.
@@ -120,6 +122,8 @@ final class TrainingTests: XCTestCase {
         static let summary = "cross-entropy that turns NaN at step 5"
         static let needsTeacher = false
         static let settings: [SettingSpec] = []
+        var helpers: [(String, any Module)] { [] }
+        var teacherTapIndices: [Int] { [] }
         init(context: MethodContext) {}
         init() {}
         func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {

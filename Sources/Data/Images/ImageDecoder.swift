@@ -1,6 +1,7 @@
 import CPNG
 import CTurboJPEG
 import Foundation
+import Settings
 import Tensors
 
 /// An 8-bit image, row after row, `channels` bytes per pixel (HWC): RGB as PIL's

@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// The images of an `ImageFolder` split, decoded when a batch needs them (memory is bounded by

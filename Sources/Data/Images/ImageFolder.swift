@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// One split in torchvision's `ImageFolder` layout: ROOT/<class>/<image>, classes sorted by

@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// The official CIFAR binary versions: records of label byte(s) then 3072 bytes of a 32x32

@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import Settings
 import Tensors
 
 /// Reads a whole file, through zlib when it is gzip-compressed (by content, not by name).

@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// The IDX format of MNIST and Fashion-MNIST: a magic number (two zero bytes, the type 0x08

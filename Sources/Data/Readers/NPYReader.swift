@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// NumPy's .npy format: magic "\x93NUMPY", version, a little-endian header length, a Python

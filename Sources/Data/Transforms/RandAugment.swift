@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// timm's RandAugment (`rand_augment_transform`), configured by timm's string: `rand` then

@@ -1,5 +1,6 @@
 import Layers
 import Models
+import Settings
 import Tensors
 
 /// Student-side adapter onto a teacher tap: Conv1x1 (C_s -> C_t, no bias) + BatchNorm, then a

@@ -1,4 +1,5 @@
 import Models
+import Settings
 import Tensors
 
 /// Which student tap is distilled towards which teacher tap: `kd_stages` resolved against both

@@ -1,4 +1,6 @@
+import Layers
 import Models
+import Settings
 import Tensors
 
 /// No distillation: cross-entropy with the run's label smoothing.
@@ -9,6 +11,9 @@ public final class CrossEntropyOnly: DistillationMethod {
     public static let settings: [SettingSpec] = []
 
     let labelSmoothing: Float
+
+    public var helpers: [(String, any Module)] { [] }
+    public var teacherTapIndices: [Int] { [] }
 
     public init(context: MethodContext) { labelSmoothing = context.labelSmoothing }
 

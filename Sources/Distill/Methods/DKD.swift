@@ -1,4 +1,6 @@
+import Layers
 import Models
+import Settings
 import Tensors
 
 /// Decoupled KD (Zhao et al. 2022): lambda_ce CE + w(step) (alpha TCKD + beta NCKD), with a
@@ -13,6 +15,10 @@ public final class DKD: DistillationMethod {
 
     let labelSmoothing: Float, lambdaCE: Float, temperature: Float, alpha: Float, beta: Float
     let warmupSteps: Int
+
+    public var helpers: [(String, any Module)] { [] }
+    /// Logits only: no teacher tap.
+    public var teacherTapIndices: [Int] { [] }
 
     public init(context: MethodContext) {
         labelSmoothing = context.labelSmoothing

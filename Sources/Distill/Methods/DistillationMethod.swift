@@ -1,5 +1,6 @@
 import Layers
 import Models
+import Settings
 import Tensors
 
 /// Shape and layout of a model's tap for one image, as `ModelRegistry.describeTaps` reports it.
@@ -58,19 +59,18 @@ public protocol DistillationMethod: AnyObject {
     init(context: MethodContext) throws
 
     /// Trainable helper modules by checkpoint prefix (`aligners.0`, `ds2s.0`, ...), in the order
-    /// their parameters are optimised.
+    /// their parameters are optimised (none: empty).
     var helpers: [(String, any Module)] { get }
-    /// The teacher taps `loss` reads (a teacher rank sends only these).
+    /// The teacher taps `loss` reads (a teacher rank sends only these). Declared by every
+    /// method, no default: a method that read a tap it did not declare would pass every
+    /// inline test and fail only with teacher ranks.
     var teacherTapIndices: [Int] { get }
 
     /// `teacher` holds the frozen teacher's logits and taps for the same images (nil without a teacher).
     func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss
 }
 
-extension DistillationMethod {
-    public var helpers: [(String, any Module)] { [] }
-    public var teacherTapIndices: [Int] { [] }
-}
+
 
 /// Settings several methods read.
 public enum SharedSettings {

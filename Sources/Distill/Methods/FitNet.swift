@@ -1,5 +1,6 @@
 import Layers
 import Models
+import Settings
 import Tensors
 
 /// FitNets (Romero et al. 2015) for heterogeneous pairs: per stage, the student map through an

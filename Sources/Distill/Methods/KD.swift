@@ -1,3 +1,4 @@
+import Layers
 import Models
 import Tensors
 
@@ -9,6 +10,10 @@ public final class KD: DistillationMethod {
     public static let settings = [SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.temperature.spec]
 
     let labelSmoothing: Float, lambdaCE: Float, lambdaKD: Float, temperature: Float
+
+    public var helpers: [(String, any Module)] { [] }
+    /// Logits only: no teacher tap.
+    public var teacherTapIndices: [Int] { [] }
 
     public init(context: MethodContext) {
         labelSmoothing = context.labelSmoothing

@@ -15,6 +15,9 @@ public final class OFA: DistillationMethod {
     let pairs: [(student: Int, teacher: Int)]
     let branches: [OFABranch]
 
+    /// Logits only: no teacher tap.
+    public var teacherTapIndices: [Int] { [] }
+
     public init(context: MethodContext) throws {
         labelSmoothing = context.labelSmoothing
         lambdaCE = context.settings[SharedSettings.lambdaCE]

@@ -1,5 +1,6 @@
 import Layers
 import Models
+import Settings
 import Spectral
 import Tensors
 

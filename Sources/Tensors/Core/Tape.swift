@@ -7,8 +7,8 @@ public final class Tape: @unchecked Sendable {
     struct Record {
         let output: Tensor
         let backward: (Tensor) -> Void
-        /// The file of the op that recorded it, for `OpProfile`.
-        let file: StaticString
+        /// What the op is, for `OpProfile`.
+        let family: OpFamily
         /// Leaves whose gradient is complete once this record's backward has run.
         var finalizes: [Tensor]
     }
@@ -23,8 +23,8 @@ public final class Tape: @unchecked Sendable {
     /// Appends `output = f(inputs)` if grad mode is on and any input requires grad.
     /// Returns whether it recorded (callers skip saving state for backward otherwise).
     @discardableResult
-    public func record(_ output: Tensor, inputs: [Tensor], file: StaticString = #fileID, backward: @escaping (Tensor) -> Void) -> Bool {
-        if OpProfile.isEnabled { OpProfile.forwardOp(file) }
+    public func record(_ output: Tensor, inputs: [Tensor], family: OpFamily, backward: @escaping (Tensor) -> Void) -> Bool {
+        if OpProfile.isEnabled { OpProfile.forwardOp(family) }
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return false }
         var finalizes: [Tensor] = []
         for input in inputs where input.requiresGrad && input.isLeaf && input.tapeGeneration != generation {
@@ -33,7 +33,7 @@ public final class Tape: @unchecked Sendable {
         }
         output.requiresGrad = true
         output.isLeaf = false
-        records.append(Record(output: output, backward: backward, file: file, finalizes: finalizes))
+        records.append(Record(output: output, backward: backward, family: family, finalizes: finalizes))
         return true
     }
 
@@ -49,7 +49,7 @@ public final class Tape: @unchecked Sendable {
         for index in stride(from: taken.count - 1, through: 0, by: -1) {
             let record = taken[index]
             if let gradient = record.output.grad {
-                if OpProfile.isEnabled { OpProfile.backwardOp(record.file) { record.backward(gradient) } } else { record.backward(gradient) }
+                if OpProfile.isEnabled { OpProfile.backwardOp(record.family) { record.backward(gradient) } } else { record.backward(gradient) }
                 record.output.grad = nil
             }
             for leaf in record.finalizes {

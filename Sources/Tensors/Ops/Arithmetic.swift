@@ -77,7 +77,7 @@ extension Tensor {
         if self.shape == shape { return self }
         let out = broadcastKernel(.copyFirst, self, self, outputShape: shape)
         let source = self
-        Tape.current.record(out, inputs: [self]) { g in
+        Tape.current.record(out, inputs: [self], family: .elementwise) { g in
             accumulateGradient(source, sumToShape(g, source.shape))
         }
         return out
@@ -87,7 +87,7 @@ extension Tensor {
 private func binary(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, op: String) -> Tensor {
     let shape = BroadcastLayout.outputShape(a.shape, b.shape, op: op)
     let out = broadcastKernel(kind, a, b, outputShape: shape)
-    Tape.current.record(out, inputs: [a, b]) { g in
+    Tape.current.record(out, inputs: [a, b], family: .elementwise) { g in
         switch kind {
         case .add:
             if a.requiresGrad { accumulateGradient(a, sumToShape(g, a.shape)) }
@@ -135,7 +135,7 @@ public func affine(_ x: Tensor, scale factor: Float, shift: Float) -> Tensor {
     parallelFor(x.count, grain: 1 << 15) { r in
         for i in r { po[i] = px[i] * factor + shift }
     }
-    Tape.current.record(out, inputs: [x]) { g in
+    Tape.current.record(out, inputs: [x], family: .elementwise) { g in
         let gx = Tensor(uninitializedShape: x.shape)
         scale(g.data, by: factor, into: gx.data, count: gx.count)
         accumulateGradient(x, gx)

@@ -127,7 +127,7 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     let out = Tensor(uninitializedShape: q.shape)
     FLOPCounter.add(2 * slices * n * n * d)
     attention(layout, q: q.data, k: k.data, v: v.data, out: out.data, probabilities: probabilities.data, factor: factor)
-    Tape.current.record(out, inputs: [q, k, v]) { g in
+    Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
         let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape), gv = Tensor(uninitializedShape: v.shape)
         attentionBackward(layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data, gradOut: g.data,
                           gq: gq.data, gk: gk.data, gv: gv.data, factor: factor)
@@ -166,7 +166,7 @@ public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil, 
     let out = Tensor(uninitializedShape: [b, n, c])
     FLOPCounter.add(2 * b * heads * n * n * d)
     attention(layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor, terms: terms)
-    Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? [])) { g in
+    Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? []), family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: qkv.shape)
         let gbias = bias?.requiresGrad == true ? Tensor(uninitializedShape: [heads, n, n]) : nil
         attentionBackward(layout, q: qkv.data, k: qkv.data, v: qkv.data, probabilities: probabilities.data, gradOut: g.data,

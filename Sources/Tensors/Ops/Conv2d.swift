@@ -23,7 +23,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride:
     let out = Tensor(uninitializedShape: [batch, outChannels, g.outputHeight, g.outputWidth])
     FLOPCounter.add(batch * outChannels * g.outputHeight * g.outputWidth * (inChannels / groups) * weight.shape[2] * weight.shape[3])
     plan.forward(input.data, weight.data, bias?.data, out.data)
-    Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? [])) { gradOut in
+    Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? []), family: .convolution) { gradOut in
         // The stride-1 path overwrites the input gradient; the others accumulate into zeros.
         let gx = input.requiresGrad ? (plan.inputGradientIsConvolution ? Tensor(uninitializedShape: input.shape) : Tensor(zeros: input.shape)) : nil
         let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil

@@ -18,7 +18,7 @@ public func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float 
         total += Double(loss)
     }
     let out = Tensor(scalar: Float(total / Double(batch)))
-    Tape.current.record(out, inputs: [logits]) { g in
+    Tape.current.record(out, inputs: [logits], family: .reductions) { g in
         let plp = logProbabilities.data
         let scale = g.data[0] / Float(batch)
         let gx = Tensor(uninitializedShape: logits.shape)
@@ -45,7 +45,7 @@ public func crossEntropy(_ logits: Tensor, softTargets: Tensor) -> Tensor {
         total -= Double(dot(pq + b * classes, plp + b * classes, count: classes))
     }
     let out = Tensor(scalar: Float(total / Double(batch)))
-    Tape.current.record(out, inputs: [logits]) { g in
+    Tape.current.record(out, inputs: [logits], family: .reductions) { g in
         // Both tensors are named here so the closure keeps their buffers (the targets are
         // often a temporary of the caller's, which would otherwise go back to the pool).
         let plp = logProbabilities.data, pq = softTargets.data
@@ -75,7 +75,7 @@ public func klDivergence(logInput: Tensor, target: Tensor) -> Tensor {
         total += Double(pt[i] * (Foundation.log(pt[i]) - pi[i]))
     }
     let out = Tensor(scalar: Float(total / Double(rows)))
-    Tape.current.record(out, inputs: [logInput, target]) { g in
+    Tape.current.record(out, inputs: [logInput, target], family: .reductions) { g in
         let scale = g.data[0] / Float(rows)
         if logInput.requiresGrad {
             let gi = Tensor(uninitializedShape: logInput.shape)

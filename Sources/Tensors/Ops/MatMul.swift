@@ -10,7 +10,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
     FLOPCounter.add(m * n * k)
     gemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data, ldc: n)
-    Tape.current.record(out, inputs: [a, b]) { g in
+    Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if a.requiresGrad {
             let ga = Tensor(uninitializedShape: a.shape)
             gemm(transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: b.data, ldb: n, c: ga.data, ldc: k)
@@ -42,7 +42,7 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
         gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
              a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n)
     }
-    Tape.current.record(out, inputs: [a, b]) { g in
+    Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if a.requiresGrad {
             let ga = Tensor(uninitializedShape: a.shape)
             for i in 0..<batch {
@@ -87,7 +87,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     }
     gemm(transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
          a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data, ldc: outFeatures)
-    Tape.current.record(out, inputs: bias.map { [x, weight, $0] } ?? [x, weight]) { g in
+    Tape.current.record(out, inputs: bias.map { [x, weight, $0] } ?? [x, weight], family: .gemm) { g in
         if x.requiresGrad {
             let gx = Tensor(uninitializedShape: x.shape)
             gemm(transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,

@@ -81,7 +81,7 @@ public func batchNorm(
     var inputs = [x]
     if let weight { inputs.append(weight) }
     if let bias { inputs.append(bias) }
-    Tape.current.record(out, inputs: inputs) { g in
+    Tape.current.record(out, inputs: inputs, family: .normalization) { g in
         let pg = g.data, pm = mean.data, pis = inverseStd.data, px = x.data, pw = weight?.data
         // Per channel: sum(dy) and sum(dy * xhat).
         let sums = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2 * channels + 1)
@@ -221,7 +221,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
     var inputs = [x]
     if let weight { inputs.append(weight) }
     if let bias { inputs.append(bias) }
-    Tape.current.record(out, inputs: inputs) { g in
+    Tape.current.record(out, inputs: inputs, family: .normalization) { g in
         let pg = g.data, pm = mean.data, pis = inverseStd.data, px = x.data, pw = weight?.data
         if x.requiresGrad {
             let gx = Tensor(uninitializedShape: x.shape)
@@ -305,7 +305,7 @@ public func channelLayerNorm(_ x: Tensor, epsilon: Float = 1e-5) -> Tensor {
             }
         }
     }
-    Tape.current.record(out, inputs: [x]) { g in
+    Tape.current.record(out, inputs: [x], family: .normalization) { g in
         // dx = inv * (g - mean_c(g) - xhat * mean_c(g * xhat)), with xhat the output.
         let gx = Tensor(uninitializedShape: x.shape)
         let pg = g.data, pgx = gx.data, py = out.data, pis = inverseStd.data

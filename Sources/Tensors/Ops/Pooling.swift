@@ -42,7 +42,7 @@ public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
             }
         }
     }
-    Tape.current.record(out, inputs: [x]) { gy in
+    Tape.current.record(out, inputs: [x], family: .pooling) { gy in
         let gx = Tensor(zeros: x.shape)
         let pg = gy.data, pgx = gx.data, pa = argmax.data
         parallelFor(planes) { range in
@@ -99,7 +99,7 @@ private func windowAverage(_ x: Tensor, outputHeight: Int, outputWidth: Int, win
             }
         }
     }
-    Tape.current.record(out, inputs: [x]) { gy in
+    Tape.current.record(out, inputs: [x], family: .pooling) { gy in
         let gx = Tensor(zeros: x.shape)
         let pg = gy.data, pgx = gx.data
         parallelFor(planes) { range in

@@ -15,7 +15,7 @@ extension Tensor {
         let reduced = sumToShape(self.detached(), keep)
         let out = keepDims ? reduced : Tensor(shape: drop, storage: reduced.storage, offset: reduced.offset)
         let source = self
-        Tape.current.record(out, inputs: [self]) { g in
+        Tape.current.record(out, inputs: [self], family: .reductions) { g in
             let expanded = broadcastKernel(.copyFirst, Tensor(shape: keep, storage: g.storage, offset: g.offset), g, outputShape: source.shape)
             accumulateGradient(source, expanded)
         }

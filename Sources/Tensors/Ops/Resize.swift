@@ -30,7 +30,7 @@ public func bilinearResize(_ x: Tensor, size: (Int, Int)) -> Tensor {
             }
         }
     }
-    Tape.current.record(out, inputs: [x]) { gy in
+    Tape.current.record(out, inputs: [x], family: .copies) { gy in
         let gx = Tensor(zeros: x.shape)
         let pg = gy.data, pgx = gx.data
         parallelFor(planes) { range in

@@ -12,7 +12,7 @@ extension Tensor {
         ensure(resolved.reduce(1, *) == count, "reshape: cannot reshape \(shape) (\(count) elements) to \(newShape)")
         let out = Tensor(shape: resolved, storage: storage, offset: offset)
         let source = self
-        Tape.current.record(out, inputs: [self]) { g in
+        Tape.current.record(out, inputs: [self], family: .copies) { g in
             accumulateGradient(source, Tensor(shape: source.shape, storage: g.storage, offset: g.offset))
         }
         return out
@@ -30,7 +30,7 @@ extension Tensor {
         let out = Tensor(uninitializedShape: order.map { shape[$0] })
         permuteCopy(data, shape: shape, order: order, into: out.data)
         let source = self
-        Tape.current.record(out, inputs: [self]) { g in
+        Tape.current.record(out, inputs: [self], family: .copies) { g in
             var inverse = [Int](repeating: 0, count: order.count)
             for (i, o) in order.enumerated() { inverse[o] = i }
             let gx = Tensor(uninitializedShape: source.shape)
@@ -61,7 +61,7 @@ extension Tensor {
             (dst + o * rowOut).update(from: src + o * rowIn + range.lowerBound * inner, count: rowOut)
         }
         let source = self
-        Tape.current.record(out, inputs: [self]) { g in
+        Tape.current.record(out, inputs: [self], family: .copies) { g in
             let gx = Tensor(zeros: source.shape)
             for o in 0..<outer {
                 (gx.data + o * rowIn + range.lowerBound * inner).update(from: g.data + o * rowOut, count: rowOut)
@@ -91,7 +91,7 @@ extension Tensor {
         let out = Tensor(zeros: outShape)
         copyBlock(from: data, shape: shape, into: out.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: false)
         let source = self
-        Tape.current.record(out, inputs: [self]) { g in
+        Tape.current.record(out, inputs: [self], family: .copies) { g in
             let gx = Tensor(uninitializedShape: source.shape)
             copyBlock(from: gx.data, shape: source.shape, into: g.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: true)
             accumulateGradient(source, gx)
@@ -123,7 +123,7 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
         for o in 0..<outer { (out.data + o * rowOut + start).update(from: t.data + o * rowIn, count: rowIn) }
         start += rowIn
     }
-    Tape.current.record(out, inputs: tensors) { g in
+    Tape.current.record(out, inputs: tensors, family: .copies) { g in
         for (t, s) in zip(tensors, starts) where t.requiresGrad {
             let rowIn = t.shape[a] * inner
             let gt = Tensor(uninitializedShape: t.shape)
@@ -214,7 +214,7 @@ extension Tensor {
         let out = Tensor(uninitializedShape: [indices.count] + shape.dropFirst())
         for (i, index) in indices.enumerated() { (out.data + i * row).update(from: data + index * row, count: row) }
         let source = self
-        Tape.current.record(out, inputs: [self]) { g in
+        Tape.current.record(out, inputs: [self], family: .copies) { g in
             let gx = Tensor(zeros: source.shape)
             for (i, index) in indices.enumerated() { addInPlace(gx.data + index * row, g.data + i * row, count: row) }
             accumulateGradient(source, gx)

@@ -56,7 +56,7 @@ public func softmax(_ x: Tensor) -> Tensor {
     parallelFor(rows, grain: max(1, 4096 / n)) { range in
         for r in range { softmaxRow(px + r * n, py + r * n, n) }
     }
-    Tape.current.record(out, inputs: [x]) { g in
+    Tape.current.record(out, inputs: [x], family: .reductions) { g in
         let gx = Tensor(uninitializedShape: x.shape)
         let pg = g.data, pgx = gx.data, py = out.data
         parallelFor(rows, grain: max(1, 4096 / n)) { range in
@@ -79,7 +79,7 @@ public func logSoftmax(_ x: Tensor) -> Tensor {
     parallelFor(rows, grain: max(1, 4096 / n)) { range in
         for r in range { logSoftmaxRow(px + r * n, py + r * n, n) }
     }
-    Tape.current.record(out, inputs: [x]) { g in
+    Tape.current.record(out, inputs: [x], family: .reductions) { g in
         let gx = Tensor(uninitializedShape: x.shape)
         let pg = g.data, pgx = gx.data, py = out.data
         parallelFor(rows, grain: max(1, 4096 / n)) { range in

@@ -75,7 +75,7 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
     let px = x.data, po = out.data
     let grain = kind == .relu || kind == .relu6 || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
     parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
-    Tape.current.record(out, inputs: [x]) { g in
+    Tape.current.record(out, inputs: [x], family: .elementwise) { g in
         let gx = Tensor(uninitializedShape: x.shape)
         let pg = g.data, pgx = gx.data, py = out.data
         parallelFor(x.count, grain: grain) { unaryBackward(kind, px, py, pg, pgx, $0) }

@@ -1,4 +1,6 @@
 import Foundation
+import ModelFiles
+import Settings
 import Tensors
 
 /// Appends one JSON object per line to `metrics.jsonl`.

@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// One line of `metrics.jsonl`: a window of training steps (`train`) or an epoch's evaluation

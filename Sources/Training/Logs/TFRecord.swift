@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// TensorFlow's TFRecord framing, which TensorBoard's event files use: each record is its

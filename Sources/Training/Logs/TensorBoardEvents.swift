@@ -1,4 +1,6 @@
 import Foundation
+import ModelFiles
+import Settings
 import Tensors
 
 /// TensorBoard's `Event` protocol buffer, the few fields a scalar log needs, encoded and

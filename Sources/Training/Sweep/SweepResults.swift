@@ -1,4 +1,5 @@
 import Foundation
+import ModelFiles
 import Tensors
 
 /// A sweep's results: every run's `summary.json`, and per setting (the grid's values, seeds

@@ -1,4 +1,6 @@
 import Foundation
+import ModelFiles
+import Settings
 import Tensors
 
 /// Runs a sweep's runs as `sfkd train` processes: the prepare runs first, then the grid,

@@ -14,15 +14,12 @@ import Training
 /// step with averaging. Also reported: seconds per step the communication thread spent in
 /// allreduce, and the part the step waited for (not hidden behind backward).
 struct DataParallelStepBenchmark {
-    let model: String
-    var arguments = ModelArguments()
-    let batchSize: Int
+    /// The run's settings as `sfkd train` takes them (model, grad_sync, bucket_mb, overlap...);
+    /// `batch_size` is per rank here, the global batch is R times it.
+    var config: TrainingConfig
     let steps: Int
     let warmup: Int
     let rounds: Int
-    let bucketMegabytes: Double
-    let overlap: Bool
-    var sync = ReplicaGroup.SyncMethod.allreduce
 
     struct Result: Encodable {
         let model: String
@@ -54,25 +51,17 @@ struct DataParallelStepBenchmark {
 
     func run() throws -> Result {
         let world = Communicator.world
-        let shape = [3, 32, 32], classes = 10
-        var generator = RandomGenerator.derived(seed: 1, UInt64(world.rank))
-        let images = Tensor(uninitializedShape: [batchSize] + shape)
-        for i in 0..<images.count { images.data[i] = generator.nextNormal() }
-        let labels = (0..<batchSize).map { _ in Int(generator.next() % UInt64(classes)) }
-        let batch = Batch(images: images, labels: labels, indices: Array(0..<batchSize))
-        var config = TrainingConfig()
-        config.learningRate = 0.01
-        config.gradientSync = sync
-        config.bucketMegabytes = bucketMegabytes
-        let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0, arguments: arguments)
-        let modules = StudentAndHelpers(student: student, helpers: [])
-        let optimizer = config.makeOptimizer(for: modules, rank: world.rank, ranks: world.size)
-        let replicas = try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: try world.duplicate(name: "students"),
-                                        bucketMegabytes: bucketMegabytes, overlap: overlap, sync: sync)
-        modules.train()
-        let method = CrossEntropyOnly(context: MethodContext(settings: config.distillation, studentTaps: [], teacherTaps: [], classes: classes, seed: 0,
-                                                             labelSmoothing: Float(config.labelSmoothing), stepsPerEpoch: 1, totalSteps: 1))
-        let step = TrainingStep(modules: modules, method: method, optimizer: optimizer, replicas: replicas, teacher: nil)
+        let batchSize = config.batchSize
+        var config = self.config
+        config.batchSize = batchSize * world.size
+        config.steps = 2 * (warmup + rounds * steps)
+        config.epochs = nil
+        let splits = randomImageSplits(shape: [3, 32, 32], classes: 10, count: config.batchSize)
+        let setup = try TrainingSetup(config: config, world: world, splits: splits)
+        let replicas = try setup.makeReplicas()
+        let step = try setup.makeStep(replicas: replicas)
+        setup.modules.train()
+        let batch = try setup.batches(rank: replicas.rank).batch(step: 0)
 
         var synced: [Double] = [], local: [Double] = []
         var communication = 0.0, exposed = 0.0
@@ -106,8 +95,8 @@ struct DataParallelStepBenchmark {
         var medians = [median(synced), median(local), communication / Double(synced.count), exposed / Double(synced.count)]
         try world.allreduce(&medians, .max)
         let (syncedStep, localStep, allreduce, waited) = (medians[0], medians[1], medians[2], medians[3])
-        return Result(model: model, ranks: world.size, gradSync: sync.rawValue, batchSizePerRank: batchSize, threads: Threads.count, overlap: overlap,
-                      bucketMegabytes: bucketMegabytes, buckets: replicas.bucketCount, steps: synced.count,
+        return Result(model: config.model, ranks: world.size, gradSync: config.gradientSync.rawValue, batchSizePerRank: batchSize, threads: Threads.count,
+                      overlap: config.overlap, bucketMegabytes: config.bucketMegabytes, buckets: replicas.bucketCount, steps: synced.count,
                       imagesPerSecond: Double(batchSize * world.size) / syncedStep, medianStepMilliseconds: syncedStep * 1e3,
                       localMedianStepMilliseconds: localStep * 1e3, localImagesPerSecondPerRank: Double(batchSize) / localStep,
                       efficiencyVersusLocal: localStep / syncedStep, allreduceMilliseconds: allreduce * 1e3, allreduceExposedMilliseconds: waited * 1e3,

@@ -18,14 +18,13 @@ import Training
 /// teacher's forward once) over the median step time, against a 1024^3 sgemm timed after
 /// every step of the same run.
 struct StepBenchmark {
-    let model: String
-    var arguments = ModelArguments()
-    let batchSize: Int
+    /// The run's settings (model, model_args, batch_size, optimizer, method settings...), as
+    /// `sfkd train` takes them; the benchmark sets the method, the steps and the data.
+    var config: TrainingConfig
     let steps: Int
     let warmup: Int
     var teacherModel: String?
     var methods: [String] = [CrossEntropyOnly.name]
-    var stages: [Int] = SharedSettings.stages.defaultValue
     /// Random 3 x size x size images for `classes` classes.
     var inputSize = 32
     var classes = 10
@@ -176,32 +175,21 @@ struct StepBenchmark {
 
     func run() throws -> Result {
         let shape = [3, inputSize, inputSize]
-        var generator = RandomGenerator(seed: 1)
-        let images = Tensor(uninitializedShape: [batchSize] + shape)
-        for i in 0..<images.count { images.data[i] = generator.nextNormal() }
-        let labels = (0..<batchSize).map { _ in Int(generator.next() % UInt64(classes)) }
-        let batch = Batch(images: images, labels: labels, indices: Array(0..<batchSize))
-        let teacher = try teacherModel.map { InlineTeacher(model: try ModelRegistry.make($0, inputShape: shape, classes: classes, seed: 3)) }
-        var config = TrainingConfig()
-        config.learningRate = 0.01
-        config.distillation[SharedSettings.stages] = stages
-
+        let splits = randomImageSplits(shape: shape, classes: classes, count: config.batchSize)
+        let teacher = try teacherModel.map { try ModelRegistry.make($0, inputShape: shape, classes: classes, seed: 3) }
         let trainingSteps = try methods.map { name -> TrainingStep in
-            let student = try ModelRegistry.make(model, inputShape: shape, classes: classes, seed: 0, arguments: arguments)
-            let methodType = try MethodRegistry.method(named: name)
-            let context = MethodContext(settings: config.distillation, studentTaps: ModelRegistry.describeTaps(student, inputShape: shape),
-                                        teacherTaps: teacher.map { ModelRegistry.describeTaps($0.model, inputShape: shape) } ?? [],
-                                        classes: classes, seed: 0, labelSmoothing: Float(config.labelSmoothing), stepsPerEpoch: 100, totalSteps: 100)
-            let method = try methodType.init(context: context)
-            let modules = StudentAndHelpers(student: student, helpers: method.helpers)
-            let optimizer = config.makeOptimizer(for: modules)
-            modules.train()
-            return TrainingStep(modules: modules, method: method, optimizer: optimizer,
-                                replicas: try ReplicaGroup(modules: modules, optimizer: optimizer, communicator: Communicator.world),
-                                teacher: methodType.needsTeacher ? teacher : nil)
+            var config = self.config
+            config.method = name
+            config.steps = warmup + 2 * steps + 1
+            config.epochs = nil
+            let setup = try TrainingSetup(config: config, splits: splits, teacher: teacher)
+            setup.modules.train()
+            return try setup.makeStep(replicas: try setup.makeReplicas())
         }
+        let batch = try TrainingSetup(config: config, splits: splits).batches(rank: 0).batch(step: 0)
+        let images = batch.images
         // Multiply-adds of one step's forward passes (the first warm-up step), the teacher's apart.
-        let teacherMultiplyAdds = teacher.map { teacher in FLOPCounter.multiplyAdds { withNoGrad { _ = teacher.model.forward(images) } } } ?? 0
+        let teacherMultiplyAdds = teacher.map { teacher in FLOPCounter.multiplyAdds { withNoGrad { _ = teacher.forward(images) } } } ?? 0
         var stepFLOPs: [Double] = []
         for (k, trainingStep) in trainingSteps.enumerated() {
             let counted = try FLOPCounter.multiplyAdds { _ = try trainingStep.run(batch, step: 0, learningRate: 0.01) }
@@ -236,7 +224,7 @@ struct StepBenchmark {
         let medians = seconds.map(median)
         let perMethod = trainingSteps.indices.map { k in
             let p = phases[k]
-            return MethodResult(method: methods[k], medianStepMilliseconds: medians[k] * 1e3, imagesPerSecond: Double(batchSize) / medians[k],
+            return MethodResult(method: methods[k], medianStepMilliseconds: medians[k] * 1e3, imagesPerSecond: Double(config.batchSize) / medians[k],
                                 helperParameters: trainingSteps[k].modules.helperParameterCount, versusFirst: medians[k] / medians[0],
                                 versusFirstPaired: median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
                                 phases: Phases(forward: median(p.map(\.forward)) * 1e3, teacher: median(p.map(\.teacher)) * 1e3,
@@ -245,8 +233,8 @@ struct StepBenchmark {
                                 modelGFLOPPerStep: stepFLOPs[k] * 1e-9, achievedGFLOPS: stepFLOPs[k] / medians[k] * 1e-9,
                                 versusSGEMM: stepFLOPs[k] / medians[k] * 1e-9 / sgemmRate, profile: profiles?[k])
         }
-        return Result(model: model, parameters: trainingSteps[0].modules.student.parameterCount, batchSize: batchSize, threads: Threads.count,
-                      steps: steps, medianStepMilliseconds: medians[0] * 1e3, imagesPerSecond: Double(batchSize) / medians[0],
+        return Result(model: config.model, parameters: trainingSteps[0].modules.student.parameterCount, batchSize: config.batchSize, threads: Threads.count,
+                      steps: steps, medianStepMilliseconds: medians[0] * 1e3, imagesPerSecond: Double(config.batchSize) / medians[0],
                       peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod,
                       modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS, sgemmGFLOPS: sgemmRate,
                       versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil,
@@ -255,6 +243,20 @@ struct StepBenchmark {
                           zip(clock.parameters, clock.fractions).map { GradientReady(bytes: 4 * $0.count, backwardFraction: $1.isEmpty ? 1 : median($1)) }
                       } ?? [])
     }
+}
+
+/// `count` random images of `shape` (bytes, normalised like a dataset of uniform noise) with
+/// random labels of `classes` classes, as training and test split: what the step benchmarks train on.
+func randomImageSplits(shape: [Int], classes: Int, count: Int, seed: UInt64 = 1) -> DatasetSplits {
+    var generator = RandomGenerator(seed: seed)
+    func split(_ name: String) -> ImageDataset {
+        let pixels = (0..<(count * shape.reduce(1, *))).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let labels = (0..<count).map { _ in Int32(generator.next() % UInt64(classes)) }
+        return ImageDataset(name: "random", shape: shape, classes: classes, pixels: pixels, labels: labels)
+    }
+    let channels = shape[0]
+    return DatasetSplits(train: split("train"), test: split("test"), mean: [Float](repeating: 0.5, count: channels),
+                         std: [Float](repeating: 0.29, count: channels), defaultAugmentation: .none)
 }
 
 /// Peak resident set size of this process (getrusage reports kilobytes on Linux).

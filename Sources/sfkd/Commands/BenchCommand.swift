@@ -1,9 +1,10 @@
 import ArgumentParser
-import Foundation
 import Cluster
 import Data
 import Distill
+import Foundation
 import Models
+import Settings
 import Tensors
 import Training
 
@@ -104,9 +105,20 @@ struct StepBenchCommand: ParsableCommand {
     @Flag(help: "After the timed steps, as many again with the time per op family (GEMM, convolution, attention, normalisation, elementwise, reductions, copies, optimizer, autograd bookkeeping).") var profile = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
+    /// The settings `sfkd train` would run with, read through its settings table (one type,
+    /// range and error per key), at lr 0.01 (stable over many steps on random data).
+    func trainingConfig() throws -> TrainingConfig {
+        var config = TrainingConfig()
+        let flags: [(String, String)] = [("model", model), ("model_args", modelArgs), ("batch_size", "\(batchSize)"), ("threads", "\(threads)"),
+                                         ("kd_stages", kdStages), ("bucket_mb", "\(bucketMB)"), ("overlap", "\(!noOverlap)"),
+                                         ("grad_sync", gradSync), ("lr", "0.01")]
+        for (key, value) in flags { try config.set(key, to: value, source: "flag --\(key.replacingOccurrences(of: "_", with: "-"))") }
+        return config
+    }
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        guard rounds >= 1, bucketMB > 0 else { throw ValidationError("--rounds must be at least 1 and --bucket-mb positive") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
     }
@@ -129,16 +141,12 @@ struct StepBenchCommand: ParsableCommand {
         }
         for name in method { _ = try MethodRegistry.method(named: name) }
         if !method.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
-        var benchmark = StepBenchmark(model: model, arguments: try ModelArguments(modelArgs), batchSize: batchSize, steps: steps, warmup: warmup)
+        var benchmark = StepBenchmark(config: try trainingConfig(), steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
         benchmark.profile = profile
         guard (8...4096).contains(inputSize), (2...100_000).contains(classes) else { throw ValidationError("--input-size must be in 8...4096 and --classes in 2...100000") }
         benchmark.inputSize = inputSize
         benchmark.classes = classes
-        benchmark.stages = try kdStages.split(separator: ",").map { text in
-            guard let index = Int(text.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--kd-stages: '\(text)' is not an integer") }
-            return index
-        }
         if teacherModel != nil { benchmark.methods = method.isEmpty ? [KD.name] : method }
         let result = try benchmark.run()
         if json {
@@ -163,12 +171,7 @@ struct StepBenchCommand: ParsableCommand {
 extension StepBenchCommand {
     /// Weak scaling under mpirun: `--batch-size` images per rank.
     func runDataParallel() throws {
-        var benchmark = DataParallelStepBenchmark(model: model, arguments: try ModelArguments(modelArgs), batchSize: batchSize, steps: steps, warmup: warmup, rounds: rounds,
-                                                  bucketMegabytes: bucketMB, overlap: !noOverlap)
-        guard let sync = ReplicaGroup.SyncMethod(rawValue: gradSync) else {
-            throw ValidationError("--grad-sync is allreduce, bf16 or zero1, got '\(gradSync)'")
-        }
-        benchmark.sync = sync
+        let benchmark = DataParallelStepBenchmark(config: try trainingConfig(), steps: steps, warmup: warmup, rounds: rounds)
         let result = try benchmark.run()
         guard MPIProcess.worldRank == 0 else { return }
         if json { try printJSON(result); return }

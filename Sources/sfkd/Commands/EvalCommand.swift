@@ -1,6 +1,8 @@
 import ArgumentParser
 import Data
 import Foundation
+import ModelFiles
+import Settings
 import Tensors
 import Training
 

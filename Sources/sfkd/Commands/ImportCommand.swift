@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import ModelFiles
 import Models
+import Settings
 import Tensors
 import Training
 

@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import Settings
 import Tensors
 
 /// `--init FILE`: a training run that starts from the weights of an sfkd model file (written by
@@ -7,8 +8,8 @@ import Tensors
 /// ImageNet model on CIFAR-100. The classifier may change class count with `--reset-head`
 /// (it then keeps its fresh initialisation); a position embedding made for another input size
 /// is resampled; any other difference is refused with the list.
-enum WeightInitialization {
-    static func apply(to student: any ImageClassifier, from path: String, resetHead: Bool, arguments: ModelArguments, inputShape: [Int]) throws {
+public enum WeightInitialization {
+    public static func apply(to student: any ImageClassifier, from path: String, resetHead: Bool, arguments: ModelArguments, inputShape: [Int]) throws {
         let file = try ModelFile.locate(path, what: "--init")
         let contents = try SafeTensors.read(file)
         let description = try ModelDescription(metadata: contents.metadata, path: file)

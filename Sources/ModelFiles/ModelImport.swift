@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import Settings
 import Tensors
 
 /// `sfkd import`: a state dict in safetensors, as timm, the Hugging Face hub and

@@ -1,3 +1,4 @@
+import Settings
 import Tensors
 
 /// The version of the files sfkd writes (`state.json`, the model metadata). A file without one
@@ -5,7 +6,7 @@ import Tensors
 public enum FileFormat {
     public static let version = 1
 
-    static func check(_ found: Int?, file: String) throws {
+    public static func check(_ found: Int?, file: String) throws {
         guard let found, found > version else { return }
         throw UserError("\(file) has format version \(found); this sfkd reads versions up to \(version): use a newer sfkd")
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import Tensors
 
 /// The safetensors format: an 8-byte little-endian header length, a JSON header mapping each

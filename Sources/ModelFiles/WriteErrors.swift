@@ -1,7 +1,9 @@
 import Foundation
 
-/// "disk full", "permission denied", ... from a Foundation write error.
-func describeWriteError(_ error: Error) -> String {
+/// "disk full", "permission denied", ... from a Foundation write error. With the `folder` that
+/// was being created or written into, a file where it or one of its parents should be is named.
+public func describeWriteError(_ error: Error, folder: String? = nil) -> String {
+    if let folder, let file = fileInPlaceOfFolder(folder) { return "'\(file)' is a file, not a folder" }
     let error = error as NSError
     let posix = error.domain == NSPOSIXErrorDomain ? error
         : (error.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
@@ -24,4 +26,20 @@ func describeWriteError(_ error: Error) -> String {
         }
     }
     return error.localizedDescription
+}
+
+/// The first of `folder` and its parents, from the root down, that exists and is not a folder.
+func fileInPlaceOfFolder(_ folder: String) -> String? {
+    var chain: [URL] = []
+    var url = URL(fileURLWithPath: folder).standardizedFileURL
+    while url.path != "/" && !url.path.isEmpty {
+        chain.append(url)
+        url = url.deletingLastPathComponent()
+    }
+    for candidate in chain.reversed() {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isFolder) else { return nil }
+        if !isFolder.boolValue { return candidate.path }
+    }
+    return nil
 }

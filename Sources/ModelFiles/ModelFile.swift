@@ -2,6 +2,7 @@ import Data
 import Foundation
 import Layers
 import Models
+import Settings
 import Tensors
 
 /// What a `model.safetensors` says about the model it holds, so it can be rebuilt and checked
@@ -28,7 +29,7 @@ public struct ModelDescription: Equatable, Sendable {
         self.std = std
     }
 
-    static let formatVersionKey = "sfkd_format_version"
+    public static let formatVersionKey = "sfkd_format_version"
 
     static let argumentsKey = "sfkd_model_args"
 
@@ -92,17 +93,6 @@ public struct ModelDescription: Equatable, Sendable {
         }
         guard mean.allSatisfy(\.isFinite), std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw UserError("\(path): metadata field 'sfkd_mean' \(mean) or 'sfkd_std' \(std) is not finite, or a std is not positive")
-        }
-    }
-
-    /// Refuses a dataset of another shape or class count than the model was built for.
-    public func checkCompatible(with splits: DatasetSplits, path: String) throws {
-        guard splits.shape == inputShape && splits.classes == classes else {
-            throw UserError("\(path) holds \(architecture) for \(dataset) (input \(inputShape), \(classes) classes); dataset '\(splits.name)' gives input \(splits.shape) with \(splits.classes) classes")
-        }
-        if let classNames, let names = splits.train.classNames, names != classNames {
-            let differing = zip(classNames, names).enumerated().first { $0.element.0 != $0.element.1 }
-            throw UserError("\(path) was trained on the classes \(classNames.prefix(5).joined(separator: ", "))...; the dataset's class folders differ\(differing.map { " (label \($0.offset): '\($0.element.0)' in the model, '\($0.element.1)' in the dataset)" } ?? "")")
         }
     }
 }
