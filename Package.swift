@@ -6,9 +6,9 @@ import PackageDescription
 // `native` for the build machine or `x86-64` for CPUs without AVX2. Other architectures use
 // the compiler's default.
 #if arch(x86_64)
-let targetCPU = ["-target-cpu", Context.environment["SFKD_TARGET_CPU"] ?? "haswell"]
+    let targetCPU = ["-target-cpu", Context.environment["SFKD_TARGET_CPU"] ?? "haswell"]
 #else
-let targetCPU = Context.environment["SFKD_TARGET_CPU"].map { ["-target-cpu", $0] } ?? []
+    let targetCPU = Context.environment["SFKD_TARGET_CPU"].map { ["-target-cpu", $0] } ?? []
 #endif
 
 // A Haswell build fuses multiply-adds in the attention kernels (SFKD_FMA), and stops with a
@@ -19,9 +19,10 @@ let cpuCheck: [SwiftSetting] = haswell ? [.define("SFKD_REQUIRES_AVX2", .when(co
 
 // Release builds drop bounds and exclusivity checks in the numeric kernels: they run on raw
 // pointers whose extents the ops check once per call, not per element.
-let fastMath: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"] + targetCPU, .when(configuration: .release)),
-] + fusedMultiplyAdd
+let fastMath: [SwiftSetting] =
+    [
+        .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"] + targetCPU, .when(configuration: .release))
+    ] + fusedMultiplyAdd
 
 let package = Package(
     name: "sfkd",
@@ -50,11 +51,15 @@ let package = Package(
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Settings", "Layers", "Tensors"], swiftSettings: fastMath),
         // Model files: safetensors, metadata, import of timm's weights, checkpoint filters, position-embedding resampling.
-        .target(name: "ModelFiles", dependencies: ["Settings", "Tensors", "Layers", "Models", "Data"], swiftSettings: fastMath),
-        .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),
-        .target(name: "Data", dependencies: ["Settings", "Tensors", "CZlib", "CTurboJPEG", "CPNG"], swiftSettings: fastMath),
         .target(
-            name: "Distill", dependencies: ["Settings", "Tensors", "Layers", "Models", "Spectral"], exclude: ["README.md"],
+            name: "ModelFiles", dependencies: ["Settings", "Tensors", "Layers", "Models", "Data"],
+            swiftSettings: fastMath),
+        .target(name: "Spectral", dependencies: ["Tensors", "CFFTW"], swiftSettings: fastMath),
+        .target(
+            name: "Data", dependencies: ["Settings", "Tensors", "CZlib", "CTurboJPEG", "CPNG"], swiftSettings: fastMath),
+        .target(
+            name: "Distill", dependencies: ["Settings", "Tensors", "Layers", "Models", "Spectral"],
+            exclude: ["README.md"],
             swiftSettings: fastMath
         ),
         .target(
@@ -84,17 +89,21 @@ let package = Package(
         .testTarget(name: "SpectralTests", dependencies: ["Spectral", "Tensors", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Settings", "Tensors", "TestSupport"]),
         .testTarget(
-            name: "DistillTests", dependencies: ["Distill", "Settings", "Spectral", "Models", "Data", "Layers", "Tensors", "TestSupport"]
+            name: "DistillTests",
+            dependencies: ["Distill", "Settings", "Spectral", "Models", "Data", "Layers", "Tensors", "TestSupport"]
         ),
         .testTarget(
             name: "TrainingTests",
-            dependencies: ["Training", "ModelFiles", "Settings", "Distill", "Models", "Data", "Layers", "Tensors", "TestSupport"]
+            dependencies: [
+                "Training", "ModelFiles", "Settings", "Distill", "Models", "Data", "Layers", "Tensors", "TestSupport",
+            ]
         ),
         .testTarget(
             name: "ClusterTests",
             dependencies: ["sfkd", "Cluster", "Distill", "ModelFiles", "Tensors", "Layers", "Training", "TestSupport"]
         ),
-        .testTarget(name: "CLITests", dependencies: ["sfkd", "Training", "ModelFiles", "Models", "Tensors", "TestSupport"]),
+        .testTarget(
+            name: "CLITests", dependencies: ["sfkd", "Training", "ModelFiles", "Models", "Tensors", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

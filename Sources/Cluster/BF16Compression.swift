@@ -15,12 +15,19 @@ public final class BF16Compression: CommunicationHook {
 
     public init() throws {
         var op: MPI_Op? = cmpi_op_sum()
-        try Communicator.check(MPI_Op_create({ input, inout_, length, _ in
-            guard let input, let inout_, let length else { return }
-            let a = input.assumingMemoryBound(to: UInt16.self), b = inout_.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<Int(length.pointee) { b[i] = BF16Compression.bfloat16(BF16Compression.float(a[i]) + BF16Compression.float(b[i])) }
-        }, 1, &op), "MPI_Op_create(bfloat16 sum)")
-        guard let op else { throw CommunicatorError(operation: "MPI_Op_create(bfloat16 sum)", code: -1, message: "no operation returned") }
+        try Communicator.check(
+            MPI_Op_create(
+                { input, inout_, length, _ in
+                    guard let input, let inout_, let length else { return }
+                    let a = input.assumingMemoryBound(to: UInt16.self), b = inout_.assumingMemoryBound(to: UInt16.self)
+                    for i in 0..<Int(length.pointee) {
+                        b[i] = BF16Compression.bfloat16(BF16Compression.float(a[i]) + BF16Compression.float(b[i]))
+                    }
+                }, 1, &op), "MPI_Op_create(bfloat16 sum)")
+        guard let op else {
+            throw CommunicatorError(
+                operation: "MPI_Op_create(bfloat16 sum)", code: -1, message: "no operation returned")
+        }
         operation = op
     }
 
@@ -36,7 +43,10 @@ public final class BF16Compression: CommunicationHook {
     @inline(__always)
     public static func float(_ word: UInt16) -> Float { Float(bitPattern: UInt32(word) << 16) }
 
-    public func reduce(_ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator, context: String) throws {
+    public func reduce(
+        _ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator,
+        context: String
+    ) throws {
         guard communicator.size > 1, !values.isEmpty else { return }
         if words.count < values.count { words = [UInt16](repeating: 0, count: values.count) }
         let count = values.count

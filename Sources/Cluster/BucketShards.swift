@@ -38,8 +38,9 @@ public struct BucketShards: Sendable, Equatable {
     /// already in place): the all-gather that ends a ZeRO step.
     public func allgather(_ arena: UnsafeMutablePointer<Float>, communicator: Communicator, context: String) throws {
         for (b, bucket) in buckets.enumerated() {
-            try communicator.allgather(inPlace: arena + bucket.start, counts: counts[b], displacements: displacements[b],
-                                       context: "\(context), bucket \(b + 1) of \(buckets.count)")
+            try communicator.allgather(
+                inPlace: arena + bucket.start, counts: counts[b], displacements: displacements[b],
+                context: "\(context), bucket \(b + 1) of \(buckets.count)")
         }
     }
 }
@@ -58,13 +59,20 @@ public final class ReduceScatterAverage: CommunicationHook {
         received = [Float](repeating: 0, count: shards.counts.map { $0.max() ?? 0 }.max() ?? 0)
     }
 
-    public func reduce(_ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator, context: String) throws {
-        ensure(bucket == shards.buckets[bucket.index] && communicator.size == shards.ranks, "ReduceScatterAverage: bucket \(bucket.index) or \(communicator.size) ranks differ from the shard layout")
+    public func reduce(
+        _ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator,
+        context: String
+    ) throws {
+        ensure(
+            bucket == shards.buckets[bucket.index] && communicator.size == shards.ranks,
+            "ReduceScatterAverage: bucket \(bucket.index) or \(communicator.size) ranks differ from the shard layout")
         let rank = communicator.rank
         let count = shards.counts[bucket.index][rank], start = shards.displacements[bucket.index][rank]
         let scale = 1 / Float(communicator.size)
         try received.withUnsafeMutableBufferPointer { received in
-            try communicator.reduceScatter(UnsafeBufferPointer(values), counts: shards.counts[bucket.index], into: received.baseAddress!, context: context)
+            try communicator.reduceScatter(
+                UnsafeBufferPointer(values), counts: shards.counts[bucket.index], into: received.baseAddress!,
+                context: context)
             for i in 0..<count { values[start + i] = received[i] * scale }
         }
     }

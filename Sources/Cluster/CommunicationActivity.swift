@@ -41,7 +41,10 @@ public final class CommunicationActivity: @unchecked Sendable {
         defer { lock.unlock() }
         var slot = 0
         while slot < active.count && active[slot] { slot += 1 }
-        if slot == active.count { slots.append(nil); active.append(false) }
+        if slot == active.count {
+            slots.append(nil)
+            active.append(false)
+        }
         slots[slot] = operation
         active[slot] = true
         return slot

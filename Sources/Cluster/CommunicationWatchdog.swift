@@ -1,6 +1,5 @@
 import Foundation
 
-
 /// Turns a hung MPI operation into an error instead of a silent hang. A thread checks the
 /// running operations every 200 ms; one older than `timeout` makes this rank ask every other
 /// rank (over a private duplicate of the world) what it is doing, print the operation, its
@@ -78,7 +77,8 @@ public final class CommunicationWatchdog: @unchecked Sendable {
             let last = CommunicationActivity.shared.last.map { "last finished \($0.summary)" } ?? "no MPI operation yet"
             return "idle\t-1\t0\tnot in any MPI operation (computing or doing I/O); \(last)"
         }
-        return running.map { "\($0.communicator)\t\($0.sequence)\t\(Int($0.seconds))\t\($0.summary)" }.joined(separator: "\n")
+        return running.map { "\($0.communicator)\t\($0.sequence)\t\(Int($0.seconds))\t\($0.summary)" }.joined(
+            separator: "\n")
     }
 
     private func answerQueries() throws {
@@ -87,20 +87,26 @@ public final class CommunicationWatchdog: @unchecked Sendable {
             try query.withUnsafeMutableBufferPointer { try control.receive($0, from: source, tag: Self.queryTag) }
             var bytes = Array(describeSelf().utf8.prefix(Self.replyBytes))
             if bytes.isEmpty { bytes = [32] }
-            let request = try bytes.withUnsafeBufferPointer { try control.sendAsync($0, to: source, tag: Self.replyTag) }
+            let request = try bytes.withUnsafeBufferPointer {
+                try control.sendAsync($0, to: source, tag: Self.replyTag)
+            }
             pendingReplies.append((request, bytes))
         }
         pendingReplies.removeAll { (try? $0.0.test()) ?? true }
     }
 
     private func report(_ stuck: CommunicationActivity.Operation) -> Never {
-        var lines = ["sfkd rank \(rank): \(stuck.summary) has waited \(Int(stuck.seconds)) s, longer than --comm-timeout \(Int(timeout)) s."]
+        var lines = [
+            "sfkd rank \(rank): \(stuck.summary) has waited \(Int(stuck.seconds)) s, longer than --comm-timeout \(Int(timeout)) s."
+        ]
         let peers = stuck.participants.filter { $0 != rank }
         // Requests and their message arrays stay referenced until the abort (MPI reads the arrays' storage).
         var queries: [(Communicator.Request, [Int])] = []
         for peer in peers {
             let message = [rank]
-            if let request = try? message.withUnsafeBufferPointer({ try control.sendAsync($0, to: peer, tag: Self.queryTag) }) {
+            if let request = try? message.withUnsafeBufferPointer({
+                try control.sendAsync($0, to: peer, tag: Self.queryTag)
+            }) {
                 queries.append((request, message))
             }
         }
@@ -122,16 +128,23 @@ public final class CommunicationWatchdog: @unchecked Sendable {
                 missing.append("rank \(peer) (no answer within 5 s: stopped, hung or unreachable)")
                 continue
             }
-            let operations = answer.split(separator: "\n").map { $0.split(separator: "\t", maxSplits: 3).map(String.init) }
-            let inSameOperation = stuck.sequence >= 0 && operations.contains { $0.count == 4 && $0[0] == stuck.communicator && Int($0[1]) == stuck.sequence }
+            let operations = answer.split(separator: "\n").map {
+                $0.split(separator: "\t", maxSplits: 3).map(String.init)
+            }
+            let inSameOperation =
+                stuck.sequence >= 0
+                && operations.contains { $0.count == 4 && $0[0] == stuck.communicator && Int($0[1]) == stuck.sequence }
             if !inSameOperation {
-                let doing = operations.map { $0.count == 4 ? $0[3] + ($0[0] == "idle" ? "" : " for \($0[2]) s") : $0.joined(separator: " ") }.joined(separator: "; ")
+                let doing = operations.map {
+                    $0.count == 4 ? $0[3] + ($0[0] == "idle" ? "" : " for \($0[2]) s") : $0.joined(separator: " ")
+                }.joined(separator: "; ")
                 missing.append("rank \(peer) (\(doing))")
             }
         }
-        lines.append(missing.isEmpty
-            ? "Every other rank is in this operation too; the interconnect may be failing."
-            : "Ranks still missing: " + missing.joined(separator: ", ") + ".")
+        lines.append(
+            missing.isEmpty
+                ? "Every other rank is in this operation too; the interconnect may be failing."
+                : "Ranks still missing: " + missing.joined(separator: ", ") + ".")
         lines.append("Aborting the job; resume from the last complete checkpoint with --resume.")
         FileHandle.standardError.write((lines.joined(separator: "\n") + "\n").data(using: .utf8)!)
         withExtendedLifetime(queries) { control.abort(code: abortCode) }

@@ -2,7 +2,6 @@ import CMPI
 import Foundation
 import Tensors
 
-
 /// An MPI error with the operation that failed and MPI's own description.
 public struct CommunicatorError: Error, CustomStringConvertible {
     public let operation: String
@@ -74,15 +73,18 @@ public final class Communicator: @unchecked Sendable {
 
     /// Runs one blocking MPI call registered with the activity tracker; collectives get the next sequence number.
     @inline(__always)
-    private func tracked<R>(_ operation: String, collective: Bool, peer: Int? = nil, context: String?, _ body: () throws -> R) rethrows -> R {
+    private func tracked<R>(
+        _ operation: String, collective: Bool, peer: Int? = nil, context: String?, _ body: () throws -> R
+    ) rethrows -> R {
         var sequence = -1
         if collective {
             collectiveSequence += 1
             sequence = collectiveSequence
         }
-        let token = CommunicationActivity.shared.begin(CommunicationActivity.Operation(
-            communicator: name, sequence: sequence, operation: operation, context: context,
-            participants: peer.map { [worldRanks[$0]] } ?? worldRanks))
+        let token = CommunicationActivity.shared.begin(
+            CommunicationActivity.Operation(
+                communicator: name, sequence: sequence, operation: operation, context: context,
+                participants: peer.map { [worldRanks[$0]] } ?? worldRanks))
         defer { CommunicationActivity.shared.end(token) }
         return try body()
     }
@@ -114,7 +116,8 @@ public final class Communicator: @unchecked Sendable {
     public func split(color: Int, key: Int, name: String) throws -> Communicator {
         var newHandle = cmpi_comm_null()
         try tracked("MPI_Comm_split", collective: true, context: name) {
-            try Self.check(MPI_Comm_split(handle, Int32(color), Int32(key), &newHandle), "MPI_Comm_split(color \(color))")
+            try Self.check(
+                MPI_Comm_split(handle, Int32(color), Int32(key), &newHandle), "MPI_Comm_split(color \(color))")
         }
         return Communicator(handle: newHandle!, name: name)
     }
@@ -125,11 +128,14 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
-    public func broadcast<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int, context: String? = nil) throws {
+    public func broadcast<T: CommunicatorScalar>(
+        _ buffer: UnsafeMutableBufferPointer<T>, root: Int, context: String? = nil
+    ) throws {
         guard size > 1, buffer.count > 0 else { return }
         try tracked("MPI_Bcast", collective: true, context: context) {
-            try Self.check(MPI_Bcast(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(root), handle),
-                           "MPI_Bcast(\(buffer.count) elements from rank \(root) on \(name))")
+            try Self.check(
+                MPI_Bcast(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(root), handle),
+                "MPI_Bcast(\(buffer.count) elements from rank \(root) on \(name))")
         }
     }
 
@@ -138,76 +144,107 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Replaces `buffer` by its elementwise reduction over all ranks.
-    public func allreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ operation: ReduceOperation = .sum, context: String? = nil) throws {
+    public func allreduce<T: CommunicatorScalar>(
+        _ buffer: UnsafeMutableBufferPointer<T>, _ operation: ReduceOperation = .sum, context: String? = nil
+    ) throws {
         guard size > 1, buffer.count > 0 else { return }
         let op = operation == .sum ? cmpi_op_sum() : cmpi_op_max()
         try tracked("MPI_Allreduce", collective: true, context: context) {
-            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiType, op, handle),
-                           "MPI_Allreduce(\(buffer.count) elements on \(name))")
+            try Self.check(
+                MPI_Allreduce(cmpi_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiType, op, handle),
+                "MPI_Allreduce(\(buffer.count) elements on \(name))")
         }
     }
 
-    public func allreduce<T: CommunicatorScalar>(_ values: inout [T], _ operation: ReduceOperation = .sum, context: String? = nil) throws {
+    public func allreduce<T: CommunicatorScalar>(
+        _ values: inout [T], _ operation: ReduceOperation = .sum, context: String? = nil
+    ) throws {
         try values.withUnsafeMutableBufferPointer { try allreduce($0, operation, context: context) }
     }
 
     /// Allreduce in place of `count` 16-bit words under a user-defined `operation` (the
     /// bfloat16 sum of `BF16Compression`).
-    public func allreduceWords(_ words: UnsafeMutablePointer<UInt16>, count: Int, operation: MPI_Op, context: String? = nil) throws {
+    public func allreduceWords(
+        _ words: UnsafeMutablePointer<UInt16>, count: Int, operation: MPI_Op, context: String? = nil
+    ) throws {
         guard size > 1, count > 0 else { return }
         try tracked("MPI_Allreduce", collective: true, context: context) {
-            try Self.check(MPI_Allreduce(cmpi_in_place(), words, Int32(count), cmpi_uint16(), operation, handle),
-                           "MPI_Allreduce(\(count) bfloat16 words on \(name))")
+            try Self.check(
+                MPI_Allreduce(cmpi_in_place(), words, Int32(count), cmpi_uint16(), operation, handle),
+                "MPI_Allreduce(\(count) bfloat16 words on \(name))")
         }
     }
 
     /// Reduce-scatter in place: `buffer` holds size x `block` elements on every rank; afterwards
     /// its first `block` elements are this rank's block (rank r's is block r of the input)
     /// reduced over all ranks. The first half of a ring allreduce, as ZeRO's gradient step.
-    public func reduceScatter<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, block: Int, _ operation: ReduceOperation = .sum,
-                                                     context: String? = nil) throws {
-        ensure(block >= 0 && buffer.count >= block * size, "reduceScatter: \(buffer.count) elements for \(size) blocks of \(block)")
+    public func reduceScatter<T: CommunicatorScalar>(
+        _ buffer: UnsafeMutableBufferPointer<T>, block: Int, _ operation: ReduceOperation = .sum,
+        context: String? = nil
+    ) throws {
+        ensure(
+            block >= 0 && buffer.count >= block * size,
+            "reduceScatter: \(buffer.count) elements for \(size) blocks of \(block)")
         guard size > 1, block > 0 else { return }
         let op = operation == .sum ? cmpi_op_sum() : cmpi_op_max()
         try tracked("MPI_Reduce_scatter_block", collective: true, context: context) {
-            try Self.check(MPI_Reduce_scatter_block(cmpi_in_place(), buffer.baseAddress, Int32(block), T.mpiType, op, handle),
-                           "MPI_Reduce_scatter_block(\(block) x \(size) elements on \(name))")
+            try Self.check(
+                MPI_Reduce_scatter_block(cmpi_in_place(), buffer.baseAddress, Int32(block), T.mpiType, op, handle),
+                "MPI_Reduce_scatter_block(\(block) x \(size) elements on \(name))")
         }
     }
 
     /// All-gather in place: block r of `buffer` (size x `block` elements) comes from rank r,
     /// whose own block is already in place. The second half of a ring allreduce.
-    public func allgather<T: CommunicatorScalar>(inPlace buffer: UnsafeMutableBufferPointer<T>, block: Int, context: String? = nil) throws {
-        ensure(block >= 0 && buffer.count >= block * size, "allgather: \(buffer.count) elements for \(size) blocks of \(block)")
+    public func allgather<T: CommunicatorScalar>(
+        inPlace buffer: UnsafeMutableBufferPointer<T>, block: Int, context: String? = nil
+    ) throws {
+        ensure(
+            block >= 0 && buffer.count >= block * size,
+            "allgather: \(buffer.count) elements for \(size) blocks of \(block)")
         guard size > 1, block > 0 else { return }
         try tracked("MPI_Allgather", collective: true, context: context) {
-            try Self.check(MPI_Allgather(cmpi_in_place(), 0, T.mpiType, buffer.baseAddress, Int32(block), T.mpiType, handle),
-                           "MPI_Allgather(\(block) x \(size) elements on \(name), in place)")
+            try Self.check(
+                MPI_Allgather(cmpi_in_place(), 0, T.mpiType, buffer.baseAddress, Int32(block), T.mpiType, handle),
+                "MPI_Allgather(\(block) x \(size) elements on \(name), in place)")
         }
     }
 
     /// Reduce-scatter with uneven blocks: rank r receives in `receive` the sum over all ranks of
     /// the `counts[r]` elements of `send` that follow the blocks of ranks 0..<r (MPI_Reduce_scatter).
-    public func reduceScatter<T: CommunicatorScalar>(_ send: UnsafeBufferPointer<T>, counts: [Int], into receive: UnsafeMutablePointer<T>,
-                                                     context: String? = nil) throws {
-        ensure(counts.count == size && counts.reduce(0, +) <= send.count, "reduceScatter: counts \(counts) for \(send.count) elements on \(size) ranks")
-        guard size > 1 else { receive.update(from: send.baseAddress!, count: counts[0]); return }
+    public func reduceScatter<T: CommunicatorScalar>(
+        _ send: UnsafeBufferPointer<T>, counts: [Int], into receive: UnsafeMutablePointer<T>,
+        context: String? = nil
+    ) throws {
+        ensure(
+            counts.count == size && counts.reduce(0, +) <= send.count,
+            "reduceScatter: counts \(counts) for \(send.count) elements on \(size) ranks")
+        guard size > 1 else {
+            receive.update(from: send.baseAddress!, count: counts[0])
+            return
+        }
         let counts32 = counts.map(Int32.init)
         try tracked("MPI_Reduce_scatter", collective: true, context: context) {
-            try Self.check(MPI_Reduce_scatter(send.baseAddress, receive, counts32, T.mpiType, cmpi_op_sum(), handle),
-                           "MPI_Reduce_scatter(\(counts.reduce(0, +)) elements over \(size) ranks on \(name))")
+            try Self.check(
+                MPI_Reduce_scatter(send.baseAddress, receive, counts32, T.mpiType, cmpi_op_sum(), handle),
+                "MPI_Reduce_scatter(\(counts.reduce(0, +)) elements over \(size) ranks on \(name))")
         }
     }
 
     /// All-gather in place with uneven blocks: the `counts[r]` elements at `displacements[r]` of
     /// `buffer` come from rank r, whose own block is already in place (MPI_Allgatherv).
-    public func allgather<T: CommunicatorScalar>(inPlace buffer: UnsafeMutablePointer<T>, counts: [Int], displacements: [Int], context: String? = nil) throws {
-        ensure(counts.count == size && displacements.count == size, "allgather: \(counts.count) counts and \(displacements.count) displacements on \(size) ranks")
+    public func allgather<T: CommunicatorScalar>(
+        inPlace buffer: UnsafeMutablePointer<T>, counts: [Int], displacements: [Int], context: String? = nil
+    ) throws {
+        ensure(
+            counts.count == size && displacements.count == size,
+            "allgather: \(counts.count) counts and \(displacements.count) displacements on \(size) ranks")
         guard size > 1 else { return }
         let counts32 = counts.map(Int32.init), displacements32 = displacements.map(Int32.init)
         try tracked("MPI_Allgatherv", collective: true, context: context) {
-            try Self.check(MPI_Allgatherv(cmpi_in_place(), 0, T.mpiType, buffer, counts32, displacements32, T.mpiType, handle),
-                           "MPI_Allgatherv(\(counts.reduce(0, +)) elements over \(size) ranks on \(name), in place)")
+            try Self.check(
+                MPI_Allgatherv(cmpi_in_place(), 0, T.mpiType, buffer, counts32, displacements32, T.mpiType, handle),
+                "MPI_Allgatherv(\(counts.reduce(0, +)) elements over \(size) ranks on \(name), in place)")
         }
     }
 
@@ -218,25 +255,36 @@ public final class Communicator: @unchecked Sendable {
         try tracked("MPI_Allgather", collective: true, context: context) {
             try values.withUnsafeBufferPointer { send in
                 try result.withUnsafeMutableBufferPointer { receive in
-                    try Self.check(MPI_Allgather(send.baseAddress, Int32(values.count), T.mpiType, receive.baseAddress, Int32(values.count), T.mpiType, handle),
-                                   "MPI_Allgather(\(values.count) elements on \(name))")
+                    try Self.check(
+                        MPI_Allgather(
+                            send.baseAddress, Int32(values.count), T.mpiType, receive.baseAddress, Int32(values.count),
+                            T.mpiType, handle),
+                        "MPI_Allgather(\(values.count) elements on \(name))")
                 }
             }
         }
         return result
     }
 
-    public func send<T: CommunicatorScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int, context: String? = nil) throws {
+    public func send<T: CommunicatorScalar>(
+        _ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int, context: String? = nil
+    ) throws {
         try tracked("MPI_Send", collective: false, peer: destination, context: context) {
-            try Self.check(MPI_Send(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(destination), Int32(tag), handle),
-                           "MPI_Send(\(buffer.count) elements to rank \(destination), tag \(tag))")
+            try Self.check(
+                MPI_Send(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(destination), Int32(tag), handle),
+                "MPI_Send(\(buffer.count) elements to rank \(destination), tag \(tag))")
         }
     }
 
-    public func receive<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int, context: String? = nil) throws {
+    public func receive<T: CommunicatorScalar>(
+        _ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int, context: String? = nil
+    ) throws {
         try tracked("MPI_Recv", collective: false, peer: source, context: context) {
-            try Self.check(MPI_Recv(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(source), Int32(tag), handle, cmpi_status_ignore()),
-                           "MPI_Recv(\(buffer.count) elements from rank \(source), tag \(tag))")
+            try Self.check(
+                MPI_Recv(
+                    buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(source), Int32(tag), handle,
+                    cmpi_status_ignore()),
+                "MPI_Recv(\(buffer.count) elements from rank \(source), tag \(tag))")
         }
     }
 
@@ -265,8 +313,10 @@ public final class Communicator: @unchecked Sendable {
 
         /// Waits for completion; `context` names what is awaited for the watchdog's report.
         public func wait(context: String? = nil) throws {
-            let token = CommunicationActivity.shared.begin(CommunicationActivity.Operation(
-                communicator: "point-to-point", sequence: -1, operation: "MPI_Wait(\(description))", context: context, participants: [peer]))
+            let token = CommunicationActivity.shared.begin(
+                CommunicationActivity.Operation(
+                    communicator: "point-to-point", sequence: -1, operation: "MPI_Wait(\(description))",
+                    context: context, participants: [peer]))
             defer { CommunicationActivity.shared.end(token) }
             try Communicator.check(MPI_Wait(&handle, cmpi_status_ignore()), "MPI_Wait(\(description))")
         }
@@ -279,17 +329,26 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
-    public func sendAsync<T: CommunicatorScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int) throws -> Request {
+    public func sendAsync<T: CommunicatorScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int) throws
+        -> Request
+    {
         var request = cmpi_request_null()
         let description = "MPI_Isend(\(buffer.count) elements to rank \(destination), tag \(tag))"
-        try Self.check(MPI_Isend(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(destination), Int32(tag), handle, &request), description)
+        try Self.check(
+            MPI_Isend(
+                buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(destination), Int32(tag), handle, &request),
+            description)
         return Request(handle: request, description: description, peer: worldRanks[destination])
     }
 
-    public func receiveAsync<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws -> Request {
+    public func receiveAsync<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int)
+        throws -> Request
+    {
         var request = cmpi_request_null()
         let description = "MPI_Irecv(\(buffer.count) elements from rank \(source), tag \(tag))"
-        try Self.check(MPI_Irecv(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(source), Int32(tag), handle, &request), description)
+        try Self.check(
+            MPI_Irecv(buffer.baseAddress, Int32(buffer.count), T.mpiType, Int32(source), Int32(tag), handle, &request),
+            description)
         return Request(handle: request, description: description, peer: worldRanks[source])
     }
 }

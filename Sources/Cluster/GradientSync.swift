@@ -30,7 +30,7 @@ public final class GradientSync: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var pendingInBucket: [Int]
-    private var readyUpTo = 0           // buckets [0, readyUpTo) may be launched
+    private var readyUpTo = 0  // buckets [0, readyUpTo) may be launched
     private var bucketReady: [Bool]
     private var completed = 0
     private var failure: Error?
@@ -47,8 +47,11 @@ public final class GradientSync: @unchecked Sendable {
     /// Steps completed by `finish`.
     public private(set) var steps = 0
 
-    public init(parameters: [Tensor], communicator: Communicator, firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20, overlap: Bool = true,
-                hook: any CommunicationHook = AllreduceAverage()) {
+    public init(
+        parameters: [Tensor], communicator: Communicator, firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20,
+        overlap: Bool = true,
+        hook: any CommunicationHook = AllreduceAverage()
+    ) {
         self.parameters = parameters
         self.communicator = communicator
         self.overlap = overlap
@@ -56,7 +59,8 @@ public final class GradientSync: @unchecked Sendable {
         let total = parameters.reduce(0) { $0 + $1.count }
         arena = Tensor(zeros: [max(total, 1)])
         let offsets = Self.offsets(of: parameters.map(\.count))
-        let buckets = Self.buckets(parameterCounts: parameters.map(\.count), firstBucketBytes: firstBucketBytes, bucketBytes: bucketBytes)
+        let buckets = Self.buckets(
+            parameterCounts: parameters.map(\.count), firstBucketBytes: firstBucketBytes, bucketBytes: bucketBytes)
         self.buckets = buckets
         var owner = [Int](repeating: 0, count: parameters.count)
         for (b, bucket) in buckets.enumerated() { for p in bucket.parameters { owner[p] = b } }
@@ -79,19 +83,27 @@ public final class GradientSync: @unchecked Sendable {
     /// Where each parameter starts in the arena (parameter order, no gaps).
     public static func offsets(of parameterCounts: [Int]) -> [Int] {
         var offsets: [Int] = [], offset = 0
-        for count in parameterCounts { offsets.append(offset); offset += count }
+        for count in parameterCounts {
+            offsets.append(offset)
+            offset += count
+        }
         return offsets
     }
 
     /// The buckets for parameters of these sizes: from the last parameter backwards, the first
     /// bucket closed once it holds `firstBucketBytes`, the others at `bucketBytes`.
-    public static func buckets(parameterCounts: [Int], firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20) -> [Bucket] {
+    public static func buckets(parameterCounts: [Int], firstBucketBytes: Int = 1 << 20, bucketBytes: Int = 8 << 20)
+        -> [Bucket]
+    {
         let offsets = offsets(of: parameterCounts)
         var buckets: [Bucket] = []
         var current: [Int] = []
         var currentFloats = 0
         func close() {
-            buckets.append(Bucket(index: buckets.count, start: offsets[current.last!], end: offsets[current.first!] + parameterCounts[current.first!], parameters: current))
+            buckets.append(
+                Bucket(
+                    index: buckets.count, start: offsets[current.last!],
+                    end: offsets[current.first!] + parameterCounts[current.first!], parameters: current))
             current = []
             currentFloats = 0
         }
@@ -136,8 +148,9 @@ public final class GradientSync: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let slice = UnsafeMutableBufferPointer(start: arena.data + bucket.start, count: bucket.end - bucket.start)
         let megabytes = String(format: "%.2f", Double(slice.count * 4) / 1_048_576)
-        try hook.reduce(slice, bucket: bucket, communicator: communicator,
-                        context: "gradient bucket \(bucketIndex + 1) of \(buckets.count), \(megabytes) MB, step \(steps + 1)")
+        try hook.reduce(
+            slice, bucket: bucket, communicator: communicator,
+            context: "gradient bucket \(bucketIndex + 1) of \(buckets.count), \(megabytes) MB, step \(steps + 1)")
         communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
 
@@ -145,7 +158,10 @@ public final class GradientSync: @unchecked Sendable {
         while true {
             condition.lock()
             while completed >= readyUpTo && !stopping { condition.wait() }
-            if stopping { condition.unlock(); return }
+            if stopping {
+                condition.unlock()
+                return
+            }
             let next = completed
             condition.unlock()
             do {
@@ -210,14 +226,19 @@ public final class GradientSync: @unchecked Sendable {
 /// return `values` must hold the gradient every rank applies; compressed or sharded variants
 /// plug in here.
 public protocol CommunicationHook: AnyObject {
-    func reduce(_ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator, context: String) throws
+    func reduce(
+        _ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator,
+        context: String) throws
 }
 
 /// The default hook: allreduce the bucket in float32 and divide by the number of ranks.
 public final class AllreduceAverage: CommunicationHook {
     public init() {}
 
-    public func reduce(_ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator, context: String) throws {
+    public func reduce(
+        _ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator,
+        context: String
+    ) throws {
         try communicator.allreduce(values, context: context)
         let scale = 1 / Float(communicator.size)
         for i in values.indices { values[i] *= scale }

@@ -84,6 +84,8 @@ public enum MPIProcess {
         var length: Int32 = 0
         MPI_Get_library_version(&buffer, &length)
         let text = String(cString: buffer)
-        return text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: ",")) } ?? text
+        return text.split(separator: "\n").first.map {
+            $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: ","))
+        } ?? text
     }
 }

@@ -20,14 +20,18 @@ public struct Augmentation: Equatable, Sendable, Codable {
 /// Writes sample `index` of `dataset` as normalised floats (C, H, W) at `destination`,
 /// augmented when `augmentation` is given (for a dataset with a pipeline, its training
 /// transforms; otherwise the random crop and flip).
-func writeSample(_ dataset: ImageDataset, index: Int, mean: [Float], std: [Float], augmentation: Augmentation?,
-                 seed: UInt64, epoch: Int, into destination: UnsafeMutablePointer<Float>) throws {
+func writeSample(
+    _ dataset: ImageDataset, index: Int, mean: [Float], std: [Float], augmentation: Augmentation?,
+    seed: UInt64, epoch: Int, into destination: UnsafeMutablePointer<Float>
+) throws {
     var generator = RandomGenerator.derived(seed: seed, 0xA06, UInt64(epoch), UInt64(index))
     if let pipeline = dataset.pipeline {
         let source = try dataset.image(at: index)
         // timm fills what RandAugment uncovers with the normalisation mean, rounded to 8 bits.
         let fill = mean.map { UInt8(min(255, (255 * Double($0)).rounded(.toNearestOrEven))) }
-        let image = augmentation == nil ? pipeline.evalImage(source) : pipeline.trainImage(source, fill: fill, generator: &generator)
+        let image =
+            augmentation == nil
+            ? pipeline.evalImage(source) : pipeline.trainImage(source, fill: fill, generator: &generator)
         let c = image.channels, plane = image.width * image.height
         image.pixels.withUnsafeBufferPointer { pixels in
             for k in 0..<c {

@@ -35,8 +35,10 @@ public final class BatchLoader {
     private let count: Int
 
     /// `batches` are the dataset indices of each batch, in order.
-    public init(dataset: ImageDataset, mean: [Float], std: [Float], augmentation: Augmentation?, seed: UInt64, epoch: Int,
-                batches: [[Int]], threads: Int = 1, capacity: Int? = nil) {
+    public init(
+        dataset: ImageDataset, mean: [Float], std: [Float], augmentation: Augmentation?, seed: UInt64, epoch: Int,
+        batches: [[Int]], threads: Int = 1, capacity: Int? = nil
+    ) {
         count = batches.count
         let queue = self.queue
         let workers = max(1, min(threads, max(batches.count, 1)))
@@ -50,11 +52,16 @@ public final class BatchLoader {
                     let stop = queue.cancelled || (queue.failure.map { b > $0.batch } ?? false)
                     queue.condition.unlock()
                     if stop { return }
-                    let result = Result { try BatchLoader.assemble(dataset, indices: batches[b], mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch) }
+                    let result = Result {
+                        try BatchLoader.assemble(
+                            dataset, indices: batches[b], mean: mean, std: std, augmentation: augmentation, seed: seed,
+                            epoch: epoch)
+                    }
                     queue.condition.lock()
                     switch result {
                     case .success(let batch): queue.ready[b] = batch
-                    case .failure(let error): if queue.failure == nil || b < queue.failure!.batch { queue.failure = (b, error) }
+                    case .failure(let error):
+                        if queue.failure == nil || b < queue.failure!.batch { queue.failure = (b, error) }
                     }
                     queue.condition.broadcast()
                     queue.condition.unlock()
@@ -90,13 +97,16 @@ public final class BatchLoader {
     }
 
     /// Builds one batch on the calling thread.
-    public static func assemble(_ dataset: ImageDataset, indices: [Int], mean: [Float], std: [Float], augmentation: Augmentation?,
-                                seed: UInt64, epoch: Int) throws -> Batch {
+    public static func assemble(
+        _ dataset: ImageDataset, indices: [Int], mean: [Float], std: [Float], augmentation: Augmentation?,
+        seed: UInt64, epoch: Int
+    ) throws -> Batch {
         let images = Tensor(uninitializedShape: [indices.count] + dataset.shape)
         let size = dataset.imageSize
         for (slot, index) in indices.enumerated() {
-            try writeSample(dataset, index: index, mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch,
-                            into: images.data + slot * size)
+            try writeSample(
+                dataset, index: index, mean: mean, std: std, augmentation: augmentation, seed: seed, epoch: epoch,
+                into: images.data + slot * size)
         }
         return Batch(images: images, labels: indices.map { Int(dataset.labels[$0]) }, indices: indices)
     }

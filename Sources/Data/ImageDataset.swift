@@ -26,7 +26,9 @@ public struct ImageDataset: Sendable {
     public var imageSize: Int { shape.reduce(1, *) }
 
     public init(name: String, shape: [Int], classes: Int, pixels: [UInt8], labels: [Int32]) {
-        ensure(pixels.count == labels.count * shape.reduce(1, *), "ImageDataset \(name): \(pixels.count) bytes for \(labels.count) images of \(shape)")
+        ensure(
+            pixels.count == labels.count * shape.reduce(1, *),
+            "ImageDataset \(name): \(pixels.count) bytes for \(labels.count) images of \(shape)")
         self.name = name
         storedShape = shape
         self.classes = classes
@@ -74,8 +76,13 @@ public struct ImageDataset: Sendable {
                 for c in 0..<channels {
                     let base = i * channels * plane + c * plane
                     var s = 0, ss = 0
-                    for k in 0..<plane { let v = Int(p[base + k]); s += v; ss += v * v }
-                    sums[c] += Double(s); squares[c] += Double(ss)
+                    for k in 0..<plane {
+                        let v = Int(p[base + k])
+                        s += v
+                        ss += v * v
+                    }
+                    sums[c] += Double(s)
+                    squares[c] += Double(ss)
                 }
             }
         }
@@ -98,7 +105,10 @@ public struct DatasetSplits: Sendable {
     /// Augmentation that suits this dataset when the user asks for none in particular.
     public let defaultAugmentation: Augmentation
 
-    public init(train: ImageDataset, test: ImageDataset, validation: ImageDataset? = nil, mean: [Float], std: [Float], defaultAugmentation: Augmentation) {
+    public init(
+        train: ImageDataset, test: ImageDataset, validation: ImageDataset? = nil, mean: [Float], std: [Float],
+        defaultAugmentation: Augmentation
+    ) {
         self.train = train
         self.test = test
         self.validation = validation
@@ -109,20 +119,26 @@ public struct DatasetSplits: Sendable {
 
     /// Every split brought to `pipeline`'s size by its transforms.
     public func with(_ pipeline: ImagePipeline) -> DatasetSplits {
-        DatasetSplits(train: train.with(pipeline), test: test.with(pipeline), validation: validation?.with(pipeline), mean: mean, std: std,
-                      defaultAugmentation: defaultAugmentation)
+        DatasetSplits(
+            train: train.with(pipeline), test: test.with(pipeline), validation: validation?.with(pipeline), mean: mean,
+            std: std,
+            defaultAugmentation: defaultAugmentation)
     }
 
     /// The same splits normalised with `mean` and `std`.
     public func normalized(mean: [Float], std: [Float]) -> DatasetSplits {
-        DatasetSplits(train: train, test: test, validation: validation, mean: mean, std: std, defaultAugmentation: defaultAugmentation)
+        DatasetSplits(
+            train: train, test: test, validation: validation, mean: mean, std: std,
+            defaultAugmentation: defaultAugmentation)
     }
 
     /// `count` training images held out as the validation split (stratified, seeded).
     public func holdingOut(_ count: Int, seed: UInt64) -> DatasetSplits {
-        let (kept, held) = ValidationSplit.indices(labels: train.labels, classes: train.classes, count: count, seed: seed)
-        return DatasetSplits(train: train.subset(kept), test: test, validation: train.subset(held), mean: mean, std: std,
-                             defaultAugmentation: defaultAugmentation)
+        let (kept, held) = ValidationSplit.indices(
+            labels: train.labels, classes: train.classes, count: count, seed: seed)
+        return DatasetSplits(
+            train: train.subset(kept), test: test, validation: train.subset(held), mean: mean, std: std,
+            defaultAugmentation: defaultAugmentation)
     }
 
     public var name: String { train.name }

@@ -30,7 +30,9 @@ public struct ShardedSampler: Sendable {
 
     /// The samples of `rank` at `step` of an epoch whose order is `order`.
     public func indices(order: [Int], step: Int, globalBatch: Int, rank: Int = 0, worldSize: Int = 1) -> [Int] {
-        ensure(globalBatch % worldSize == 0, "ShardedSampler: global batch \(globalBatch) not divisible by \(worldSize) ranks")
+        ensure(
+            globalBatch % worldSize == 0,
+            "ShardedSampler: global batch \(globalBatch) not divisible by \(worldSize) ranks")
         let start = step * globalBatch
         return stride(from: start + rank, to: start + globalBatch, by: worldSize).map { order[$0] }
     }

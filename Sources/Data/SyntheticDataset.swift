@@ -21,7 +21,10 @@ enum SyntheticDataset {
             let frequency = 2.0 + Double(label % 3)
             let phase = 2 * Double.pi * Double(generator.nextUniform())
             let (dx, dy) = (cos(angle), sin(angle))
-            let colour = [0.5 + 0.5 * sin(Double(label)), 0.5 + 0.5 * cos(Double(label) * 1.7), 0.5 + 0.5 * sin(Double(label) * 2.3 + 1)]
+            let colour = [
+                0.5 + 0.5 * sin(Double(label)), 0.5 + 0.5 * cos(Double(label) * 1.7),
+                0.5 + 0.5 * sin(Double(label) * 2.3 + 1),
+            ]
             for y in 0..<h {
                 for x in 0..<w {
                     let wave = sin(2 * Double.pi * frequency * (Double(x) * dx + Double(y) * dy) / Double(w) + phase)

@@ -8,7 +8,9 @@ public enum ValidationSplit {
     /// Sorted indices of the `count` held-out images and of the rest. Each class gives
     /// count x (its share of the images), the largest remainders rounded up so the total is
     /// exact; within a class the images are a seeded shuffle's first ones.
-    public static func indices(labels: [Int32], classes: Int, count: Int, seed: UInt64) -> (train: [Int], validation: [Int]) {
+    public static func indices(labels: [Int32], classes: Int, count: Int, seed: UInt64) -> (
+        train: [Int], validation: [Int]
+    ) {
         var byClass = [[Int]](repeating: [], count: classes)
         for (index, label) in labels.enumerated() { byClass[Int(label)].append(index) }
         let total = labels.count
@@ -35,9 +37,13 @@ public enum ValidationSplit {
         guard setting < 1 || setting == setting.rounded() else {
             throw UserError("config: 'val_split' \(setting) is neither a whole number of images nor a fraction below 1")
         }
-        guard count >= 1 else { throw UserError("config: 'val_split' \(setting) of \(trainCount) training images holds out none") }
+        guard count >= 1 else {
+            throw UserError("config: 'val_split' \(setting) of \(trainCount) training images holds out none")
+        }
         guard count <= trainCount - classes else {
-            throw UserError("config: 'val_split' \(setting) holds out \(count) of the \(trainCount) training images; leave at least one per class (\(classes)) to train on")
+            throw UserError(
+                "config: 'val_split' \(setting) holds out \(count) of the \(trainCount) training images; leave at least one per class (\(classes)) to train on"
+            )
         }
         return count
     }
@@ -49,8 +55,11 @@ extension ImageDataset {
     public func subset(_ indices: [Int]) -> ImageDataset {
         if let files, let pipeline {
             let folder = files.folder
-            let chosen = ImageFolder(root: folder.root, classNames: folder.classNames, paths: indices.map { folder.paths[$0] }, labels: indices.map { folder.labels[$0] })
-            return ImageDataset(name: name, files: ImageFiles(folder: chosen, skipBadImages: files.skipBadImages), pipeline: pipeline)
+            let chosen = ImageFolder(
+                root: folder.root, classNames: folder.classNames, paths: indices.map { folder.paths[$0] },
+                labels: indices.map { folder.labels[$0] })
+            return ImageDataset(
+                name: name, files: ImageFiles(folder: chosen, skipBadImages: files.skipBadImages), pipeline: pipeline)
         }
         let size = storedShape.reduce(1, *)
         var chosen = [UInt8]()
@@ -58,7 +67,8 @@ extension ImageDataset {
         pixels.withUnsafeBufferPointer { source in
             for index in indices { chosen.append(contentsOf: source[(index * size)..<((index + 1) * size)]) }
         }
-        var copy = ImageDataset(name: name, shape: storedShape, classes: classes, pixels: chosen, labels: indices.map { labels[$0] })
+        var copy = ImageDataset(
+            name: name, shape: storedShape, classes: classes, pixels: chosen, labels: indices.map { labels[$0] })
         if let pipeline { copy = copy.with(pipeline) }
         return copy
     }

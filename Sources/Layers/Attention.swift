@@ -9,8 +9,11 @@ public final class MultiHeadAttention: Layer {
     public var isTraining = true
 
     public init(dimensions: Int, heads: Int, qkvBias: Bool = true, generator: inout RandomGenerator) {
-        ensure(heads >= 1 && dimensions % heads == 0, "MultiHeadAttention: width \(dimensions) not divisible by \(heads) heads")
-        qkv = Linear(inputDimensions: dimensions, outputDimensions: 3 * dimensions, bias: qkvBias, generator: &generator)
+        ensure(
+            heads >= 1 && dimensions % heads == 0,
+            "MultiHeadAttention: width \(dimensions) not divisible by \(heads) heads")
+        qkv = Linear(
+            inputDimensions: dimensions, outputDimensions: 3 * dimensions, bias: qkvBias, generator: &generator)
         proj = Linear(inputDimensions: dimensions, outputDimensions: dimensions, generator: &generator)
         self.heads = heads
     }

@@ -6,7 +6,9 @@ public final class Linear: Layer {
     public let bias: Tensor?
     public var isTraining = true
 
-    public init(inputDimensions: Int, outputDimensions: Int, bias hasBias: Bool = true, generator: inout RandomGenerator) {
+    public init(
+        inputDimensions: Int, outputDimensions: Int, bias hasBias: Bool = true, generator: inout RandomGenerator
+    ) {
         weight = Tensor(zeros: [outputDimensions, inputDimensions], requiresGrad: true)
         bias = hasBias ? Tensor(zeros: [outputDimensions], requiresGrad: true) : nil
         Initializer.pytorchDefault(weight: weight, bias: bias, fanIn: inputDimensions, generator: &generator)

@@ -6,9 +6,13 @@ public final class MLP: Layer {
     public let fc2: Linear
     public var isTraining = true
 
-    public init(inputDimensions: Int, hiddenDimensions: Int, outputDimensions: Int? = nil, generator: inout RandomGenerator) {
+    public init(
+        inputDimensions: Int, hiddenDimensions: Int, outputDimensions: Int? = nil, generator: inout RandomGenerator
+    ) {
         fc1 = Linear(inputDimensions: inputDimensions, outputDimensions: hiddenDimensions, generator: &generator)
-        fc2 = Linear(inputDimensions: hiddenDimensions, outputDimensions: outputDimensions ?? inputDimensions, generator: &generator)
+        fc2 = Linear(
+            inputDimensions: hiddenDimensions, outputDimensions: outputDimensions ?? inputDimensions,
+            generator: &generator)
     }
 
     public var children: [(String, any Module)] { [("fc1", fc1), ("fc2", fc2)] }

@@ -31,8 +31,9 @@ public final class BatchNorm2d: Layer {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if isTraining { batchesTracked.data[0] += 1 }
-        return batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVariance: runningVariance,
-                         training: isTraining, momentum: momentum, epsilon: epsilon, reducer: isTraining ? statisticsReducer : nil)
+        return batchNorm(
+            x, weight: weight, bias: bias, runningMean: runningMean, runningVariance: runningVariance,
+            training: isTraining, momentum: momentum, epsilon: epsilon, reducer: isTraining ? statisticsReducer : nil)
     }
 }
 

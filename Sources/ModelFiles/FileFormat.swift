@@ -8,6 +8,7 @@ public enum FileFormat {
 
     public static func check(_ found: Int?, file: String) throws {
         guard let found, found > version else { return }
-        throw UserError("\(file) has format version \(found); this sfkd reads versions up to \(version): use a newer sfkd")
+        throw UserError(
+            "\(file) has format version \(found); this sfkd reads versions up to \(version): use a newer sfkd")
     }
 }

@@ -19,7 +19,10 @@ public struct ModelDescription: Equatable, Sendable {
     /// Class names in label order (an image folder's class folders), where the dataset has them.
     public var classNames: [String]?
 
-    public init(architecture: String, arguments: ModelArguments = ModelArguments(), dataset: String, classes: Int, inputShape: [Int], mean: [Float], std: [Float]) {
+    public init(
+        architecture: String, arguments: ModelArguments = ModelArguments(), dataset: String, classes: Int,
+        inputShape: [Int], mean: [Float], std: [Float]
+    ) {
         self.architecture = architecture
         self.arguments = arguments
         self.dataset = dataset
@@ -36,9 +39,13 @@ public struct ModelDescription: Equatable, Sendable {
     static let classNamesKey = "sfkd_class_names"
 
     var metadata: [String: String] {
-        var fields = ["format": "pt", Self.formatVersionKey: String(FileFormat.version), "sfkd_architecture": architecture, "sfkd_dataset": dataset, "sfkd_classes": String(classes),
-         "sfkd_input_shape": inputShape.map(String.init).joined(separator: ","),
-         "sfkd_mean": mean.map { String($0) }.joined(separator: ","), "sfkd_std": std.map { String($0) }.joined(separator: ",")]
+        var fields = [
+            "format": "pt", Self.formatVersionKey: String(FileFormat.version), "sfkd_architecture": architecture,
+            "sfkd_dataset": dataset, "sfkd_classes": String(classes),
+            "sfkd_input_shape": inputShape.map(String.init).joined(separator: ","),
+            "sfkd_mean": mean.map { String($0) }.joined(separator: ","),
+            "sfkd_std": std.map { String($0) }.joined(separator: ","),
+        ]
         if !arguments.isEmpty { fields[Self.argumentsKey] = arguments.text }
         if let classNames, let json = try? JSONSerialization.data(withJSONObject: classNames) {
             fields[Self.classNamesKey] = String(decoding: json, as: UTF8.self)
@@ -48,16 +55,24 @@ public struct ModelDescription: Equatable, Sendable {
 
     init(metadata: [String: String], path: String) throws {
         func field(_ key: String) throws -> String {
-            guard let value = metadata[key] else { throw UserError("\(path): metadata field '\(key)' is missing; not a model written by sfkd train (a timm/PyTorch state dict is imported with: sfkd import WEIGHTS --model NAME --out FILE)") }
+            guard let value = metadata[key] else {
+                throw UserError(
+                    "\(path): metadata field '\(key)' is missing; not a model written by sfkd train (a timm/PyTorch state dict is imported with: sfkd import WEIGHTS --model NAME --out FILE)"
+                )
+            }
             return value
         }
         func numbers<T: LosslessStringConvertible>(_ key: String) throws -> [T] {
             let values = try field(key).split(separator: ",").map { T(String($0)) }
-            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw UserError("\(path): metadata field '\(key)' is not a list of numbers") }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+                throw UserError("\(path): metadata field '\(key)' is not a list of numbers")
+            }
             return values.map { $0! }
         }
         if let version = metadata[Self.formatVersionKey] {
-            guard let number = Int(version) else { throw UserError("\(path): metadata field '\(Self.formatVersionKey)' is not an integer: '\(version)'") }
+            guard let number = Int(version) else {
+                throw UserError("\(path): metadata field '\(Self.formatVersionKey)' is not an integer: '\(version)'")
+            }
             try FileFormat.check(number, file: path)
         }
         architecture = try field("sfkd_architecture")
@@ -67,14 +82,19 @@ public struct ModelDescription: Equatable, Sendable {
             throw UserError("\(path): metadata field '\(Self.argumentsKey)': \(error)")
         }
         dataset = try field("sfkd_dataset")
-        guard let classes = Int(try field("sfkd_classes")) else { throw UserError("\(path): metadata field 'sfkd_classes' is not an integer") }
+        guard let classes = Int(try field("sfkd_classes")) else {
+            throw UserError("\(path): metadata field 'sfkd_classes' is not an integer")
+        }
         self.classes = classes
         inputShape = try numbers("sfkd_input_shape")
         mean = try numbers("sfkd_mean")
         std = try numbers("sfkd_std")
         if let text = metadata[Self.classNamesKey] {
-            guard let names = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String], names.count == classes else {
-                throw UserError("\(path): metadata field '\(Self.classNamesKey)' is not a JSON list of \(classes) class names")
+            guard let names = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String],
+                names.count == classes
+            else {
+                throw UserError(
+                    "\(path): metadata field '\(Self.classNamesKey)' is not a JSON list of \(classes) class names")
             }
             classNames = names
         }
@@ -84,15 +104,23 @@ public struct ModelDescription: Equatable, Sendable {
 
     /// Checks class count, input shape and normalisation: what a model file may say.
     func validate(path: String) throws {
-        guard (2...100_000).contains(classes) else { throw UserError("\(path): metadata field 'sfkd_classes' is \(classes); expected 2 to 100000") }
+        guard (2...100_000).contains(classes) else {
+            throw UserError("\(path): metadata field 'sfkd_classes' is \(classes); expected 2 to 100000")
+        }
         guard inputShape.count == 3, inputShape.allSatisfy({ (1...8192).contains($0) }), inputShape[0] <= 64 else {
-            throw UserError("\(path): metadata field 'sfkd_input_shape' is \(inputShape); expected C,H,W with C in 1...64 and H, W in 1...8192")
+            throw UserError(
+                "\(path): metadata field 'sfkd_input_shape' is \(inputShape); expected C,H,W with C in 1...64 and H, W in 1...8192"
+            )
         }
         guard mean.count == inputShape[0], std.count == inputShape[0] else {
-            throw UserError("\(path): metadata fields 'sfkd_mean' and 'sfkd_std' give \(mean.count) and \(std.count) values; expected one per channel (\(inputShape[0]))")
+            throw UserError(
+                "\(path): metadata fields 'sfkd_mean' and 'sfkd_std' give \(mean.count) and \(std.count) values; expected one per channel (\(inputShape[0]))"
+            )
         }
         guard mean.allSatisfy(\.isFinite), std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
-            throw UserError("\(path): metadata field 'sfkd_mean' \(mean) or 'sfkd_std' \(std) is not finite, or a std is not positive")
+            throw UserError(
+                "\(path): metadata field 'sfkd_mean' \(mean) or 'sfkd_std' \(std) is not finite, or a std is not positive"
+            )
         }
     }
 }
@@ -109,14 +137,21 @@ public enum ModelFile {
         let state = module.stateDict()
         var problems: [String] = []
         for (name, tensor) in state {
-            guard let saved = contents.tensors[name] else { problems.append("missing \(name) \(tensor.shape)"); continue }
+            guard let saved = contents.tensors[name] else {
+                problems.append("missing \(name) \(tensor.shape)")
+                continue
+            }
             if saved.shape != tensor.shape { problems.append("\(name): file \(saved.shape), model \(tensor.shape)") }
         }
         let expected = Set(state.map(\.0))
-        for name in contents.names where !expected.contains(name) { problems.append("unexpected \(name) \(contents.tensors[name]!.shape)") }
+        for name in contents.names where !expected.contains(name) {
+            problems.append("unexpected \(name) \(contents.tensors[name]!.shape)")
+        }
         guard problems.isEmpty else {
             let shown = problems.prefix(12).joined(separator: "; ")
-            throw UserError("\(path) does not match the model: \(problems.count) tensor(s) differ: \(shown)\(problems.count > 12 ? "; ..." : "")")
+            throw UserError(
+                "\(path) does not match the model: \(problems.count) tensor(s) differ: \(shown)\(problems.count > 12 ? "; ..." : "")"
+            )
         }
         for (name, tensor) in state { tensor.copyValues(from: contents.tensors[name]!) }
     }
@@ -125,16 +160,21 @@ public enum ModelFile {
     /// The model file `path` names: itself, or the `model.safetensors` of a checkpoint folder.
     static func locate(_ path: String, what: String = "checkpoint") throws -> String {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw UserError("\(what) \(path) not found") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw UserError("\(what) \(path) not found")
+        }
         return isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
     }
 
-    public static func open(_ path: String) throws -> (model: any ImageClassifier, description: ModelDescription, file: String) {
+    public static func open(_ path: String) throws -> (
+        model: any ImageClassifier, description: ModelDescription, file: String
+    ) {
         let file = try locate(path)
         let contents = try SafeTensors.read(file)
         let description = try ModelDescription(metadata: contents.metadata, path: file)
-        let model = try ModelRegistry.make(description.architecture, inputShape: description.inputShape, classes: description.classes, seed: 0,
-                                           arguments: description.arguments)
+        let model = try ModelRegistry.make(
+            description.architecture, inputShape: description.inputShape, classes: description.classes, seed: 0,
+            arguments: description.arguments)
         try load(contents, into: model, path: file)
         return (model, description, file)
     }

@@ -40,30 +40,37 @@ public struct ModelImport {
         // DistributedDataParallel saves every name under `module.`.
         if !contents.names.isEmpty, contents.names.allSatisfy({ $0.hasPrefix("module.") }) {
             let stripped = contents.names.map { String($0.dropFirst(7)) }
-            contents = SafeTensors.Contents(tensors: Dictionary(uniqueKeysWithValues: zip(stripped, contents.names.map { contents.tensors[$0]! })),
-                                            names: stripped, metadata: contents.metadata)
+            contents = SafeTensors.Contents(
+                tensors: Dictionary(uniqueKeysWithValues: zip(stripped, contents.names.map { contents.tensors[$0]! })),
+                names: stripped, metadata: contents.metadata)
             notes.append("DistributedDataParallel's 'module.' prefix stripped")
         }
         let entry = try ModelRegistry.entry(named: model)
         let classifier = entry.classifier + ".weight"
         // The names after timm's conversion say where the classifier is; reshapes need the model.
-        let renamed = entry.checkpointFilter.apply(contents.names.map { ($0, contents.tensors[$0]!) }, modelShapes: [:]).tensors
+        let renamed = entry.checkpointFilter.apply(contents.names.map { ($0, contents.tensors[$0]!) }, modelShapes: [:])
+            .tensors
         guard let classes = classes ?? renamed.first(where: { $0.0 == classifier }).map({ $0.1.shape[0] }) else {
             throw UserError("\(weights): no tensor '\(classifier)' to read the class count from; pass --classes N")
         }
-        let description = ModelDescription(architecture: model, arguments: arguments, dataset: dataset, classes: classes,
-                                           inputShape: inputShape, mean: mean ?? entry.pretrainedMean, std: std ?? entry.pretrainedStd)
+        let description = ModelDescription(
+            architecture: model, arguments: arguments, dataset: dataset, classes: classes,
+            inputShape: inputShape, mean: mean ?? entry.pretrainedMean, std: std ?? entry.pretrainedStd)
         try description.validate(path: weights)
-        let network = try ModelRegistry.make(model, inputShape: inputShape, classes: classes, seed: 0, arguments: arguments)
+        let network = try ModelRegistry.make(
+            model, inputShape: inputShape, classes: classes, seed: 0, arguments: arguments)
         let modelShapes = Dictionary(uniqueKeysWithValues: network.stateDict().map { ($0.0, $0.1.shape) })
-        let filtered = entry.checkpointFilter.apply(contents.names.map { ($0, contents.tensors[$0]!) }, modelShapes: modelShapes)
+        let filtered = entry.checkpointFilter.apply(
+            contents.names.map { ($0, contents.tensors[$0]!) }, modelShapes: modelShapes)
         if let note = filtered.note {
-            contents = SafeTensors.Contents(tensors: Dictionary(filtered.tensors, uniquingKeysWith: { first, _ in first }),
-                                            names: filtered.tensors.map(\.0), metadata: contents.metadata)
+            contents = SafeTensors.Contents(
+                tensors: Dictionary(filtered.tensors, uniquingKeysWith: { first, _ in first }),
+                names: filtered.tensors.map(\.0), metadata: contents.metadata)
             notes.append(note)
         }
         let resampled = resamplingPositionEmbedding(contents, for: network)
-        if let saved = contents.tensors["pos_embed"], let now = resampled.tensors["pos_embed"], saved.shape != now.shape {
+        if let saved = contents.tensors["pos_embed"], let now = resampled.tensors["pos_embed"], saved.shape != now.shape
+        {
             notes.append("pos_embed resampled from \(saved.shape) to \(now.shape) (bicubic, antialiased, as timm)")
         }
         try ModelFile.load(resampled, into: network, path: weights)
@@ -73,9 +80,12 @@ public struct ModelImport {
 
     /// Weights made for another input size carry a position embedding for another patch grid:
     /// resampled to the model's, as timm does.
-    private func resamplingPositionEmbedding(_ contents: SafeTensors.Contents, for network: any ImageClassifier) -> SafeTensors.Contents {
+    private func resamplingPositionEmbedding(_ contents: SafeTensors.Contents, for network: any ImageClassifier)
+        -> SafeTensors.Contents
+    {
         guard let saved = contents.tensors["pos_embed"],
-              let resampled = PositionEmbeddingResampling.fitted(saved, to: network, inputShape: inputShape) else { return contents }
+            let resampled = PositionEmbeddingResampling.fitted(saved, to: network, inputShape: inputShape)
+        else { return contents }
         var tensors = contents.tensors
         tensors["pos_embed"] = resampled
         return SafeTensors.Contents(tensors: tensors, names: contents.names, metadata: contents.metadata)

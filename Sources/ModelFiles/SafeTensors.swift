@@ -13,8 +13,12 @@ public enum SafeTensors {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, tensor) in tensors {
-            guard header[name] == nil else { throw UserError("safetensors \(path): tensor name '\(name)' appears twice") }
-            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4]]
+            guard header[name] == nil else {
+                throw UserError("safetensors \(path): tensor name '\(name)' appears twice")
+            }
+            header[name] = [
+                "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4],
+            ]
             offset += tensor.count * 4
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
@@ -35,13 +39,35 @@ public enum SafeTensors {
     static let elementBytes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4]
 
     /// Little-endian elements of `dtype` at `source` as float32.
-    static func convert(_ source: UnsafeRawPointer, dtype: String, count: Int, into target: UnsafeMutablePointer<Float>) {
+    static func convert(_ source: UnsafeRawPointer, dtype: String, count: Int, into target: UnsafeMutablePointer<Float>)
+    {
         switch dtype {
-        case "F16": for i in 0..<count { target[i] = Float(Float16(bitPattern: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))) }
-        case "BF16": for i in 0..<count { target[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
-        case "F64": for i in 0..<count { target[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
-        case "I64": for i in 0..<count { target[i] = Float(Int64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
-        case "I32": for i in 0..<count { target[i] = Float(Int32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))) }
+        case "F16":
+            for i in 0..<count {
+                target[i] = Float(
+                    Float16(
+                        bitPattern: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))
+            }
+        case "BF16":
+            for i in 0..<count {
+                target[i] = Float(
+                    bitPattern: UInt32(
+                        UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+            }
+        case "F64":
+            for i in 0..<count {
+                target[i] = Float(
+                    Double(
+                        bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+            }
+        case "I64":
+            for i in 0..<count {
+                target[i] = Float(Int64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+            }
+        case "I32":
+            for i in 0..<count {
+                target[i] = Float(Int32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
+            }
         default: memcpy(target, source, 4 * count)
         }
     }
@@ -57,14 +83,21 @@ public enum SafeTensors {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw UserError("safetensors file \(path) not found or unreadable")
         }
-        guard data.count >= 8 else { throw UserError("safetensors file \(path): \(data.count) bytes, too short for the 8-byte header length") }
-        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard data.count >= 8 else {
+            throw UserError("safetensors file \(path): \(data.count) bytes, too short for the 8-byte header length")
+        }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) {
+            $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+        }
         guard headerLength <= UInt64(data.count - 8), headerLength <= 100 << 20 else {
-            throw UserError("safetensors file \(path): header length \(headerLength) at offset 0 exceeds the file (\(data.count) bytes); truncated or not safetensors")
+            throw UserError(
+                "safetensors file \(path): header length \(headerLength) at offset 0 exceeds the file (\(data.count) bytes); truncated or not safetensors"
+            )
         }
         let headerData = data.subdata(in: 8..<(8 + Int(headerLength)))
         guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
-            throw UserError("safetensors file \(path): the header (offset 8, \(headerLength) bytes) is not a JSON object")
+            throw UserError(
+                "safetensors file \(path): the header (offset 8, \(headerLength) bytes) is not a JSON object")
         }
         let base = 8 + Int(headerLength)
         let dataBytes = data.count - base
@@ -73,30 +106,40 @@ public enum SafeTensors {
         var entries: [(name: String, dtype: String, shape: [Int], start: Int, end: Int)] = []
         for (name, value) in header where name != "__metadata__" {
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
+                let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
+            else {
                 throw UserError("safetensors file \(path): entry '\(name)' lacks dtype, shape or data_offsets")
             }
             guard let width = Self.elementBytes[dtype] else {
-                throw UserError("safetensors file \(path): tensor '\(name)' has dtype \(dtype); sfkd reads \(Self.elementBytes.keys.sorted().joined(separator: ", "))")
+                throw UserError(
+                    "safetensors file \(path): tensor '\(name)' has dtype \(dtype); sfkd reads \(Self.elementBytes.keys.sorted().joined(separator: ", "))"
+                )
             }
             guard let count = checkedProduct(shape), let bytes = checkedProduct([count, width]) else {
-                throw UserError("safetensors file \(path): tensor '\(name)' has shape \(shape), with a negative or impossibly large size")
+                throw UserError(
+                    "safetensors file \(path): tensor '\(name)' has shape \(shape), with a negative or impossibly large size"
+                )
             }
             let (start, end) = (offsets[0], offsets[1])
             guard start >= 0, start <= end, end <= dataBytes, end - start == bytes else {
-                throw UserError("safetensors file \(path): tensor '\(name)' of shape \(shape) (\(bytes) bytes) has data_offsets \(offsets), which do not fit the \(dataBytes) data bytes (truncated or corrupt)")
+                throw UserError(
+                    "safetensors file \(path): tensor '\(name)' of shape \(shape) (\(bytes) bytes) has data_offsets \(offsets), which do not fit the \(dataBytes) data bytes (truncated or corrupt)"
+                )
             }
             entries.append((name, dtype, shape, start, end))
         }
         entries.sort { ($0.start, $0.end) < ($1.start, $1.end) }
         for (previous, next) in zip(entries, entries.dropFirst()) where next.start < previous.end {
-            throw UserError("safetensors file \(path): tensors '\(previous.name)' (bytes \(previous.start)..<\(previous.end)) and '\(next.name)' (\(next.start)..<\(next.end)) overlap")
+            throw UserError(
+                "safetensors file \(path): tensors '\(previous.name)' (bytes \(previous.start)..<\(previous.end)) and '\(next.name)' (\(next.start)..<\(next.end)) overlap"
+            )
         }
         var tensors: [String: Tensor] = [:]
         for entry in entries {
             let tensor = Tensor(zeros: entry.shape)
             data.withUnsafeBytes { raw in
-                Self.convert(raw.baseAddress! + base + entry.start, dtype: entry.dtype, count: tensor.count, into: tensor.data)
+                Self.convert(
+                    raw.baseAddress! + base + entry.start, dtype: entry.dtype, count: tensor.count, into: tensor.data)
             }
             tensors[entry.name] = tensor
         }

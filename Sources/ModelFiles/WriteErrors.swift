@@ -5,7 +5,9 @@ import Foundation
 public func describeWriteError(_ error: Error, folder: String? = nil) -> String {
     if let folder, let file = fileInPlaceOfFolder(folder) { return "'\(file)' is a file, not a folder" }
     let error = error as NSError
-    let posix = error.domain == NSPOSIXErrorDomain ? error
+    let posix =
+        error.domain == NSPOSIXErrorDomain
+        ? error
         : (error.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
     if let posix {
         switch Int32(posix.code) {
@@ -19,7 +21,8 @@ public func describeWriteError(_ error: Error, folder: String? = nil) -> String 
         switch error.code {
         case NSFileWriteOutOfSpaceError: return "disk full"
         case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
-        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "a folder on the path does not exist or cannot be created"
+        case NSFileNoSuchFileError, NSFileReadNoSuchFileError:
+            return "a folder on the path does not exist or cannot be created"
         case NSFileWriteVolumeReadOnlyError: return "read-only file system"
         case NSFileWriteInvalidFileNameError: return "not a valid file name (too long?)"
         default: break

@@ -34,7 +34,9 @@ final class ConvNeXtBlock: Layer {
 
     init(channels: Int, layerScale: Float, dropPathRate: Float, generator: inout RandomGenerator) {
         gamma = Tensor(repeating: layerScale, shape: [channels], requiresGrad: true)
-        convDW = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 7, padding: 3, groups: channels, generator: &generator)
+        convDW = Conv2d(
+            inputChannels: channels, outputChannels: channels, kernelSize: 7, padding: 3, groups: channels,
+            generator: &generator)
         norm = LayerNorm(dimensions: channels, epsilon: 1e-6)
         mlp = MLP(inputDimensions: channels, hiddenDimensions: 4 * channels, generator: &generator)
         self.dropPathRate = dropPathRate
@@ -77,19 +79,35 @@ public final class ConvNeXt: ImageClassifier {
     let head: NormClassifierHead
     public var isTraining = true
 
-    public init(architecture: String, depths: [Int], dims: [Int], dropPathRate: Float, inputChannels: Int, classes: Int, generator: inout RandomGenerator) {
+    public init(
+        architecture: String, depths: [Int], dims: [Int], dropPathRate: Float, inputChannels: Int, classes: Int,
+        generator: inout RandomGenerator
+    ) {
         self.architecture = architecture
-        stem = Sequential([Conv2d(inputChannels: inputChannels, outputChannels: dims[0], kernelSize: 4, stride: 4, generator: &generator),
-                           LayerNorm2d(channels: dims[0])])
+        stem = Sequential([
+            Conv2d(
+                inputChannels: inputChannels, outputChannels: dims[0], kernelSize: 4, stride: 4, generator: &generator),
+            LayerNorm2d(channels: dims[0]),
+        ])
         let total = depths.reduce(0, +)
         var index = 0
         var built: [any Layer] = []
         for (stage, (depth, width)) in zip(depths, dims).enumerated() {
-            let downsample = stage == 0 ? nil : Sequential([LayerNorm2d(channels: dims[stage - 1]),
-                                                            Conv2d(inputChannels: dims[stage - 1], outputChannels: width, kernelSize: 2, stride: 2, generator: &generator)])
+            let downsample =
+                stage == 0
+                ? nil
+                : Sequential([
+                    LayerNorm2d(channels: dims[stage - 1]),
+                    Conv2d(
+                        inputChannels: dims[stage - 1], outputChannels: width, kernelSize: 2, stride: 2,
+                        generator: &generator),
+                ])
             var blocks: [ConvNeXtBlock] = []
             for _ in 0..<depth {
-                blocks.append(ConvNeXtBlock(channels: width, layerScale: 1e-6, dropPathRate: linearDropPathRate(dropPathRate, block: index, of: total), generator: &generator))
+                blocks.append(
+                    ConvNeXtBlock(
+                        channels: width, layerScale: 1e-6,
+                        dropPathRate: linearDropPathRate(dropPathRate, block: index, of: total), generator: &generator))
                 index += 1
             }
             built.append(Stage(downsample: downsample, blocks: blocks))
@@ -119,14 +137,23 @@ public final class ConvNeXt: ImageClassifier {
 extension ModelRegistry {
     /// timm's ConvNeXt.
     static let convNeXts: [Entry] = [
-        Entry(name: "convnext_tiny", family: "cnn", summary: "timm convnext_tiny: 7x7 depthwise blocks 3-3-9-3, widths 96-192-384-768, channels-last LayerNorm, layer scale",
-              arguments: ["depths", "dims", "drop_path_rate"], classifier: "head.fc") { shape, classes, arguments, generator in
+        Entry(
+            name: "convnext_tiny", family: "cnn",
+            summary:
+                "timm convnext_tiny: 7x7 depthwise blocks 3-3-9-3, widths 96-192-384-768, channels-last LayerNorm, layer scale",
+            arguments: ["depths", "dims", "drop_path_rate"], classifier: "head.fc"
+        ) { shape, classes, arguments, generator in
             let dims = try arguments.integers("dims", default: [96, 192, 384, 768], count: 4)
             guard shape[1] % 32 == 0 && shape[2] % 32 == 0 else {
-                throw UserError("model 'convnext_tiny' downsamples by 32 (a 4x4 stem, three 2x2 stages); the input \(shape[1])x\(shape[2]) must be a multiple of 32")
+                throw UserError(
+                    "model 'convnext_tiny' downsamples by 32 (a 4x4 stem, three 2x2 stages); the input \(shape[1])x\(shape[2]) must be a multiple of 32"
+                )
             }
-            return ConvNeXt(architecture: "convnext_tiny", depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
-                            dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0], classes: classes, generator: &generator)
-        }.filtering(.convnext),
+            return ConvNeXt(
+                architecture: "convnext_tiny",
+                depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
+                dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0],
+                classes: classes, generator: &generator)
+        }.filtering(.convnext)
     ]
 }

@@ -13,15 +13,21 @@ final class InvertedResidual: Layer {
     init(inputChannels: Int, outputChannels: Int, expansion: Int, stride: Int, generator: inout RandomGenerator) {
         let hidden = inputChannels * expansion
         self.stride = stride
-        conv1 = Conv2d(inputChannels: inputChannels, outputChannels: hidden, kernelSize: 1, bias: false, generator: &generator)
+        conv1 = Conv2d(
+            inputChannels: inputChannels, outputChannels: hidden, kernelSize: 1, bias: false, generator: &generator)
         bn1 = BatchNorm2d(channels: hidden)
-        conv2 = Conv2d(inputChannels: hidden, outputChannels: hidden, kernelSize: 3, stride: stride, padding: 1, groups: hidden, bias: false, generator: &generator)
+        conv2 = Conv2d(
+            inputChannels: hidden, outputChannels: hidden, kernelSize: 3, stride: stride, padding: 1, groups: hidden,
+            bias: false, generator: &generator)
         bn2 = BatchNorm2d(channels: hidden)
-        conv3 = Conv2d(inputChannels: hidden, outputChannels: outputChannels, kernelSize: 1, bias: false, generator: &generator)
+        conv3 = Conv2d(
+            inputChannels: hidden, outputChannels: outputChannels, kernelSize: 1, bias: false, generator: &generator)
         bn3 = BatchNorm2d(channels: outputChannels)
         if stride == 1 && inputChannels != outputChannels {
             shortcut = Sequential([
-                Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, bias: false, generator: &generator),
+                Conv2d(
+                    inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, bias: false,
+                    generator: &generator),
                 BatchNorm2d(channels: outputChannels),
             ])
         } else {
@@ -55,17 +61,24 @@ public final class MobileNetV2: ImageClassifier {
     public var isTraining = true
 
     /// (expansion, output channels, blocks, first stride)
-    static let configuration: [(Int, Int, Int, Int)] = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    static let configuration: [(Int, Int, Int, Int)] = [
+        (1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+    ]
 
     public init(inputChannels: Int, classes: Int, generator: inout RandomGenerator) {
-        conv1 = Conv2d(inputChannels: inputChannels, outputChannels: 32, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+        conv1 = Conv2d(
+            inputChannels: inputChannels, outputChannels: 32, kernelSize: 3, padding: 1, bias: false,
+            generator: &generator)
         bn1 = BatchNorm2d(channels: 32)
         var blocks: [any Layer] = []
         var taps: [Int] = []
         var channels = 32
         for (expansion, output, count, stride) in Self.configuration {
             for i in 0..<count {
-                blocks.append(InvertedResidual(inputChannels: channels, outputChannels: output, expansion: expansion, stride: i == 0 ? stride : 1, generator: &generator))
+                blocks.append(
+                    InvertedResidual(
+                        inputChannels: channels, outputChannels: output, expansion: expansion,
+                        stride: i == 0 ? stride : 1, generator: &generator))
                 channels = output
             }
             if [24, 32, 96].contains(output) { taps.append(blocks.count - 1) }
@@ -98,8 +111,11 @@ public final class MobileNetV2: ImageClassifier {
 extension ModelRegistry {
     /// MobileNetV2 for small images.
     static let cifarMobileNets: [Entry] = [
-        Entry(name: "mobilenetv2", family: "cnn", summary: "MobileNetV2 for small images (stride 1 stem), inverted residuals with depthwise convolutions") { shape, classes, generator in
+        Entry(
+            name: "mobilenetv2", family: "cnn",
+            summary: "MobileNetV2 for small images (stride 1 stem), inverted residuals with depthwise convolutions"
+        ) { shape, classes, generator in
             MobileNetV2(inputChannels: shape[0], classes: classes, generator: &generator)
-        },
+        }
     ]
 }

@@ -12,7 +12,9 @@ public struct ModelArguments: Equatable, Sendable {
 
     public init(_ text: String) throws {
         for pair in text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
-            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex, pair.index(after: equals) != pair.endIndex else {
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex,
+                pair.index(after: equals) != pair.endIndex
+            else {
                 throw UserError("model arguments: '\(pair)' is not key=value (for example layers=2,2,2,2 stem=cifar)")
             }
             let key = String(pair[..<equals]), value = String(pair[pair.index(after: equals)...])
@@ -30,17 +32,23 @@ public struct ModelArguments: Equatable, Sendable {
     func check(accepted: [String], model: String) throws {
         let unknown = values.keys.filter { !accepted.contains($0) }.sorted()
         guard unknown.isEmpty else {
-            throw UserError("model '\(model)' does not take the argument\(unknown.count > 1 ? "s" : "") \(unknown.joined(separator: ", ")); it takes \(accepted.isEmpty ? "none" : accepted.joined(separator: ", "))")
+            throw UserError(
+                "model '\(model)' does not take the argument\(unknown.count > 1 ? "s" : "") \(unknown.joined(separator: ", ")); it takes \(accepted.isEmpty ? "none" : accepted.joined(separator: ", "))"
+            )
         }
     }
 
-    func integers(_ key: String, default fallback: [Int], count: Int? = nil, range: ClosedRange<Int> = 1...65_536) throws -> [Int] {
+    func integers(_ key: String, default fallback: [Int], count: Int? = nil, range: ClosedRange<Int> = 1...65_536)
+        throws -> [Int]
+    {
         guard let text = values[key] else { return fallback }
-        let expected = "expected \(count.map { "\($0) " } ?? "")comma-separated integers in \(range.lowerBound)...\(range.upperBound)"
+        let expected =
+            "expected \(count.map { "\($0) " } ?? "")comma-separated integers in \(range.lowerBound)...\(range.upperBound)"
         // Every item counts: "1,,1" is a mistake, never the list 1,1.
         let items = text.split(separator: ",", omittingEmptySubsequences: false)
         for (position, item) in items.enumerated() where !(Int(item).map(range.contains) ?? false) {
-            let what = item.isEmpty ? "is empty" : "'\(item)' is not an integer in \(range.lowerBound)...\(range.upperBound)"
+            let what =
+                item.isEmpty ? "is empty" : "'\(item)' is not an integer in \(range.lowerBound)...\(range.upperBound)"
             throw UserError("model argument '\(key)' is '\(text)': item \(position + 1) \(what); \(expected)")
         }
         guard count.map({ items.count == $0 }) ?? true else {
@@ -68,7 +76,9 @@ public struct ModelArguments: Equatable, Sendable {
 
     func choice(_ key: String, default fallback: String, options: [String]) throws -> String {
         guard let text = values[key] else { return fallback }
-        guard options.contains(text) else { throw UserError("model argument '\(key)' is '\(text)'; expected one of \(options.joined(separator: ", "))") }
+        guard options.contains(text) else {
+            throw UserError("model argument '\(key)' is '\(text)'; expected one of \(options.joined(separator: ", "))")
+        }
         return text
     }
 }

@@ -17,10 +17,18 @@ public enum ModelRegistry {
         /// Normalisation of timm's pretrained weights for this model (its `default_cfg`).
         public var pretrainedMean: [Float] = ImageNetStatistics.mean
         public var pretrainedStd: [Float] = ImageNetStatistics.std
-        let build: @Sendable (_ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments, _ generator: inout RandomGenerator) throws -> any ImageClassifier
+        let build:
+            @Sendable (
+                _ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments, _ generator: inout RandomGenerator
+            ) throws -> any ImageClassifier
 
-        init(name: String, family: String, summary: String, arguments: [String] = [], classifier: String = "fc",
-             build: @escaping @Sendable (_ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments, _ generator: inout RandomGenerator) throws -> any ImageClassifier) {
+        init(
+            name: String, family: String, summary: String, arguments: [String] = [], classifier: String = "fc",
+            build:
+                @escaping @Sendable (
+                    _ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments, _ generator: inout RandomGenerator
+                ) throws -> any ImageClassifier
+        ) {
             self.name = name
             self.family = family
             self.summary = summary
@@ -45,9 +53,14 @@ public enum ModelRegistry {
         }
 
         /// A model that takes no arguments.
-        init(name: String, family: String, summary: String, classifier: String = "fc",
-             build: @escaping @Sendable (_ inputShape: [Int], _ classes: Int, _ generator: inout RandomGenerator) throws -> any ImageClassifier) {
-            self.init(name: name, family: family, summary: summary, classifier: classifier) { shape, classes, _, generator in
+        init(
+            name: String, family: String, summary: String, classifier: String = "fc",
+            build:
+                @escaping @Sendable (_ inputShape: [Int], _ classes: Int, _ generator: inout RandomGenerator) throws ->
+                any ImageClassifier
+        ) {
+            self.init(name: name, family: family, summary: summary, classifier: classifier) {
+                shape, classes, _, generator in
                 try build(shape, classes, &generator)
             }
         }
@@ -62,7 +75,8 @@ public enum ModelRegistry {
 
     /// Every model; each family's entries sit next to its code (`ResNet.swift`, ...).
     public static let entries: [Entry] =
-        cifarResNets + cifarMobileNets + visionTransformers + convNeXts + swinTransformers + mlpModels + timmMobileNets + timmResNets
+        cifarResNets + cifarMobileNets + visionTransformers + convNeXts + swinTransformers + mlpModels + timmMobileNets
+        + timmResNets
 
     public static var names: [String] { entries.map(\.name) }
 
@@ -75,9 +89,13 @@ public enum ModelRegistry {
 
     /// Builds `name` for images of `inputShape` (C, H, W) and `classes` classes, with `arguments`
     /// as `timm.create_model(name, **arguments)` takes them.
-    public static func make(_ name: String, inputShape: [Int], classes: Int, seed: UInt64, arguments: ModelArguments = ModelArguments()) throws -> any ImageClassifier {
+    public static func make(
+        _ name: String, inputShape: [Int], classes: Int, seed: UInt64, arguments: ModelArguments = ModelArguments()
+    ) throws -> any ImageClassifier {
         guard inputShape.count == 3, inputShape.allSatisfy({ $0 >= 1 }), classes >= 2 else {
-            throw UserError("model '\(name)': input shape \(inputShape) must be (C, H, W) with positive sizes and classes (\(classes)) at least 2")
+            throw UserError(
+                "model '\(name)': input shape \(inputShape) must be (C, H, W) with positive sizes and classes (\(classes)) at least 2"
+            )
         }
         let entry = try entry(named: name)
         try arguments.check(accepted: entry.arguments, model: name)
@@ -87,19 +105,27 @@ public enum ModelRegistry {
 
     /// timm's `img_size`: sfkd builds token models for the input, so a given size must be the input's.
     static func checkImageSize(_ arguments: ModelArguments, _ shape: [Int], model: String) throws {
-        if let size = try arguments.integers("img_size", default: [], range: 1...8192).first, size != shape[1] || size != shape[2] {
-            throw UserError("model '\(model)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size")
+        if let size = try arguments.integers("img_size", default: [], range: 1...8192).first,
+            size != shape[1] || size != shape[2]
+        {
+            throw UserError(
+                "model '\(model)': img_size \(size) but the input is \(shape[1])x\(shape[2]); img_size must be the input's size"
+            )
         }
     }
 
     static func checkPatchGrid(_ shape: [Int], patch: Int, model: String) throws {
         guard shape[1] % patch == 0 && shape[2] % patch == 0 else {
-            throw UserError("model '\(model)' needs an image size divisible by its patch size \(patch); the dataset gives \(shape[1])x\(shape[2])")
+            throw UserError(
+                "model '\(model)' needs an image size divisible by its patch size \(patch); the dataset gives \(shape[1])x\(shape[2])"
+            )
         }
     }
 
     /// The taps a model gives for one image of `inputShape`: shape and layout of each.
-    public static func describeTaps(_ model: any ImageClassifier, inputShape: [Int]) -> [(shape: [Int], layout: TapLayout)] {
+    public static func describeTaps(_ model: any ImageClassifier, inputShape: [Int]) -> [(
+        shape: [Int], layout: TapLayout
+    )] {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }

@@ -8,7 +8,9 @@ final class PatchEmbedding: Module {
     var isTraining = true
 
     init(inputChannels: Int, width: Int, patchSize: Int, generator: inout RandomGenerator) {
-        proj = Conv2d(inputChannels: inputChannels, outputChannels: width, kernelSize: patchSize, stride: patchSize, generator: &generator)
+        proj = Conv2d(
+            inputChannels: inputChannels, outputChannels: width, kernelSize: patchSize, stride: patchSize,
+            generator: &generator)
         self.patchSize = patchSize
     }
 

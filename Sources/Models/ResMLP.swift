@@ -35,7 +35,9 @@ final class ResMLPBlock: Layer {
     }
 
     var ownParameters: [(String, Tensor)] { [("ls1", ls1), ("ls2", ls2)] }
-    var children: [(String, any Module)] { [("norm1", norm1), ("linear_tokens", linearTokens), ("norm2", norm2), ("mlp_channels", mlpChannels)] }
+    var children: [(String, any Module)] {
+        [("norm1", norm1), ("linear_tokens", linearTokens), ("norm2", norm2), ("mlp_channels", mlpChannels)]
+    }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let tokens = linearTokens(norm1(x).transposed(1, 2)).transposed(1, 2) * ls1
@@ -56,24 +58,33 @@ public final class ResMLP: ImageClassifier {
     let tapBlocks: [Int]
     public var isTraining = true
 
-    public init(architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int, width: Int, depth: Int,
-                dropPathRate: Float, generator: inout RandomGenerator) {
+    public init(
+        architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int, width: Int,
+        depth: Int,
+        dropPathRate: Float, generator: inout RandomGenerator
+    ) {
         self.architecture = architecture
         stem = PatchEmbedding(inputChannels: inputChannels, width: width, patchSize: patchSize, generator: &generator)
         let tokens = (imageSize.0 / patchSize) * (imageSize.1 / patchSize)
-        blocks = Sequential((0..<depth).map { i in
-            ResMLPBlock(tokens: tokens, width: width, layerScale: 0.1, dropPathRate: linearDropPathRate(dropPathRate, block: i, of: depth), generator: &generator)
-        })
+        blocks = Sequential(
+            (0..<depth).map { i in
+                ResMLPBlock(
+                    tokens: tokens, width: width, layerScale: 0.1,
+                    dropPathRate: linearDropPathRate(dropPathRate, block: i, of: depth), generator: &generator)
+            })
         norm = Affine(width: width)
         head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)
         tapBlocks = evenlySpacedBlocks(depth: depth)
     }
 
-    public var children: [(String, any Module)] { [("stem", stem), ("blocks", blocks), ("norm", norm), ("head", head)] }
+    public var children: [(String, any Module)] {
+        [("stem", stem), ("blocks", blocks), ("norm", norm), ("head", head)]
+    }
 
     public func forward(_ images: Tensor) -> ModelOutput {
         let (patches, h, w) = stem(images)
-        let (x, taps) = runBlocks(blocks, on: patches, tapBlocks: tapBlocks, layout: .tokens(prefixTokens: 0, gridHeight: h, gridWidth: w))
+        let (x, taps) = runBlocks(
+            blocks, on: patches, tapBlocks: tapBlocks, layout: .tokens(prefixTokens: 0, gridHeight: h, gridWidth: w))
         return ModelOutput(logits: head(norm(x).mean(axes: [1])), taps: taps)
     }
 }

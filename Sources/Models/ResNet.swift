@@ -9,13 +9,19 @@ final class BasicBlock: Layer {
     var isTraining = true
 
     init(inputChannels: Int, outputChannels: Int, stride: Int, generator: inout RandomGenerator) {
-        conv1 = Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: stride, padding: 1, bias: false, generator: &generator)
+        conv1 = Conv2d(
+            inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: stride, padding: 1,
+            bias: false, generator: &generator)
         bn1 = BatchNorm2d(channels: outputChannels)
-        conv2 = Conv2d(inputChannels: outputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+        conv2 = Conv2d(
+            inputChannels: outputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1, bias: false,
+            generator: &generator)
         bn2 = BatchNorm2d(channels: outputChannels)
         if stride != 1 || inputChannels != outputChannels {
             downsample = Sequential([
-                Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, stride: stride, bias: false, generator: &generator),
+                Conv2d(
+                    inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, stride: stride,
+                    bias: false, generator: &generator),
                 BatchNorm2d(channels: outputChannels),
             ])
         } else {
@@ -24,7 +30,8 @@ final class BasicBlock: Layer {
     }
 
     var children: [(String, any Module)] {
-        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)] + (downsample.map { [("downsample", $0 as any Module)] } ?? [])
+        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)]
+            + (downsample.map { [("downsample", $0 as any Module)] } ?? [])
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
@@ -44,16 +51,26 @@ public final class ResNet: ImageClassifier {
     public var isTraining = true
 
     /// `depth` = 6n + 2 (n blocks per stage); `widths` = [stem, stage1, stage2, stage3].
-    public init(architecture: String, depth: Int, widths: [Int], inputChannels: Int, classes: Int, generator: inout RandomGenerator) {
-        ensure((depth - 2) % 6 == 0 && widths.count == 4, "ResNet: depth \(depth) is not 6n+2 or widths \(widths) are not 4")
+    public init(
+        architecture: String, depth: Int, widths: [Int], inputChannels: Int, classes: Int,
+        generator: inout RandomGenerator
+    ) {
+        ensure(
+            (depth - 2) % 6 == 0 && widths.count == 4,
+            "ResNet: depth \(depth) is not 6n+2 or widths \(widths) are not 4")
         self.architecture = architecture
         let blocks = (depth - 2) / 6
-        conv1 = Conv2d(inputChannels: inputChannels, outputChannels: widths[0], kernelSize: 3, padding: 1, bias: false, generator: &generator)
+        conv1 = Conv2d(
+            inputChannels: inputChannels, outputChannels: widths[0], kernelSize: 3, padding: 1, bias: false,
+            generator: &generator)
         bn1 = BatchNorm2d(channels: widths[0])
         func stage(_ input: Int, _ output: Int, _ stride: Int, _ generator: inout RandomGenerator) -> Sequential {
             var layers: [any Layer] = []
             for i in 0..<blocks {
-                layers.append(BasicBlock(inputChannels: i == 0 ? input : output, outputChannels: output, stride: i == 0 ? stride : 1, generator: &generator))
+                layers.append(
+                    BasicBlock(
+                        inputChannels: i == 0 ? input : output, outputChannels: output, stride: i == 0 ? stride : 1,
+                        generator: &generator))
             }
             return Sequential(layers)
         }
@@ -90,8 +107,14 @@ extension ModelRegistry {
     ]
 
     fileprivate static func resnet(_ name: String, depth: Int, widths: [Int]) -> Entry {
-        Entry(name: name, family: "cnn", summary: "CIFAR ResNet, \((depth - 2) / 6) basic blocks per stage, widths \(widths[1...].map(String.init).joined(separator: "/"))") { shape, classes, generator in
-            ResNet(architecture: name, depth: depth, widths: widths, inputChannels: shape[0], classes: classes, generator: &generator)
+        Entry(
+            name: name, family: "cnn",
+            summary:
+                "CIFAR ResNet, \((depth - 2) / 6) basic blocks per stage, widths \(widths[1...].map(String.init).joined(separator: "/"))"
+        ) { shape, classes, generator in
+            ResNet(
+                architecture: name, depth: depth, widths: widths, inputChannels: shape[0], classes: classes,
+                generator: &generator)
         }
     }
 }

@@ -13,7 +13,9 @@ final class Stage: Layer {
         self.blocks = Sequential(blocks)
     }
 
-    var children: [(String, any Module)] { (downsample.map { [("downsample", $0 as any Module)] } ?? []) + [("blocks", blocks)] }
+    var children: [(String, any Module)] {
+        (downsample.map { [("downsample", $0 as any Module)] } ?? []) + [("blocks", blocks)]
+    }
 
     func callAsFunction(_ x: Tensor) -> Tensor { blocks(downsample.map { $0(x) } ?? x) }
 }

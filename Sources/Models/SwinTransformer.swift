@@ -55,8 +55,10 @@ final class SwinBlock: Layer {
     let dropPathRate: Float
     var isTraining = true
 
-    init(width: Int, heads: Int, window: (Int, Int), shift: (Int, Int), featureSize: (Int, Int), mlpRatio: Double,
-         dropPathRate: Float, generator: inout RandomGenerator) {
+    init(
+        width: Int, heads: Int, window: (Int, Int), shift: (Int, Int), featureSize: (Int, Int), mlpRatio: Double,
+        dropPathRate: Float, generator: inout RandomGenerator
+    ) {
         self.window = window
         self.shift = shift
         self.dropPathRate = dropPathRate
@@ -64,7 +66,8 @@ final class SwinBlock: Layer {
         attn = WindowAttention(width: width, heads: heads, window: window, generator: &generator)
         norm2 = LayerNorm(dimensions: width)
         mlp = MLP(inputDimensions: width, hiddenDimensions: Int(Double(width) * mlpRatio), generator: &generator)
-        mask = shift == (0, 0) ? nil : SwinBlock.shiftedWindowMask(featureSize: featureSize, window: window, shift: shift)
+        mask =
+            shift == (0, 0) ? nil : SwinBlock.shiftedWindowMask(featureSize: featureSize, window: window, shift: shift)
     }
 
     var children: [(String, any Module)] { [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp", mlp)] }
@@ -72,15 +75,19 @@ final class SwinBlock: Layer {
     /// timm's `get_attn_mask`: the padded map cut into nine regions by the shift; tokens of one
     /// window from different regions get -100 (not -inf, as timm) on their scores.
     static func shiftedWindowMask(featureSize: (Int, Int), window: (Int, Int), shift: (Int, Int)) -> Tensor {
-        let paddedH = (featureSize.0 + window.0 - 1) / window.0 * window.0, paddedW = (featureSize.1 + window.1 - 1) / window.1 * window.1
-        func region(_ i: Int, size: Int, window: Int, shift: Int) -> Int { i < size - window ? 0 : (i < size - shift ? 1 : 2) }
+        let paddedH = (featureSize.0 + window.0 - 1) / window.0 * window.0,
+            paddedW = (featureSize.1 + window.1 - 1) / window.1 * window.1
+        func region(_ i: Int, size: Int, window: Int, shift: Int) -> Int {
+            i < size - window ? 0 : (i < size - shift ? 1 : 2)
+        }
         let windowsH = paddedH / window.0, windowsW = paddedW / window.1, n = window.0 * window.1
         let mask = Tensor(zeros: [windowsH * windowsW, n, n])
         for wy in 0..<windowsH {
             for wx in 0..<windowsW {
                 let labels = (0..<n).map { t -> Int in
                     let y = wy * window.0 + t / window.1, x = wx * window.1 + t % window.1
-                    return 3 * region(y, size: paddedH, window: window.0, shift: shift.0) + region(x, size: paddedW, window: window.1, shift: shift.1)
+                    return 3 * region(y, size: paddedH, window: window.0, shift: shift.0)
+                        + region(x, size: paddedW, window: window.1, shift: shift.1)
                 }
                 let base = mask.data + (wy * windowsW + wx) * n * n
                 for i in 0..<n { for j in 0..<n where labels[i] != labels[j] { base[i * n + j] = -100 } }
@@ -98,15 +105,20 @@ final class SwinBlock: Layer {
         if padH > 0 || padW > 0 { y = y.padded([(0, 0), (0, padH), (0, padW), (0, 0)]) }
         let rows = (h + padH) / window.0, columns = (w + padW) / window.1
         // Partition into windows: (B, rows, wh, columns, ww, C) -> (B x rows x columns, wh x ww, C).
-        let windows = y.reshape([b, rows, window.0, columns, window.1, c]).permute([0, 1, 3, 2, 4, 5]).reshape([b * rows * columns, window.0 * window.1, c])
+        let windows = y.reshape([b, rows, window.0, columns, window.1, c]).permute([0, 1, 3, 2, 4, 5]).reshape([
+            b * rows * columns, window.0 * window.1, c,
+        ])
         let attended = attn(windows, mask: mask)
-        y = attended.reshape([b, rows, columns, window.0, window.1, c]).permute([0, 1, 3, 2, 4, 5]).reshape([b, h + padH, w + padW, c])
+        y = attended.reshape([b, rows, columns, window.0, window.1, c]).permute([0, 1, 3, 2, 4, 5]).reshape([
+            b, h + padH, w + padW, c,
+        ])
         if padH > 0 { y = y.slice(axis: 1, 0..<h) }
         if padW > 0 { y = y.slice(axis: 2, 0..<w) }
         if shift.0 > 0 { y = y.rolled(by: shift.0, axis: 1) }
         if shift.1 > 0 { y = y.rolled(by: shift.1, axis: 2) }
         let attendedResidual = x + dropPath(y, probability: dropPathRate, training: isTraining)
-        return attendedResidual + dropPath(mlp(norm2(attendedResidual)), probability: dropPathRate, training: isTraining)
+        return attendedResidual
+            + dropPath(mlp(norm2(attendedResidual)), probability: dropPathRate, training: isTraining)
     }
 }
 
@@ -118,7 +130,8 @@ final class PatchMerging: Layer {
 
     init(width: Int, outputWidth: Int, generator: inout RandomGenerator) {
         norm = LayerNorm(dimensions: 4 * width)
-        reduction = Linear(inputDimensions: 4 * width, outputDimensions: outputWidth, bias: false, generator: &generator)
+        reduction = Linear(
+            inputDimensions: 4 * width, outputDimensions: outputWidth, bias: false, generator: &generator)
     }
 
     var children: [(String, any Module)] { [("norm", norm), ("reduction", reduction)] }
@@ -140,7 +153,9 @@ final class SwinPatchEmbedding: Layer {
     var isTraining = true
 
     init(inputChannels: Int, width: Int, patchSize: Int, generator: inout RandomGenerator) {
-        proj = Conv2d(inputChannels: inputChannels, outputChannels: width, kernelSize: patchSize, stride: patchSize, generator: &generator)
+        proj = Conv2d(
+            inputChannels: inputChannels, outputChannels: width, kernelSize: patchSize, stride: patchSize,
+            generator: &generator)
         norm = LayerNorm(dimensions: width)
     }
 
@@ -177,10 +192,14 @@ public final class SwinTransformer: ImageClassifier {
     let head: PooledLinearHead
     public var isTraining = true
 
-    public init(architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int, window: Int,
-                embedDim: Int, depths: [Int], heads: [Int], mlpRatio: Double, dropPathRate: Float, generator: inout RandomGenerator) throws {
+    public init(
+        architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int, window: Int,
+        embedDim: Int, depths: [Int], heads: [Int], mlpRatio: Double, dropPathRate: Float,
+        generator: inout RandomGenerator
+    ) throws {
         self.architecture = architecture
-        patchEmbed = SwinPatchEmbedding(inputChannels: inputChannels, width: embedDim, patchSize: patchSize, generator: &generator)
+        patchEmbed = SwinPatchEmbedding(
+            inputChannels: inputChannels, width: embedDim, patchSize: patchSize, generator: &generator)
         let grid = (imageSize.0 / patchSize, imageSize.1 / patchSize)
         let total = depths.reduce(0, +)
         var blockIndex = 0
@@ -191,15 +210,22 @@ public final class SwinTransformer: ImageClassifier {
             let width = embedDim << stage
             if stage > 0 { size = ((size.0 + 1) / 2, (size.1 + 1) / 2) }
             guard width % heads[stage] == 0 else {
-                throw UserError("model '\(architecture)': stage \(stage) width \(width) is not a multiple of its \(heads[stage]) heads")
+                throw UserError(
+                    "model '\(architecture)': stage \(stage) width \(width) is not a multiple of its \(heads[stage]) heads"
+                )
             }
             let windowSize = (min(size.0, window), min(size.1, window))
             let shift = (size.0 <= window ? 0 : window / 2, size.1 <= window ? 0 : window / 2)
-            let downsample = stage == 0 ? nil : PatchMerging(width: width / 2, outputWidth: width, generator: &generator)
+            let downsample =
+                stage == 0 ? nil : PatchMerging(width: width / 2, outputWidth: width, generator: &generator)
             var blocks: [SwinBlock] = []
             for i in 0..<depth {
-                blocks.append(SwinBlock(width: width, heads: heads[stage], window: windowSize, shift: i % 2 == 0 ? (0, 0) : shift,
-                                        featureSize: size, mlpRatio: mlpRatio, dropPathRate: linearDropPathRate(dropPathRate, block: blockIndex, of: total), generator: &generator))
+                blocks.append(
+                    SwinBlock(
+                        width: width, heads: heads[stage], window: windowSize, shift: i % 2 == 0 ? (0, 0) : shift,
+                        featureSize: size, mlpRatio: mlpRatio,
+                        dropPathRate: linearDropPathRate(dropPathRate, block: blockIndex, of: total),
+                        generator: &generator))
                 blockIndex += 1
             }
             stages.append(Stage(downsample: downsample, blocks: blocks))
@@ -216,7 +242,9 @@ public final class SwinTransformer: ImageClassifier {
         }
     }
 
-    public var children: [(String, any Module)] { [("patch_embed", patchEmbed), ("layers", layers), ("norm", norm), ("head", head)] }
+    public var children: [(String, any Module)] {
+        [("patch_embed", patchEmbed), ("layers", layers), ("norm", norm), ("head", head)]
+    }
     public var noWeightDecay: Set<String> {
         Set(namedParameters().map(\.0).filter { $0.hasSuffix("relative_position_bias_table") })
     }
@@ -235,20 +263,29 @@ public final class SwinTransformer: ImageClassifier {
 extension ModelRegistry {
     /// timm's Swin Transformer.
     static let swinTransformers: [Entry] = [
-        Entry(name: "swin_tiny_patch4_window7_224", family: "vit",
-              summary: "timm swin_tiny_patch4_window7_224: patch 4, window 7, widths 96-768, depths 2-2-6-2, heads 3-6-12-24, shifted windows, relative position bias",
-              arguments: ["img_size", "patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "drop_path_rate"],
-              classifier: "head.fc") { shape, classes, arguments, generator in
+        Entry(
+            name: "swin_tiny_patch4_window7_224", family: "vit",
+            summary:
+                "timm swin_tiny_patch4_window7_224: patch 4, window 7, widths 96-768, depths 2-2-6-2, heads 3-6-12-24, shifted windows, relative position bias",
+            arguments: [
+                "img_size", "patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio",
+                "drop_path_rate",
+            ],
+            classifier: "head.fc"
+        ) { shape, classes, arguments, generator in
             try checkImageSize(arguments, shape, model: "swin_tiny_patch4_window7_224")
             let patch = try arguments.integers("patch_size", default: [4], count: 1)[0]
             try checkPatchGrid(shape, patch: patch, model: "swin_tiny_patch4_window7_224")
             let depths = try arguments.integers("depths", default: [2, 2, 6, 2], range: 1...256)
-            let heads = try arguments.integers("num_heads", default: [3, 6, 12, 24], count: depths.count, range: 1...1024)
-            return try SwinTransformer(architecture: "swin_tiny_patch4_window7_224", inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
-                                       patchSize: patch, window: try arguments.integers("window_size", default: [7], count: 1)[0],
-                                       embedDim: try arguments.integers("embed_dim", default: [96], count: 1)[0], depths: depths, heads: heads,
-                                       mlpRatio: try arguments.number("mlp_ratio", default: 4),
-                                       dropPathRate: Float(try arguments.fraction("drop_path_rate", default: 0.1)), generator: &generator)
-        }.filtering(.swin),
+            let heads = try arguments.integers(
+                "num_heads", default: [3, 6, 12, 24], count: depths.count, range: 1...1024)
+            return try SwinTransformer(
+                architecture: "swin_tiny_patch4_window7_224", inputChannels: shape[0], imageSize: (shape[1], shape[2]),
+                classes: classes,
+                patchSize: patch, window: try arguments.integers("window_size", default: [7], count: 1)[0],
+                embedDim: try arguments.integers("embed_dim", default: [96], count: 1)[0], depths: depths, heads: heads,
+                mlpRatio: try arguments.number("mlp_ratio", default: 4),
+                dropPathRate: Float(try arguments.fraction("drop_path_rate", default: 0.1)), generator: &generator)
+        }.filtering(.swin)
     ]
 }

@@ -24,25 +24,35 @@ public final class TimmMobileNetV2: ImageClassifier {
     static let tapStages: Set<Int> = [0, 1, 2, 4, 6]
     public var isTraining = true
 
-    public init(architecture: String, channelMultiplier: Double, inputChannels: Int, classes: Int, generator: inout RandomGenerator) {
+    public init(
+        architecture: String, channelMultiplier: Double, inputChannels: Int, classes: Int,
+        generator: inout RandomGenerator
+    ) {
         self.architecture = architecture
         func round(_ channels: Int) -> Int { makeDivisible(Double(channels) * channelMultiplier) }
         let stem = round(32)
-        convStem = Conv2d(inputChannels: inputChannels, outputChannels: stem, kernelSize: 3, stride: 2, padding: 1, bias: false, generator: &generator)
+        convStem = Conv2d(
+            inputChannels: inputChannels, outputChannels: stem, kernelSize: 3, stride: 2, padding: 1, bias: false,
+            generator: &generator)
         bn1 = BatchNorm2d(channels: stem)
-        var stages: [any Layer] = [Sequential([DepthwiseSeparableBlock(inputs: stem, outputs: round(16), generator: &generator)])]
+        var stages: [any Layer] = [
+            Sequential([DepthwiseSeparableBlock(inputs: stem, outputs: round(16), generator: &generator)])
+        ]
         var inputs = round(16)
         for (repeats, stride, width) in [(2, 2, 24), (3, 2, 32), (4, 2, 64), (3, 1, 96), (3, 2, 160), (1, 1, 320)] {
             var blocks: [any Layer] = []
             for r in 0..<repeats {
-                blocks.append(TimmInvertedResidual(inputs: inputs, outputs: round(width), stride: r == 0 ? stride : 1, generator: &generator))
+                blocks.append(
+                    TimmInvertedResidual(
+                        inputs: inputs, outputs: round(width), stride: r == 0 ? stride : 1, generator: &generator))
                 inputs = round(width)
             }
             stages.append(Sequential(blocks))
         }
         blocks = Sequential(stages)
         let features = max(1280, round(1280))
-        convHead = Conv2d(inputChannels: inputs, outputChannels: features, kernelSize: 1, bias: false, generator: &generator)
+        convHead = Conv2d(
+            inputChannels: inputs, outputChannels: features, kernelSize: 1, bias: false, generator: &generator)
         bn2 = BatchNorm2d(channels: features)
         classifier = Linear(inputDimensions: features, outputDimensions: classes, generator: &generator)
         // timm's EfficientNet init: Kaiming-normal (fan out, per group) convolutions.
@@ -53,7 +63,10 @@ public final class TimmMobileNetV2: ImageClassifier {
     }
 
     public var children: [(String, any Module)] {
-        [("conv_stem", convStem), ("bn1", bn1), ("blocks", blocks), ("conv_head", convHead), ("bn2", bn2), ("classifier", classifier)]
+        [
+            ("conv_stem", convStem), ("bn1", bn1), ("blocks", blocks), ("conv_head", convHead), ("bn2", bn2),
+            ("classifier", classifier),
+        ]
     }
 
     public func forward(_ images: Tensor) -> ModelOutput {
@@ -76,9 +89,12 @@ final class DepthwiseSeparableBlock: Layer {
     var isTraining = true
 
     init(inputs: Int, outputs: Int, generator: inout RandomGenerator) {
-        convDW = Conv2d(inputChannels: inputs, outputChannels: inputs, kernelSize: 3, padding: 1, groups: inputs, bias: false, generator: &generator)
+        convDW = Conv2d(
+            inputChannels: inputs, outputChannels: inputs, kernelSize: 3, padding: 1, groups: inputs, bias: false,
+            generator: &generator)
         bn1 = BatchNorm2d(channels: inputs)
-        convPW = Conv2d(inputChannels: inputs, outputChannels: outputs, kernelSize: 1, bias: false, generator: &generator)
+        convPW = Conv2d(
+            inputChannels: inputs, outputChannels: outputs, kernelSize: 1, bias: false, generator: &generator)
         bn2 = BatchNorm2d(channels: outputs)
         hasSkip = inputs == outputs
     }
@@ -100,11 +116,15 @@ final class TimmInvertedResidual: Layer {
 
     init(inputs: Int, outputs: Int, stride: Int, generator: inout RandomGenerator) {
         let hidden = makeDivisible(Double(inputs * 6))
-        convPW = Conv2d(inputChannels: inputs, outputChannels: hidden, kernelSize: 1, bias: false, generator: &generator)
+        convPW = Conv2d(
+            inputChannels: inputs, outputChannels: hidden, kernelSize: 1, bias: false, generator: &generator)
         bn1 = BatchNorm2d(channels: hidden)
-        convDW = Conv2d(inputChannels: hidden, outputChannels: hidden, kernelSize: 3, stride: stride, padding: 1, groups: hidden, bias: false, generator: &generator)
+        convDW = Conv2d(
+            inputChannels: hidden, outputChannels: hidden, kernelSize: 3, stride: stride, padding: 1, groups: hidden,
+            bias: false, generator: &generator)
         bn2 = BatchNorm2d(channels: hidden)
-        convPWL = Conv2d(inputChannels: hidden, outputChannels: outputs, kernelSize: 1, bias: false, generator: &generator)
+        convPWL = Conv2d(
+            inputChannels: hidden, outputChannels: outputs, kernelSize: 1, bias: false, generator: &generator)
         bn3 = BatchNorm2d(channels: outputs)
         hasSkip = stride == 1 && inputs == outputs
     }
@@ -122,10 +142,15 @@ final class TimmInvertedResidual: Layer {
 extension ModelRegistry {
     /// timm's MobileNetV2.
     static let timmMobileNets: [Entry] = [
-        Entry(name: "mobilenetv2_100", family: "cnn", summary: "timm mobilenetv2_100: inverted residuals (expansion 6, ReLU6), head 1280, stride 32",
-              arguments: ["channel_multiplier"], classifier: "classifier") { shape, classes, arguments, generator in
-            TimmMobileNetV2(architecture: "mobilenetv2_100", channelMultiplier: try arguments.number("channel_multiplier", default: 1),
-                            inputChannels: shape[0], classes: classes, generator: &generator)
-        },
+        Entry(
+            name: "mobilenetv2_100", family: "cnn",
+            summary: "timm mobilenetv2_100: inverted residuals (expansion 6, ReLU6), head 1280, stride 32",
+            arguments: ["channel_multiplier"], classifier: "classifier"
+        ) { shape, classes, arguments, generator in
+            TimmMobileNetV2(
+                architecture: "mobilenetv2_100",
+                channelMultiplier: try arguments.number("channel_multiplier", default: 1),
+                inputChannels: shape[0], classes: classes, generator: &generator)
+        }
     ]
 }

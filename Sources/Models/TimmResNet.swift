@@ -19,13 +19,21 @@ public final class TimmResNet: ImageClassifier {
     let fc: Linear
     public var isTraining = true
 
-    public init(architecture: String, block: Block, layers blockCounts: [Int], channels: [Int], cifarStem: Bool, dropPathRate: Float = 0,
-                inputChannels: Int, classes: Int, generator: inout RandomGenerator) {
+    public init(
+        architecture: String, block: Block, layers blockCounts: [Int], channels: [Int], cifarStem: Bool,
+        dropPathRate: Float = 0,
+        inputChannels: Int, classes: Int, generator: inout RandomGenerator
+    ) {
         self.architecture = architecture
         let stemWidth = 64
-        conv1 = cifarStem
-            ? Conv2d(inputChannels: inputChannels, outputChannels: stemWidth, kernelSize: 3, padding: 1, bias: false, generator: &generator)
-            : Conv2d(inputChannels: inputChannels, outputChannels: stemWidth, kernelSize: 7, stride: 2, padding: 3, bias: false, generator: &generator)
+        conv1 =
+            cifarStem
+            ? Conv2d(
+                inputChannels: inputChannels, outputChannels: stemWidth, kernelSize: 3, padding: 1, bias: false,
+                generator: &generator)
+            : Conv2d(
+                inputChannels: inputChannels, outputChannels: stemWidth, kernelSize: 7, stride: 2, padding: 3,
+                bias: false, generator: &generator)
         bn1 = BatchNorm2d(channels: stemWidth)
         usesMaxPool = !cifarStem
         let expansion = block == .basic ? 1 : 4
@@ -38,14 +46,27 @@ public final class TimmResNet: ImageClassifier {
             let stride = index == 0 ? 1 : 2
             var blocks: [any Layer] = []
             for b in 0..<count {
-                let downsample = b == 0 && (stride != 1 || inputs != planes * expansion)
-                    ? Sequential([Conv2d(inputChannels: inputs, outputChannels: planes * expansion, kernelSize: 1, stride: stride, bias: false, generator: &generator),
-                                  BatchNorm2d(channels: planes * expansion)])
+                let downsample =
+                    b == 0 && (stride != 1 || inputs != planes * expansion)
+                    ? Sequential([
+                        Conv2d(
+                            inputChannels: inputs, outputChannels: planes * expansion, kernelSize: 1, stride: stride,
+                            bias: false, generator: &generator),
+                        BatchNorm2d(channels: planes * expansion),
+                    ])
                     : nil
                 let rate = linearDropPathRate(dropPathRate, block: blockIndex, of: totalBlocks)
                 switch block {
-                case .basic: blocks.append(TimmBasicBlock(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, dropPathRate: rate, generator: &generator))
-                case .bottleneck: blocks.append(TimmBottleneck(inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample, dropPathRate: rate, generator: &generator))
+                case .basic:
+                    blocks.append(
+                        TimmBasicBlock(
+                            inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample,
+                            dropPathRate: rate, generator: &generator))
+                case .bottleneck:
+                    blocks.append(
+                        TimmBottleneck(
+                            inputs: inputs, planes: planes, stride: b == 0 ? stride : 1, downsample: downsample,
+                            dropPathRate: rate, generator: &generator))
                 }
                 inputs = planes * expansion
                 blockIndex += 1
@@ -64,7 +85,8 @@ public final class TimmResNet: ImageClassifier {
     }
 
     public var children: [(String, any Module)] {
-        [("conv1", conv1), ("bn1", bn1)] + layers.enumerated().map { ("layer\($0.offset + 1)", $0.element as any Module) } + [("fc", fc)]
+        [("conv1", conv1), ("bn1", bn1)]
+            + layers.enumerated().map { ("layer\($0.offset + 1)", $0.element as any Module) } + [("fc", fc)]
     }
 
     public func forward(_ images: Tensor) -> ModelOutput {
@@ -92,22 +114,31 @@ final class TimmBasicBlock: Layer, ZeroInitialisedLast {
     var isTraining = true
     var lastNorm: BatchNorm2d { bn2 }
 
-    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float, generator: inout RandomGenerator) {
+    init(
+        inputs: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float,
+        generator: inout RandomGenerator
+    ) {
         self.dropPathRate = dropPathRate
-        conv1 = Conv2d(inputChannels: inputs, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false, generator: &generator)
+        conv1 = Conv2d(
+            inputChannels: inputs, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false,
+            generator: &generator)
         bn1 = BatchNorm2d(channels: planes)
-        conv2 = Conv2d(inputChannels: planes, outputChannels: planes, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+        conv2 = Conv2d(
+            inputChannels: planes, outputChannels: planes, kernelSize: 3, padding: 1, bias: false, generator: &generator
+        )
         bn2 = BatchNorm2d(channels: planes)
         self.downsample = downsample
     }
 
     var children: [(String, any Module)] {
-        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)] + (downsample.map { [("downsample", $0 as any Module)] } ?? [])
+        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)]
+            + (downsample.map { [("downsample", $0 as any Module)] } ?? [])
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let shortcut = downsample.map { $0(x) } ?? x
-        return relu(dropPath(bn2(conv2(relu(bn1(conv1(x))))), probability: dropPathRate, training: isTraining) + shortcut)
+        return relu(
+            dropPath(bn2(conv2(relu(bn1(conv1(x))))), probability: dropPathRate, training: isTraining) + shortcut)
     }
 }
 
@@ -119,13 +150,19 @@ final class TimmBottleneck: Layer, ZeroInitialisedLast {
     var isTraining = true
     var lastNorm: BatchNorm2d { bn3 }
 
-    init(inputs: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float, generator: inout RandomGenerator) {
+    init(
+        inputs: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float,
+        generator: inout RandomGenerator
+    ) {
         self.dropPathRate = dropPathRate
         conv1 = Conv2d(inputChannels: inputs, outputChannels: planes, kernelSize: 1, bias: false, generator: &generator)
         bn1 = BatchNorm2d(channels: planes)
-        conv2 = Conv2d(inputChannels: planes, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false, generator: &generator)
+        conv2 = Conv2d(
+            inputChannels: planes, outputChannels: planes, kernelSize: 3, stride: stride, padding: 1, bias: false,
+            generator: &generator)
         bn2 = BatchNorm2d(channels: planes)
-        conv3 = Conv2d(inputChannels: planes, outputChannels: planes * 4, kernelSize: 1, bias: false, generator: &generator)
+        conv3 = Conv2d(
+            inputChannels: planes, outputChannels: planes * 4, kernelSize: 1, bias: false, generator: &generator)
         bn3 = BatchNorm2d(channels: planes * 4)
         self.downsample = downsample
     }
@@ -137,7 +174,9 @@ final class TimmBottleneck: Layer, ZeroInitialisedLast {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let shortcut = downsample.map { $0(x) } ?? x
-        return relu(dropPath(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))), probability: dropPathRate, training: isTraining) + shortcut)
+        return relu(
+            dropPath(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))), probability: dropPathRate, training: isTraining)
+                + shortcut)
     }
 }
 
@@ -152,13 +191,19 @@ extension ModelRegistry {
     /// timm's ResNet family: `layers` and `channels` as timm takes them, `stem=cifar` for 32x32 inputs.
     fileprivate static func timmResNet(_ name: String, block: TimmResNet.Block, layers: [Int]) -> Entry {
         let kind = block == .basic ? "basic blocks" : "bottlenecks"
-        return Entry(name: name, family: "cnn", summary: "timm \(name): \(kind) \(layers.map(String.init).joined(separator: "-")), widths 64/128/256/512 (stem=cifar: 3x3 stride-1 stem, no max-pool)",
-                     arguments: ["layers", "channels", "stem", "drop_path_rate"]) { shape, classes, arguments, generator in
-            TimmResNet(architecture: name, block: block, layers: try arguments.integers("layers", default: layers, count: 4, range: 1...64),
-                       channels: try arguments.integers("channels", default: [64, 128, 256, 512], count: 4),
-                       cifarStem: try arguments.choice("stem", default: "imagenet", options: ["imagenet", "cifar"]) == "cifar",
-                       dropPathRate: Float(try arguments.fraction("drop_path_rate")),
-                       inputChannels: shape[0], classes: classes, generator: &generator)
+        return Entry(
+            name: name, family: "cnn",
+            summary:
+                "timm \(name): \(kind) \(layers.map(String.init).joined(separator: "-")), widths 64/128/256/512 (stem=cifar: 3x3 stride-1 stem, no max-pool)",
+            arguments: ["layers", "channels", "stem", "drop_path_rate"]
+        ) { shape, classes, arguments, generator in
+            TimmResNet(
+                architecture: name, block: block,
+                layers: try arguments.integers("layers", default: layers, count: 4, range: 1...64),
+                channels: try arguments.integers("channels", default: [64, 128, 256, 512], count: 4),
+                cifarStem: try arguments.choice("stem", default: "imagenet", options: ["imagenet", "cifar"]) == "cifar",
+                dropPathRate: Float(try arguments.fraction("drop_path_rate")),
+                inputChannels: shape[0], classes: classes, generator: &generator)
         }
     }
 }

@@ -9,7 +9,10 @@ public final class TransformerBlock: Layer {
     let dropPathRate: Float
     public var isTraining = true
 
-    public init(width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, dropPathRate: Float = 0, generator: inout RandomGenerator) {
+    public init(
+        width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, dropPathRate: Float = 0,
+        generator: inout RandomGenerator
+    ) {
         self.dropPathRate = dropPathRate
         norm1 = LayerNorm(dimensions: width, epsilon: epsilon)
         attn = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
@@ -43,16 +46,22 @@ public final class VisionTransformer: ImageClassifier {
     let tapBlocks: [Int]
     public var isTraining = true
 
-    public init(architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int,
-                width: Int, depth: Int, heads: Int, mlpWidth: Int, dropPathRate: Float = 0, generator: inout RandomGenerator) {
+    public init(
+        architecture: String, inputChannels: Int, imageSize: (Int, Int), classes: Int, patchSize: Int,
+        width: Int, depth: Int, heads: Int, mlpWidth: Int, dropPathRate: Float = 0, generator: inout RandomGenerator
+    ) {
         self.architecture = architecture
-        patchEmbed = PatchEmbedding(inputChannels: inputChannels, width: width, patchSize: patchSize, generator: &generator)
+        patchEmbed = PatchEmbedding(
+            inputChannels: inputChannels, width: width, patchSize: patchSize, generator: &generator)
         let tokens = (imageSize.0 / patchSize) * (imageSize.1 / patchSize) + 1
         classToken = Tensor(zeros: [1, 1, width], requiresGrad: true)
         positionEmbedding = Tensor(zeros: [1, tokens, width], requiresGrad: true)
-        blocks = Sequential((0..<depth).map { i in
-            TransformerBlock(width: width, heads: heads, mlpWidth: mlpWidth, dropPathRate: linearDropPathRate(dropPathRate, block: i, of: depth), generator: &generator)
-        })
+        blocks = Sequential(
+            (0..<depth).map { i in
+                TransformerBlock(
+                    width: width, heads: heads, mlpWidth: mlpWidth,
+                    dropPathRate: linearDropPathRate(dropPathRate, block: i, of: depth), generator: &generator)
+            })
         norm = LayerNorm(dimensions: width, epsilon: 1e-6)
         head = Linear(inputDimensions: width, outputDimensions: classes, generator: &generator)
         tapBlocks = evenlySpacedBlocks(depth: depth)
@@ -72,10 +81,13 @@ public final class VisionTransformer: ImageClassifier {
     public func forward(_ images: Tensor) -> ModelOutput {
         let (patches, h, w) = patchEmbed(images)
         let b = patches.shape[0], c = patches.shape[2]
-        ensure(patches.shape[1] + 1 == positionEmbedding.shape[1],
-               "\(architecture): \(patches.shape[1]) patches for a position embedding of \(positionEmbedding.shape[1] - 1)")
+        ensure(
+            patches.shape[1] + 1 == positionEmbedding.shape[1],
+            "\(architecture): \(patches.shape[1]) patches for a position embedding of \(positionEmbedding.shape[1] - 1)"
+        )
         let embedded = concat([classToken.broadcast(to: [b, 1, c]), patches], axis: 1) + positionEmbedding
-        let (x, taps) = runBlocks(blocks, on: embedded, tapBlocks: tapBlocks, layout: .tokens(prefixTokens: 1, gridHeight: h, gridWidth: w))
+        let (x, taps) = runBlocks(
+            blocks, on: embedded, tapBlocks: tapBlocks, layout: .tokens(prefixTokens: 1, gridHeight: h, gridWidth: w))
         let classFeatures = norm(x).slice(axis: 1, 0..<1).reshape([b, c])
         return ModelOutput(logits: head(classFeatures), taps: taps)
     }
@@ -88,14 +100,20 @@ extension ModelRegistry {
         vit("vit-small", width: 192, depth: 8, heads: 6, mlpWidth: 384),
         timmViT("deit_tiny_patch16_224", width: 192, depth: 12, heads: 3),
         timmViT("deit_small_patch16_224", width: 384, depth: 12, heads: 6),
-        timmViT("vit_small_patch16_224", width: 384, depth: 12, heads: 6).normalised(mean: ImageNetStatistics.half, std: ImageNetStatistics.half),
+        timmViT("vit_small_patch16_224", width: 384, depth: 12, heads: 6).normalised(
+            mean: ImageNetStatistics.half, std: ImageNetStatistics.half),
     ]
 
     fileprivate static func vit(_ name: String, width: Int, depth: Int, heads: Int, mlpWidth: Int) -> Entry {
-        Entry(name: name, family: "vit", summary: "ViT, patch 4, width \(width), depth \(depth), \(heads) heads, MLP \(mlpWidth), class token", classifier: "head") { shape, classes, generator in
+        Entry(
+            name: name, family: "vit",
+            summary: "ViT, patch 4, width \(width), depth \(depth), \(heads) heads, MLP \(mlpWidth), class token",
+            classifier: "head"
+        ) { shape, classes, generator in
             try checkPatchGrid(shape, patch: 4, model: name)
-            return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
-                                     patchSize: 4, width: width, depth: depth, heads: heads, mlpWidth: mlpWidth, generator: &generator)
+            return VisionTransformer(
+                architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
+                patchSize: 4, width: width, depth: depth, heads: heads, mlpWidth: mlpWidth, generator: &generator)
         }
     }
 
@@ -103,18 +121,28 @@ extension ModelRegistry {
     /// the class token's features to the head; `img_size`, `patch_size`, `embed_dim`, `depth`,
     /// `num_heads`, `mlp_ratio` as timm takes them (`img_size` must be the input's).
     fileprivate static func timmViT(_ name: String, width: Int, depth: Int, heads: Int) -> Entry {
-        Entry(name: name, family: "vit", summary: "timm \(name): patch 16, width \(width), depth \(depth), \(heads) heads, MLP ratio 4, class token",
-              arguments: ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate"], classifier: "head") { shape, classes, arguments, generator in
+        Entry(
+            name: name, family: "vit",
+            summary: "timm \(name): patch 16, width \(width), depth \(depth), \(heads) heads, MLP ratio 4, class token",
+            arguments: ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate"],
+            classifier: "head"
+        ) { shape, classes, arguments, generator in
             try checkImageSize(arguments, shape, model: name)
             let patch = try arguments.integers("patch_size", default: [16], count: 1)[0]
             let embed = try arguments.integers("embed_dim", default: [width], count: 1)[0]
             let numHeads = try arguments.integers("num_heads", default: [heads], count: 1)[0]
-            guard embed % numHeads == 0 else { throw UserError("model '\(name)': embed_dim \(embed) is not a multiple of num_heads \(numHeads)") }
+            guard embed % numHeads == 0 else {
+                throw UserError("model '\(name)': embed_dim \(embed) is not a multiple of num_heads \(numHeads)")
+            }
             let ratio = try arguments.number("mlp_ratio", default: 4)
             try checkPatchGrid(shape, patch: patch, model: name)
-            return VisionTransformer(architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes, patchSize: patch,
-                                     width: embed, depth: try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0], heads: numHeads,
-                                     mlpWidth: Int(Double(embed) * ratio), dropPathRate: Float(try arguments.fraction("drop_path_rate")), generator: &generator)
+            return VisionTransformer(
+                architecture: name, inputChannels: shape[0], imageSize: (shape[1], shape[2]), classes: classes,
+                patchSize: patch,
+                width: embed, depth: try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0],
+                heads: numHeads,
+                mlpWidth: Int(Double(embed) * ratio), dropPathRate: Float(try arguments.fraction("drop_path_rate")),
+                generator: &generator)
         }.filtering(.visionTransformer)
     }
 }

@@ -43,7 +43,10 @@ public struct SettingRange: Sendable, Equatable {
     public var maximum: Double?
     public var maximumIsExclusive = false
 
-    public init(minimum: Double? = nil, minimumIsExclusive: Bool = false, maximum: Double? = nil, maximumIsExclusive: Bool = false) {
+    public init(
+        minimum: Double? = nil, minimumIsExclusive: Bool = false, maximum: Double? = nil,
+        maximumIsExclusive: Bool = false
+    ) {
         self.minimum = minimum
         self.minimumIsExclusive = minimumIsExclusive
         self.maximum = maximum
@@ -108,7 +111,9 @@ public struct SettingSpec: Sendable {
     public let range: SettingRange?
     public let help: String
 
-    public init(name: String, kind: Kind, isOptional: Bool, defaultValue: SettingValue, range: SettingRange? = nil, help: String) {
+    public init(
+        name: String, kind: Kind, isOptional: Bool, defaultValue: SettingValue, range: SettingRange? = nil, help: String
+    ) {
         self.name = name
         self.kind = kind
         self.isOptional = isOptional
@@ -205,7 +210,9 @@ public struct SettingSpec: Sendable {
         default: return
         }
         guard numbers.allSatisfy(range.contains) else {
-            throw UserError("\(source): '\(name)' must be \(numbers.count > 1 ? "numbers each " : "")\(range.phrase), found \(value.text)")
+            throw UserError(
+                "\(source): '\(name)' must be \(numbers.count > 1 ? "numbers each " : "")\(range.phrase), found \(value.text)"
+            )
         }
     }
 }
@@ -336,8 +343,9 @@ public struct Setting<Value: SettingConvertible>: Sendable {
 
     public init(_ name: String, default defaultValue: Value, range: SettingRange? = nil, help: String) {
         self.defaultValue = defaultValue
-        spec = SettingSpec(name: name, kind: Value.settingKind, isOptional: Value.isOptionalSetting,
-                           defaultValue: defaultValue.settingValue, range: range, help: help)
+        spec = SettingSpec(
+            name: name, kind: Value.settingKind, isOptional: Value.isOptionalSetting,
+            defaultValue: defaultValue.settingValue, range: range, help: help)
     }
 }
 

@@ -38,13 +38,18 @@ public final class RealFFT2D: @unchecked Sendable {
         // Planning with FFTW_MEASURE overwrites its arrays, so it gets scratch ones.
         let real = fftwf_alloc_real(realCount)!
         let complex = fftwf_alloc_complex(complexCount)!
-        defer { fftwf_free(real); fftwf_free(complex) }
+        defer {
+            fftwf_free(real)
+            fftwf_free(complex)
+        }
         var sizes: [Int32] = [Int32(height), Int32(width)]
         let flags = UInt32(FFTW_MEASURE)
-        forwardPlan = fftwf_plan_many_dft_r2c(2, &sizes, Int32(count), real, nil, 1, Int32(height * width),
-                                              complex, nil, 1, Int32(height * (width / 2 + 1)), flags)!
-        inversePlan = fftwf_plan_many_dft_c2r(2, &sizes, Int32(count), complex, nil, 1, Int32(height * (width / 2 + 1)),
-                                              real, nil, 1, Int32(height * width), flags | UInt32(FFTW_DESTROY_INPUT))!
+        forwardPlan = fftwf_plan_many_dft_r2c(
+            2, &sizes, Int32(count), real, nil, 1, Int32(height * width),
+            complex, nil, 1, Int32(height * (width / 2 + 1)), flags)!
+        inversePlan = fftwf_plan_many_dft_c2r(
+            2, &sizes, Int32(count), complex, nil, 1, Int32(height * (width / 2 + 1)),
+            real, nil, 1, Int32(height * width), flags | UInt32(FFTW_DESTROY_INPUT))!
     }
 
     /// Unnormalised forward transform: `input` count*H*W reals to `output` count*H*(W/2+1)

@@ -26,7 +26,9 @@ public func gaussianFrequencyMask(height: Int, width: Int, rho: Float) -> [Float
 /// With `focalAlpha` > 0, w = (|dF| / max_{u,v} |dF|)^alpha per (b, c), a constant in the
 /// backward pass (as in Focal Frequency Loss); otherwise w = 1.
 public func gaussianFrequencyLoss(_ s: Tensor, _ t: Tensor, rho: Float, focalAlpha: Float = 0) -> Tensor {
-    ensure(s.rank == 4 && s.shape == t.shape, "gaussianFrequencyLoss: shapes \(s.shape) and \(t.shape) must be equal (B, C, H, W)")
+    ensure(
+        s.rank == 4 && s.shape == t.shape,
+        "gaussianFrequencyLoss: shapes \(s.shape) and \(t.shape) must be equal (B, C, H, W)")
     ensure(rho > 0, "gaussianFrequencyLoss: rho must be positive, got \(rho)")
     let planes = s.shape[0] * s.shape[1], height = s.shape[2], width = s.shape[3]
     let fft = RealFFT2D.plan(height: height, width: width, count: planes)
@@ -65,7 +67,8 @@ public func gaussianFrequencyLoss(_ s: Tensor, _ t: Tensor, rho: Float, focalAlp
                 var weight = mask[u * width + v]
                 if focalAlpha > 0 {
                     // |dF| / max |dF| is the same with or without the orthonormal scaling.
-                    weight *= Float(pow(Double((rawRe * rawRe + rawIm * rawIm).squareRoot() * focalScale), Double(focalAlpha)))
+                    weight *= Float(
+                        pow(Double((rawRe * rawRe + rawIm * rawIm).squareRoot() * focalScale), Double(focalAlpha)))
                 }
                 planeTotal += fft.multiplicity(column: v) * weight * magnitudeSquared
                 pw[base + 2 * k] = weight * re

@@ -23,8 +23,10 @@ public func haarDWTLevel(_ x: Tensor) -> Tensor {
 /// The inverse of `haarDWTLevel`: (4, B, C, h, w) bands back to (B, C, height, width), cropping
 /// the padding row/column of an odd size.
 public func haarIDWTLevel(_ bands: Tensor, height: Int, width: Int) -> Tensor {
-    ensure(bands.rank == 5 && bands.shape[0] == 4 && bands.shape[3] == (height + 1) / 2 && bands.shape[4] == (width + 1) / 2,
-           "haarIDWTLevel: bands \(bands.shape) do not invert to \(height)x\(width)")
+    ensure(
+        bands.rank == 5 && bands.shape[0] == 4 && bands.shape[3] == (height + 1) / 2
+            && bands.shape[4] == (width + 1) / 2,
+        "haarIDWTLevel: bands \(bands.shape) do not invert to \(height)x\(width)")
     let planes = bands.shape[1] * bands.shape[2]
     let out = Tensor(uninitializedShape: [bands.shape[1], bands.shape[2], height, width])
     haarInverse(bands.data, planes: planes, height: height, width: width, into: out.data)
@@ -36,7 +38,9 @@ public func haarIDWTLevel(_ bands: Tensor, height: Int, width: Int) -> Tensor {
     return out
 }
 
-private func haarForward(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
+private func haarForward(
+    _ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int, into out: UnsafeMutablePointer<Float>
+) {
     let h = (height + 1) / 2, w = (width + 1) / 2
     let band = planes * h * w
     parallelFor(planes) { range in
@@ -60,7 +64,9 @@ private func haarForward(_ x: UnsafePointer<Float>, planes: Int, height: Int, wi
     }
 }
 
-private func haarInverse(_ bands: UnsafePointer<Float>, planes: Int, height: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
+private func haarInverse(
+    _ bands: UnsafePointer<Float>, planes: Int, height: Int, width: Int, into out: UnsafeMutablePointer<Float>
+) {
     let h = (height + 1) / 2, w = (width + 1) / 2
     let band = planes * h * w
     parallelFor(planes) { range in

@@ -39,19 +39,26 @@ public struct OptimizerCheckpoint {
 /// `optimizer.safetensors` (its state tensors), `state.json`, and a `DONE` marker written
 /// last. A folder without `DONE` is never resumed from.
 public enum Checkpoints {
-    public static func folder(in output: String) -> String { (output as NSString).appendingPathComponent("checkpoints") }
+    public static func folder(in output: String) -> String {
+        (output as NSString).appendingPathComponent("checkpoints")
+    }
 
     /// Writes `checkpoints/step-N/` for the student and helpers in `modules`, `DONE` last, then
     /// prunes to the newest `keep` complete checkpoints.
-    public static func save(modules: StudentAndHelpers, description: ModelDescription, optimizer: OptimizerCheckpoint,
-                            state: TrainingState, output: String, keep: Int) throws -> String {
+    public static func save(
+        modules: StudentAndHelpers, description: ModelDescription, optimizer: OptimizerCheckpoint,
+        state: TrainingState, output: String, keep: Int
+    ) throws -> String {
         let root = folder(in: output)
         let path = (root as NSString).appendingPathComponent("step-\(state.step)")
         if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        try ModelFile.save(modules.student, description: description, to: (path as NSString).appendingPathComponent("model.safetensors"))
-        try SafeTensors.write(optimizer.tensors + modules.helperState, metadata: ["step_count": String(optimizer.stepCount)],
-                              to: (path as NSString).appendingPathComponent("optimizer.safetensors"))
+        try ModelFile.save(
+            modules.student, description: description,
+            to: (path as NSString).appendingPathComponent("model.safetensors"))
+        try SafeTensors.write(
+            optimizer.tensors + modules.helperState, metadata: ["step_count": String(optimizer.stepCount)],
+            to: (path as NSString).appendingPathComponent("optimizer.safetensors"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try writeAtomically(try encoder.encode(state), to: (path as NSString).appendingPathComponent("state.json"))
@@ -67,16 +74,21 @@ public enum Checkpoints {
         return names.compactMap { name -> (String, Int)? in
             guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) else { return nil }
             let path = (root as NSString).appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("DONE")) else { return nil }
+            guard FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("DONE")) else {
+                return nil
+            }
             return (path, step)
         }.sorted { $0.1 > $1.1 }
     }
 
     /// Restores the student, its helpers and the optimizer, and returns the state.
-    public static func load(_ path: String, modules: StudentAndHelpers, optimizer: any Optimizer) throws -> TrainingState {
+    public static func load(_ path: String, modules: StudentAndHelpers, optimizer: any Optimizer) throws
+        -> TrainingState
+    {
         let modelFile = (path as NSString).appendingPathComponent("model.safetensors")
         let modelContents = try SafeTensors.read(modelFile)
-        try FileFormat.check(modelContents.metadata[ModelDescription.formatVersionKey].flatMap { Int($0) }, file: modelFile)
+        try FileFormat.check(
+            modelContents.metadata[ModelDescription.formatVersionKey].flatMap { Int($0) }, file: modelFile)
         try ModelFile.load(modelContents, into: modules.student, path: modelFile)
         let optimizerFile = (path as NSString).appendingPathComponent("optimizer.safetensors")
         let optimizerContents = try SafeTensors.read(optimizerFile)
@@ -95,7 +107,9 @@ public enum Checkpoints {
             tensor.copyValues(from: saved)
         }
         let stateFile = (path as NSString).appendingPathComponent("state.json")
-        guard let data = FileManager.default.contents(atPath: stateFile) else { throw UserError("\(stateFile) not found") }
+        guard let data = FileManager.default.contents(atPath: stateFile) else {
+            throw UserError("\(stateFile) not found")
+        }
         let state: TrainingState
         do {
             state = try JSONDecoder().decode(TrainingState.self, from: data)
@@ -104,7 +118,9 @@ public enum Checkpoints {
         }
         try FileFormat.check(state.formatVersion, file: stateFile)
         guard state.random.count == 2, state.step >= 0 else {
-            throw UserError("\(stateFile): field 'random' must hold 2 words and 'step' be at least 0; found \(state.random.count) words, step \(state.step)")
+            throw UserError(
+                "\(stateFile): field 'random' must hold 2 words and 'step' be at least 0; found \(state.random.count) words, step \(state.step)"
+            )
         }
         return state
     }
@@ -115,11 +131,16 @@ public enum Checkpoints {
         let steps = names.compactMap { name -> (String, Int, Bool)? in
             guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) else { return nil }
             let path = (root as NSString).appendingPathComponent(name)
-            return (path, step, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("DONE")))
+            return (
+                path, step, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("DONE"))
+            )
         }.sorted { $0.1 > $1.1 }
         var kept = 0
         for (path, _, done) in steps {
-            if done && kept < keep { kept += 1; continue }
+            if done && kept < keep {
+                kept += 1
+                continue
+            }
             // DONE first: a kill during the removal must not leave a "complete" folder without its files.
             try? FileManager.default.removeItem(atPath: (path as NSString).appendingPathComponent("DONE"))
             try? FileManager.default.removeItem(atPath: path)

@@ -22,6 +22,7 @@ public struct DataWaitMonitor {
     public mutating func warning(loaderThreads: Int) -> String? {
         guard !warned, steps >= 2 * Self.settleSteps, fraction > Self.threshold else { return nil }
         warned = true
-        return "the step waited for data \(Int((100 * fraction).rounded()))% of the time: the loader does not keep up; raise --loader-threads (now \(loaderThreads))"
+        return
+            "the step waited for data \(Int((100 * fraction).rounded()))% of the time: the loader does not keep up; raise --loader-threads (now \(loaderThreads))"
     }
 }

@@ -13,7 +13,9 @@ public struct EvaluationResult: Codable, Equatable, Sendable {
     /// A NaN or infinite test loss means the model computes NaN or infinities: an error, not a figure.
     func checkFinite(what: String, dataset: String) throws {
         guard loss.isFinite else {
-            throw UserError("\(what) gives a non-finite test loss (\(loss)) on '\(dataset)': its weights or inputs produce NaN or infinite logits")
+            throw UserError(
+                "\(what) gives a non-finite test loss (\(loss)) on '\(dataset)': its weights or inputs produce NaN or infinite logits"
+            )
         }
     }
 }
@@ -34,9 +36,13 @@ public struct EvaluationTotals: Equatable, Sendable {
 public enum Evaluation {
     /// Top-1, top-5 and mean cross-entropy (no smoothing) over `dataset`, in eval mode without gradients.
     /// Refuses an empty split and a non-finite loss (a broken model), naming `what` (the checkpoint).
-    public static func run(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
-                           what: String = "the model") throws -> EvaluationResult {
-        guard dataset.count > 0 else { throw UserError("the test split of '\(dataset.name)' is empty: nothing to evaluate \(what) on") }
+    public static func run(
+        _ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
+        what: String = "the model"
+    ) throws -> EvaluationResult {
+        guard dataset.count > 0 else {
+            throw UserError("the test split of '\(dataset.name)' is empty: nothing to evaluate \(what) on")
+        }
         let result = try totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize).result
         try result.checkFinite(what: what, dataset: dataset.name)
         return result
@@ -44,14 +50,20 @@ public enum Evaluation {
 
     /// Sums over the test samples `shard` of `shards` takes (samples shard, shard + shards, ...), so
     /// data-parallel ranks can split evaluation and add their sums.
-    public static func totals(_ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
-                              shard: Int = 0, shards: Int = 1, loaderThreads: Int = 2) throws -> EvaluationTotals {
+    public static func totals(
+        _ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
+        shard: Int = 0, shards: Int = 1, loaderThreads: Int = 2
+    ) throws -> EvaluationTotals {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
         let samples = Array(stride(from: shard, to: dataset.count, by: shards))
-        let batches = stride(from: 0, to: samples.count, by: batchSize).map { Array(samples[$0..<min(samples.count, $0 + batchSize)]) }
-        let loader = BatchLoader(dataset: dataset, mean: mean, std: std, augmentation: nil, seed: 0, epoch: 0, batches: batches, threads: loaderThreads)
+        let batches = stride(from: 0, to: samples.count, by: batchSize).map {
+            Array(samples[$0..<min(samples.count, $0 + batchSize)])
+        }
+        let loader = BatchLoader(
+            dataset: dataset, mean: mean, std: std, augmentation: nil, seed: 0, epoch: 0, batches: batches,
+            threads: loaderThreads)
         var correct1 = 0, correct5 = 0, lossSum = 0.0
         while let batch = try loader.next() {
             withNoGrad {
@@ -73,7 +85,9 @@ public enum Evaluation {
                 }
             }
         }
-        return EvaluationTotals(correctTop1: Double(correct1), correctTop5: Double(correct5), lossSum: lossSum, samples: Double(samples.count))
+        return EvaluationTotals(
+            correctTop1: Double(correct1), correctTop5: Double(correct5), lossSum: lossSum,
+            samples: Double(samples.count))
     }
 }
 
@@ -95,13 +109,19 @@ public struct Evaluator {
     /// `classifier`'s scores on validation and test; `what` names it in errors.
     public func scores(_ classifier: any ImageClassifier, what: String) throws -> Scores {
         let validation = try splits.validation.map { try evaluate(classifier, on: $0, split: "validation", what: what) }
-        return Scores(validation: validation, test: try evaluate(classifier, on: splits.test, split: "test", what: what))
+        return Scores(
+            validation: validation, test: try evaluate(classifier, on: splits.test, split: "test", what: what))
     }
 
-    private func evaluate(_ classifier: any ImageClassifier, on dataset: ImageDataset, split: String, what: String) throws -> EvaluationResult {
-        guard dataset.count > 0 else { throw UserError("the \(split) split of '\(splits.name)' is empty: nothing to evaluate on") }
-        let totals = try Evaluation.totals(classifier, on: dataset, mean: splits.mean, std: splits.std, batchSize: batchSize,
-                                           shard: replicas.rank, shards: replicas.size, loaderThreads: loaderThreads)
+    private func evaluate(_ classifier: any ImageClassifier, on dataset: ImageDataset, split: String, what: String)
+        throws -> EvaluationResult
+    {
+        guard dataset.count > 0 else {
+            throw UserError("the \(split) split of '\(splits.name)' is empty: nothing to evaluate on")
+        }
+        let totals = try Evaluation.totals(
+            classifier, on: dataset, mean: splits.mean, std: splits.std, batchSize: batchSize,
+            shard: replicas.rank, shards: replicas.size, loaderThreads: loaderThreads)
         let result = try replicas.reduce(totals).result
         try result.checkFinite(what: what, dataset: splits.name)
         return result

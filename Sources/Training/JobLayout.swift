@@ -18,12 +18,16 @@ public struct JobLayout {
 
     init(world: Communicator, teacherRanks: Int, batchSize: Int) throws {
         guard teacherRanks < world.size else {
-            throw UserError("config: 'teacher_ranks' \(teacherRanks) leaves no student rank among the \(world.size) ranks of this job; start more ranks (mpirun -n \(teacherRanks + 1) or more)")
+            throw UserError(
+                "config: 'teacher_ranks' \(teacherRanks) leaves no student rank among the \(world.size) ranks of this job; start more ranks (mpirun -n \(teacherRanks + 1) or more)"
+            )
         }
         let students = world.size - teacherRanks
         guard batchSize % students == 0 else {
             let lower = batchSize / students * students, upper = lower + students
-            throw UserError("config: 'batch_size' \(batchSize) is the global batch and must divide evenly over the \(students) student ranks (\(world.size) ranks, \(teacherRanks) teacher ranks); use \(lower > 0 ? "\(lower) or " : "")\(upper)")
+            throw UserError(
+                "config: 'batch_size' \(batchSize) is the global batch and must divide evenly over the \(students) student ranks (\(world.size) ranks, \(teacherRanks) teacher ranks); use \(lower > 0 ? "\(lower) or " : "")\(upper)"
+            )
         }
         self.world = world
         self.teacherRanks = teacherRanks

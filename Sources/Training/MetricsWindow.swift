@@ -33,12 +33,17 @@ struct MetricsWindow {
     }
 
     /// The `kind: train` line for `metrics.jsonl`, and a fresh window.
-    mutating func record(step: Int, epoch: Int, learningRate: Float, communication: (allreduce: Double, exposed: Double)?) -> MetricsRecord {
+    mutating func record(
+        step: Int, epoch: Int, learningRate: Float, communication: (allreduce: Double, exposed: Double)?
+    ) -> MetricsRecord {
         let elapsed = Date().timeIntervalSince(started)
-        var record = MetricsRecord(kind: .train, step: step, epoch: epoch,
-                                   values: ["loss": meanLoss, "top1": accuracy, "lr": Double(learningRate),
-                                            "images_per_sec": Double(images) / max(elapsed, 1e-9),
-                                            "data_wait_seconds": meanDataWait, "data_wait_fraction": dataWait / max(elapsed, 1e-9)])
+        var record = MetricsRecord(
+            kind: .train, step: step, epoch: epoch,
+            values: [
+                "loss": meanLoss, "top1": accuracy, "lr": Double(learningRate),
+                "images_per_sec": Double(images) / max(elapsed, 1e-9),
+                "data_wait_seconds": meanDataWait, "data_wait_fraction": dataWait / max(elapsed, 1e-9),
+            ])
         for (name, total) in terms { record["loss_\(name)"] = total / Double(steps) }
         // Seconds per step in each part of the step on rank 0: the student's forward, the
         // teacher's outputs, the objective, backward, the exposed wait for the gradient

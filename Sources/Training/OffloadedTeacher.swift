@@ -48,7 +48,10 @@ final class OffloadedTeacher: TeacherSource {
     private var step: Int
     private var posted: (header: UnsafeMutablePointer<Int>, tensors: [Tensor], requests: [Communicator.Request])?
 
-    init(link: Communicator, teacherRank: Int, layout: TeacherMessageLayout, localBatch: Int, firstStep: Int, totalSteps: Int) throws {
+    init(
+        link: Communicator, teacherRank: Int, layout: TeacherMessageLayout, localBatch: Int, firstStep: Int,
+        totalSteps: Int
+    ) throws {
         self.link = link
         self.teacherRank = teacherRank
         self.layout = layout
@@ -63,28 +66,40 @@ final class OffloadedTeacher: TeacherSource {
     private func post() throws {
         let header = UnsafeMutablePointer<Int>.allocate(capacity: 2)
         let tensors = layout.sampleShapes.map { Tensor(uninitializedShape: [localBatch] + $0) }
-        var requests = [try link.receiveAsync(UnsafeMutableBufferPointer(start: header, count: 2), from: teacherRank, tag: 0)]
+        var requests = [
+            try link.receiveAsync(UnsafeMutableBufferPointer(start: header, count: 2), from: teacherRank, tag: 0)
+        ]
         for (i, tensor) in tensors.enumerated() {
-            requests.append(try link.receiveAsync(UnsafeMutableBufferPointer(start: tensor.data, count: tensor.count), from: teacherRank, tag: 1 + i))
+            requests.append(
+                try link.receiveAsync(
+                    UnsafeMutableBufferPointer(start: tensor.data, count: tensor.count), from: teacherRank, tag: 1 + i))
         }
         posted = (header, tensors, requests)
     }
 
     func outputs(for batch: Batch) throws -> ModelOutput {
         guard let (header, tensors, requests) = posted else {
-            throw UserError("internal: teacher outputs requested for step \(step + 1) beyond the \(totalSteps) steps of the run")
+            throw UserError(
+                "internal: teacher outputs requested for step \(step + 1) beyond the \(totalSteps) steps of the run")
         }
-        for request in requests { try request.wait(context: "teacher outputs of step \(step + 1) from teacher rank \(teacherRank)") }
+        for request in requests {
+            try request.wait(context: "teacher outputs of step \(step + 1) from teacher rank \(teacherRank)")
+        }
         let (sentStep, checksum) = (header[0], header[1])
         header.deallocate()
         posted = nil
         guard sentStep == step, checksum == sampleChecksum(batch.indices) else {
-            throw UserError("teacher rank \(teacherRank) sent outputs for step \(sentStep + 1) (sample checksum \(checksum)) while this rank trains step \(step + 1) (checksum \(sampleChecksum(batch.indices))); both must run the same configuration")
+            throw UserError(
+                "teacher rank \(teacherRank) sent outputs for step \(sentStep + 1) (sample checksum \(checksum)) while this rank trains step \(step + 1) (checksum \(sampleChecksum(batch.indices))); both must run the same configuration"
+            )
         }
         step += 1
         if step < totalSteps { try post() }
-        var taps = [FeatureTap](repeating: FeatureTap(tensor: Tensor(zeros: [0]), layout: .spatial), count: layout.tapCount)
-        for (k, index) in layout.tapIndices.enumerated() { taps[index] = FeatureTap(tensor: tensors[1 + k], layout: layout.tapLayouts[k]) }
+        var taps = [FeatureTap](
+            repeating: FeatureTap(tensor: Tensor(zeros: [0]), layout: .spatial), count: layout.tapCount)
+        for (k, index) in layout.tapIndices.enumerated() {
+            taps[index] = FeatureTap(tensor: tensors[1 + k], layout: layout.tapLayouts[k])
+        }
         return ModelOutput(logits: tensors[0], taps: taps)
     }
 }
@@ -123,14 +138,20 @@ struct TeacherServer {
                 let batch = try streams[n].batch(step: step)
                 let output = teacher.outputs(for: batch)
                 let pieces = [output.logits] + layout.tapIndices.map { output.taps[$0].tensor }
-                for (piece, shape) in zip(pieces, layout.sampleShapes) where piece.shape != [batch.labels.count] + shape {
-                    throw UserError("internal: teacher output \(piece.shape) does not match the expected \([batch.labels.count] + shape)")
+                for (piece, shape) in zip(pieces, layout.sampleShapes) where piece.shape != [batch.labels.count] + shape
+                {
+                    throw UserError(
+                        "internal: teacher output \(piece.shape) does not match the expected \([batch.labels.count] + shape)"
+                    )
                 }
                 headers[2 * n] = step
                 headers[2 * n + 1] = sampleChecksum(batch.indices)
-                requests.append(try link.sendAsync(UnsafeBufferPointer<Int>(start: headers + 2 * n, count: 2), to: student, tag: 0))
+                requests.append(
+                    try link.sendAsync(UnsafeBufferPointer<Int>(start: headers + 2 * n, count: 2), to: student, tag: 0))
                 for (i, piece) in pieces.enumerated() {
-                    requests.append(try link.sendAsync(UnsafeBufferPointer<Float>(start: piece.data, count: piece.count), to: student, tag: 1 + i))
+                    requests.append(
+                        try link.sendAsync(
+                            UnsafeBufferPointer<Float>(start: piece.data, count: piece.count), to: student, tag: 1 + i))
                 }
                 buffers += pieces
             }

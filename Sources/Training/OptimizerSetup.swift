@@ -22,10 +22,13 @@ extension TrainingConfig {
     /// `grad_sync: zero1` on more than one student rank, each rank's share of it (ZeRO-1);
     /// `rank` and `ranks` place this replica among the students.
     public func makeOptimizer(for modules: StudentAndHelpers, rank: Int = 0, ranks: Int = 1) -> ReplicaOptimizer {
-        let groups = ParameterGroup.decayAndNoDecay(modules.namedParameters(), weightDecay: Float(resolvedWeightDecay), exempt: modules.student.noWeightDecay)
+        let groups = ParameterGroup.decayAndNoDecay(
+            modules.namedParameters(), weightDecay: Float(resolvedWeightDecay), exempt: modules.student.noWeightDecay)
         guard gradientSync == .zero1, ranks > 1 else { return .whole(makeRule(groups)) }
-        return .sharded(ShardedOptimizer(groups: groups, arenaOrder: modules.trainableParameters, rank: rank, ranks: ranks,
-                                         bucketBytes: Int(bucketMegabytes * 1_048_576), makeRule: makeRule))
+        return .sharded(
+            ShardedOptimizer(
+                groups: groups, arenaOrder: modules.trainableParameters, rank: rank, ranks: ranks,
+                bucketBytes: Int(bucketMegabytes * 1_048_576), makeRule: makeRule))
     }
 
     /// The configured update rule (AdamW or SGD) over `groups`.
@@ -42,11 +45,13 @@ extension TrainingConfig {
         let warmup = Int(warmupEpochs * Double(stepsPerEpoch))
         switch schedule {
         case .step:
-            return StepDecaySchedule(base: lr, stepSize: max(1, Int(stepSizeEpochs * Double(stepsPerEpoch))), gamma: Float(stepGamma))
+            return StepDecaySchedule(
+                base: lr, stepSize: max(1, Int(stepSizeEpochs * Double(stepsPerEpoch))), gamma: Float(stepGamma))
         case .constant:
             return WarmupCosineSchedule(base: lr, warmupSteps: warmup, totalSteps: Int.max / 2, minimum: lr)
         case .cosine:
-            return WarmupCosineSchedule(base: lr, warmupSteps: warmup, totalSteps: totalSteps, minimum: Float(minimumLearningRate))
+            return WarmupCosineSchedule(
+                base: lr, warmupSteps: warmup, totalSteps: totalSteps, minimum: Float(minimumLearningRate))
         }
     }
 }

@@ -48,26 +48,34 @@ public final class ReplicaGroup {
 
     /// A sharded `optimizer` takes its gradients by reduce-scatter; a whole one by allreduce,
     /// in the `wire` format.
-    public init(modules: StudentAndHelpers, optimizer: ReplicaOptimizer, communicator: Communicator,
-                bucketMegabytes: Double = 8, overlap: Bool = true, syncBatchNorm: Bool = false, wire: Wire = .float32) throws {
+    public init(
+        modules: StudentAndHelpers, optimizer: ReplicaOptimizer, communicator: Communicator,
+        bucketMegabytes: Double = 8, overlap: Bool = true, syncBatchNorm: Bool = false, wire: Wire = .float32
+    ) throws {
         self.communicator = communicator
         self.modules = modules
         self.optimizer = optimizer
-        guard communicator.size > 1 else { gradientSync = nil; return }
+        guard communicator.size > 1 else {
+            gradientSync = nil
+            return
+        }
         switch optimizer {
         case let .whole(whole):
             let state = modules.fullState + whole.stateTensors()
             try ReplicaSync.checkSignature(state.map { ($0.0, $0.1.shape) }, communicator: communicator)
-            try ReplicaSync.broadcast(state.map(\.1), communicator: communicator, context: "initial parameters, buffers and optimizer state")
+            try ReplicaSync.broadcast(
+                state.map(\.1), communicator: communicator, context: "initial parameters, buffers and optimizer state")
             var stepCount = [whole.stepCount]
             try communicator.broadcast(&stepCount, root: 0, context: "optimizer step count")
             if communicator.rank != 0 {
-                try whole.restore(stepCount: stepCount[0], state: Dictionary(whole.stateTensors(), uniquingKeysWith: { a, _ in a }))
+                try whole.restore(
+                    stepCount: stepCount[0], state: Dictionary(whole.stateTensors(), uniquingKeysWith: { a, _ in a }))
             }
         case .sharded:
             // A shard's state differs per rank: the sharded optimizer hands out its own (attach, below).
             try ReplicaSync.checkSignature(modules.fullState.map { ($0.0, $0.1.shape) }, communicator: communicator)
-            try ReplicaSync.broadcast(modules.fullState.map(\.1), communicator: communicator, context: "initial parameters and buffers")
+            try ReplicaSync.broadcast(
+                modules.fullState.map(\.1), communicator: communicator, context: "initial parameters and buffers")
         }
         if syncBatchNorm { try Self.installSyncBatchNorm(in: modules, communicator: communicator) }
         let hook: any CommunicationHook
@@ -76,12 +84,16 @@ public final class ReplicaGroup {
         case (.whole, .float32): hook = AllreduceAverage()
         case (.whole, .bfloat16): hook = try BF16Compression()
         }
-        let gradientSync = GradientSync(parameters: modules.trainableParameters, communicator: try communicator.duplicate(name: "gradients"),
-                                        bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap, hook: hook)
+        let gradientSync = GradientSync(
+            parameters: modules.trainableParameters, communicator: try communicator.duplicate(name: "gradients"),
+            bucketBytes: Int(bucketMegabytes * 1_048_576), overlap: overlap, hook: hook)
         self.gradientSync = gradientSync
         if case let .sharded(sharded) = optimizer {
-            ensure(gradientSync.buckets == sharded.shards.buckets, "ReplicaGroup: the sharded optimizer was built for other buckets (bucket_mb)")
-            try sharded.attach(gradientArena: gradientSync.gradients, communicator: try communicator.duplicate(name: "zero1"))
+            ensure(
+                gradientSync.buckets == sharded.shards.buckets,
+                "ReplicaGroup: the sharded optimizer was built for other buckets (bucket_mb)")
+            try sharded.attach(
+                gradientArena: gradientSync.gradients, communicator: try communicator.duplicate(name: "zero1"))
         }
     }
 
@@ -93,7 +105,8 @@ public final class ReplicaGroup {
                 try statistics.allreduce(buffer, context: "sync-BN statistics")
             } catch {
                 // Inside a forward pass nothing can be thrown: end the job with the reason.
-                FileHandle.standardError.write("sfkd rank \(statistics.worldRanks[statistics.rank]): \(error)\n".data(using: .utf8)!)
+                FileHandle.standardError.write(
+                    "sfkd rank \(statistics.worldRanks[statistics.rank]): \(error)\n".data(using: .utf8)!)
                 statistics.abort(code: 1)
             }
         }
@@ -120,7 +133,10 @@ public final class ReplicaGroup {
         switch optimizer {
         case let .sharded(sharded):
             // Without averaging (benchmarks' local steps) the shard is updated from local gradients, nothing is gathered.
-            guard averagesGradients else { sharded.step(); return }
+            guard averagesGradients else {
+                sharded.step()
+                return
+            }
             if let clipNorm { try sharded.clipGradientNorm(maxNorm: clipNorm) }
             sharded.step()
             try sharded.gatherParameters()
@@ -135,14 +151,17 @@ public final class ReplicaGroup {
     public func optimizerCheckpoint() throws -> OptimizerCheckpoint {
         switch optimizer {
         case let .whole(whole): return OptimizerCheckpoint(stepCount: whole.stepCount, tensors: whole.stateTensors())
-        case let .sharded(sharded): return OptimizerCheckpoint(stepCount: sharded.stepCount, tensors: try sharded.gatherState())
+        case let .sharded(sharded):
+            return OptimizerCheckpoint(stepCount: sharded.stepCount, tensors: try sharded.gatherState())
         }
     }
 
     /// Mean loss and terms over the global batch and its correct count, and whether any rank
     /// was asked to stop (SIGUSR1, SIGTERM, SIGINT during the step: any stops them all): one
     /// allreduce of a few numbers, after backward so it adds no wait between forward and backward.
-    public func reduce(_ local: StepStatistics, stopRequested: Bool, step: Int) throws -> (statistics: StepStatistics, stopRequested: Bool) {
+    public func reduce(_ local: StepStatistics, stopRequested: Bool, step: Int) throws -> (
+        statistics: StepStatistics, stopRequested: Bool
+    ) {
         guard size > 1 else { return (local, stopRequested) }
         let names = local.terms.keys.sorted()
         var values = [Double(local.loss), local.correct, stopRequested ? 1 : 0] + names.map { local.terms[$0]! }
@@ -165,7 +184,8 @@ public final class ReplicaGroup {
     /// in DDP, which broadcasts them too); evaluation and checkpoints then match on every rank.
     public func synchronizeBuffers() throws {
         guard size > 1 else { return }
-        try ReplicaSync.broadcast(modules.namedBuffers().map(\.1), communicator: communicator, context: "BatchNorm running statistics")
+        try ReplicaSync.broadcast(
+            modules.namedBuffers().map(\.1), communicator: communicator, context: "BatchNorm running statistics")
     }
 
     /// Seconds per step the communication thread spent in allreduce, and the part the step

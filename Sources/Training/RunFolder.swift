@@ -45,11 +45,16 @@ final class RunFolder {
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     /// The files a run writes; a folder holding any of them holds a run.
-    static let runFiles = ["config.yaml", "classes.txt", "metrics.jsonl", "summary.csv", "checkpoints", "model.safetensors", "best.safetensors", "summary.json"]
+    static let runFiles = [
+        "config.yaml", "classes.txt", "metrics.jsonl", "summary.csv", "checkpoints", "model.safetensors",
+        "best.safetensors", "summary.json",
+    ]
 
     /// The run files present, TensorBoard event files included.
     private func presentRunFiles() -> [String] {
-        let events = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
+        let events = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter {
+            $0.hasPrefix("events.out.tfevents.")
+        }.sorted()
         return Self.runFiles.filter { FileManager.default.fileExists(atPath: file($0)) } + events
     }
 
@@ -58,8 +63,11 @@ final class RunFolder {
     /// rank 0 (the replica group copies it to the other students); without it, refuses a folder
     /// that holds a run unless `overwrite`. Returns the state to continue from, on every rank.
     /// `classNames` (an image folder's classes, in label order) go into `classes.txt`, one per line.
-    func start(config: TrainingConfig, options: RunOptions, modules: StudentAndHelpers, optimizer: any Optimizer, fresh: TrainingState,
-               totalSteps: Int, classNames: [String]?, progress: ProgressReporter) throws -> TrainingState {
+    func start(
+        config: TrainingConfig, options: RunOptions, modules: StudentAndHelpers, optimizer: any Optimizer,
+        fresh: TrainingState,
+        totalSteps: Int, classNames: [String]?, progress: ProgressReporter
+    ) throws -> TrainingState {
         var state = fresh
         try onLeader("prepare the run folder \(path)", among: layout.world) {
             try createFolder()
@@ -69,12 +77,16 @@ final class RunFolder {
                 if FileManager.default.fileExists(atPath: file("config.yaml")) {
                     var saved = TrainingConfig()
                     try saved.apply(yamlFile: file("config.yaml"))
-                    for note in try config.checkResume(against: saved, allowed: options.allowedChanges, folder: path) { progress.message("resume: \(note)") }
+                    for note in try config.checkResume(against: saved, allowed: options.allowedChanges, folder: path) {
+                        progress.message("resume: \(note)")
+                    }
                 }
                 if let newest = Checkpoints.complete(in: path).first {
                     state = try Checkpoints.load(newest.path, modules: modules, optimizer: optimizer)
                     guard state.step == newest.step else {
-                        throw UserError("\(newest.path)/state.json says step \(state.step), but the folder is the checkpoint of step \(newest.step); the checkpoint is damaged: remove it to resume from the one before")
+                        throw UserError(
+                            "\(newest.path)/state.json says step \(state.step), but the folder is the checkpoint of step \(newest.step); the checkpoint is damaged: remove it to resume from the one before"
+                        )
                     }
                     progress.message("resuming from \(newest.path) (step \(state.step) of \(totalSteps))")
                 } else {
@@ -82,7 +94,9 @@ final class RunFolder {
                 }
             } else if !present.isEmpty {
                 guard options.overwrite else {
-                    throw UserError("\(path) already holds a run (\(present.joined(separator: ", "))); pass --resume to continue it, --overwrite to replace it, or choose another --out")
+                    throw UserError(
+                        "\(path) already holds a run (\(present.joined(separator: ", "))); pass --resume to continue it, --overwrite to replace it, or choose another --out"
+                    )
                 }
                 for name in present { try FileManager.default.removeItem(atPath: file(name)) }
                 progress.message("--overwrite: removed \(present.joined(separator: ", ")) from \(path)")
@@ -90,9 +104,13 @@ final class RunFolder {
             metrics = try MetricsLog(path: file("metrics.jsonl"), keepingUpTo: options.resume ? state.step : nil)
             epochRecords = try metrics?.records().filter { $0.kind == .eval } ?? []
             events = try TensorBoardWriter(folder: path, resumingAt: options.resume ? state.step : nil)
-            if options.resume && !epochRecords.isEmpty { try writeAtomically(Data(Self.summaryCSV(epochRecords).utf8), to: file("summary.csv")) }
+            if options.resume && !epochRecords.isEmpty {
+                try writeAtomically(Data(Self.summaryCSV(epochRecords).utf8), to: file("summary.csv"))
+            }
             try writeAtomically(Data(try config.yaml().utf8), to: file("config.yaml"))
-            if let classNames { try writeAtomically(Data((classNames.joined(separator: "\n") + "\n").utf8), to: file("classes.txt")) }
+            if let classNames {
+                try writeAtomically(Data((classNames.joined(separator: "\n") + "\n").utf8), to: file("classes.txt"))
+            }
         }
         return try broadcast(state)
     }
@@ -101,7 +119,9 @@ final class RunFolder {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw UserError("cannot create the run folder '\(path)' (\(describeWriteError(error, folder: path))); choose another --out")
+            throw UserError(
+                "cannot create the run folder '\(path)' (\(describeWriteError(error, folder: path))); choose another --out"
+            )
         }
     }
 
@@ -139,7 +159,9 @@ final class RunFolder {
             if column == "epoch" { return "\(record.epoch)" }
             return record[key].map { "\($0 * scale)" } ?? ""
         }
-        return ([columns.joined(separator: ",")] + records.map { record in columns.map { value(record, $0) }.joined(separator: ",") })
+        return
+            ([columns.joined(separator: ",")]
+            + records.map { record in columns.map { value(record, $0) }.joined(separator: ",") })
             .joined(separator: "\n") + "\n"
     }
 
@@ -150,9 +172,14 @@ final class RunFolder {
         }
     }
 
-    func saveCheckpoint(modules: StudentAndHelpers, description: ModelDescription, optimizer: OptimizerCheckpoint, state: TrainingState, keep: Int) throws {
+    func saveCheckpoint(
+        modules: StudentAndHelpers, description: ModelDescription, optimizer: OptimizerCheckpoint, state: TrainingState,
+        keep: Int
+    ) throws {
         try onLeader("write the checkpoint of step \(state.step)", among: layout.group) {
-            _ = try Checkpoints.save(modules: modules, description: description, optimizer: optimizer, state: state, output: path, keep: keep)
+            _ = try Checkpoints.save(
+                modules: modules, description: description, optimizer: optimizer, state: state, output: path, keep: keep
+            )
         }
     }
 
@@ -168,7 +195,9 @@ final class RunFolder {
 
     /// What a user can do after training stopped on an error.
     var recoveryAdvice: String {
-        Checkpoints.complete(in: path).first.map { "the last complete checkpoint, \($0.path), is intact; resume from it with --resume (after lowering --lr)" }
+        Checkpoints.complete(in: path).first.map {
+            "the last complete checkpoint, \($0.path), is intact; resume from it with --resume (after lowering --lr)"
+        }
             ?? "no checkpoint was written yet"
     }
 
@@ -177,7 +206,10 @@ final class RunFolder {
         var failure: Error?
         var status = [0]
         if communicator.rank == 0 {
-            do { try body() } catch { failure = error; status[0] = 1 }
+            do { try body() } catch {
+                failure = error
+                status[0] = 1
+            }
         }
         try communicator.broadcast(&status, root: 0, context: what)
         if let failure { throw failure }

@@ -12,11 +12,17 @@ final class RunLock {
     init(folder: String) throws {
         let path = (folder as NSString).appendingPathComponent(Self.fileName)
         descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw UserError("cannot create the lock file \(path): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else {
+            throw UserError("cannot create the lock file \(path): \(String(cString: strerror(errno)))")
+        }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let holder =
+                (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                ?? ""
             close(descriptor)
-            throw UserError("\(folder) is in use by another run (\(holder.isEmpty ? "holder unknown" : holder)); wait for it to end or choose another --out")
+            throw UserError(
+                "\(folder) is in use by another run (\(holder.isEmpty ? "holder unknown" : holder)); wait for it to end or choose another --out"
+            )
         }
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count - 1)

@@ -10,7 +10,11 @@ public enum RunRecord {
     /// built from (read from `.git`, no subprocess: forking under MPI is unsafe on some links),
     /// e.g. "0.9.0+git.518924d".
     public static let version: String = {
-        guard let commit = checkoutCommit(startingAt: URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath().deletingLastPathComponent()) else {
+        guard
+            let commit = checkoutCommit(
+                startingAt: URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath()
+                    .deletingLastPathComponent())
+        else {
             return release
         }
         return "\(release)+git.\(commit.prefix(7))"
@@ -21,10 +25,14 @@ public enum RunRecord {
         var directory = folder.standardizedFileURL
         for _ in 0..<12 {
             let git = directory.appendingPathComponent(".git")
-            if let head = try? String(contentsOf: git.appendingPathComponent("HEAD"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) {
+            if let head = try? String(contentsOf: git.appendingPathComponent("HEAD"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            {
                 guard head.hasPrefix("ref: ") else { return isCommit(head) ? head : nil }
                 let ref = String(head.dropFirst(5))
-                if let loose = try? String(contentsOf: git.appendingPathComponent(ref), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), isCommit(loose) {
+                if let loose = try? String(contentsOf: git.appendingPathComponent(ref), encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines), isCommit(loose)
+                {
                     return loose
                 }
                 let packed = (try? String(contentsOf: git.appendingPathComponent("packed-refs"), encoding: .utf8)) ?? ""

@@ -39,11 +39,13 @@ public struct RunSummary: Codable, Equatable, Sendable {
     public var teacher: TeacherRecord?
 
     enum CodingKeys: String, CodingKey {
-        case model, dataset, method, parameters, steps, epochs, threads, ranks, best, seed, version, teacher, badImages = "bad_images"
+        case model, dataset, method, parameters, steps, epochs, threads, ranks, best, seed, version, teacher,
+            badImages = "bad_images"
         case testTop1 = "test_top1", testTop5 = "test_top5", testLoss = "test_loss", imagesPerSecond = "images_per_sec"
         case valTop1 = "val_top1", valTop5 = "val_top5", valLoss = "val_loss"
         case wallSeconds = "wall_seconds", studentRanks = "student_ranks", teacherRanks = "teacher_ranks"
-        case configHash = "config_hash", trainImages = "train_images", valImages = "val_images", testImages = "test_images"
+        case configHash = "config_hash", trainImages = "train_images", valImages = "val_images", testImages =
+            "test_images"
         case helperParameters = "helper_parameters"
     }
 }
@@ -81,7 +83,9 @@ extension RunSummary {
     /// (the run record, validation, ranks) reads as absent or zero.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
         model = try c.decode(String.self, forKey: .model)
         dataset = try c.decode(String.self, forKey: .dataset)
         testTop1 = try c.decode(Double.self, forKey: .testTop1)
@@ -115,13 +119,20 @@ extension RunSummary {
 
 extension RunSummary {
     /// The summary of `setup`'s run at `state`, with the final scores and the teacher's own.
-    init(_ setup: TrainingSetup, state: TrainingState, final: Scores, teacher: TeacherRecord?, wallSeconds: Double, badImages: Int?) {
+    init(
+        _ setup: TrainingSetup, state: TrainingState, final: Scores, teacher: TeacherRecord?, wallSeconds: Double,
+        badImages: Int?
+    ) {
         let config = setup.config, layout = setup.layout, splits = setup.splits
-        self.init(model: config.model, dataset: splits.name, method: setup.teacher == nil ? nil : type(of: setup.method).name,
-                  parameters: setup.student.parameterCount, testTop1: final.test.top1, testTop5: final.test.top5, testLoss: final.test.loss,
-                  imagesPerSecond: state.imagesPerSecond, steps: state.step, epochs: Double(state.step) / Double(setup.stepsPerEpoch),
-                  wallSeconds: wallSeconds, threads: Threads.count, ranks: layout.world.size, studentRanks: layout.studentRanks,
-                  teacherRanks: layout.teacherRanks)
+        self.init(
+            model: config.model, dataset: splits.name, method: setup.teacher == nil ? nil : type(of: setup.method).name,
+            parameters: setup.student.parameterCount, testTop1: final.test.top1, testTop5: final.test.top5,
+            testLoss: final.test.loss,
+            imagesPerSecond: state.imagesPerSecond, steps: state.step,
+            epochs: Double(state.step) / Double(setup.stepsPerEpoch),
+            wallSeconds: wallSeconds, threads: Threads.count, ranks: layout.world.size,
+            studentRanks: layout.studentRanks,
+            teacherRanks: layout.teacherRanks)
         self.badImages = badImages
         valTop1 = final.validation?.top1
         valTop5 = final.validation?.top5

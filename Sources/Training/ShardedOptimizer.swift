@@ -38,34 +38,47 @@ public final class ShardedOptimizer: Optimizer {
 
     /// `arenaOrder` lists the trainable parameters in the order of the gradient arena; `makeRule`
     /// builds the update rule (AdamW or SGD) over parameter groups.
-    public init(groups: [ParameterGroup], arenaOrder: [Tensor], rank: Int, ranks: Int, firstBucketBytes: Int = 1 << 20, bucketBytes: Int,
-                makeRule: ([ParameterGroup]) -> any Optimizer) {
+    public init(
+        groups: [ParameterGroup], arenaOrder: [Tensor], rank: Int, ranks: Int, firstBucketBytes: Int = 1 << 20,
+        bucketBytes: Int,
+        makeRule: ([ParameterGroup]) -> any Optimizer
+    ) {
         self.groups = groups
         self.rank = rank
         var group = [ObjectIdentifier: (Int, String)]()
         for (g, parameterGroup) in groups.enumerated() {
-            for (p, name) in zip(parameterGroup.parameters, parameterGroup.names) { group[ObjectIdentifier(p)] = (g, name) }
+            for (p, name) in zip(parameterGroup.parameters, parameterGroup.names) {
+                group[ObjectIdentifier(p)] = (g, name)
+            }
         }
         let offsets = GradientSync.offsets(of: arenaOrder.map(\.count))
         parameters = zip(arenaOrder, offsets).map { ($0, $1, group[ObjectIdentifier($0)]?.1) }
-        shards = BucketShards(buckets: GradientSync.buckets(parameterCounts: arenaOrder.map(\.count), firstBucketBytes: firstBucketBytes, bucketBytes: bucketBytes),
-                              ranks: ranks)
+        shards = BucketShards(
+            buckets: GradientSync.buckets(
+                parameterCounts: arenaOrder.map(\.count), firstBucketBytes: firstBucketBytes, bucketBytes: bucketBytes),
+            ranks: ranks)
         var segments: [Segment] = [], members = [[Segment]](repeating: [], count: groups.count)
         for owned in shards.ranges(of: rank) {
             for (p, offset, _) in parameters where offset < owned.upperBound && offset + p.count > owned.lowerBound {
                 guard let (g, _) = group[ObjectIdentifier(p)] else { continue }
                 let start = max(owned.lowerBound, offset), end = min(owned.upperBound, offset + p.count)
-                let segment = Segment(arenaStart: start, view: Tensor(shape: [end - start], storage: p.storage, offset: p.offset + start - offset))
+                let segment = Segment(
+                    arenaStart: start,
+                    view: Tensor(shape: [end - start], storage: p.storage, offset: p.offset + start - offset))
                 segments.append(segment)
                 members[g].append(segment)
             }
         }
         self.segments = segments
         // The rule names a segment by its index in `segments`, so its state names map back.
-        let index = Dictionary(uniqueKeysWithValues: segments.enumerated().map { (ObjectIdentifier($0.element.view), $0.offset) })
-        rule = makeRule(members.enumerated().map { g, list in
-            ParameterGroup(parameters: list.map(\.view), names: list.map { String(index[ObjectIdentifier($0.view)]!) }, weightDecay: groups[g].weightDecay)
-        })
+        let index = Dictionary(
+            uniqueKeysWithValues: segments.enumerated().map { (ObjectIdentifier($0.element.view), $0.offset) })
+        rule = makeRule(
+            members.enumerated().map { g, list in
+                ParameterGroup(
+                    parameters: list.map(\.view), names: list.map { String(index[ObjectIdentifier($0.view)]!) },
+                    weightDecay: groups[g].weightDecay)
+            })
         let probe = makeRule([ParameterGroup(parameters: [Tensor(zeros: [1])], names: ["p"], weightDecay: 0)])
         stateSuffixes = probe.stateTensors().map { String($0.0.dropFirst(2)) }
     }
@@ -83,16 +96,24 @@ public final class ShardedOptimizer: Optimizer {
 
     /// Floats of optimizer state this rank holds (the unsharded optimizer: `fullStateCount`).
     public var stateCount: Int { rule.stateTensors().reduce(0) { $0 + $1.1.count } }
-    public var fullStateCount: Int { stateSuffixes.count * groups.reduce(0) { $0 + $1.parameters.reduce(0) { $0 + $1.count } } }
+    public var fullStateCount: Int {
+        stateSuffixes.count * groups.reduce(0) { $0 + $1.parameters.reduce(0) { $0 + $1.count } }
+    }
 
     /// Takes the gradient arena (the shard's gradients are views into it) and the communicator
     /// of the replicas, then hands every rank its part of the state rank 0 restored, if any.
     public func attach(gradientArena: Tensor, communicator: Communicator) throws {
-        ensure(communicator.size == shards.ranks && communicator.rank == rank, "ShardedOptimizer: built for rank \(rank) of \(shards.ranks), attached to rank \(communicator.rank) of \(communicator.size)")
+        ensure(
+            communicator.size == shards.ranks && communicator.rank == rank,
+            "ShardedOptimizer: built for rank \(rank) of \(shards.ranks), attached to rank \(communicator.rank) of \(communicator.size)"
+        )
         workspace = gradientArena
         self.communicator = communicator
         for segment in segments {
-            segment.view.attachGradientBuffer(Tensor(shape: [segment.view.count], storage: gradientArena.storage, offset: gradientArena.offset + segment.arenaStart))
+            segment.view.attachGradientBuffer(
+                Tensor(
+                    shape: [segment.view.count], storage: gradientArena.storage,
+                    offset: gradientArena.offset + segment.arenaStart))
         }
         var header = [restored == nil ? 0 : 1, restored?.stepCount ?? 0]
         try communicator.broadcast(&header, root: 0, context: "optimizer step count")
@@ -106,7 +127,9 @@ public final class ShardedOptimizer: Optimizer {
                     (arena + offset).update(from: full.data, count: p.count)
                 }
             }
-            try communicator.broadcast(UnsafeMutableBufferPointer(start: arena, count: gradientArena.count), root: 0, context: "optimizer state \(suffix)")
+            try communicator.broadcast(
+                UnsafeMutableBufferPointer(start: arena, count: gradientArena.count), root: 0,
+                context: "optimizer state \(suffix)")
             for (i, segment) in segments.enumerated() {
                 byName["\(i).\(suffix)"]!.data.update(from: arena + segment.arenaStart, count: segment.view.count)
             }
@@ -154,7 +177,8 @@ public final class ShardedOptimizer: Optimizer {
             for (i, segment) in segments.enumerated() {
                 (arena + segment.arenaStart).update(from: local["\(i).\(suffix)"]!.data, count: segment.view.count)
             }
-            try shards.allgather(arena, communicator: communicator, context: "optimizer state \(suffix) for a checkpoint")
+            try shards.allgather(
+                arena, communicator: communicator, context: "optimizer state \(suffix) for a checkpoint")
             guard rank == 0 else { continue }
             for (p, offset, name) in parameters {
                 guard let name else { continue }
@@ -165,7 +189,8 @@ public final class ShardedOptimizer: Optimizer {
         }
         guard rank == 0 else { return [] }
         // The unsharded optimizer's order: by group and parameter, then state.
-        return groups.flatMap(\.names).flatMap { name in stateSuffixes.map { ("\(name).\($0)", full["\(name).\($0)"]!) } }
+        return groups.flatMap(\.names).flatMap { name in stateSuffixes.map { ("\(name).\($0)", full["\(name).\($0)"]!) }
+        }
     }
 
     /// This rank's shard of the state, named by segment (`gatherState` gives the full state).
@@ -176,9 +201,13 @@ public final class ShardedOptimizer: Optimizer {
         for group in groups {
             for (p, name) in zip(group.parameters, group.names) {
                 for suffix in stateSuffixes {
-                    guard let saved = state["\(name).\(suffix)"] else { throw OptimizerStateError(description: "optimizer state: missing tensor '\(name).\(suffix)'") }
+                    guard let saved = state["\(name).\(suffix)"] else {
+                        throw OptimizerStateError(description: "optimizer state: missing tensor '\(name).\(suffix)'")
+                    }
                     guard saved.shape == p.shape else {
-                        throw OptimizerStateError(description: "optimizer state: '\(name).\(suffix)' has shape \(saved.shape), expected \(p.shape)")
+                        throw OptimizerStateError(
+                            description:
+                                "optimizer state: '\(name).\(suffix)' has shape \(saved.shape), expected \(p.shape)")
                     }
                 }
             }

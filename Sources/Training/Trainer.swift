@@ -26,7 +26,9 @@ public final class Trainer {
 
     /// Builds the run and checks the config before any file is written. `method` replaces the
     /// config's method (tests inject one).
-    public convenience init(config: TrainingConfig, splits: DatasetSplits? = nil, method: (any DistillationMethod)? = nil) throws {
+    public convenience init(
+        config: TrainingConfig, splits: DatasetSplits? = nil, method: (any DistillationMethod)? = nil
+    ) throws {
         self.init(try TrainingSetup(config: config, splits: splits, method: method))
     }
 
@@ -56,9 +58,11 @@ public final class Trainer {
         let teacherScores = try evaluateTeacher(evaluator)
         let started = Date()
         let batches = setup.batches(rank: replicas.rank)
-        let sinks: [any TrainingSink] = [MetricsSink(folder: folder, replicas: replicas, logEvery: config.logEverySteps, totalSteps: totalSteps),
-                                         BestModelKeeper(folder: folder, setup: setup),
-                                         ProgressSink(progress: progress, config: config, totalSteps: totalSteps, stepsPerEpoch: stepsPerEpoch)]
+        let sinks: [any TrainingSink] = [
+            MetricsSink(folder: folder, replicas: replicas, logEvery: config.logEverySteps, totalSteps: totalSteps),
+            BestModelKeeper(folder: folder, setup: setup),
+            ProgressSink(progress: progress, config: config, totalSteps: totalSteps, stepsPerEpoch: stepsPerEpoch),
+        ]
         var scores: Scores?
         setup.modules.train()
         while state.step < totalSteps {
@@ -70,12 +74,14 @@ public final class Trainer {
             if epochEnded {
                 // Evaluation and best.safetensors see rank 0's BatchNorm statistics on every rank.
                 try replicas.synchronizeBuffers()
-                let evaluation = try evaluate(evaluator, state: &state, epoch: record.step.epoch, learningRate: record.step.learningRate)
+                let evaluation = try evaluate(
+                    evaluator, state: &state, epoch: record.step.epoch, learningRate: record.step.learningRate)
                 for sink in sinks { try sink.record(evaluation) }
                 scores = evaluation.scores
             }
             // A stop (a preemption) keeps everything up to this step.
-            if epochEnded || record.stopRequested || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false) {
+            if epochEnded || record.stopRequested || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false)
+            {
                 let checkpoint = try self.checkpoint(&state, replicas: replicas)
                 for sink in sinks { try sink.record(checkpoint) }
             }
@@ -83,26 +89,36 @@ public final class Trainer {
         }
         try replicas.synchronizeBuffers()
         let final = try scores ?? evaluator.scores(model, what: "the student at this step")
-        let summary = try RunSummary(setup, state: state, final: final, teacher: teacherScores, wallSeconds: Date().timeIntervalSince(started),
-                                     badImages: config.skipBadImages ? badImages(replicas) : nil)
+        let summary = try RunSummary(
+            setup, state: state, final: final, teacher: teacherScores, wallSeconds: Date().timeIntervalSince(started),
+            badImages: config.skipBadImages ? badImages(replicas) : nil)
         try folder.finish(student: model, description: setup.description, summary: summary)
-        progress.message("done: test top-1 \(percent(final.test.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))")
+        progress.message(
+            "done: test top-1 \(percent(final.test.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))"
+        )
         return summary
     }
 
     /// Checks that every rank runs the same configuration (paths and threads may differ), then
     /// prepares the run folder: fresh, or the newest complete checkpoint loaded.
     private func start(_ options: RunOptions) throws -> TrainingState {
-        try ReplicaSync.checkAgreement(config.trajectoryLines, communicator: setup.layout.world, what: "configuration", item: "key")
-        let fresh = TrainingState(step: 0, random: [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1], trainedSeconds: 0, trainedImages: 0)
-        let state = try folder.start(config: config, options: options, modules: setup.modules, optimizer: setup.optimizer.optimizer, fresh: fresh,
-                                     totalSteps: setup.totalSteps, classNames: setup.splits.train.classNames, progress: progress)
+        try ReplicaSync.checkAgreement(
+            config.trajectoryLines, communicator: setup.layout.world, what: "configuration", item: "key")
+        let fresh = TrainingState(
+            step: 0, random: [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1], trainedSeconds: 0,
+            trainedImages: 0)
+        let state = try folder.start(
+            config: config, options: options, modules: setup.modules, optimizer: setup.optimizer.optimizer,
+            fresh: fresh,
+            totalSteps: setup.totalSteps, classNames: setup.splits.train.classNames, progress: progress)
         GlobalRandom.generator = RandomGenerator(state: (state.random[0], state.random[1]))
         return state
     }
 
     /// One optimizer step at the scheduled learning rate; `state` counts it.
-    private func train(_ step: TrainingStep, _ batch: Batch, state: inout TrainingState, waited: Double) throws -> (step: StepRecord, stopRequested: Bool) {
+    private func train(_ step: TrainingStep, _ batch: Batch, state: inout TrainingState, waited: Double) throws -> (
+        step: StepRecord, stopRequested: Bool
+    ) {
         let epoch = state.step / setup.stepsPerEpoch
         let learningRate = setup.schedule.learningRate(atStep: state.step)
         let stepStart = Date()
@@ -110,23 +126,30 @@ public final class Trainer {
         do {
             result = try step.run(batch, step: state.step, learningRate: learningRate)
         } catch let error as NonFiniteLoss {
-            throw UserError("non-finite loss (\(error.loss)) at step \(state.step) (epoch \(epoch)); stopping: \(folder.recoveryAdvice)")
+            throw UserError(
+                "non-finite loss (\(error.loss)) at step \(state.step) (epoch \(epoch)); stopping: \(folder.recoveryAdvice)"
+            )
         }
         let seconds = Date().timeIntervalSince(stepStart)
         state.step += 1
         state.trainedSeconds += seconds
         state.trainedImages += config.batchSize
-        let record = StepRecord(step: state.step, epoch: epoch, learningRate: learningRate, statistics: result.statistics, phases: result.phases,
-                                dataWait: waited, stepSeconds: seconds, images: config.batchSize, imagesPerSecond: state.imagesPerSecond)
+        let record = StepRecord(
+            step: state.step, epoch: epoch, learningRate: learningRate, statistics: result.statistics,
+            phases: result.phases,
+            dataWait: waited, stepSeconds: seconds, images: config.batchSize, imagesPerSecond: state.imagesPerSecond)
         return (record, result.stopRequested)
     }
 
     /// The epoch's scores; a better validation top-1 than before becomes the state's best.
-    private func evaluate(_ evaluator: Evaluator, state: inout TrainingState, epoch: Int, learningRate: Float) throws -> EvaluationRecord {
+    private func evaluate(_ evaluator: Evaluator, state: inout TrainingState, epoch: Int, learningRate: Float) throws
+        -> EvaluationRecord
+    {
         let scores = try evaluator.scores(model, what: "the student at this step")
         let isBest = scores.validation.map { $0.top1 > (state.best?.valTop1 ?? -1) } ?? false
-        let record = EvaluationRecord(step: state.step, epoch: epoch, learningRate: learningRate, scores: scores,
-                                      isBest: isBest, imagesPerSecond: state.imagesPerSecond)
+        let record = EvaluationRecord(
+            step: state.step, epoch: epoch, learningRate: learningRate, scores: scores,
+            isBest: isBest, imagesPerSecond: state.imagesPerSecond)
         if let best = record.bestEpoch { state.best = best }
         return record
     }
@@ -136,25 +159,33 @@ public final class Trainer {
         guard let teacher = setup.teacher, config.evaluateTeacher else { return nil }
         let scores = try evaluator.scores(teacher, what: "the teacher")
         let validation = scores.validation.map { "validation top-1 \(percent($0.top1))%, " } ?? ""
-        progress.message("teacher \(teacher.architecture): \(validation)test top-1 \(percent(scores.test.top1))%, top-5 \(percent(scores.test.top5))%")
-        return TeacherRecord(model: teacher.architecture, parameters: teacher.parameterCount, valTop1: scores.validation?.top1,
-                             testTop1: scores.test.top1, testTop5: scores.test.top5)
+        progress.message(
+            "teacher \(teacher.architecture): \(validation)test top-1 \(percent(scores.test.top1))%, top-5 \(percent(scores.test.top5))%"
+        )
+        return TeacherRecord(
+            model: teacher.architecture, parameters: teacher.parameterCount, valTop1: scores.validation?.top1,
+            testTop1: scores.test.top1, testTop5: scores.test.top5)
     }
 
     /// `checkpoints/step-N/` with rank 0's buffers and the generator state of this step.
     private func checkpoint(_ state: inout TrainingState, replicas: ReplicaGroup) throws -> CheckpointRecord {
         state.random = [GlobalRandom.generator.state.0, GlobalRandom.generator.state.1]
         try replicas.synchronizeBuffers()
-        try folder.saveCheckpoint(modules: setup.modules, description: setup.description, optimizer: try replicas.optimizerCheckpoint(), state: state,
-                                  keep: config.keepCheckpoints)
+        try folder.saveCheckpoint(
+            modules: setup.modules, description: setup.description, optimizer: try replicas.optimizerCheckpoint(),
+            state: state,
+            keep: config.keepCheckpoints)
         return CheckpointRecord(step: state.step, path: Checkpoints.folder(in: config.output) + "/step-\(state.step)")
     }
 
     /// The stop after step `step`, saying where a `--resume` continues from.
     private func stopped(atStep step: Int) -> TrainingStopped {
         let signal = StopSignal.received != 0 ? StopSignal.received : SIGTERM
-        return TrainingStopped(signal: signal, description: "stopped by \(StopSignal.name(signal)) after step \(step) of \(setup.totalSteps); the checkpoint of step \(step) is written: --resume continues from \(Checkpoints.folder(in: config.output))/step-\(step)",
-                               everyRankStopped: setup.layout.teacherRanks == 0)
+        return TrainingStopped(
+            signal: signal,
+            description:
+                "stopped by \(StopSignal.name(signal)) after step \(step) of \(setup.totalSteps); the checkpoint of step \(step) is written: --resume continues from \(Checkpoints.folder(in: config.output))/step-\(step)",
+            everyRankStopped: setup.layout.teacherRanks == 0)
     }
 
     /// The bad images of every split that any student rank found (each decodes only its shard),
@@ -163,7 +194,9 @@ public final class Trainer {
         let splits = setup.splits
         let files = [splits.train.files, splits.validation?.files, splits.test.files].compactMap { $0 }
         let bad = try files.flatMap { try badImages($0, replicas: replicas) }
-        for (path, reason) in bad.prefix(20) { progress.message("skipped a bad image: \(path): \(reason ?? "found by another rank")") }
+        for (path, reason) in bad.prefix(20) {
+            progress.message("skipped a bad image: \(path): \(reason ?? "found by another rank")")
+        }
         if bad.count > 20 { progress.message("... and \(bad.count - 20) more bad images") }
         return bad.count
     }
@@ -179,15 +212,23 @@ public final class Trainer {
     private func announce() {
         let layout = setup.layout, splits = setup.splits
         if let teacher = setup.teacher {
-            progress.message("distil \(teacher.architecture) -> \(config.model) with \(type(of: setup.method).name); trainable helpers: \(setup.modules.helperParameterCount) parameters")
+            progress.message(
+                "distil \(teacher.architecture) -> \(config.model) with \(type(of: setup.method).name); trainable helpers: \(setup.modules.helperParameterCount) parameters"
+            )
         }
-        let placement = layout.world.size > 1
-            ? ", \(layout.studentRanks) student ranks x \(layout.localBatchSize) images" + (layout.teacherRanks > 0 ? " + \(layout.teacherRanks) teacher ranks" : "")
+        let placement =
+            layout.world.size > 1
+            ? ", \(layout.studentRanks) student ranks x \(layout.localBatchSize) images"
+                + (layout.teacherRanks > 0 ? " + \(layout.teacherRanks) teacher ranks" : "")
             : ""
         if case let .sharded(sharded) = setup.optimizer {
-            progress.message("zero1: each rank updates its shard of \(sharded.shards.buckets.count) buckets; rank 0 holds \(sharded.stateCount) of the \(sharded.fullStateCount) floats of optimizer state")
+            progress.message(
+                "zero1: each rank updates its shard of \(sharded.shards.buckets.count) buckets; rank 0 holds \(sharded.stateCount) of the \(sharded.fullStateCount) floats of optimizer state"
+            )
         }
-        progress.message("train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize)\(placement), \(setup.totalSteps) steps (\(setup.stepsPerEpoch) per epoch), \(config.optimizer.rawValue) lr \(config.resolvedLearningRate), \(Threads.count) threads")
+        progress.message(
+            "train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize)\(placement), \(setup.totalSteps) steps (\(setup.stepsPerEpoch) per epoch), \(config.optimizer.rawValue) lr \(config.resolvedLearningRate), \(Threads.count) threads"
+        )
     }
 }
 

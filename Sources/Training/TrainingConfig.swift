@@ -115,10 +115,11 @@ public struct TrainingConfig: Equatable, Sendable {
     /// The settings of timm's transforms that differ from their defaults.
     var changedPipelineKeys: [String] {
         let defaults = TrainingConfig()
-        return ["scale", "ratio", "train_interpolation", "color_jitter", "aa", "reprob", "crop_pct", "interpolation"].filter { name in
-            guard let key = Self.key(named: name) else { return false }
-            return key.get(self) != key.get(defaults)
-        }
+        return ["scale", "ratio", "train_interpolation", "color_jitter", "aa", "reprob", "crop_pct", "interpolation"]
+            .filter { name in
+                guard let key = Self.key(named: name) else { return false }
+                return key.get(self) != key.get(defaults)
+            }
     }
 
     /// timm's transforms at `size`, from the settings.
@@ -161,13 +162,20 @@ public struct TrainingConfig: Equatable, Sendable {
             throw UserError("config: '\(name)' is \(pair.low),\(pair.high); give the low end first")
         }
         if let autoAugment { _ = try RandAugment(autoAugment) }
-        if resetHead && initialization == nil { throw UserError("config: 'reset_head' starts a new classifier for the weights of 'init'; give --init FILE too") }
+        if resetHead && initialization == nil {
+            throw UserError(
+                "config: 'reset_head' starts a new classifier for the weights of 'init'; give --init FILE too")
+        }
         let method = try methodType
         if method.needsTeacher && teacher == nil && !teacherGiven {
-            throw UserError("config: method '\(method.name)' needs a teacher: pass --teacher FILE (a model.safetensors written by sfkd train)")
+            throw UserError(
+                "config: method '\(method.name)' needs a teacher: pass --teacher FILE (a model.safetensors written by sfkd train)"
+            )
         }
         if teacherRanks > 0 && !method.needsTeacher {
-            throw UserError("config: 'teacher_ranks' \(teacherRanks) needs a distillation method with a teacher; method is '\(method.name)'")
+            throw UserError(
+                "config: 'teacher_ranks' \(teacherRanks) needs a distillation method with a teacher; method is '\(method.name)'"
+            )
         }
     }
 }

@@ -24,9 +24,12 @@ struct TrainingData {
         let order = sampler.order(epoch: epoch)
         let firstStep = step % stepsPerEpoch
         let lastStep = min(stepsPerEpoch, firstStep + (totalSteps - step))
-        let batches = (firstStep..<lastStep).map { sampler.indices(order: order, step: $0, globalBatch: globalBatch, rank: rank, worldSize: studentRanks) }
-        return BatchLoader(dataset: splits.train, mean: splits.mean, std: splits.std, augmentation: augmentation,
-                           seed: seed, epoch: epoch, batches: batches, threads: loaderThreads)
+        let batches = (firstStep..<lastStep).map {
+            sampler.indices(order: order, step: $0, globalBatch: globalBatch, rank: rank, worldSize: studentRanks)
+        }
+        return BatchLoader(
+            dataset: splits.train, mean: splits.mean, std: splits.std, augmentation: augmentation,
+            seed: seed, epoch: epoch, batches: batches, threads: loaderThreads)
     }
 }
 
@@ -50,7 +53,9 @@ public final class TrainingBatches {
             loader = data.loader(epoch: stepEpoch, fromStep: step, rank: rank)
             epoch = stepEpoch
         }
-        guard let batch = try loader?.next() else { throw UserError("internal: the loader of rank \(rank) ran out of batches at step \(step)") }
+        guard let batch = try loader?.next() else {
+            throw UserError("internal: the loader of rank \(rank) ran out of batches at step \(step)")
+        }
         guard data.mixup.isActive else { return batch }
         return data.mixup.apply(to: batch, classes: data.splits.classes, seed: data.seed, step: step)
     }

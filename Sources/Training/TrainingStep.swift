@@ -47,8 +47,10 @@ public final class TrainingStep {
     let teacher: (any TeacherSource)?
     let clipNorm: Float?
 
-    public init(modules: StudentAndHelpers, method: any DistillationMethod, optimizer: any Optimizer, replicas: ReplicaGroup,
-                teacher: (any TeacherSource)?, clipNorm: Float? = nil) {
+    public init(
+        modules: StudentAndHelpers, method: any DistillationMethod, optimizer: any Optimizer, replicas: ReplicaGroup,
+        teacher: (any TeacherSource)?, clipNorm: Float? = nil
+    ) {
         self.modules = modules
         self.method = method
         self.optimizer = optimizer
@@ -72,9 +74,12 @@ public final class TrainingStep {
         phases.forward = lap()
         let teacherOutput = try teacher?.outputs(for: batch)
         phases.teacher = lap()
-        let loss = method.loss(student: output, teacher: teacherOutput, targets: Targets(labels: batch.labels, soft: batch.softTargets), step: step)
-        let local = StepStatistics(loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
-                                   terms: loss.terms.mapValues(Double.init))
+        let loss = method.loss(
+            student: output, teacher: teacherOutput, targets: Targets(labels: batch.labels, soft: batch.softTargets),
+            step: step)
+        let local = StepStatistics(
+            loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
+            terms: loss.terms.mapValues(Double.init))
         phases.loss = lap()
         replicas.zeroGradients()
         loss.total.backward()

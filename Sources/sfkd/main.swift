@@ -1,15 +1,17 @@
-import Foundation
 import Cluster
+import Foundation
 import Tensors
 import Training
 
 #if SFKD_REQUIRES_AVX2
-// The release build's kernels use AVX2 (Package.swift): say so rather than die of SIGILL.
-let cpuFlags = BLASCore.cpuFlags()
-if !cpuFlags.isEmpty && !(cpuFlags.contains("avx2") && cpuFlags.contains("fma")) {
-    FileHandle.standardError.write("sfkd: this binary was built for AVX2 + FMA (Haswell or later) and this CPU lacks them; rebuild with SFKD_TARGET_CPU=x86-64 swift build -c release\n".data(using: .utf8)!)
-    exit(2)
-}
+    // The release build's kernels use AVX2 (Package.swift): say so rather than die of SIGILL.
+    let cpuFlags = BLASCore.cpuFlags()
+    if !cpuFlags.isEmpty && !(cpuFlags.contains("avx2") && cpuFlags.contains("fma")) {
+        FileHandle.standardError.write(
+            "sfkd: this binary was built for AVX2 + FMA (Haswell or later) and this CPU lacks them; rebuild with SFKD_TARGET_CPU=x86-64 swift build -c release\n"
+                .data(using: .utf8)!)
+        exit(2)
+    }
 #endif
 // Must run before anything touches MPI or threads: it may re-execute the binary with a faster
 // OpenBLAS kernel set.
@@ -31,7 +33,12 @@ do {
 } catch {
     let stopped = error as? TrainingStopped
     let message = stopped?.description ?? plainMessage(for: error) ?? SFKDCommand.fullMessage(for: error)
-    let code = stopped?.exitCode ?? { let code = SFKDCommand.exitCode(for: error).rawValue; return code == 0 ? 1 : code }()
+    let code =
+        stopped?.exitCode
+        ?? {
+            let code = SFKDCommand.exitCode(for: error).rawValue
+            return code == 0 ? 1 : code
+        }()
     if let stopped, stopped.everyRankStopped, MPIProcess.isParallel {
         // Every rank stopped after the same step and its checkpoint is written: end normally
         // (MPI_Finalize at exit), rank 0 saying why, so mpirun returns the status.

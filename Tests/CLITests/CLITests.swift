@@ -46,6 +46,25 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("--threads must be at least 1"), result.stderr)
     }
 
+    /// bench step reads its settings through the training settings table: a value outside a
+    /// closed set is refused, on one rank as under mpirun.
+    func testBenchStepRefusesAnUnknownGradientSync() throws {
+        let result = try runSFKD(["bench", "step", "--model", "resnet8", "--grad-sync", "nonsense", "--steps", "1"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(
+            result.stderr.contains("key 'grad_sync' expects one of allreduce, bf16, zero1, found 'nonsense'"),
+            result.stderr)
+    }
+
+    /// eval reads its shared flags through the same table as train: the same ranges and words.
+    func testEvalFlagsHaveTrainsRanges() throws {
+        let result = try runSFKD([
+            "eval", "--checkpoint", "/nonexistent/model.safetensors", "--dataset", "synthetic", "--crop-pct", "2",
+        ])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("flag --crop-pct: 'crop_pct' must be in (0, 1], found 2.0"), result.stderr)
+    }
+
     /// A mistyped command is named as such, with the nearest command and the list, not
     /// reported as an unknown option after it.
     func testAMistypedCommandIsNamedWithTheNearestOne() throws {
@@ -63,9 +82,12 @@ final class TrainCLITests: XCTestCase {
         let folder = try temporaryFolder(self)
         let model = try runSFKD(["train", "--model", "resnet9", "--dataset", "synthetic", "--out", folder + "/a"])
         XCTAssertNotEqual(model.status, 0)
-        XCTAssertTrue(model.stderr.contains("unknown model 'resnet9'") && model.stderr.contains("vit-tiny"), model.stderr)
+        XCTAssertTrue(
+            model.stderr.contains("unknown model 'resnet9'") && model.stderr.contains("vit-tiny"), model.stderr)
         let dataset = try runSFKD(["train", "--model", "resnet8", "--dataset", "cifar11", "--out", folder + "/b"])
-        XCTAssertTrue(dataset.stderr.contains("unknown dataset 'cifar11'") && dataset.stderr.contains("fashion-mnist"), dataset.stderr)
+        XCTAssertTrue(
+            dataset.stderr.contains("unknown dataset 'cifar11'") && dataset.stderr.contains("fashion-mnist"),
+            dataset.stderr)
     }
 
     func testConfigFileErrorsNameTheKey() throws {
@@ -83,7 +105,10 @@ final class TrainCLITests: XCTestCase {
         let help = try runSFKD(["train", "--help"])
         XCTAssertEqual(help.status, 0, help.stderr)
         // Training keys and the methods' own settings, with type, default, range and readers.
-        for line in ["--batch-size N", "--sync-bn, --no-sync-bn", "--method none|kd|dkd|fitnet|ofa|sfkd", "--gffl-rho X", "used by kd, dkd, sfkd"] {
+        for line in [
+            "--batch-size N", "--sync-bn, --no-sync-bn", "--method none|kd|dkd|fitnet|ofa|sfkd", "--gffl-rho X",
+            "used by kd, dkd, sfkd",
+        ] {
             XCTAssertTrue(help.stdout.contains(line), "\(line) missing from:\n\(help.stdout)")
         }
         let folder = try temporaryFolder(self)
@@ -102,34 +127,50 @@ final class TrainCLITests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/run"))
         // Booleans take --flag, --no-flag and --flag=value; the resolved config records them.
-        let run = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "1", "--batch-size", "16", "--no-overlap",
-                               "--nesterov", "--flip=false", "--kd-stages=-1", "--out", folder + "/ok", "--threads", "1"], timeout: 300)
+        let run = try runSFKD(
+            [
+                "train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "1", "--batch-size", "16",
+                "--no-overlap",
+                "--nesterov", "--flip=false", "--kd-stages=-1", "--out", folder + "/ok", "--threads", "1",
+            ], timeout: 300)
         XCTAssertEqual(run.status, 0, run.stderr)
         let saved = try String(contentsOfFile: folder + "/ok/config.yaml", encoding: .utf8)
-        for line in ["overlap: false", "nesterov: true", "flip: false", "- -1"] { XCTAssertTrue(saved.contains(line), "\(line) in \(saved)") }
+        for line in ["overlap: false", "nesterov: true", "flip: false", "- -1"] {
+            XCTAssertTrue(saved.contains(line), "\(line) in \(saved)")
+        }
     }
 
     /// SIGTERM, SIGUSR1 (a preemption: status 75, requeue me) and SIGINT (130) stop after a
     /// step, whose checkpoint is written.
     func testStopSignalsCheckpointTheStepAndSayWhereResumeContinues() throws {
         let folder = try temporaryFolder(self)
-        for (signal, name, status) in [(SIGTERM, "SIGTERM", Int32(75)), (SIGUSR1, "SIGUSR1", Int32(75)), (SIGINT, "SIGINT", Int32(130))] {
+        for (signal, name, status) in [
+            (SIGTERM, "SIGTERM", Int32(75)), (SIGUSR1, "SIGUSR1", Int32(75)), (SIGINT, "SIGINT", Int32(130)),
+        ] {
             let out = folder + "/\(name)"
             let process = Process()
             process.executableURL = URL(fileURLWithPath: try sfkdExecutable())
-            process.arguments = ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "400", "--batch-size", "16",
-                                 "--checkpoint-every", "50", "--log-every", "1", "--threads", "1", "--out", out]
+            process.arguments = [
+                "train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "400", "--batch-size", "16",
+                "--checkpoint-every", "50", "--log-every", "1", "--threads", "1", "--out", out,
+            ]
             let result = try runBounded(process, timeout: 300) { process in
                 // Once training is under way, stop the run.
                 let deadline = Date().addingTimeInterval(240)
-                while ((try? Data(contentsOf: URL(fileURLWithPath: out + "/metrics.jsonl")))?.count ?? 0) == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+                while ((try? Data(contentsOf: URL(fileURLWithPath: out + "/metrics.jsonl")))?.count ?? 0) == 0
+                    && Date() < deadline
+                { Thread.sleep(forTimeInterval: 0.05) }
                 kill(process.processIdentifier, signal)
             }
             XCTAssertEqual(result.status, status, result.stderr)
-            let stop = try XCTUnwrap(result.stderr.firstMatch(of: #/stopped by (\w+) after step (\d+) of 400/#), result.stderr)
+            let stop = try XCTUnwrap(
+                result.stderr.firstMatch(of: #/stopped by (\w+) after step (\d+) of 400/#), result.stderr)
             XCTAssertEqual(String(stop.1), name)
-            XCTAssertTrue(result.stderr.contains("--resume continues from \(out)/checkpoints/step-\(stop.2)"), result.stderr)
-            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoints/step-\(stop.2)/DONE"), "the checkpoint of the last step")
+            XCTAssertTrue(
+                result.stderr.contains("--resume continues from \(out)/checkpoints/step-\(stop.2)"), result.stderr)
+            XCTAssertTrue(
+                FileManager.default.fileExists(atPath: out + "/checkpoints/step-\(stop.2)/DONE"),
+                "the checkpoint of the last step")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
         }
     }
@@ -137,11 +178,16 @@ final class TrainCLITests: XCTestCase {
     func testErrorsReadAsOneSentence() throws {
         let before = try runSFKD(["--model", "resnet8"])
         XCTAssertNotEqual(before.status, 0)
-        XCTAssertTrue(before.stderr.contains("'--model' belongs to a subcommand; put one first, e.g. sfkd train --model resnet8"), before.stderr)
+        XCTAssertTrue(
+            before.stderr.contains("'--model' belongs to a subcommand; put one first, e.g. sfkd train --model resnet8"),
+            before.stderr)
         let empty = try runSFKD(["train", "--model", "resnet8", "--out", ""])
         XCTAssertTrue(empty.stderr.contains("'out' is empty; name a run folder"), empty.stderr)
-        let impossible = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--out", "/proc/sfkd-nowhere/run"])
-        XCTAssertTrue(impossible.stderr.contains("cannot create the run folder '/proc/sfkd-nowhere/run'"), impossible.stderr)
+        let impossible = try runSFKD([
+            "train", "--model", "resnet8", "--dataset", "synthetic", "--out", "/proc/sfkd-nowhere/run",
+        ])
+        XCTAssertTrue(
+            impossible.stderr.contains("cannot create the run folder '/proc/sfkd-nowhere/run'"), impossible.stderr)
         XCTAssertFalse(impossible.stderr.contains("NSCocoaErrorDomain"), impossible.stderr)
         // A file where a folder of --out should be is named as such.
         let folder = try temporaryFolder(self)
@@ -149,7 +195,10 @@ final class TrainCLITests: XCTestCase {
         for out in [folder + "/outfile/sub", folder + "/outfile"] {
             let underFile = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--out", out])
             XCTAssertNotEqual(underFile.status, 0)
-            XCTAssertTrue(underFile.stderr.contains("cannot create the run folder '\(out)' ('\(folder)/outfile' is a file, not a folder)"), underFile.stderr)
+            XCTAssertTrue(
+                underFile.stderr.contains(
+                    "cannot create the run folder '\(out)' ('\(folder)/outfile' is a file, not a folder)"),
+                underFile.stderr)
         }
     }
 
@@ -160,7 +209,10 @@ final class TrainCLITests: XCTestCase {
         mount.executableURL = URL(fileURLWithPath: "/bin/mount")
         mount.arguments = ["-t", "tmpfs", "-o", "size=1m", "tmpfs", folder]
         let mounted = try runBounded(mount, timeout: 30)
-        guard mounted.status == 0 else { throw XCTSkip("cannot mount a tmpfs here (\(mounted.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))") }
+        guard mounted.status == 0 else {
+            throw XCTSkip(
+                "cannot mount a tmpfs here (\(mounted.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        }
         defer {
             let unmount = Process()
             unmount.executableURL = URL(fileURLWithPath: "/bin/umount")
@@ -168,8 +220,11 @@ final class TrainCLITests: XCTestCase {
             _ = try? runBounded(unmount, timeout: 30)
         }
         // vit-tiny's checkpoint (~6 MB with the optimizer state) cannot fit in 1 MB.
-        let result = try runSFKD(["train", "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "2", "--batch-size", "8",
-                                  "--checkpoint-every", "1", "--threads", "1", "--out", folder + "/run"], timeout: 300)
+        let result = try runSFKD(
+            [
+                "train", "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "2", "--batch-size", "8",
+                "--checkpoint-every", "1", "--threads", "1", "--out", folder + "/run",
+            ], timeout: 300)
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("disk full"), result.stderr)
         XCTAssertFalse(result.stderr.contains("Fatal error"), result.stderr)
@@ -179,7 +234,10 @@ final class TrainCLITests: XCTestCase {
 
     func testMissingDatasetFolderSaysWhereAndHow() throws {
         let folder = try temporaryFolder(self)
-        let result = try runSFKD(["train", "--model", "resnet8", "--dataset", "mnist", "--data-dir", folder + "/nowhere", "--out", folder + "/run"])
+        let result = try runSFKD([
+            "train", "--model", "resnet8", "--dataset", "mnist", "--data-dir", folder + "/nowhere", "--out",
+            folder + "/run",
+        ])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("folder \(folder)/nowhere not found"), result.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/run/checkpoints"))
@@ -187,18 +245,27 @@ final class TrainCLITests: XCTestCase {
 
     func testTrainThenEvalOnTheSyntheticDataset() throws {
         let folder = try temporaryFolder(self)
-        let train = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "6", "--batch-size", "32",
-                                 "--out", folder + "/run", "--threads", "1"], timeout: 600)
+        let train = try runSFKD(
+            [
+                "train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "6", "--batch-size", "32",
+                "--out", folder + "/run", "--threads", "1",
+            ], timeout: 600)
         XCTAssertEqual(train.status, 0, train.stderr)
-        let eval = try runSFKD(["eval", "--checkpoint", folder + "/run/model.safetensors", "--dataset", "synthetic", "--json"], timeout: 300)
+        let eval = try runSFKD(
+            ["eval", "--checkpoint", folder + "/run/model.safetensors", "--dataset", "synthetic", "--json"],
+            timeout: 300)
         XCTAssertEqual(eval.status, 0, eval.stderr)
         let object = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/run/summary.json"))) as? [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/run/summary.json")))
+            as? [String: Any]
         XCTAssertEqual(object?["top1"] as? Double, summary?["test_top1"] as? Double)
         XCTAssertEqual(object?["samples"] as? Int, 2000)
         // Evaluating on a dataset of another shape is refused.
-        let mismatch = try runSFKD(["eval", "--checkpoint", folder + "/run", "--dataset", "fashion-mnist"], timeout: 300)
+        let mismatch = try runSFKD(
+            ["eval", "--checkpoint", folder + "/run", "--dataset", "fashion-mnist"], timeout: 300)
         XCTAssertNotEqual(mismatch.status, 0)
-        XCTAssertTrue(mismatch.stderr.contains("input [3, 32, 32]") && mismatch.stderr.contains("[1, 28, 28]"), mismatch.stderr)
+        XCTAssertTrue(
+            mismatch.stderr.contains("input [3, 32, 32]") && mismatch.stderr.contains("[1, 28, 28]"), mismatch.stderr)
     }
 }

@@ -12,12 +12,15 @@ final class FailureTests: XCTestCase {
             let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
             for pid in pids {
                 guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ"),
-                      String(decoding: environ, as: UTF8.self).split(separator: "\0").contains(Substring("OMPI_COMM_WORLD_RANK=\(rank)")) else { continue }
+                    String(decoding: environ, as: UTF8.self).split(separator: "\0").contains(
+                        Substring("OMPI_COMM_WORLD_RANK=\(rank)"))
+                else { continue }
                 // Only a descendant of our mpirun (other tests may run jobs too).
                 var ancestor = pid
                 while ancestor > 1 {
                     guard let stat = try? String(contentsOfFile: "/proc/\(ancestor)/stat", encoding: .utf8),
-                          let close = stat.lastIndex(of: ")") else { break }
+                        let close = stat.lastIndex(of: ")")
+                    else { break }
                     let fields = stat[stat.index(after: close)...].split(separator: " ")
                     guard fields.count > 1, let parent = Int32(fields[1]) else { break }
                     if parent == mpirun { return pid }
@@ -34,15 +37,21 @@ final class FailureTests: XCTestCase {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8),
-               text.split(separator: "\n").count >= step { return true }
+                text.split(separator: "\n").count >= step
+            {
+                return true
+            }
             Thread.sleep(forTimeInterval: 0.2)
         }
         return false
     }
 
     func trainingArguments(_ out: String) -> [String] {
-        ["train", "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "40", "--batch-size", "32", "--threads", "1",
-         "--log-every", "1", "--checkpoint-every", "5", "--out", out]
+        [
+            "train", "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "40", "--batch-size", "32",
+            "--threads", "1",
+            "--log-every", "1", "--checkpoint-every", "5", "--out", out,
+        ]
     }
 
     func resumeAndFinish(_ out: String) throws {
@@ -61,22 +70,34 @@ final class FailureTests: XCTestCase {
         let arguments = ["--model", "vit-tiny", "--steps", "40", "--batch-size", "32"]
         let uninterrupted = try runs.train(2, "whole", arguments)
         let out = runs.scratch.appendingPathComponent("preempted").path
-        let result = try mpirun(2, ["train", "--dataset", "synthetic", "--threads", "1", "--log-every", "1", "--out", out] + arguments,
-                                timeout: 240, release: true) { process in
-            guard self.waitForStep(6, in: out) else { XCTFail("training did not get under way"); return }
+        let result = try mpirun(
+            2, ["train", "--dataset", "synthetic", "--threads", "1", "--log-every", "1", "--out", out] + arguments,
+            timeout: 240, release: true
+        ) { process in
+            guard self.waitForStep(6, in: out) else {
+                XCTFail("training did not get under way")
+                return
+            }
             kill(process.processIdentifier, SIGUSR1)
         }
         XCTAssertEqual(result.status, 75, result.stderr)
-        let stop = try XCTUnwrap(result.stderr.firstMatch(of: #/stopped by SIGUSR1 after step (\d+) of 40; the checkpoint of step \d+ is written/#), result.stderr)
+        let stop = try XCTUnwrap(
+            result.stderr.firstMatch(
+                of: #/stopped by SIGUSR1 after step (\d+) of 40; the checkpoint of step \d+ is written/#), result.stderr
+        )
         let step = try XCTUnwrap(Int(stop.1))
         XCTAssertLessThan(step, 40, "the signal came too late to test anything")
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoints/step-\(step)/DONE"))
-        XCTAssertEqual(result.stderr.components(separatedBy: "stopped by SIGUSR1").count, 2, "rank 0 alone says it: \(result.stderr)")
+        XCTAssertEqual(
+            result.stderr.components(separatedBy: "stopped by SIGUSR1").count, 2,
+            "rank 0 alone says it: \(result.stderr)")
         XCTAssertFalse(result.stderr.contains("MPI_ABORT"), "a stop is not an abort: \(result.stderr)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
         let resumed = try mpirun(2, ["train", "--out", out, "--resume"], timeout: 240, release: true)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stderr.contains("resuming from \(out)/checkpoints/step-\(step) (step \(step) of 40)"), resumed.stderr)
+        XCTAssertTrue(
+            resumed.stderr.contains("resuming from \(out)/checkpoints/step-\(step) (step \(step) of 40)"),
+            resumed.stderr)
         try runs.assertSameParameters(uninterrupted, out, tolerance: 0, "resumed after SIGUSR1")
     }
 
@@ -85,7 +106,8 @@ final class FailureTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: out) }
         var killedAt: Date?
         let result = try mpirun(2, trainingArguments(out), timeout: 240, release: true) { process in
-            guard self.waitForStep(12, in: out), let victim = self.pid(ofRank: 1, under: process.processIdentifier) else {
+            guard self.waitForStep(12, in: out), let victim = self.pid(ofRank: 1, under: process.processIdentifier)
+            else {
                 XCTFail("training did not get under way")
                 return
             }
@@ -104,8 +126,10 @@ final class FailureTests: XCTestCase {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-stall-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: out) }
         var stopped: Int32?
-        let result = try mpirun(2, trainingArguments(out) + ["--comm-timeout", "4"], timeout: 240, release: true) { process in
-            guard self.waitForStep(12, in: out), let victim = self.pid(ofRank: 1, under: process.processIdentifier) else {
+        let result = try mpirun(2, trainingArguments(out) + ["--comm-timeout", "4"], timeout: 240, release: true) {
+            process in
+            guard self.waitForStep(12, in: out), let victim = self.pid(ofRank: 1, under: process.processIdentifier)
+            else {
                 XCTFail("training did not get under way")
                 return
             }
@@ -113,12 +137,17 @@ final class FailureTests: XCTestCase {
             kill(victim, SIGSTOP)
             stopped = victim
         }
-        if let stopped { kill(stopped, SIGCONT); kill(stopped, SIGKILL) }
+        if let stopped {
+            kill(stopped, SIGCONT)
+            kill(stopped, SIGKILL)
+        }
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("longer than --comm-timeout 4 s"), result.stderr)
         XCTAssertTrue(result.stderr.contains("MPI_Allreduce"), "names the operation: \(result.stderr)")
         XCTAssertTrue(result.stderr.contains("gradient bucket"), "names the bucket: \(result.stderr)")
-        XCTAssertTrue(result.stderr.contains("Ranks still missing: rank 1 (no answer"), "names the missing rank: \(result.stderr)")
+        XCTAssertTrue(
+            result.stderr.contains("Ranks still missing: rank 1 (no answer"), "names the missing rank: \(result.stderr)"
+        )
         try resumeAndFinish(out)
     }
 }

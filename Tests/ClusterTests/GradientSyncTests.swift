@@ -40,8 +40,10 @@ final class GradientSyncTests: XCTestCase {
 
     func testBucketsCoverTheArenaInReverseParameterOrder() {
         let parameters = model(seed: 1).parameters()
-        let sync = GradientSync(parameters: parameters, communicator: .world, firstBucketBytes: 4 * 1000, bucketBytes: 4 * 50_000)
-        XCTAssertEqual(sync.buckets.first?.parameters.first, parameters.count - 1, "the first bucket starts at the last parameter")
+        let sync = GradientSync(
+            parameters: parameters, communicator: .world, firstBucketBytes: 4 * 1000, bucketBytes: 4 * 50_000)
+        XCTAssertEqual(
+            sync.buckets.first?.parameters.first, parameters.count - 1, "the first bucket starts at the last parameter")
         XCTAssertEqual(sync.buckets.flatMap(\.parameters), Array(parameters.indices.reversed()))
         // Contiguous, back to front, covering every float once.
         var end = parameters.reduce(0) { $0 + $1.count }
@@ -56,11 +58,14 @@ final class GradientSyncTests: XCTestCase {
     func testOneRankLeavesGradientsAsPlainBackwardComputesThem() throws {
         for overlap in [true, false] {
             let reference = model(seed: 2), synced = model(seed: 2)
-            let sync = GradientSync(parameters: synced.parameters(), communicator: .world, firstBucketBytes: 4096, bucketBytes: 65536, overlap: overlap)
+            let sync = GradientSync(
+                parameters: synced.parameters(), communicator: .world, firstBucketBytes: 4096, bucketBytes: 65536,
+                overlap: overlap)
             var generator = RandomGenerator(seed: 3)
             let x = Tensor((0..<(5 * 30)).map { _ in generator.nextUniform() - 0.5 }, shape: [5, 30])
             for _ in 0..<2 {
-                reference.zeroGrad(); synced.zeroGrad()
+                reference.zeroGrad()
+                synced.zeroGrad()
                 crossEntropy(reference(x), labels: [0, 1, 2, 3, 4]).backward()
                 crossEntropy(synced(x), labels: [0, 1, 2, 3, 4]).backward()
                 try sync.finish()
@@ -77,7 +82,8 @@ final class GradientSyncTests: XCTestCase {
     func testUnusedParametersDoNotBlockFinish() throws {
         let network = model(seed: 4)
         let spare = Tensor(zeros: [10], requiresGrad: true)
-        let sync = GradientSync(parameters: network.parameters() + [spare], communicator: .world, firstBucketBytes: 64, bucketBytes: 64)
+        let sync = GradientSync(
+            parameters: network.parameters() + [spare], communicator: .world, firstBucketBytes: 64, bucketBytes: 64)
         crossEntropy(network(Tensor(repeating: 0.1, shape: [2, 30])), labels: [1, 2]).backward()
         try sync.finish()
         XCTAssertEqual(spare.grad!.array, [Float](repeating: 0, count: 10))

@@ -4,11 +4,14 @@ import XCTest
 
 /// `launch/sfkd-mpirun` and `cluster/emulate-hosts`, run as a user would.
 final class LauncherTests: XCTestCase {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// Runs a repository script, bounded in time, without this test process's MPI environment.
-    func script(_ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:],
-                whileRunning: ((Process) -> Void)? = nil) throws -> (status: Int32, stderr: String, stdout: String) {
+    func script(
+        _ path: String, _ arguments: [String], timeout: TimeInterval = 240, environment extra: [String: String] = [:],
+        whileRunning: ((Process) -> Void)? = nil
+    ) throws -> (status: Int32, stderr: String, stdout: String) {
         let process = Process()
         process.executableURL = root.appendingPathComponent(path)
         process.arguments = arguments
@@ -26,13 +29,19 @@ final class LauncherTests: XCTestCase {
     func testTheDemoTableShowsEachRunsOwnScores() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-demo-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }
-        let runs = [("teacher-resnet20", 0.8777, nil), ("vit-tiny-sfkd", 0.8126, 0.8777), ("vit-tiny-alone", 0.7532, nil)]
+        let runs = [
+            ("teacher-resnet20", 0.8777, nil), ("vit-tiny-sfkd", 0.8126, 0.8777), ("vit-tiny-alone", 0.7532, nil),
+        ]
         for (name, top1, teacher) in runs {
             // As sfkd writes summary.json: sorted keys, so "teacher" (with its own test_top1) comes first.
-            var summary: [String: Any] = ["model": name, "test_top1": top1, "wall_seconds": 527.0, "images_per_sec": 116.0]
+            var summary: [String: Any] = [
+                "model": name, "test_top1": top1, "wall_seconds": 527.0, "images_per_sec": 116.0,
+            ]
             if let teacher { summary["teacher"] = ["model": "resnet20", "test_top1": teacher] }
-            try FileManager.default.createDirectory(at: out.appendingPathComponent(name), withIntermediateDirectories: true)
-            try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys, .prettyPrinted]).write(to: out.appendingPathComponent(name + "/summary.json"))
+            try FileManager.default.createDirectory(
+                at: out.appendingPathComponent(name), withIntermediateDirectories: true)
+            try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys, .prettyPrinted]).write(
+                to: out.appendingPathComponent(name + "/summary.json"))
         }
         let result = try script("launch/demo", ["--table-only", "--out", out.path], timeout: 60)
         XCTAssertEqual(result.status, 0, result.stderr)
@@ -45,11 +54,14 @@ final class LauncherTests: XCTestCase {
 
     func testLauncherBindsRanksUnlessThatOversubscribesAndSelectsTCP() throws {
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let fits = try script("launch/sfkd-mpirun", ["-n", "1", "--threads", "\(cores)", "--tcp", "--dry-run", "--", "info"])
+        let fits = try script(
+            "launch/sfkd-mpirun", ["-n", "1", "--threads", "\(cores)", "--tcp", "--dry-run", "--", "info"])
         XCTAssertEqual(fits.status, 0, fits.stderr)
         XCTAssertTrue(fits.stderr.contains("--map-by slot:PE=\(cores) --bind-to core"), fits.stderr)
         XCTAssertTrue(fits.stderr.contains("--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo"), fits.stderr)
-        XCTAssertTrue(fits.stderr.contains("-x OPENBLAS_NUM_THREADS -x OPENBLAS_CORETYPE"), "exports the kernel choice: \(fits.stderr)")
+        XCTAssertTrue(
+            fits.stderr.contains("-x OPENBLAS_NUM_THREADS -x OPENBLAS_CORETYPE"),
+            "exports the kernel choice: \(fits.stderr)")
         XCTAssertEqual(fits.stderr.contains("--allow-run-as-root"), getuid() == 0)
         let crowded = try script("launch/sfkd-mpirun", ["-n", "\(cores + 1)", "--dry-run", "--", "info"])
         XCTAssertTrue(crowded.stderr.contains("--oversubscribe --bind-to none"), crowded.stderr)
@@ -72,29 +84,41 @@ final class LauncherTests: XCTestCase {
         try "#!/bin/sh\necho \"$@\" >> \(calls)\n".write(toFile: scontrol, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: scontrol)
         let out = scratch.appendingPathComponent("run").path
-        let slurm = ["SLURM_NTASKS": "2", "SLURM_JOB_ID": "4242", "SLURM_CPUS_PER_TASK": "1", "SLURM_SUBMIT_DIR": root.path,
-                     "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
-        let arguments = ["--model", "vit-tiny", "--dataset", "synthetic", "--steps", "30", "--batch-size", "32", "--log-every", "1", "--out", out]
+        let slurm = [
+            "SLURM_NTASKS": "2", "SLURM_JOB_ID": "4242", "SLURM_CPUS_PER_TASK": "1", "SLURM_SUBMIT_DIR": root.path,
+            "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+        ]
+        let arguments = [
+            "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "30", "--batch-size", "32", "--log-every", "1",
+            "--out", out,
+        ]
         let first = try script("cluster/slurm-train.sbatch", arguments, environment: slurm) { process in
             let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline, ((try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").count < 4 {
+            while Date() < deadline,
+                ((try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)) ?? "").split(separator: "\n")
+                    .count < 4
+            {
                 Thread.sleep(forTimeInterval: 0.2)
             }
             kill(process.processIdentifier, SIGUSR1)
         }
         XCTAssertEqual(first.status, 0, first.stderr)
-        XCTAssertTrue(first.stderr.contains("slurm-train: SIGUSR1: asking the ranks to checkpoint and stop"), first.stderr)
+        XCTAssertTrue(
+            first.stderr.contains("slurm-train: SIGUSR1: asking the ranks to checkpoint and stop"), first.stderr)
         XCTAssertTrue(first.stderr.contains("requeueing job 4242 to continue with --resume"), first.stderr)
         XCTAssertEqual(try String(contentsOfFile: calls, encoding: .utf8), "requeue 4242\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/summary.json"))
-        let requeued = try script("cluster/slurm-train.sbatch", arguments, environment: slurm.merging(["SLURM_RESTART_COUNT": "1"]) { $1 })
+        let requeued = try script(
+            "cluster/slurm-train.sbatch", arguments, environment: slurm.merging(["SLURM_RESTART_COUNT": "1"]) { $1 })
         XCTAssertEqual(requeued.status, 0, requeued.stderr)
         XCTAssertTrue(requeued.stderr.contains("restart 1 of job 4242: continuing with --resume"), requeued.stderr)
         XCTAssertTrue(requeued.stderr.contains("resuming from \(out)/checkpoints/step-"), requeued.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/summary.json"))
-        XCTAssertEqual(try String(contentsOfFile: calls, encoding: .utf8), "requeue 4242\n", "a finished job is not requeued")
+        XCTAssertEqual(
+            try String(contentsOfFile: calls, encoding: .utf8), "requeue 4242\n", "a finished job is not requeued")
         // An mpirun that cannot start the binary is a message (as root too), not a traceback.
-        let broken = try script("cluster/slurm-train.sbatch", arguments, environment: slurm.merging(["SFKD_BINARY": "/bin/false"]) { $1 })
+        let broken = try script(
+            "cluster/slurm-train.sbatch", arguments, environment: slurm.merging(["SFKD_BINARY": "/bin/false"]) { $1 })
         XCTAssertEqual(broken.status, 1)
         XCTAssertTrue(broken.stderr.contains("slurm-train: mpirun -n 2 could not run /bin/false info"), broken.stderr)
         XCTAssertFalse(broken.stderr.contains("Traceback"), broken.stderr)
@@ -103,17 +127,27 @@ final class LauncherTests: XCTestCase {
     func testLauncherTrainsOnTwoRanksOverTCP() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-launch-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let result = try script("launch/sfkd-mpirun", ["-n", "2", "--tcp", "--", "train", "--model", "resnet8", "--dataset", "synthetic",
-                                                        "--steps", "4", "--batch-size", "16", "--out", out])
+        let result = try script(
+            "launch/sfkd-mpirun",
+            [
+                "-n", "2", "--tcp", "--", "train", "--model", "resnet8", "--dataset", "synthetic",
+                "--steps", "4", "--batch-size", "16", "--out", out,
+            ])
         XCTAssertEqual(result.status, 0, result.stderr)
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as? [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")))
+            as? [String: Any]
         XCTAssertEqual(summary?["ranks"] as? Int, 2)
     }
 
     func emulate(_ options: [String], hosts: Int) throws {
-        let result = try script("cluster/emulate-hosts", ["--hosts", "\(hosts)"] + options + ["--", "--model", "resnet8", "--dataset", "synthetic",
-                                                                                                   "--steps", "4", "--batch-size", "16"],
-                                environment: ["SFKD_EMULATE_TIMEOUT": "150"])
+        let result = try script(
+            "cluster/emulate-hosts",
+            ["--hosts", "\(hosts)"] + options + [
+                "--", "--model", "resnet8", "--dataset", "synthetic",
+                "--steps", "4", "--batch-size", "16",
+            ],
+            environment: ["SFKD_EMULATE_TIMEOUT": "150"])
         if result.status == 77 {
             print("skipped: \(result.stderr)")
             throw XCTSkip("cluster/emulate-hosts cannot run here: \(result.stderr)")
@@ -121,7 +155,9 @@ final class LauncherTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stderr.contains("\(hosts) student ranks"), result.stderr)
         XCTAssertTrue(result.stderr.contains("training across the \(hosts) emulated nodes finished"), result.stderr)
-        if hosts > ProcessInfo.processInfo.activeProcessorCount { XCTAssertTrue(result.stderr.contains("oversubscribed"), result.stderr) }
+        if hosts > ProcessInfo.processInfo.activeProcessorCount {
+            XCTAssertTrue(result.stderr.contains("oversubscribed"), result.stderr)
+        }
         // Nothing is left behind.
         let namespaces = try String(decoding: Process.output("/usr/sbin/ip", ["netns", "list"]), as: UTF8.self)
         XCTAssertFalse(namespaces.contains("sfkd-"), namespaces)
@@ -140,45 +176,69 @@ final class LauncherTests: XCTestCase {
     /// A benchmark across emulated hosts, its JSON on stdout; the projection checked against it
     /// and against the ring formula by hand.
     func testABenchmarkAcrossEmulatedHostsAndTheProjection() throws {
-        let result = try script("cluster/emulate-hosts", ["--hosts", "2", "--rate", "1gbit", "--", "bench", "step", "--model", "resnet8",
-                                                          "--batch-size", "16", "--steps", "2", "--rounds", "1", "--json"],
-                                environment: ["SFKD_EMULATE_TIMEOUT": "150"])
+        let result = try script(
+            "cluster/emulate-hosts",
+            [
+                "--hosts", "2", "--rate", "1gbit", "--", "bench", "step", "--model", "resnet8",
+                "--batch-size", "16", "--steps", "2", "--rounds", "1", "--json",
+            ],
+            environment: ["SFKD_EMULATE_TIMEOUT": "150"])
         if result.status == 77 { throw XCTSkip("cluster/emulate-hosts cannot run here: \(result.stderr)") }
         XCTAssertEqual(result.status, 0, result.stderr)
-        let run = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+        let run = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
         XCTAssertEqual(run["ranks"] as? Int, 2)
         let scratch = try temporaryFolder(self)
         try result.stdout.write(toFile: "\(scratch)/run.json", atomically: true, encoding: .utf8)
         // One node: 10 ms steps, 4 ms of backward, one 1 MiB bucket. At 8 Gbit/s (1 ns per byte)
         // and no latency, a 2-node ring allreduce of it takes 2 (p-1)/p n beta = 1.048576 ms,
         // exposed in full: backward finishes the only bucket at its end.
-        let step = #"{"model": "m", "median_step_ms": 10, "gradient_bytes": 1048576, "phases": {"forward": 5, "teacher": 0, "loss": 0.5, "backward": 4, "reduce": 0, "optimizer": 0.5}}"#
+        let step =
+            #"{"model": "m", "median_step_ms": 10, "gradient_bytes": 1048576, "phases": {"forward": 5, "teacher": 0, "loss": 0.5, "backward": 4, "reduce": 0, "optimizer": 0.5}}"#
         try step.write(toFile: "\(scratch)/step.json", atomically: true, encoding: .utf8)
-        let projection = try script("launch/bench/project", ["--step", "\(scratch)/step.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2,4", "--json"])
+        let projection = try script(
+            "launch/bench/project",
+            ["--step", "\(scratch)/step.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2,4", "--json"])
         XCTAssertEqual(projection.status, 0, projection.stderr)
-        let rows = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(projection.stdout.utf8)) as? [String: Any])?["projection"] as? [[String: Any]])
+        let rows = try XCTUnwrap(
+            (try JSONSerialization.jsonObject(with: Data(projection.stdout.utf8)) as? [String: Any])?["projection"]
+                as? [[String: Any]])
         XCTAssertEqual(rows[0]["ring_no_overlap_exposed_ms"] as? Double ?? 0, 1.048576, accuracy: 1e-3)
         XCTAssertEqual(rows[0]["ring_overlap_step_ms"] as? Double ?? 0, 11.048576, accuracy: 1e-3)
         XCTAssertEqual(rows[1]["rabenseifner_no_overlap_exposed_ms"] as? Double ?? 0, 1.5 * 1.048576, accuracy: 1e-3)
         // zero1: half of the ring (the reduce-scatter) after backward, the other half (the
         // all-gather) after the update, which runs on 1/p of the parameters: 10 - 0.5/2 + 1.048576.
-        let zero1 = try script("launch/bench/project", ["--step", "\(scratch)/step.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2", "--hook", "zero1", "--json"])
-        let zero1Rows = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(zero1.stdout.utf8)) as? [String: Any])?["projection"] as? [[String: Any]], zero1.stderr)
+        let zero1 = try script(
+            "launch/bench/project",
+            [
+                "--step", "\(scratch)/step.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2", "--hook",
+                "zero1", "--json",
+            ])
+        let zero1Rows = try XCTUnwrap(
+            (try JSONSerialization.jsonObject(with: Data(zero1.stdout.utf8)) as? [String: Any])?["projection"]
+                as? [[String: Any]], zero1.stderr)
         XCTAssertEqual(zero1Rows[0]["ring_overlap_step_ms"] as? Double ?? 0, 10 - 0.25 + 1.048576, accuracy: 1e-3)
         // Measured readiness: the 8 MiB parameter (last in the arena, first in backward) is final
         // half-way through backward, so its bucket runs 2 ms -> 10.39 ms; the 1 MiB one is final
         // at the end (4 ms) and runs after it, to 11.44 ms: 7.44 ms exposed.
-        let ready = #"{"model": "m", "median_step_ms": 10, "gradient_bytes": 9437184, "phases": {"forward": 5, "teacher": 0, "loss": 0.5, "backward": 4, "reduce": 0, "optimizer": 0.5}, "gradient_ready": [{"bytes": 1048576, "backward_fraction": 1.0}, {"bytes": 8388608, "backward_fraction": 0.5}]}"#
+        let ready =
+            #"{"model": "m", "median_step_ms": 10, "gradient_bytes": 9437184, "phases": {"forward": 5, "teacher": 0, "loss": 0.5, "backward": 4, "reduce": 0, "optimizer": 0.5}, "gradient_ready": [{"bytes": 1048576, "backward_fraction": 1.0}, {"bytes": 8388608, "backward_fraction": 0.5}]}"#
         try ready.write(toFile: "\(scratch)/ready.json", atomically: true, encoding: .utf8)
-        let measured = try script("launch/bench/project", ["--step", "\(scratch)/ready.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2", "--json"])
-        let measuredRows = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(measured.stdout.utf8)) as? [String: Any])?["projection"] as? [[String: Any]], measured.stderr)
+        let measured = try script(
+            "launch/bench/project",
+            ["--step", "\(scratch)/ready.json", "--rate", "8gbit", "--alpha-us", "0", "--nodes", "2", "--json"])
+        let measuredRows = try XCTUnwrap(
+            (try JSONSerialization.jsonObject(with: Data(measured.stdout.utf8)) as? [String: Any])?["projection"]
+                as? [[String: Any]], measured.stderr)
         XCTAssertEqual(measuredRows[0]["ring_overlap_exposed_ms"] as? Double ?? 0, 11.437184 - 4, accuracy: 1e-3)
         // What crossed the emulated links.
         let sent = try XCTUnwrap(result.stderr.firstMatch(of: #/bytes sent per node: (\d+) (\d+)/#), result.stderr)
         XCTAssertGreaterThan(Int(sent.1)!, 0)
         XCTAssertGreaterThan(Int(sent.2)!, 0)
         // Against the measured run: a prediction and its error for each file.
-        let check = try script("launch/bench/project", ["--step", "\(scratch)/step.json", "--rate", "1gbit", "--measured", "\(scratch)/run.json"])
+        let check = try script(
+            "launch/bench/project",
+            ["--step", "\(scratch)/step.json", "--rate", "1gbit", "--measured", "\(scratch)/run.json"])
         XCTAssertEqual(check.status, 0, check.stderr)
         XCTAssertTrue(check.stdout.contains("mean absolute error"), check.stdout)
     }

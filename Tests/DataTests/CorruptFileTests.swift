@@ -11,15 +11,21 @@ import XCTest
 /// not check. Also run on the release build (`launch/test`), where Swift's own checks are off.
 final class CorruptFileTests: XCTestCase {
     /// Variants of `bytes` for a header of `headerLength` bytes whose size fields start at `sizeFields`.
-    func variants(of bytes: [UInt8], headerLength: Int, sizeFields: [(offset: Int, width: Int, bigEndian: Bool)]) -> [(String, [UInt8])] {
+    func variants(of bytes: [UInt8], headerLength: Int, sizeFields: [(offset: Int, width: Int, bigEndian: Bool)]) -> [(
+        String, [UInt8]
+    )] {
         var result: [(String, [UInt8])] = []
-        for cut in 0..<min(bytes.count, headerLength + 9) { result.append(("truncated at \(cut)", Array(bytes[0..<cut]))) }
+        for cut in 0..<min(bytes.count, headerLength + 9) {
+            result.append(("truncated at \(cut)", Array(bytes[0..<cut])))
+        }
         for index in 0..<min(bytes.count, headerLength) {
             var flipped = bytes
             flipped[index] ^= 0xFF
             result.append(("byte \(index) flipped", flipped))
         }
-        let extremes: [UInt64] = [0, 1, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0x7FFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
+        let extremes: [UInt64] = [
+            0, 1, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0x7FFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF,
+        ]
         for field in sizeFields {
             for value in extremes {
                 var changed = bytes
@@ -38,8 +44,12 @@ final class CorruptFileTests: XCTestCase {
         do {
             let splits = try DatasetRegistry.load(dataset, directory: folder)
             for split in [splits.train, splits.test] {
-                XCTAssertEqual(split.pixels.count, split.count * split.shape.reduce(1, *), "\(what): inconsistent dataset accepted")
-                XCTAssertTrue(split.labels.allSatisfy { $0 >= 0 && Int($0) < split.classes }, "\(what): label out of range accepted")
+                XCTAssertEqual(
+                    split.pixels.count, split.count * split.shape.reduce(1, *), "\(what): inconsistent dataset accepted"
+                )
+                XCTAssertTrue(
+                    split.labels.allSatisfy { $0 >= 0 && Int($0) < split.classes },
+                    "\(what): label out of range accepted")
             }
         } catch is UserError {
         } catch {
@@ -69,7 +79,9 @@ final class CorruptFileTests: XCTestCase {
         // Dimensions whose product wraps past 2^64 to exactly the data present (none).
         try writeAll(idxBytes(dimensions: [0x8000_0000, 0x8000_0000, 4], data: []), labels)
         XCTAssertThrowsError(try DatasetRegistry.load("mnist", directory: folder)) { error in
-            XCTAssertTrue("\(error)".contains("train-images-idx3-ubyte") && "\(error)".contains("2147483648, 2147483648, 4"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains("train-images-idx3-ubyte") && "\(error)".contains("2147483648, 2147483648, 4"),
+                "\(error)")
         }
     }
 
@@ -92,14 +104,20 @@ final class CorruptFileTests: XCTestCase {
             expectClearErrorOrConsistentData("npy", folder: folder, what: "NPY labels, \(what)")
         }
         // A shape that wraps, a negative dimension, a label of 10^9.
-        for (shape, message) in [("(4294967296, 4294967296, 4294967296)", "describes more data than any file can hold"), ("(-2, 3, 3)", "non-negative integers")] {
+        for (shape, message) in [
+            ("(4294967296, 4294967296, 4294967296)", "describes more data than any file can hold"),
+            ("(-2, 3, 3)", "non-negative integers"),
+        ] {
             var header = "{'descr': '|u1', 'fortran_order': False, 'shape': \(shape), }"
             while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
             header += "\n"
-            let bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8) + [UInt8](repeating: 0, count: 18)
+            let bytes: [UInt8] =
+                [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8)
+                + [UInt8](repeating: 0, count: 18)
             try writeAll(bytes, labels)
             XCTAssertThrowsError(try DatasetRegistry.load("npy", directory: folder)) { error in
-                XCTAssertTrue("\(error)".contains("train_images.npy") && "\(error)".contains(message), "\(shape): \(error)")
+                XCTAssertTrue(
+                    "\(error)".contains("train_images.npy") && "\(error)".contains(message), "\(shape): \(error)")
             }
         }
         var huge: [UInt8] = []
@@ -114,8 +132,12 @@ final class CorruptFileTests: XCTestCase {
         let folder = try temporaryFolder(self) + "/cifar-10-batches-bin"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let record = [UInt8(3)] + [UInt8](repeating: 5, count: 3072)
-        for (what, bytes) in variants(of: record + record, headerLength: 1, sizeFields: []) + [("label 200", [200] + record.dropFirst())] {
-            for name in (1...5).map({ "data_batch_\($0).bin" }) + ["test_batch.bin"] { try write(bytes, to: "\(folder)/\(name)") }
+        for (what, bytes) in variants(of: record + record, headerLength: 1, sizeFields: []) + [
+            ("label 200", [200] + record.dropFirst())
+        ] {
+            for name in (1...5).map({ "data_batch_\($0).bin" }) + ["test_batch.bin"] {
+                try write(bytes, to: "\(folder)/\(name)")
+            }
             expectClearErrorOrConsistentData("cifar10", folder: folder, what: "CIFAR, \(what)")
         }
     }

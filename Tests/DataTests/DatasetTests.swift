@@ -6,7 +6,9 @@ import XCTest
 
 func idxBytes(dimensions: [Int], data: [UInt8]) -> [UInt8] {
     var bytes: [UInt8] = [0, 0, 0x08, UInt8(dimensions.count)]
-    for d in dimensions { bytes += [UInt8(d >> 24 & 0xff), UInt8(d >> 16 & 0xff), UInt8(d >> 8 & 0xff), UInt8(d & 0xff)] }
+    for d in dimensions {
+        bytes += [UInt8(d >> 24 & 0xff), UInt8(d >> 16 & 0xff), UInt8(d >> 8 & 0xff), UInt8(d & 0xff)]
+    }
     return bytes + data
 }
 
@@ -46,14 +48,21 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(std[0], 0.3530, accuracy: 0.001)
     }
 
-    func writeIDXFolder(_ folder: String, images: Int = 5, gzip: Bool = false, truncateImagesBy: Int = 0, badLabel: Bool = false) throws {
+    func writeIDXFolder(
+        _ folder: String, images: Int = 5, gzip: Bool = false, truncateImagesBy: Int = 0, badLabel: Bool = false
+    ) throws {
         for prefix in ["train", "t10k"] {
             let imagePath = folder + "/\(prefix)-images-idx3-ubyte", labelPath = folder + "/\(prefix)-labels-idx1-ubyte"
             var imageBytes = idxBytes(dimensions: [images, 4, 3], data: (0..<(images * 12)).map { UInt8($0 % 256) })
             imageBytes.removeLast(truncateImagesBy)
             try write(imageBytes, to: imagePath)
-            try write(idxBytes(dimensions: [images], data: (0..<images).map { badLabel && $0 == 3 ? 12 : UInt8($0 % 10) }), to: labelPath)
-            if gzip { try gzipFile(imagePath); try gzipFile(labelPath) }
+            try write(
+                idxBytes(dimensions: [images], data: (0..<images).map { badLabel && $0 == 3 ? 12 : UInt8($0 % 10) }),
+                to: labelPath)
+            if gzip {
+                try gzipFile(imagePath)
+                try gzipFile(labelPath)
+            }
         }
     }
 
@@ -137,10 +146,14 @@ final class DatasetTests: XCTestCase {
         let folder = try temporaryFolder(self)
         // 2 images of 2x3 with 3 channels: value = 100 * channel + 10 * y + x + image.
         var hwc: [UInt8] = []
-        for i in 0..<2 { for y in 0..<2 { for x in 0..<3 { for c in 0..<3 { hwc.append(UInt8(100 * c + 10 * y + x + i)) } } } }
+        for i in 0..<2 {
+            for y in 0..<2 { for x in 0..<3 { for c in 0..<3 { hwc.append(UInt8(100 * c + 10 * y + x + i)) } } }
+        }
         for split in ["train", "test"] {
             try write(npyBytes(descr: "|u1", shape: [2, 2, 3, 3], data: hwc), to: folder + "/\(split)_images.npy")
-            try write(npyBytes(descr: "<i8", shape: [2], data: [1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]), to: folder + "/\(split)_labels.npy")
+            try write(
+                npyBytes(descr: "<i8", shape: [2], data: [1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]),
+                to: folder + "/\(split)_labels.npy")
         }
         let splits = try DatasetRegistry.load("npy", directory: folder)
         XCTAssertEqual(splits.shape, [3, 2, 3])
@@ -149,11 +162,15 @@ final class DatasetTests: XCTestCase {
         // CHW: channel 2, y 1, x 2 of image 1 = 200 + 10 + 2 + 1.
         XCTAssertEqual(splits.train.pixels[18 + 2 * 6 + 1 * 3 + 2], 213)
 
-        try write(npyBytes(descr: "<f4", shape: [2, 2, 3], data: [UInt8](repeating: 0, count: 48)), to: folder + "/train_images.npy")
+        try write(
+            npyBytes(descr: "<f4", shape: [2, 2, 3], data: [UInt8](repeating: 0, count: 48)),
+            to: folder + "/train_images.npy")
         XCTAssertThrowsError(try DatasetRegistry.load("npy", directory: folder)) { error in
-            XCTAssertTrue("\(error)".contains("train_images.npy: field 'descr' is '<f4'; images must be '|u1'"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains("train_images.npy: field 'descr' is '<f4'; images must be '|u1'"), "\(error)")
         }
-        try write(Array(npyBytes(descr: "|u1", shape: [2, 2, 3, 3], data: hwc).dropLast(5)), to: folder + "/train_images.npy")
+        try write(
+            Array(npyBytes(descr: "|u1", shape: [2, 2, 3, 3], data: hwc).dropLast(5)), to: folder + "/train_images.npy")
         XCTAssertThrowsError(try DatasetRegistry.load("npy", directory: folder)) { error in
             XCTAssertTrue("\(error)".contains("needs 36 data bytes"), "\(error)")
         }

@@ -25,7 +25,8 @@ final class MixupTests: XCTestCase {
             XCTAssertEqual(mixed.images.data[k * size + 5], expected, accuracy: 1e-5)
             let row = Array(UnsafeBufferPointer(start: mixed.softTargets!.data + 4 * k, count: 4))
             XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-5)
-            XCTAssertEqual(row[k], 0.025 + 0.9 * lambda, accuracy: 1e-5, "smoothed one-hot share of the sample's own class")
+            XCTAssertEqual(
+                row[k], 0.025 + 0.9 * lambda, accuracy: 1e-5, "smoothed one-hot share of the sample's own class")
             XCTAssertEqual(row[(k + 2) % 4], 0.025 + 0.9 * (1 - lambda), accuracy: 1e-5)
             XCTAssertEqual(mixed.labels[k], lambda >= 0.5 ? k : (k + 2) % 4, "the class with the larger share")
         }
@@ -46,7 +47,8 @@ final class MixupTests: XCTestCase {
             for row in 0..<6 {
                 for column in 0..<8 {
                     let inside = row >= box.top && row < box.bottom && column >= box.left && column < box.right
-                    XCTAssertEqual(mixed.images.data[96 + row * 8 + column], inside ? 3 : 1, "sample 1 takes sample 3's box")
+                    XCTAssertEqual(
+                        mixed.images.data[96 + row * 8 + column], inside ? 3 : 1, "sample 1 takes sample 3's box")
                 }
             }
             break
@@ -58,8 +60,10 @@ final class MixupTests: XCTestCase {
         var mixup = Mixup()
         mixup.mixupAlpha = 0.8
         mixup.cutmixAlpha = 1
-        XCTAssertEqual(mixup.draw(height: 8, width: 8, seed: 5, step: 3), mixup.draw(height: 8, width: 8, seed: 5, step: 3))
-        XCTAssertNotEqual(mixup.draw(height: 8, width: 8, seed: 5, step: 3), mixup.draw(height: 8, width: 8, seed: 5, step: 4))
+        XCTAssertEqual(
+            mixup.draw(height: 8, width: 8, seed: 5, step: 3), mixup.draw(height: 8, width: 8, seed: 5, step: 3))
+        XCTAssertNotEqual(
+            mixup.draw(height: 8, width: 8, seed: 5, step: 3), mixup.draw(height: 8, width: 8, seed: 5, step: 4))
         var off = mixup
         off.probability = 0
         XCTAssertEqual(off.draw(height: 8, width: 8, seed: 5, step: 3).lambda, 1)

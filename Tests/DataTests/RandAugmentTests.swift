@@ -36,16 +36,24 @@ final class RandAugmentTests: XCTestCase {
     /// Each op from the pixels PIL decoded, in RGB and grey, both filters for the geometric ops:
     /// identical to timm's call of PIL.
     func testOpsMatchTimmOnPIL() throws {
-        let expected = try readFloatTensors("\(fixtures)/augmented.safetensors"), decoded = try readFloatTensors("\(fixtures)/decoded.safetensors")
+        let expected = try readFloatTensors("\(fixtures)/augmented.safetensors"),
+            decoded = try readFloatTensors("\(fixtures)/decoded.safetensors")
         XCTAssertGreaterThan(expected.count, 150)
         var names: Set<String> = []
         for (key, reference) in expected {
             let parts = key.split(separator: "|").map(String.init)
             let source = try XCTUnwrap(decoded[parts[4]])
-            var image = PixelImage(width: source.shape[1], height: source.shape[0], pixels: source.values.map { UInt8($0) })
-            if parts[3] == "L" { image = PixelImage(width: image.width, height: image.height, channels: 1, pixels: (0..<(image.width * image.height)).map { image.luminance(at: $0) }) }
+            var image = PixelImage(
+                width: source.shape[1], height: source.shape[0], pixels: source.values.map { UInt8($0) })
+            if parts[3] == "L" {
+                image = PixelImage(
+                    width: image.width, height: image.height, channels: 1,
+                    pixels: (0..<(image.width * image.height)).map { image.luminance(at: $0) })
+            }
             let filter: Interpolation = parts[2] == "bilinear" ? .bilinear : .bicubic
-            let out = image.applying(try adjustment(parts[0], parts[1]), interpolation: filter, fill: image.channels == 3 ? [124, 116, 104] : [124])
+            let out = image.applying(
+                try adjustment(parts[0], parts[1]), interpolation: filter,
+                fill: image.channels == 3 ? [124, 116, 104] : [124])
             XCTAssertEqual(reference.shape, [out.height, out.width, out.channels], key)
             XCTAssertEqual(pixelDifference(out.pixels, reference.values), 0, key)
             names.insert(parts[0])
@@ -57,7 +65,8 @@ final class RandAugmentTests: XCTestCase {
     /// magnitude 10; earlier Pillow (and TensorFlow's RandAugment) gave black, as sfkd does.
     func testPosterizeToZeroBitsIsBlack() {
         let image = PixelImage(width: 2, height: 1, pixels: [10, 200, 255, 3, 128, 77])
-        XCTAssertEqual(image.applying(.posterize(bits: 0), interpolation: .bilinear, fill: [0, 0, 0]).pixels, [0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(
+            image.applying(.posterize(bits: 0), interpolation: .bilinear, fill: [0, 0, 0]).pixels, [0, 0, 0, 0, 0, 0])
     }
 
     struct Expectations: Decodable {
@@ -72,7 +81,11 @@ final class RandAugmentTests: XCTestCase {
             case number(Double), text(String)
             init(from decoder: Decoder) throws {
                 let container = try decoder.singleValueContainer()
-                if let v = try? container.decode(Double.self) { self = .number(v) } else { self = .text(try container.decode(String.self)) }
+                if let v = try? container.decode(Double.self) {
+                    self = .number(v)
+                } else {
+                    self = .text(try container.decode(String.self))
+                }
             }
             var value: Double { if case .number(let v) = self { return v } else { return .infinity } }
         }
@@ -81,7 +94,8 @@ final class RandAugmentTests: XCTestCase {
     }
 
     func expectations() throws -> Expectations {
-        try JSONDecoder().decode(Expectations.self, from: Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/augmented.json")))
+        try JSONDecoder().decode(
+            Expectations.self, from: Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/augmented.json")))
     }
 
     /// The argument of every op at each level, as timm's LEVEL_TO_ARG (negation off).
@@ -96,8 +110,10 @@ final class RandAugmentTests: XCTestCase {
                 var generator = RandomGenerator(seed: 1), value = -Double.infinity
                 for _ in 0..<64 where value != expected {
                     switch operation.adjustment(level: level, generator: &generator) {
-                    case .rotate(let v), .color(let v), .contrast(let v), .brightness(let v), .sharpness(let v), .shearX(let v),
-                         .shearY(let v), .translateX(let v), .translateY(let v), .gaussianBlur(let v): value = v
+                    case .rotate(let v), .color(let v), .contrast(let v), .brightness(let v), .sharpness(let v),
+                        .shearX(let v),
+                        .shearY(let v), .translateX(let v), .translateY(let v), .gaussianBlur(let v):
+                        value = v
                     case .posterize(let v), .solarize(let v), .solarizeAdd(let v): value = Double(v)
                     case .autoContrast, .equalize, .invert: XCTFail(name)
                     }
@@ -119,11 +135,16 @@ final class RandAugmentTests: XCTestCase {
             XCTAssertEqual(parsed.layers, expected.layers, text)
             XCTAssertEqual(parsed.probability, expected.prob, text)
             XCTAssertEqual(parsed.weights == nil, expected.weights == nil, text)
-            for (a, b) in zip(parsed.weights ?? [], expected.weights ?? []) { XCTAssertEqual(a, b, accuracy: 1e-12, text) }
+            for (a, b) in zip(parsed.weights ?? [], expected.weights ?? []) {
+                XCTAssertEqual(a, b, accuracy: 1e-12, text)
+            }
         }
         XCTAssertTrue(try RandAugment("rand-m6-t3a").keepsColorJitter)
         XCTAssertFalse(try RandAugment("rand-m9-mstd0.5-inc1").keepsColorJitter)
-        for bad in ["v0", "augmix-m5", "rand-x9", "rand-m9-foo", "rand-tbogus", "rand-m9.5", "rand-p2", "rand-n200", "rand-m9--n2", "rand-tweights-n16"] {
+        for bad in [
+            "v0", "augmix-m5", "rand-x9", "rand-m9-foo", "rand-tbogus", "rand-m9.5", "rand-p2", "rand-n200",
+            "rand-m9--n2", "rand-tweights-n16",
+        ] {
             XCTAssertThrowsError(try RandAugment(bad), bad) { error in
                 XCTAssertTrue("\(error)".contains("aa: '\(bad)'"), "\(error)")
             }
@@ -136,11 +157,13 @@ final class RandAugmentTests: XCTestCase {
         let image = try ImageDecoder.decode(path: "\(fixtures)/folder/train/ant/ant0.jpg")
         let augment = try RandAugment("rand-m9-mstd0.5-inc1")
         var a = RandomGenerator(seed: 3), b = RandomGenerator(seed: 3)
-        XCTAssertEqual(augment.apply(to: image, interpolation: .random, fill: [124, 116, 104], generator: &a).pixels,
-                       augment.apply(to: image, interpolation: .random, fill: [124, 116, 104], generator: &b).pixels)
+        XCTAssertEqual(
+            augment.apply(to: image, interpolation: .random, fill: [124, 116, 104], generator: &a).pixels,
+            augment.apply(to: image, interpolation: .random, fill: [124, 116, 104], generator: &b).pixels)
         let never = try RandAugment("rand-m9-p0")
         var c = RandomGenerator(seed: 5)
-        XCTAssertEqual(never.apply(to: image, interpolation: .bilinear, fill: [0, 0, 0], generator: &c).pixels, image.pixels)
+        XCTAssertEqual(
+            never.apply(to: image, interpolation: .bilinear, fill: [0, 0, 0], generator: &c).pixels, image.pixels)
 
         var counts = [RandAugment.Operation: Int](), generator = RandomGenerator(seed: 11)
         let weighted = try RandAugment("rand-tweights-n3")

@@ -26,7 +26,10 @@ final class LogitLossTests: XCTestCase {
         // With beta = 0 DKD is tau^2 KL of the binary (target, rest) distributions.
         let s = randomTensor([2, 4], seed: 3), t = randomTensor([2, 4], seed: 4, requiresGrad: false)
         let labels = [1, 3]
-        let loss = withNoGrad { decoupledKnowledgeDistillationLoss(student: s, teacher: t, labels: labels, alpha: 1, beta: 0, temperature: 2) }
+        let loss = withNoGrad {
+            decoupledKnowledgeDistillationLoss(
+                student: s, teacher: t, labels: labels, alpha: 1, beta: 0, temperature: 2)
+        }
         var expected = 0.0
         for b in 0..<2 {
             func target(_ z: Tensor) -> Double {
@@ -38,14 +41,16 @@ final class LogitLossTests: XCTestCase {
         }
         XCTAssertEqual(Double(loss.item), 4 * expected / 2, accuracy: 1e-5)
         // Gradients reach the student through both parts.
-        let full = decoupledKnowledgeDistillationLoss(student: s, teacher: t, labels: labels, alpha: 1, beta: 8, temperature: 4)
+        let full = decoupledKnowledgeDistillationLoss(
+            student: s, teacher: t, labels: labels, alpha: 1, beta: 8, temperature: 4)
         full.backward()
         XCTAssertTrue(s.grad!.array.contains { $0 != 0 })
         XCTAssertTrue(full.item.isFinite)
     }
 
     func testOFAWithEpsilonOneIsCrossEntropyAgainstTheTeacher() {
-        let s = randomTensor([3, 6], seed: 5, requiresGrad: false), t = randomTensor([3, 6], seed: 6, requiresGrad: false)
+        let s = randomTensor([3, 6], seed: 5, requiresGrad: false),
+            t = randomTensor([3, 6], seed: 6, requiresGrad: false)
         let ofa = withNoGrad { ofaLoss(student: s, teacher: t, labels: [0, 2, 5], epsilon: 1) }
         let reference = withNoGrad { crossEntropy(s, softTargets: softmax(t)) }
         XCTAssertEqual(ofa.item, reference.item, accuracy: 1e-6)
@@ -64,9 +69,9 @@ final class SFKDModuleTests: XCTestCase {
         XCTAssertEqual(token[0], Float(sin(2.0)), accuracy: 1e-6)
         XCTAssertEqual(token[1], Float(cos(2.0)), accuracy: 1e-6)
         XCTAssertEqual(token[2], Float(sin(2.0 / 100)), accuracy: 1e-6)  // 10000^(2/4) = 100
-        XCTAssertEqual(token[4], Float(sin(2.0)), accuracy: 1e-6)        // orientation HL = 2
-        XCTAssertEqual(token[8], Float(sin(1.0)), accuracy: 1e-6)        // row 1
-        XCTAssertEqual(token[13], Float(cos(1.0)), accuracy: 1e-6)       // column 1
+        XCTAssertEqual(token[4], Float(sin(2.0)), accuracy: 1e-6)  // orientation HL = 2
+        XCTAssertEqual(token[8], Float(sin(1.0)), accuracy: 1e-6)  // row 1
+        XCTAssertEqual(token[13], Float(cos(1.0)), accuracy: 1e-6)  // column 1
     }
 
     func testDS2SKeepsBandShapesAndTrains() {
@@ -109,7 +114,9 @@ private final class ShadowingMethod: DistillationMethod {
     var helpers: [(String, any Module)] { [] }
     var teacherTapIndices: [Int] { [] }
     init(context: MethodContext) {}
-    func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss { fatalError() }
+    func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
+        fatalError()
+    }
 }
 
 private final class RedeclaringMethod: DistillationMethod {
@@ -120,15 +127,23 @@ private final class RedeclaringMethod: DistillationMethod {
     var helpers: [(String, any Module)] { [] }
     var teacherTapIndices: [Int] { [] }
     init(context: MethodContext) {}
-    func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss { fatalError() }
+    func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
+        fatalError()
+    }
 }
 
 final class MethodRegistryTests: XCTestCase {
     func testAMethodThatWouldShadowOrRedefineAKeyIsRefused() {
-        XCTAssertThrowsError(try MethodRegistry.settingsTable(MethodRegistry.methods + [ShadowingMethod.self], reserved: ["lr", "epochs"])) {
-            XCTAssertTrue("\($0)".contains("method 'shadowing' declares the setting 'lr', which is a training key"), "\($0)")
+        XCTAssertThrowsError(
+            try MethodRegistry.settingsTable(
+                MethodRegistry.methods + [ShadowingMethod.self], reserved: ["lr", "epochs"])
+        ) {
+            XCTAssertTrue(
+                "\($0)".contains("method 'shadowing' declares the setting 'lr', which is a training key"), "\($0)")
         }
-        XCTAssertThrowsError(try MethodRegistry.settingsTable(MethodRegistry.methods + [RedeclaringMethod.self], reserved: [])) {
+        XCTAssertThrowsError(
+            try MethodRegistry.settingsTable(MethodRegistry.methods + [RedeclaringMethod.self], reserved: [])
+        ) {
             XCTAssertTrue("\($0)".contains("declare 'tau' differently"), "\($0)")
         }
         XCTAssertThrowsError(try MethodRegistry.settingsTable([KD.self, KD.self], reserved: [])) {
@@ -136,7 +151,6 @@ final class MethodRegistryTests: XCTestCase {
         }
         XCTAssertNoThrow(try MethodRegistry.settingsTable(MethodRegistry.methods, reserved: ["lr", "epochs"]))
     }
-
 
     func testNamesAreUniqueAndSharedSettingsAgree() throws {
         XCTAssertEqual(Set(MethodRegistry.names).count, MethodRegistry.methods.count)
@@ -153,33 +167,46 @@ final class MethodRegistryTests: XCTestCase {
         }
         XCTAssertEqual(MethodRegistry.settings.first { $0.spec.name == "tau" }?.methods, ["kd", "dkd", "sfkd"])
         XCTAssertThrowsError(try MethodRegistry.method(named: "crd")) { error in
-            XCTAssertTrue("\(error)".contains("unknown method 'crd'; valid methods: none, kd, dkd, fitnet, ofa, sfkd"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains("unknown method 'crd'; valid methods: none, kd, dkd, fitnet, ofa, sfkd"), "\(error)"
+            )
         }
     }
 }
 
 final class DistillationObjectiveTests: XCTestCase {
-    let resnetTaps: [(shape: [Int], layout: TapLayout)] = [([1, 16, 8, 8], .spatial), ([1, 32, 4, 4], .spatial), ([1, 64, 2, 2], .spatial)]
-    let vitTaps: [(shape: [Int], layout: TapLayout)] = Array(repeating: ([1, 5, 128], .tokens(prefixTokens: 1, gridHeight: 2, gridWidth: 2)), count: 4)
+    let resnetTaps: [(shape: [Int], layout: TapLayout)] = [
+        ([1, 16, 8, 8], .spatial), ([1, 32, 4, 4], .spatial), ([1, 64, 2, 2], .spatial),
+    ]
+    let vitTaps: [(shape: [Int], layout: TapLayout)] = Array(
+        repeating: ([1, 5, 128], .tokens(prefixTokens: 1, gridHeight: 2, gridWidth: 2)), count: 4)
 
-    func method(_ name: String, stages: [Int] = [-2, -1], configure: (inout SettingValues) -> Void = { _ in }) throws -> any DistillationMethod {
+    func method(_ name: String, stages: [Int] = [-2, -1], configure: (inout SettingValues) -> Void = { _ in }) throws
+        -> any DistillationMethod
+    {
         var settings = SettingValues()
         settings[SharedSettings.stages] = stages
         configure(&settings)
-        let context = MethodContext(settings: settings, studentTaps: vitTaps, teacherTaps: resnetTaps, classes: 4, seed: 1,
-                                    labelSmoothing: 0.1, stepsPerEpoch: 10, totalSteps: 10)
+        let context = MethodContext(
+            settings: settings, studentTaps: vitTaps, teacherTaps: resnetTaps, classes: 4, seed: 1,
+            labelSmoothing: 0.1, stepsPerEpoch: 10, totalSteps: 10)
         return try MethodRegistry.make(name, context: context)
     }
 
     func testEveryMethodGivesAFiniteLossAndGradientsToStudentAndHelpers() throws {
         let teacher = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 1)
-        teacher.eval(); teacher.freeze()
+        teacher.eval()
+        teacher.freeze()
         let student = try ModelRegistry.make("vit-tiny", inputShape: [3, 8, 8], classes: 4, seed: 2)
-        let batch = Batch(images: randomTensor([4, 3, 8, 8], seed: 3, requiresGrad: false), labels: [0, 1, 2, 3], indices: [0, 1, 2, 3])
+        let batch = Batch(
+            images: randomTensor([4, 3, 8, 8], seed: 3, requiresGrad: false), labels: [0, 1, 2, 3],
+            indices: [0, 1, 2, 3])
         for method in MethodRegistry.names {
             let objective = try self.method(method)
             let teacherOutput = withNoGrad { teacher.forward(batch.images) }
-            let loss = objective.loss(student: student.forward(batch.images), teacher: teacherOutput, targets: Targets(labels: batch.labels), step: 0)
+            let loss = objective.loss(
+                student: student.forward(batch.images), teacher: teacherOutput, targets: Targets(labels: batch.labels),
+                step: 0)
             XCTAssertTrue(loss.total.item.isFinite, "\(method)")
             XCTAssertNotNil(loss.terms["ce"])
             loss.total.backward()
@@ -189,7 +216,8 @@ final class DistillationObjectiveTests: XCTestCase {
                     XCTAssertNotNil(p.grad, "\(method): \(prefix).\(name) got no gradient")
                 }
             }
-            XCTAssertTrue(teacher.parameters().allSatisfy { $0.grad == nil }, "\(method): the frozen teacher received gradients")
+            XCTAssertTrue(
+                teacher.parameters().allSatisfy { $0.grad == nil }, "\(method): the frozen teacher received gradients")
             student.zeroGrad()
         }
     }
@@ -206,12 +234,15 @@ final class DistillationObjectiveTests: XCTestCase {
         let oneByOne: [(shape: [Int], layout: TapLayout)] = [([1, 8, 1, 1], .spatial)]
         var settings = SettingValues()
         settings[SharedSettings.stages] = [0]
-        let context = MethodContext(settings: settings, studentTaps: oneByOne, teacherTaps: oneByOne, classes: 4, seed: 0,
-                                    labelSmoothing: 0, stepsPerEpoch: 1, totalSteps: 1)
+        let context = MethodContext(
+            settings: settings, studentTaps: oneByOne, teacherTaps: oneByOne, classes: 4, seed: 0,
+            labelSmoothing: 0, stepsPerEpoch: 1, totalSteps: 1)
         XCTAssertThrowsError(try SFKD(context: context)) { error in
             XCTAssertTrue("\(error)".contains("a Haar level needs a grid larger than 1x1"), "\(error)")
         }
-        XCTAssertThrowsError(try method("sfkd") { $0.set(SFKD.settings.first { $0.name == "ds2s_dim" }!, to: .int(12)) }) { error in
+        XCTAssertThrowsError(
+            try method("sfkd") { $0.set(SFKD.settings.first { $0.name == "ds2s_dim" }!, to: .int(12)) }
+        ) { error in
             XCTAssertTrue("\(error)".contains("--ds2s-dim 12 must be a positive multiple of 8"), "\(error)")
         }
     }

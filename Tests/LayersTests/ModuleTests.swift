@@ -1,3 +1,4 @@
+import Foundation
 import Layers
 import Tensors
 import XCTest
@@ -8,7 +9,8 @@ final class ModuleTests: XCTestCase {
         let bn1: BatchNorm2d
         var isTraining = true
         init(generator: inout RandomGenerator) {
-            conv1 = Conv2d(inputChannels: 3, outputChannels: 4, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+            conv1 = Conv2d(
+                inputChannels: 3, outputChannels: 4, kernelSize: 3, padding: 1, bias: false, generator: &generator)
             bn1 = BatchNorm2d(channels: 4)
         }
         var children: [(String, any Module)] { [("conv1", conv1), ("bn1", bn1)] }
@@ -18,8 +20,12 @@ final class ModuleTests: XCTestCase {
     func testDottedNamesTrainEvalAndCounts() {
         var generator = RandomGenerator(seed: 1)
         let model = Sequential([Block(generator: &generator), Block(generator: &generator)])
-        XCTAssertEqual(model.namedParameters().map { $0.0 }, ["0.conv1.weight", "0.bn1.weight", "0.bn1.bias", "1.conv1.weight", "1.bn1.weight", "1.bn1.bias"])
-        XCTAssertEqual(model.namedBuffers().map { $0.0 }.prefix(3), ["0.bn1.running_mean", "0.bn1.running_var", "0.bn1.num_batches_tracked"])
+        XCTAssertEqual(
+            model.namedParameters().map { $0.0 },
+            ["0.conv1.weight", "0.bn1.weight", "0.bn1.bias", "1.conv1.weight", "1.bn1.weight", "1.bn1.bias"])
+        XCTAssertEqual(
+            model.namedBuffers().map { $0.0 }.prefix(3),
+            ["0.bn1.running_mean", "0.bn1.running_var", "0.bn1.num_batches_tracked"])
         XCTAssertEqual(model.parameterCount, 2 * (4 * 3 * 9 + 8))
         model.eval()
         XCTAssertFalse((model.layers[1] as! Block).bn1.isTraining)
@@ -40,7 +46,8 @@ final class ModuleTests: XCTestCase {
     func testMultiHeadAttentionMatchesManualComposition() {
         var generator = RandomGenerator(seed: 3)
         let attention = MultiHeadAttention(dimensions: 8, heads: 2, generator: &generator)
-        XCTAssertEqual(attention.namedParameters().map { $0.0 }, ["qkv.weight", "qkv.bias", "proj.weight", "proj.bias"])
+        XCTAssertEqual(
+            attention.namedParameters().map { $0.0 }, ["qkv.weight", "qkv.bias", "proj.weight", "proj.bias"])
         let x = Tensor((0..<(2 * 3 * 8)).map { Float($0 % 7) * 0.1 - 0.3 }, shape: [2, 3, 8])
         let y = withNoGrad { attention(x) }
         // Head h of token i reads columns [h*4, h*4+4) of q, k and v.
@@ -50,13 +57,17 @@ final class ModuleTests: XCTestCase {
             for h in 0..<2 {
                 for i in 0..<3 {
                     var scores = (0..<3).map { j -> Float in
-                        (0..<4).reduce(0) { $0 + qkv.data[(b * 3 + i) * 24 + h * 4 + $1] * qkv.data[(b * 3 + j) * 24 + 8 + h * 4 + $1] } / 2
+                        (0..<4).reduce(0) {
+                            $0 + qkv.data[(b * 3 + i) * 24 + h * 4 + $1] * qkv.data[(b * 3 + j) * 24 + 8 + h * 4 + $1]
+                        } / 2
                     }
                     let m = scores.max()!
                     scores = scores.map { Foundation.exp($0 - m) }
                     let total = scores.reduce(0, +)
                     for d in 0..<4 {
-                        concatenated[(b * 3 + i) * 8 + h * 4 + d] = (0..<3).reduce(0) { $0 + scores[$1] / total * qkv.data[(b * 3 + $1) * 24 + 16 + h * 4 + d] }
+                        concatenated[(b * 3 + i) * 8 + h * 4 + d] = (0..<3).reduce(0) {
+                            $0 + scores[$1] / total * qkv.data[(b * 3 + $1) * 24 + 16 + h * 4 + d]
+                        }
                     }
                 }
             }
@@ -68,5 +79,3 @@ final class ModuleTests: XCTestCase {
         for (name, p) in attention.namedParameters() { XCTAssertNotNil(p.grad, name) }
     }
 }
-
-import Foundation

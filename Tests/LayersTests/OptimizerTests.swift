@@ -26,7 +26,8 @@ final class OptimizerTests: XCTestCase {
 
     func testSGDNesterov() {
         let p = parameter([1.0], grad: [1.0])
-        let sgd = SGD(groups: [ParameterGroup(parameters: [p], weightDecay: 0)], learningRate: 0.5, momentum: 0.5, nesterov: true)
+        let sgd = SGD(
+            groups: [ParameterGroup(parameters: [p], weightDecay: 0)], learningRate: 0.5, momentum: 0.5, nesterov: true)
         sgd.step()  // buf = 1, update = 1 + 0.5 * 1 = 1.5
         XCTAssertEqual(p.item, 1 - 0.75, accuracy: 1e-6)
         sgd.step()  // buf = 0.5 * 1 + 1 = 1.5, update = 1 + 0.5 * 1.5 = 1.75
@@ -61,14 +62,17 @@ final class OptimizerTests: XCTestCase {
         let q = parameter(p.array, grad: [0.1, 0.2, 0.3])
         let restored = AdamW(groups: [ParameterGroup(parameters: [q], names: ["w"], weightDecay: 0)], learningRate: 0.1)
         try restored.restore(stepCount: adam.stepCount, state: saved)
-        adam.step(); restored.step()
+        adam.step()
+        restored.step()
         XCTAssertEqual(p.array, q.array)
         XCTAssertThrowsError(try restored.restore(stepCount: 1, state: [:]))
     }
 
     func testParameterGroupsExemptNormsAndBiases() {
         var generator = RandomGenerator(seed: 1)
-        let model = Sequential([Linear(inputDimensions: 3, outputDimensions: 4, generator: &generator), LayerNorm(dimensions: 4)])
+        let model = Sequential([
+            Linear(inputDimensions: 3, outputDimensions: 4, generator: &generator), LayerNorm(dimensions: 4),
+        ])
         let groups = ParameterGroup.decayAndNoDecay(model.namedParameters(), weightDecay: 0.05)
         XCTAssertEqual(groups[0].names, ["0.weight"])
         XCTAssertEqual(groups[1].names, ["0.bias", "1.weight", "1.bias"])

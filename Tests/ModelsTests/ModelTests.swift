@@ -6,9 +6,12 @@ import XCTest
 
 final class ModelTests: XCTestCase {
     func testParameterCountsMatchThePyTorchModels() throws {
-        XCTAssertEqual(try ModelRegistry.make("resnet8", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 78_042)
-        XCTAssertEqual(try ModelRegistry.make("resnet20", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 272_474)
-        XCTAssertEqual(try ModelRegistry.make("vit-tiny", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 546_186)
+        XCTAssertEqual(
+            try ModelRegistry.make("resnet8", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 78_042)
+        XCTAssertEqual(
+            try ModelRegistry.make("resnet20", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 272_474)
+        XCTAssertEqual(
+            try ModelRegistry.make("vit-tiny", inputShape: [3, 32, 32], classes: 10, seed: 0).parameterCount, 546_186)
     }
 
     func testPyTorchStyleNames() throws {
@@ -20,7 +23,10 @@ final class ModelTests: XCTestCase {
         XCTAssertTrue(resnet.namedBuffers().map(\.0).contains("layer3.0.bn1.running_var"))
         let vit = try ModelRegistry.make("vit-tiny", inputShape: [3, 32, 32], classes: 10, seed: 0)
         let vitNames = Set(vit.namedParameters().map(\.0))
-        for name in ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.3.attn.qkv.weight", "blocks.0.mlp.fc2.bias", "norm.weight", "head.weight"] {
+        for name in [
+            "cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.3.attn.qkv.weight", "blocks.0.mlp.fc2.bias",
+            "norm.weight", "head.weight",
+        ] {
             XCTAssertTrue(vitNames.contains(name), name)
         }
         let mixer = try ModelRegistry.make("mixer-tiny", inputShape: [3, 32, 32], classes: 10, seed: 0)
@@ -33,9 +39,15 @@ final class ModelTests: XCTestCase {
         if entry.arguments.contains("channels") { return try ModelArguments("layers=1,1,1,1 channels=8,16,32,64") }
         if entry.arguments.contains("channel_multiplier") { return try ModelArguments("channel_multiplier=0.25") }
         if entry.arguments.contains("dims") { return try ModelArguments("depths=1,1,1,1 dims=8,16,32,64") }
-        if entry.arguments.contains("window_size") { return try ModelArguments("patch_size=4 embed_dim=8 depths=2,2,2,2 num_heads=1,1,2,2 window_size=4") }
-        if entry.arguments.contains("num_blocks") { return try ModelArguments("patch_size=4 embed_dim=16 num_blocks=2") }
-        if entry.arguments.contains("patch_size") { return try ModelArguments("patch_size=4 embed_dim=32 depth=2 num_heads=2") }
+        if entry.arguments.contains("window_size") {
+            return try ModelArguments("patch_size=4 embed_dim=8 depths=2,2,2,2 num_heads=1,1,2,2 window_size=4")
+        }
+        if entry.arguments.contains("num_blocks") {
+            return try ModelArguments("patch_size=4 embed_dim=16 num_blocks=2")
+        }
+        if entry.arguments.contains("patch_size") {
+            return try ModelArguments("patch_size=4 embed_dim=32 depth=2 num_heads=2")
+        }
         return ModelArguments()
     }
 
@@ -43,7 +55,8 @@ final class ModelTests: XCTestCase {
         for name in ModelRegistry.names {
             // ConvNeXt downsamples by 32: its grayscale case is 32x32 too.
             for shape in name == "convnext_tiny" ? [[3, 32, 32], [1, 32, 32]] : [[3, 32, 32], [1, 28, 28]] {
-                let model = try ModelRegistry.make(name, inputShape: shape, classes: 7, seed: 1, arguments: try reducedArguments(name))
+                let model = try ModelRegistry.make(
+                    name, inputShape: shape, classes: 7, seed: 1, arguments: try reducedArguments(name))
                 let output = model.forward(Tensor(repeating: 0.1, shape: [2] + shape))
                 XCTAssertEqual(output.logits.shape, [2, 7], name)
                 XCTAssertFalse(output.taps.isEmpty, name)
@@ -66,8 +79,10 @@ final class ModelTests: XCTestCase {
     /// stored properties, independently of its hand-written `children` and `ownParameters`)
     /// is in what it reports: a child left out of `children` would go untrained and unsaved.
     func testListedChildrenCoverEveryParameterTheModelHolds() throws {
-        func reflect(_ value: Any, tensors: inout [ObjectIdentifier: String], modules: inout [ObjectIdentifier: String],
-                     visited: inout Set<ObjectIdentifier>, path: String) {
+        func reflect(
+            _ value: Any, tensors: inout [ObjectIdentifier: String], modules: inout [ObjectIdentifier: String],
+            visited: inout Set<ObjectIdentifier>, path: String
+        ) {
             if let tensor = value as? Tensor {
                 if tensor.requiresGrad { tensors[ObjectIdentifier(tensor), default: path] = path }
                 return
@@ -78,13 +93,19 @@ final class ModelTests: XCTestCase {
             }
             var mirror: Mirror? = Mirror(reflecting: value)
             while let current = mirror {
-                for child in current.children { reflect(child.value, tensors: &tensors, modules: &modules, visited: &visited, path: path + "." + (child.label ?? "?")) }
+                for child in current.children {
+                    reflect(
+                        child.value, tensors: &tensors, modules: &modules, visited: &visited,
+                        path: path + "." + (child.label ?? "?"))
+                }
                 mirror = current.superclassMirror
             }
         }
         for name in ModelRegistry.names {
-            let model = try ModelRegistry.make(name, inputShape: [3, 32, 32], classes: 7, seed: 1, arguments: try reducedArguments(name))
-            var tensors: [ObjectIdentifier: String] = [:], modules: [ObjectIdentifier: String] = [:], visited = Set<ObjectIdentifier>()
+            let model = try ModelRegistry.make(
+                name, inputShape: [3, 32, 32], classes: 7, seed: 1, arguments: try reducedArguments(name))
+            var tensors: [ObjectIdentifier: String] = [:], modules: [ObjectIdentifier: String] = [:],
+                visited = Set<ObjectIdentifier>()
             reflect(model, tensors: &tensors, modules: &modules, visited: &visited, path: name)
             let listed = Set(model.parameters().map(ObjectIdentifier.init))
             var reachable = Set<ObjectIdentifier>()
@@ -94,8 +115,12 @@ final class ModelTests: XCTestCase {
             }
             walk(model)
             XCTAssertGreaterThan(tensors.count, 0, name)
-            for (id, path) in tensors where !listed.contains(id) { XCTFail("\(name): \(path) is trainable but not among the parameters") }
-            for (id, path) in modules where !reachable.contains(id) { XCTFail("\(name): \(path) is a module not among the children") }
+            for (id, path) in tensors where !listed.contains(id) {
+                XCTFail("\(name): \(path) is trainable but not among the parameters")
+            }
+            for (id, path) in modules where !reachable.contains(id) {
+                XCTFail("\(name): \(path) is a module not among the children")
+            }
             XCTAssertEqual(model.parameterCount, model.parameters().reduce(0) { $0 + $1.count }, name)
         }
     }
@@ -122,18 +147,27 @@ final class ModelTests: XCTestCase {
     }
 
     func testBadModelRequestsAreClearErrors() {
-        XCTAssertThrowsError(try ModelRegistry.make("resnet9", inputShape: [3, 32, 32], classes: 10, seed: 0)) { error in
+        XCTAssertThrowsError(try ModelRegistry.make("resnet9", inputShape: [3, 32, 32], classes: 10, seed: 0)) {
+            error in
             XCTAssertTrue("\(error)".contains("unknown model 'resnet9'"))
             XCTAssertTrue("\(error)".contains("vit-tiny"))
         }
-        XCTAssertThrowsError(try ModelRegistry.make("vit-tiny", inputShape: [3, 30, 30], classes: 10, seed: 0)) { error in
+        XCTAssertThrowsError(try ModelRegistry.make("vit-tiny", inputShape: [3, 30, 30], classes: 10, seed: 0)) {
+            error in
             XCTAssertTrue("\(error)".contains("divisible by its patch size 4"), "\(error)")
         }
         // Malformed lists name the argument and the item, never read as something else.
-        for (text, message) in [("depths=1,,1,1", "item 2 is empty"), ("depths=1,1,1,", "item 4 is empty"), ("depths=1,x,1,1", "item 2 'x' is not an integer"),
-                                ("depths=1,1,1", "3 items")] {
-            XCTAssertThrowsError(try ModelRegistry.make("convnext_tiny", inputShape: [3, 32, 32], classes: 10, seed: 0, arguments: try ModelArguments(text))) {
-                XCTAssertTrue("\($0)".contains("model argument 'depths' is '\(text.dropFirst(7))': \(message)"), "\($0)")
+        for (text, message) in [
+            ("depths=1,,1,1", "item 2 is empty"), ("depths=1,1,1,", "item 4 is empty"),
+            ("depths=1,x,1,1", "item 2 'x' is not an integer"),
+            ("depths=1,1,1", "3 items"),
+        ] {
+            XCTAssertThrowsError(
+                try ModelRegistry.make(
+                    "convnext_tiny", inputShape: [3, 32, 32], classes: 10, seed: 0, arguments: try ModelArguments(text))
+            ) {
+                XCTAssertTrue(
+                    "\($0)".contains("model argument 'depths' is '\(text.dropFirst(7))': \(message)"), "\($0)")
             }
         }
     }
@@ -148,7 +182,9 @@ final class DropPathTests: XCTestCase {
         var dropped = 0
         for sample in 0..<64 {
             let values = (0..<6).map { y.data[sample * 6 + $0] }
-            XCTAssertTrue(values.allSatisfy { $0 == 0 } || values.allSatisfy { abs($0 - 1 / 0.75) < 1e-6 }, "sample \(sample): \(values)")
+            XCTAssertTrue(
+                values.allSatisfy { $0 == 0 } || values.allSatisfy { abs($0 - 1 / 0.75) < 1e-6 },
+                "sample \(sample): \(values)")
             if values[0] == 0 { dropped += 1 }
         }
         XCTAssertTrue((4...32).contains(dropped), "\(dropped) of 64 dropped at p = 0.25")
@@ -162,22 +198,38 @@ final class DropPathTests: XCTestCase {
     }
 
     func testModelsWithStochasticDepthAreTheSameModelInEval() throws {
-        for (name, arguments) in [("resnet18", "layers=1,1,1,1 channels=8,16,32,64 stem=cifar"), ("deit_tiny_patch16_224", "patch_size=4 embed_dim=32 depth=3 num_heads=2"),
-                                 ("swin_tiny_patch4_window7_224", "patch_size=2 embed_dim=8 depths=2,2 num_heads=1,2 window_size=4")] {
-            let plain = try ModelRegistry.make(name, inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments(arguments))
-            let dropping = try ModelRegistry.make(name, inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments(arguments + " drop_path_rate=0.5"))
+        for (name, arguments) in [
+            ("resnet18", "layers=1,1,1,1 channels=8,16,32,64 stem=cifar"),
+            ("deit_tiny_patch16_224", "patch_size=4 embed_dim=32 depth=3 num_heads=2"),
+            ("swin_tiny_patch4_window7_224", "patch_size=2 embed_dim=8 depths=2,2 num_heads=1,2 window_size=4"),
+        ] {
+            let plain = try ModelRegistry.make(
+                name, inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments(arguments))
+            let dropping = try ModelRegistry.make(
+                name, inputShape: [3, 16, 16], classes: 4, seed: 1,
+                arguments: try ModelArguments(arguments + " drop_path_rate=0.5"))
             // timm starts each block's last BN at zero weight, which would make dropping a branch a no-op.
             for model in [plain, dropping] {
-                for (parameter, p) in model.namedParameters() where parameter.hasSuffix("bn2.weight") || parameter.hasSuffix("bn3.weight") { p.fill(1) }
+                for (parameter, p) in model.namedParameters()
+                where parameter.hasSuffix("bn2.weight") || parameter.hasSuffix("bn3.weight") { p.fill(1) }
             }
             let x = randomTensor([6, 3, 16, 16], seed: 2, requiresGrad: false)
-            plain.eval(); dropping.eval()
-            XCTAssertEqual(withNoGrad { dropping.forward(x).logits }.array, withNoGrad { plain.forward(x).logits }.array, name)
-            plain.train(); dropping.train()
+            plain.eval()
+            dropping.eval()
+            XCTAssertEqual(
+                withNoGrad { dropping.forward(x).logits }.array, withNoGrad { plain.forward(x).logits }.array, name)
+            plain.train()
+            dropping.train()
             GlobalRandom.seed(5)
-            XCTAssertNotEqual(withNoGrad { dropping.forward(x).logits }.array, withNoGrad { plain.forward(x).logits }.array, "\(name): no sample was dropped in training")
+            XCTAssertNotEqual(
+                withNoGrad { dropping.forward(x).logits }.array, withNoGrad { plain.forward(x).logits }.array,
+                "\(name): no sample was dropped in training")
         }
-        XCTAssertThrowsError(try ModelRegistry.make("resnet18", inputShape: [3, 16, 16], classes: 4, seed: 1, arguments: try ModelArguments("drop_path_rate=1.5"))) { error in
+        XCTAssertThrowsError(
+            try ModelRegistry.make(
+                "resnet18", inputShape: [3, 16, 16], classes: 4, seed: 1,
+                arguments: try ModelArguments("drop_path_rate=1.5"))
+        ) { error in
             XCTAssertTrue("\(error)".contains("'drop_path_rate' is '1.5'; expected a number in [0, 1)"), "\(error)")
         }
     }

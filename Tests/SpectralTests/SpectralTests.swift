@@ -15,7 +15,9 @@ final class HaarDWTTests: XCTestCase {
             for i in 0..<x.count { XCTAssertEqual(back.data[i], x.data[i], accuracy: 1e-5, "\(shape)") }
             // Orthonormal: zero padding adds no energy, so the bands hold exactly the input's.
             var bandEnergy = bands.approximation.array.reduce(0.0) { $0 + Double($1 * $1) }
-            for (lh, hl, hh) in bands.details { for b in [lh, hl, hh] { bandEnergy += b.array.reduce(0.0) { $0 + Double($1 * $1) } } }
+            for (lh, hl, hh) in bands.details {
+                for b in [lh, hl, hh] { bandEnergy += b.array.reduce(0.0) { $0 + Double($1 * $1) } }
+            }
             let energy = x.array.reduce(0.0) { $0 + Double($1 * $1) }
             XCTAssertEqual(bandEnergy, energy, accuracy: 1e-4 * energy, "\(shape)")
         }
@@ -102,7 +104,9 @@ final class FrequencyLossTests: XCTestCase {
 
     /// The loss by its full-spectrum definition, with a naive DFT; focal weights computed from
     /// (s, t) unless `frozenFrom` gives the point to compute them at.
-    func fullSpectrumLoss(_ s: Tensor, _ t: Tensor, rho: Float, alpha: Float, frozenFrom: (Tensor, Tensor)? = nil) -> Double {
+    func fullSpectrumLoss(_ s: Tensor, _ t: Tensor, rho: Float, alpha: Float, frozenFrom: (Tensor, Tensor)? = nil)
+        -> Double
+    {
         let (b, c, h, w) = (s.shape[0], s.shape[1], s.shape[2], s.shape[3])
         let mask = gaussianFrequencyMask(height: h, width: w, rho: rho).map(Double.init)
         var total = 0.0
@@ -125,10 +129,12 @@ final class FrequencyLossTests: XCTestCase {
     func testHalfSpectrumLossEqualsTheFullSpectrumFormula() {
         for (h, w) in [(4, 4), (5, 6), (6, 7)] {
             for alpha: Float in [0, 1] {
-                let s = randomTensor([2, 3, h, w], seed: 6, requiresGrad: false), t = randomTensor([2, 3, h, w], seed: 7, requiresGrad: false)
+                let s = randomTensor([2, 3, h, w], seed: 6, requiresGrad: false),
+                    t = randomTensor([2, 3, h, w], seed: 7, requiresGrad: false)
                 let loss = withNoGrad { gaussianFrequencyLoss(s, t, rho: 0.25, focalAlpha: alpha) }
                 let reference = fullSpectrumLoss(s, t, rho: 0.25, alpha: alpha)
-                XCTAssertEqual(Double(loss.item), reference, accuracy: 1e-5 * max(1, reference), "\(h)x\(w) alpha \(alpha)")
+                XCTAssertEqual(
+                    Double(loss.item), reference, accuracy: 1e-5 * max(1, reference), "\(h)x\(w) alpha \(alpha)")
             }
         }
     }
@@ -154,7 +160,9 @@ final class FrequencyLossTests: XCTestCase {
             s.data[i] = original - 1e-2
             let minus = fullSpectrumLoss(s, t, rho: 0.3, alpha: 1, frozenFrom: anchor)
             s.data[i] = original
-            XCTAssertEqual(Double(analytic[i]), (plus - minus) / 2e-2, accuracy: 2e-3 * max(1, Swift.abs(Double(analytic[i]))) + 1e-5, "element \(i)")
+            XCTAssertEqual(
+                Double(analytic[i]), (plus - minus) / 2e-2,
+                accuracy: 2e-3 * max(1, Swift.abs(Double(analytic[i]))) + 1e-5, "element \(i)")
         }
     }
 }

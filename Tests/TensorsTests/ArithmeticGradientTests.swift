@@ -4,7 +4,9 @@ import XCTest
 
 final class ArithmeticGradientTests: XCTestCase {
     func testBroadcastingBinaryOps() {
-        let pairs: [([Int], [Int])] = [([3, 4, 5], [4, 1]), ([2, 3], [3]), ([2, 3, 4, 5], [1, 3, 1, 1]), ([4, 1, 3], [1, 5, 1]), ([6], [6])]
+        let pairs: [([Int], [Int])] = [
+            ([3, 4, 5], [4, 1]), ([2, 3], [3]), ([2, 3, 4, 5], [1, 3, 1, 1]), ([4, 1, 3], [1, 5, 1]), ([6], [6]),
+        ]
         for (i, (sa, sb)) in pairs.enumerated() {
             let a = randomTensor(sa, seed: UInt64(i)), b = randomTensor(sb, seed: UInt64(i + 10))
             checkGradients([a, b]) { a + b }
@@ -40,7 +42,8 @@ final class ArithmeticGradientTests: XCTestCase {
         mixed.requiresGrad = true
         checkGradients([mixed]) { relu(mixed) }
         // Values on both sides of both kinks of ReLU6, none within the finite-difference step.
-        let aroundSix = Tensor([-1, -0.3, 0.4, 2, 5.5, 5.9, 6.1, 6.5, 7, 3, -2, 0.1], shape: [3, 4], requiresGrad: true)
+        let aroundSix = Tensor(
+            [-1, -0.3, 0.4, 2, 5.5, 5.9, 6.1, 6.5, 7, 3, -2, 0.1], shape: [3, 4], requiresGrad: true)
         checkGradients([aroundSix]) { relu6(aroundSix) }
         checkGradients([mixed]) { abs(mixed) }
         checkGradients([x]) { gelu(x) }
@@ -71,7 +74,13 @@ final class ArithmeticGradientTests: XCTestCase {
         let s = withNoGrad { x.sum(axes: [1]) }
         XCTAssertEqual(s.shape, [3, 5])
         var expected: [Float] = []
-        for i in 0..<3 { for k in 0..<5 { var t: Float = 0; for j in 0..<4 { t += x.data[i * 20 + j * 5 + k] }; expected.append(t) } }
+        for i in 0..<3 {
+            for k in 0..<5 {
+                var t: Float = 0
+                for j in 0..<4 { t += x.data[i * 20 + j * 5 + k] }
+                expected.append(t)
+            }
+        }
         XCTAssertLessThan(maxDifference(s, expected), 1e-5)
     }
 

@@ -10,20 +10,27 @@ final class AttentionTests: XCTestCase {
 
     func testForwardMatchesNaiveAttention() {
         for (n, width) in shapes {
-            let q = randomTensor([2, 3, n, width], seed: 1), k = randomTensor([2, 3, n, width], seed: 2), v = randomTensor([2, 3, n, width], seed: 3)
+            let q = randomTensor([2, 3, n, width], seed: 1), k = randomTensor([2, 3, n, width], seed: 2),
+                v = randomTensor([2, 3, n, width], seed: 3)
             let out = withNoGrad { scaledDotProductAttention(query: q, key: k, value: v) }
             var expected: [Float] = []
             let slice = n * width
             for h in 0..<6 {
                 for i in 0..<n {
                     var scores = (0..<n).map { j -> Double in
-                        (0..<width).reduce(0.0) { $0 + Double(q.data[h * slice + i * width + $1]) * Double(k.data[h * slice + j * width + $1]) } / Double(width).squareRoot()
+                        (0..<width).reduce(0.0) {
+                            $0 + Double(q.data[h * slice + i * width + $1]) * Double(k.data[h * slice + j * width + $1])
+                        } / Double(width).squareRoot()
                     }
                     let m = scores.max()!
                     scores = scores.map { Foundation.exp($0 - m) }
                     let total = scores.reduce(0, +)
                     for d in 0..<width {
-                        expected.append(Float((0..<n).reduce(0.0) { $0 + scores[$1] / total * Double(v.data[h * slice + $1 * width + d]) }))
+                        expected.append(
+                            Float(
+                                (0..<n).reduce(0.0) {
+                                    $0 + scores[$1] / total * Double(v.data[h * slice + $1 * width + d])
+                                }))
                     }
                 }
             }
@@ -35,7 +42,8 @@ final class AttentionTests: XCTestCase {
         // Shorter than the forward shapes (the debug build runs the vector loops slowly), still
         // past one 32-key block for the 8-wide case.
         for (n, width) in [(5, 4), (33, 8), (9, 12), (7, 20)] {
-            let q = randomTensor([2, 2, n, width], seed: 4), k = randomTensor([2, 2, n, width], seed: 5), v = randomTensor([2, 2, n, width], seed: 6)
+            let q = randomTensor([2, 2, n, width], seed: 4), k = randomTensor([2, 2, n, width], seed: 5),
+                v = randomTensor([2, 2, n, width], seed: 6)
             checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v) }
             checkGradients([q, k, v]) { scaledDotProductAttention(query: q, key: k, value: v, scale: 0.7) }
         }
@@ -46,7 +54,8 @@ final class AttentionTests: XCTestCase {
     /// both vector widths and the GEMM path.
     func testBackwardMatchesComposedOps() {
         for (n, width) in [(37, 8), (70, 13), (23, 20)] {
-            let q = randomTensor([3, n, width], seed: 11), k = randomTensor([3, n, width], seed: 12), v = randomTensor([3, n, width], seed: 13)
+            let q = randomTensor([3, n, width], seed: 11), k = randomTensor([3, n, width], seed: 12),
+                v = randomTensor([3, n, width], seed: 13)
             let seed = randomTensor([3, n, width], seed: 14, requiresGrad: false)
             scaledDotProductAttention(query: q, key: k, value: v).backward(seed: seed)
             let fused = [q.grad!.array, k.grad!.array, v.grad!.array]
@@ -54,7 +63,9 @@ final class AttentionTests: XCTestCase {
             let scores = batchedMatmul(q, k, transposeB: true) * (1 / Float(width).squareRoot())
             matmul(softmax(scores), v).backward(seed: seed)
             for (index, name) in ["query", "key", "value"].enumerated() {
-                XCTAssertLessThan(maxDifference([q, k, v][index].grad!, fused[index]), 1e-5, "\(name) gradient, \(n) tokens x \(width)")
+                XCTAssertLessThan(
+                    maxDifference([q, k, v][index].grad!, fused[index]), 1e-5,
+                    "\(name) gradient, \(n) tokens x \(width)")
             }
         }
     }
@@ -65,8 +76,11 @@ final class PackedAttentionTests: XCTestCase {
         let qkv = randomTensor([2, 5, 3 * 6], seed: 7)
         let packed = withNoGrad { packedSelfAttention(qkv, heads: 2) }
         let reference = withNoGrad { () -> Tensor in
-            let parts = qkv.reshape([2, 5, 3, 2, 3]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0).map { $0.reshape([2, 2, 5, 3]) }
-            return scaledDotProductAttention(query: parts[0], key: parts[1], value: parts[2]).permute([0, 2, 1, 3]).reshape([2, 5, 6])
+            let parts = qkv.reshape([2, 5, 3, 2, 3]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0).map {
+                $0.reshape([2, 2, 5, 3])
+            }
+            return scaledDotProductAttention(query: parts[0], key: parts[1], value: parts[2]).permute([0, 2, 1, 3])
+                .reshape([2, 5, 6])
         }
         XCTAssertLessThan(maxDifference(packed, reference.array), 1e-6)
     }
@@ -96,11 +110,14 @@ final class PackedAttentionTests: XCTestCase {
             let fusedGradients = [qkv.grad!.array, bias.grad!.array]
             qkv.zeroGrad()
             bias.zeroGrad()
-            let parts = qkv.reshape([batch, n, 3, heads, width]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0).map { $0.reshape([batch * heads, n, width]) }
+            let parts = qkv.reshape([batch, n, 3, heads, width]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0).map
+            { $0.reshape([batch * heads, n, width]) }
             let scores = batchedMatmul(parts[0], parts[1], transposeB: true) * (1 / Float(width).squareRoot())
             let terms = bias.reshape([1, 1, heads, n, n]) + mask.reshape([1, windows, 1, n, n])
             let biased = scores.reshape([batch / windows, windows, heads, n, n]) + terms
-            let reference = batchedMatmul(softmax(biased.reshape([batch * heads, n, n])), parts[2]).reshape([batch, heads, n, width]).permute([0, 2, 1, 3]).reshape([batch, n, heads * width])
+            let reference = batchedMatmul(softmax(biased.reshape([batch * heads, n, n])), parts[2]).reshape([
+                batch, heads, n, width,
+            ]).permute([0, 2, 1, 3]).reshape([batch, n, heads * width])
             XCTAssertLessThan(maxDifference(fused, reference.array), 1e-5, "width \(width): forward")
             reference.backward(seed: seed)
             XCTAssertLessThan(maxDifference(qkv.grad!, fusedGradients[0]), 1e-5, "width \(width): qkv gradient")

@@ -9,7 +9,9 @@ final class FLOPCounterTests: XCTestCase {
         XCTAssertEqual(FLOPCounter.multiplyAdds { _ = conv2d(x, weight: w, padding: (1, 1)) }, 2 * 4 * 5 * 5 * 3 * 9)
         // Strided and grouped: output 3x3, each output reads 3/3 = 1 input channel.
         let depthwise = Tensor(repeating: 0.1, shape: [3, 1, 3, 3])
-        XCTAssertEqual(FLOPCounter.multiplyAdds { _ = conv2d(x, weight: depthwise, stride: (2, 2), padding: (1, 1), groups: 3) }, 2 * 3 * 3 * 3 * 9)
+        XCTAssertEqual(
+            FLOPCounter.multiplyAdds { _ = conv2d(x, weight: depthwise, stride: (2, 2), padding: (1, 1), groups: 3) },
+            2 * 3 * 3 * 3 * 9)
         let rows = Tensor(repeating: 1, shape: [2, 6, 7]), weight = Tensor(repeating: 1, shape: [8, 7])
         XCTAssertEqual(FLOPCounter.multiplyAdds { _ = linear(rows, weight: weight, bias: nil) }, 12 * 7 * 8)
         XCTAssertEqual(FLOPCounter.multiplyAdds { _ = matmul(rows, Tensor(repeating: 1, shape: [7, 4])) }, 12 * 7 * 4)
@@ -18,7 +20,8 @@ final class FLOPCounterTests: XCTestCase {
         let qkv = Tensor(repeating: 0.1, shape: [2, 5, 3 * 8])
         XCTAssertEqual(FLOPCounter.multiplyAdds { _ = packedSelfAttention(qkv, heads: 2) }, 2 * 2 * 2 * 5 * 5 * 4)
         let q = Tensor(repeating: 0.1, shape: [3, 5, 4])
-        XCTAssertEqual(FLOPCounter.multiplyAdds { _ = scaledDotProductAttention(query: q, key: q, value: q) }, 2 * 3 * 5 * 5 * 4)
+        XCTAssertEqual(
+            FLOPCounter.multiplyAdds { _ = scaledDotProductAttention(query: q, key: q, value: q) }, 2 * 3 * 5 * 5 * 4)
         // Backward passes and ops outside a count add nothing.
         let a = Tensor(repeating: 1, shape: [4, 4])
         a.requiresGrad = true

@@ -7,7 +7,13 @@ final class MatMulTests: XCTestCase {
         let a = randomTensor([5, 7], seed: 1), b = randomTensor([7, 3], seed: 2)
         let c = withNoGrad { matmul(a, b) }
         var expected: [Float] = []
-        for i in 0..<5 { for j in 0..<3 { var t: Float = 0; for k in 0..<7 { t += a.data[i * 7 + k] * b.data[k * 3 + j] }; expected.append(t) } }
+        for i in 0..<5 {
+            for j in 0..<3 {
+                var t: Float = 0
+                for k in 0..<7 { t += a.data[i * 7 + k] * b.data[k * 3 + j] }
+                expected.append(t)
+            }
+        }
         XCTAssertLessThan(maxDifference(c, expected), 1e-5)
         checkGradients([a, b]) { matmul(a, b) }
         let a3 = randomTensor([2, 5, 7], seed: 3)
@@ -24,25 +30,32 @@ final class MatMulTests: XCTestCase {
             for transposeA in [false, true] {
                 for transposeB in [false, true] {
                     let lda = (transposeA ? m : k) + 3, ldb = (transposeB ? k : n) + 2, ldc = n + 5
-                    let a = randomTensor([(transposeA ? k : m) * lda], seed: 7), b = randomTensor([(transposeB ? n : k) * ldb], seed: 8)
+                    let a = randomTensor([(transposeA ? k : m) * lda], seed: 7),
+                        b = randomTensor([(transposeB ? n : k) * ldb], seed: 8)
                     let c = randomTensor([m * ldc], seed: 9), original = c.array
-                    gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda,
-                         b: b.data, ldb: ldb, beta: 2, c: c.data, ldc: ldc)
+                    gemm(
+                        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.5, a: a.data,
+                        lda: lda,
+                        b: b.data, ldb: ldb, beta: 2, c: c.data, ldc: ldc)
                     var worst: Float = 0
                     for i in 0..<m {
                         for j in 0..<ldc {
                             guard j < n else {
-                                XCTAssertEqual(c.data[i * ldc + j], original[i * ldc + j], "padding must stay untouched")
+                                XCTAssertEqual(
+                                    c.data[i * ldc + j], original[i * ldc + j], "padding must stay untouched")
                                 continue
                             }
                             var t: Float = 0
                             for p in 0..<k {
-                                t += (transposeA ? a.data[p * lda + i] : a.data[i * lda + p]) * (transposeB ? b.data[j * ldb + p] : b.data[p * ldb + j])
+                                t +=
+                                    (transposeA ? a.data[p * lda + i] : a.data[i * lda + p])
+                                    * (transposeB ? b.data[j * ldb + p] : b.data[p * ldb + j])
                             }
                             worst = max(worst, abs(c.data[i * ldc + j] - (0.5 * t + 2 * original[i * ldc + j])))
                         }
                     }
-                    XCTAssertLessThan(worst, 1e-3, "m \(m) n \(n) k \(k) transposeA \(transposeA) transposeB \(transposeB)")
+                    XCTAssertLessThan(
+                        worst, 1e-3, "m \(m) n \(n) k \(k) transposeA \(transposeA) transposeB \(transposeB)")
                 }
             }
         }

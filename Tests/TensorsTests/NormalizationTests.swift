@@ -7,7 +7,9 @@ final class NormalizationTests: XCTestCase {
         let x = randomTensor([3, 2, 4, 5], seed: 1, range: -2...3)
         let w = randomTensor([2], seed: 2), b = randomTensor([2], seed: 3)
         let runningMean = Tensor(zeros: [2]), runningVariance = Tensor(repeating: 1, shape: [2])
-        let y = withNoGrad { batchNorm(x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: true) }
+        let y = withNoGrad {
+            batchNorm(x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: true)
+        }
         for c in 0..<2 {
             var values: [Double] = []
             for n in 0..<3 { for i in 0..<20 { values.append(Double(x.data[(n * 2 + c) * 20 + i])) } }
@@ -16,7 +18,9 @@ final class NormalizationTests: XCTestCase {
             for n in 0..<3 {
                 for i in 0..<20 {
                     let index = (n * 2 + c) * 20 + i
-                    let expected = (Double(x.data[index]) - mean) / (variance + 1e-5).squareRoot() * Double(w.data[c]) + Double(b.data[c])
+                    let expected =
+                        (Double(x.data[index]) - mean) / (variance + 1e-5).squareRoot() * Double(w.data[c])
+                        + Double(b.data[c])
                     XCTAssertEqual(Double(y.data[index]), expected, accuracy: 1e-4)
                 }
             }
@@ -31,16 +35,22 @@ final class NormalizationTests: XCTestCase {
     func testBatchNormIsAccurateWhenTheMeanDwarfsTheSpread() {
         let (batch, channels, plane) = (8, 2, 64)
         let x = randomTensor([batch, channels, 8, 8], seed: 21)
-        for i in 0..<x.count { x.data[i] = 200 + x.data[i] }   // mean 200, spread ~0.58
+        for i in 0..<x.count { x.data[i] = 200 + x.data[i] }  // mean 200, spread ~0.58
         let w = randomTensor([channels], seed: 22, range: 0.5...1.5), b = randomTensor([channels], seed: 23)
         let runningMean = Tensor(zeros: [channels]), runningVariance = Tensor(repeating: 1, shape: [channels])
-        let y = batchNorm(x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: true)
+        let y = batchNorm(
+            x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: true)
         let g = randomTensor(y.shape, seed: 24, requiresGrad: false)
         y.backward(seed: g)
         let n = Double(batch * plane)
         for c in 0..<channels {
             var values: [Double] = [], grads: [Double] = []
-            for k in 0..<batch { for i in 0..<plane { values.append(Double(x.data[(k * channels + c) * plane + i])); grads.append(Double(g.data[(k * channels + c) * plane + i])) } }
+            for k in 0..<batch {
+                for i in 0..<plane {
+                    values.append(Double(x.data[(k * channels + c) * plane + i]))
+                    grads.append(Double(g.data[(k * channels + c) * plane + i]))
+                }
+            }
             let mean = values.reduce(0, +) / n
             let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / n
             let s = 1 / (variance + 1e-5).squareRoot()
@@ -59,8 +69,12 @@ final class NormalizationTests: XCTestCase {
             XCTAssertLessThan(worstOutput, 2e-4, "channel \(c): output")
             XCTAssertLessThan(worstInput / scaleInput, 2e-4, "channel \(c): input gradient")
             let weightGradient = zip(grads, xhat).map(*).reduce(0, +)
-            XCTAssertEqual(Double(w.grad!.data[c]), weightGradient, accuracy: 2e-4 * max(1, abs(weightGradient)), "channel \(c): weight gradient")
-            XCTAssertEqual(Double(runningVariance.data[c]), 0.9 + 0.1 * variance * n / (n - 1), accuracy: 1e-4 * variance, "channel \(c): running variance")
+            XCTAssertEqual(
+                Double(w.grad!.data[c]), weightGradient, accuracy: 2e-4 * max(1, abs(weightGradient)),
+                "channel \(c): weight gradient")
+            XCTAssertEqual(
+                Double(runningVariance.data[c]), 0.9 + 0.1 * variance * n / (n - 1), accuracy: 1e-4 * variance,
+                "channel \(c): running variance")
             XCTAssertEqual(Double(runningMean.data[c]), 0.1 * mean, accuracy: 1e-5 * mean, "channel \(c): running mean")
         }
     }
@@ -69,15 +83,26 @@ final class NormalizationTests: XCTestCase {
         let x = randomTensor([3, 2, 3, 4], seed: 4)
         let w = randomTensor([2], seed: 5), b = randomTensor([2], seed: 6)
         let mean = Tensor(zeros: [2]), variance = Tensor(repeating: 1, shape: [2])
-        checkGradients([x, w, b]) { batchNorm(x, weight: w, bias: b, runningMean: mean, runningVariance: variance, training: true) }
+        checkGradients([x, w, b]) {
+            batchNorm(x, weight: w, bias: b, runningMean: mean, runningVariance: variance, training: true)
+        }
         let x2 = randomTensor([6, 3], seed: 7)
         let mean3 = Tensor(zeros: [3]), variance3 = Tensor(repeating: 1, shape: [3])
-        checkGradients([x2]) { batchNorm(x2, weight: nil, bias: nil, runningMean: mean3, runningVariance: variance3, training: true) }
+        checkGradients([x2]) {
+            batchNorm(x2, weight: nil, bias: nil, runningMean: mean3, runningVariance: variance3, training: true)
+        }
         let runningMean = randomTensor([2], seed: 8, requiresGrad: false)
         let runningVariance = randomTensor([2], seed: 9, range: 0.5...2, requiresGrad: false)
-        checkGradients([x, w, b]) { batchNorm(x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: false) }
-        let y = withNoGrad { batchNorm(x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: false) }
-        let expected = (x.data[13] - runningMean.data[1]) / (runningVariance.data[1] + 1e-5).squareRoot() * w.data[1] + b.data[1]
+        checkGradients([x, w, b]) {
+            batchNorm(
+                x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: false)
+        }
+        let y = withNoGrad {
+            batchNorm(
+                x, weight: w, bias: b, runningMean: runningMean, runningVariance: runningVariance, training: false)
+        }
+        let expected =
+            (x.data[13] - runningMean.data[1]) / (runningVariance.data[1] + 1e-5).squareRoot() * w.data[1] + b.data[1]
         XCTAssertEqual(y.data[13], expected, accuracy: 1e-5)
     }
 
@@ -90,19 +115,29 @@ final class NormalizationTests: XCTestCase {
             seenCount = buffer[buffer.count - 1]
             for i in buffer.indices { buffer[i] *= 2 }
         }
-        let m1 = Tensor(zeros: [3]), v1 = Tensor(repeating: 1, shape: [3]), m2 = Tensor(zeros: [3]), v2 = Tensor(repeating: 1, shape: [3])
-        let plain = withNoGrad { batchNorm(x, weight: nil, bias: nil, runningMean: m1, runningVariance: v1, training: true) }
-        let synced = withNoGrad { batchNorm(x, weight: nil, bias: nil, runningMean: m2, runningVariance: v2, training: true, reducer: doubling) }
+        let m1 = Tensor(zeros: [3]), v1 = Tensor(repeating: 1, shape: [3]), m2 = Tensor(zeros: [3]),
+            v2 = Tensor(repeating: 1, shape: [3])
+        let plain = withNoGrad {
+            batchNorm(x, weight: nil, bias: nil, runningMean: m1, runningVariance: v1, training: true)
+        }
+        let synced = withNoGrad {
+            batchNorm(
+                x, weight: nil, bias: nil, runningMean: m2, runningVariance: v2, training: true, reducer: doubling)
+        }
         XCTAssertEqual(seenCount, 8)
         XCTAssertLessThan(maxDifference(synced, plain.array), 1e-5)
         let w = randomTensor([3], seed: 11)
-        checkGradients([x, w]) { batchNorm(x, weight: w, bias: nil, runningMean: m2, runningVariance: v2, training: true, reducer: doubling) }
+        checkGradients([x, w]) {
+            batchNorm(x, weight: w, bias: nil, runningMean: m2, runningVariance: v2, training: true, reducer: doubling)
+        }
     }
 
     func testChannelLayerNormEqualsLayerNormOverPermutedChannels() {
         let x = randomTensor([3, 5, 4, 3], seed: 31)
         let fused = withNoGrad { channelLayerNorm(x) }
-        let reference = withNoGrad { layerNorm(x.permute([0, 2, 3, 1]), weight: nil, bias: nil).permute([0, 3, 1, 2]) }
+        let reference = withNoGrad {
+            layerNorm(x.permute([0, 2, 3, 1]), weight: nil, bias: nil).permute([0, 3, 1, 2])
+        }
         XCTAssertLessThan(maxDifference(fused, reference.array), 1e-5)
         checkGradients([x]) { channelLayerNorm(x) }
         // Backward must not depend on buffers the forward let go of (they are reused).

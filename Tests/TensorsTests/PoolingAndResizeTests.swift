@@ -50,7 +50,8 @@ final class PoolingAndResizeTests: XCTestCase {
         let ramp = Tensor((0..<16).map(Float.init), shape: [1, 1, 4, 4])
         XCTAssertEqual(withNoGrad { bilinearResize(ramp, size: (2, 2)) }.array, [2.5, 4.5, 10.5, 12.5])
         let up = withNoGrad { bilinearResize(ramp, size: (3, 5)) }
-        XCTAssertLessThan(maxDifference(up.slice(axis: 2, 0..<1), [0.666667, 1.366667, 2.166667, 2.966667, 3.666667]), 1e-5)
+        XCTAssertLessThan(
+            maxDifference(up.slice(axis: 2, 0..<1), [0.666667, 1.366667, 2.166667, 2.966667, 3.666667]), 1e-5)
     }
 
     func testDropout() {

@@ -64,11 +64,17 @@ final class SoftmaxAndLossTests: XCTestCase {
         let probabilities = withNoGrad { softmax(targetLogits) }
         probabilities.requiresGrad = true
         // A smaller step: log(target) curves sharply for small probabilities.
-        checkGradients([logInput, probabilities], step: 2e-3) { klDivergence(logInput: logInput, target: probabilities) }
+        checkGradients([logInput, probabilities], step: 2e-3) {
+            klDivergence(logInput: logInput, target: probabilities)
+        }
         // KL(p || q) computed directly.
         let kl = withNoGrad { klDivergence(logInput: logInput, target: probabilities) }
         var expected = 0.0
-        for i in 0..<15 { expected += Double(probabilities.data[i]) * (Foundation.log(Double(probabilities.data[i])) - Double(logInput.data[i])) }
+        for i in 0..<15 {
+            expected +=
+                Double(probabilities.data[i])
+                * (Foundation.log(Double(probabilities.data[i])) - Double(logInput.data[i]))
+        }
         XCTAssertEqual(Double(kl.item), expected / 3, accuracy: 1e-5)
         // Soft-target CE with one-hot targets equals hard CE.
         let oneHot = Tensor(zeros: [3, 5])

@@ -8,8 +8,14 @@ final class TapeAndPoolTests: XCTestCase {
         let w1 = randomTensor([6, 5], seed: 2), w2 = randomTensor([3, 6], seed: 3)
         var order: [String] = []
         var snapshots: [String: [Float]] = [:]
-        w1.gradientReadyHook = { t in order.append("w1"); snapshots["w1"] = t.grad!.array }
-        w2.gradientReadyHook = { t in order.append("w2"); snapshots["w2"] = t.grad!.array }
+        w1.gradientReadyHook = { t in
+            order.append("w1")
+            snapshots["w1"] = t.grad!.array
+        }
+        w2.gradientReadyHook = { t in
+            order.append("w2")
+            snapshots["w2"] = t.grad!.array
+        }
         // w1 is used twice, so its gradient is final only after the earlier use is processed.
         let h = tanh(linear(x, weight: w1, bias: nil))
         let y = linear(h, weight: w2, bias: nil) + linear(x, weight: w1, bias: nil).sum(axes: [1], keepDims: true)
@@ -59,11 +65,15 @@ final class TapeAndPoolTests: XCTestCase {
         let w = randomTensor([8, 3, 3, 3], seed: 7), w2 = randomTensor([10, 8], seed: 8)
         let mean = Tensor(zeros: [8]), variance = Tensor(repeating: 1, shape: [8])
         func step() {
-            let h = relu(batchNorm(conv2d(x, weight: w, padding: (1, 1)), weight: nil, bias: nil, runningMean: mean, runningVariance: variance, training: true))
+            let h = relu(
+                batchNorm(
+                    conv2d(x, weight: w, padding: (1, 1)), weight: nil, bias: nil, runningMean: mean,
+                    runningVariance: variance, training: true))
             let pooled = adaptiveAvgPool2d(maxPool2d(h, kernel: (2, 2)), outputSize: (1, 1)).flatten()
             let loss = crossEntropy(linear(pooled, weight: w2, bias: nil), labels: [1, 2, 3, 4], labelSmoothing: 0.1)
             loss.backward()
-            w.zeroGrad(); w2.zeroGrad()
+            w.zeroGrad()
+            w2.zeroGrad()
         }
         step()
         step()

@@ -41,8 +41,10 @@ public func checkGradients(
             // NaN compares false, so it must be turned into a failure explicitly.
             worst = error.isFinite ? max(worst, error) : .infinity
         }
-        XCTAssertLessThan(worst, tolerance, "input \(index) of shape \(x.shape): analytic and numeric gradients differ (relative error \(worst))", file: file, line: line)
+        XCTAssertLessThan(
+            worst, tolerance,
+            "input \(index) of shape \(x.shape): analytic and numeric gradients differ (relative error \(worst))",
+            file: file, line: line)
     }
     for x in inputs { x.grad = nil }
 }
-

@@ -1,10 +1,14 @@
 import Tensors
 
 /// Deterministic test inputs: uniform in `range`, from `seed`.
-public func randomTensor(_ shape: [Int], seed: UInt64, range: ClosedRange<Float> = -1...1, requiresGrad: Bool = true) -> Tensor {
+public func randomTensor(_ shape: [Int], seed: UInt64, range: ClosedRange<Float> = -1...1, requiresGrad: Bool = true)
+    -> Tensor
+{
     var generator = RandomGenerator(seed: seed)
     let t = Tensor(uninitializedShape: shape)
-    for i in 0..<t.count { t.data[i] = range.lowerBound + (range.upperBound - range.lowerBound) * generator.nextUniform() }
+    for i in 0..<t.count {
+        t.data[i] = range.lowerBound + (range.upperBound - range.lowerBound) * generator.nextUniform()
+    }
     t.requiresGrad = requiresGrad
     return t
 }

@@ -34,7 +34,9 @@ final class DistillationTrainingTests: XCTestCase {
         let teacher = try teacherFile()
         for (method, refused) in [("kd", false), ("sfkd", true)] {
             let folder = try temporaryFolder(self)
-            let first = try XCTUnwrap(try Trainer(config: distillConfig(method, teacher: teacher, output: folder), splits: tinySplits()).run())
+            let first = try XCTUnwrap(
+                try Trainer(config: distillConfig(method, teacher: teacher, output: folder), splits: tinySplits()).run()
+            )
             try FileManager.default.removeItem(atPath: folder + "/summary.json")
             var changed = distillConfig(method, teacher: teacher, output: folder)
             try changed.set("dwt_levels", to: "1", source: "test")
@@ -56,8 +58,11 @@ final class DistillationTrainingTests: XCTestCase {
         try Trainer(config: distillConfig("sfkd", teacher: teacher, output: interrupted), splits: tinySplits()).run()
         try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-6")
         try FileManager.default.removeItem(atPath: interrupted + "/checkpoints/step-8")
-        try Trainer(config: distillConfig("sfkd", teacher: teacher, output: interrupted), splits: tinySplits()).run(resume: true)
-        XCTAssertEqual(try trainLines(straight).suffix(4).map { $0["loss"]! }, try trainLines(interrupted).suffix(4).map { $0["loss"]! })
+        try Trainer(config: distillConfig("sfkd", teacher: teacher, output: interrupted), splits: tinySplits()).run(
+            resume: true)
+        XCTAssertEqual(
+            try trainLines(straight).suffix(4).map { $0["loss"]! },
+            try trainLines(interrupted).suffix(4).map { $0["loss"]! })
         // Each term of the SFKD loss is logged.
         let last = try XCTUnwrap(try trainLines(straight).last)
         for term in ["loss_ce", "loss_kd", "loss_wavelet0", "loss_frequency1"] { XCTAssertNotNil(last[term], term) }
@@ -66,8 +71,9 @@ final class DistillationTrainingTests: XCTestCase {
         XCTAssertFalse(model.names.contains { $0.hasPrefix("aux.") })
         let optimizer = try SafeTensors.read(straight + "/checkpoints/step-8/optimizer.safetensors")
         XCTAssertTrue(optimizer.names.contains("aux.ds2s.0.embed.weight"))
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: straight + "/model.safetensors")),
-                       try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors")))
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: straight + "/model.safetensors")),
+            try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors")))
     }
 
     func testTeacherProblemsAreRefusedBeforeTraining() throws {
@@ -78,11 +84,19 @@ final class DistillationTrainingTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(config: noTeacher, splits: tinySplits())) { error in
             XCTAssertTrue("\(error)".contains("method 'kd' needs a teacher: pass --teacher"), "\(error)")
         }
-        XCTAssertThrowsError(try Trainer(config: distillConfig("kd", teacher: folder + "/missing.safetensors", output: folder + "/b"), splits: tinySplits())) { error in
+        XCTAssertThrowsError(
+            try Trainer(
+                config: distillConfig("kd", teacher: folder + "/missing.safetensors", output: folder + "/b"),
+                splits: tinySplits())
+        ) { error in
             XCTAssertTrue("\(error)".contains("missing.safetensors not found"), "\(error)")
         }
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: folder + "/corrupt.safetensors"))
-        XCTAssertThrowsError(try Trainer(config: distillConfig("kd", teacher: folder + "/corrupt.safetensors", output: folder + "/c"), splits: tinySplits())) { error in
+        XCTAssertThrowsError(
+            try Trainer(
+                config: distillConfig("kd", teacher: folder + "/corrupt.safetensors", output: folder + "/c"),
+                splits: tinySplits())
+        ) { error in
             XCTAssertTrue("\(error)".contains("corrupt.safetensors"), "\(error)")
         }
         var otherDataset = distillConfig("kd", teacher: teacher, output: folder + "/d")

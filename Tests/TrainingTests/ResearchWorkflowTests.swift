@@ -1,8 +1,8 @@
 import Data
 import Foundation
 import Tensors
-import Training
 import TestSupport
+import Training
 import XCTest
 
 /// The validation split, the best epoch chosen on it, and the logs people read with their
@@ -34,9 +34,12 @@ final class ResearchWorkflowTests: XCTestCase {
             XCTAssertLessThanOrEqual(Swift.abs(Double(held) - share), 1, "class \(c)")
         }
         XCTAssertEqual(ValidationSplit.indices(labels: labels, classes: 4, count: 100, seed: 5).validation, validation)
-        XCTAssertNotEqual(ValidationSplit.indices(labels: labels, classes: 4, count: 100, seed: 6).validation, validation)
+        XCTAssertNotEqual(
+            ValidationSplit.indices(labels: labels, classes: 4, count: 100, seed: 6).validation, validation)
         XCTAssertEqual(try ValidationSplit.count(for: 0.1, trainCount: 1000, classes: 4), 100)
-        XCTAssertThrowsError(try ValidationSplit.count(for: 998, trainCount: 1000, classes: 4)) { XCTAssertTrue("\($0)".contains("val_split"), "\($0)") }
+        XCTAssertThrowsError(try ValidationSplit.count(for: 998, trainCount: 1000, classes: 4)) {
+            XCTAssertTrue("\($0)".contains("val_split"), "\($0)")
+        }
         XCTAssertThrowsError(try ValidationSplit.count(for: 12.5, trainCount: 1000, classes: 4))
         // A subset holds exactly those images.
         let splits = tinySplits()
@@ -49,7 +52,8 @@ final class ResearchWorkflowTests: XCTestCase {
     /// summary.json and metrics.jsonl read as their types (JSONDecoder reads every number back
     /// bit for bit; Foundation's JSONSerialization on Linux can miss the last bit).
     func summary(_ folder: String) throws -> RunSummary {
-        try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
+        try JSONDecoder().decode(
+            RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
     }
 
     func records(_ folder: String, kind: MetricsRecord.Kind) throws -> [MetricsRecord] {
@@ -57,7 +61,8 @@ final class ResearchWorkflowTests: XCTestCase {
     }
 
     func eventFiles(_ folder: String) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("events.out.tfevents.") }.sorted().map { "\(folder)/\($0)" }
+        try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("events.out.tfevents.") }
+            .sorted().map { "\(folder)/\($0)" }
     }
 
     func testTheBestEpochIsChosenOnValidationAndEveryLogReadsBack() throws {
@@ -82,8 +87,15 @@ final class ResearchWorkflowTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/best.safetensors"))
 
         // summary.csv: timm's columns, a row per epoch, eval_* on validation in percent.
-        let csv = try String(contentsOfFile: folder + "/summary.csv", encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
-        XCTAssertEqual(csv[0], ["epoch", "train_loss", "train_loss_ce", "eval_loss", "eval_top1", "eval_top5", "test_loss", "test_top1", "test_top5", "lr"])
+        let csv = try String(contentsOfFile: folder + "/summary.csv", encoding: .utf8).split(separator: "\n").map {
+            $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        }
+        XCTAssertEqual(
+            csv[0],
+            [
+                "epoch", "train_loss", "train_loss_ce", "eval_loss", "eval_top1", "eval_top5", "test_loss", "test_top1",
+                "test_top5", "lr",
+            ])
         XCTAssertEqual(csv.count, evals.count + 1)
         for (row, record) in zip(csv.dropFirst(), evals) {
             func cell(_ name: String) -> Double { Double(row[csv[0].firstIndex(of: name)!]) ?? .nan }
@@ -107,25 +119,36 @@ final class ResearchWorkflowTests: XCTestCase {
         XCTAssertEqual(trainLoss.map(\.0), trains.map(\.step))
         XCTAssertEqual(trainLoss.map(\.2), trains.map { Float($0["loss"]!) })
         XCTAssertEqual(scalars.filter { $0.1 == "eval/val_top1" }.map(\.2), valTop1.map(Float.init))
-        for tag in ["train/lr", "train/images_per_sec", "train/data_wait_seconds", "train/backward_seconds", "train/optimizer_seconds", "eval/test_top1"] {
+        for tag in [
+            "train/lr", "train/images_per_sec", "train/data_wait_seconds", "train/backward_seconds",
+            "train/optimizer_seconds", "eval/test_top1",
+        ] {
             XCTAssertTrue(scalars.contains { $0.1 == tag }, tag)
         }
 
         // TensorBoard's own reader, where it is installed, sees the same scalars.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", """
+        process.arguments = [
+            "python3", "-c",
+            """
             import sys
             from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
             accumulator = EventAccumulator(sys.argv[1]); accumulator.Reload()
             print(" ".join(repr(e.value) for e in accumulator.Scalars("train/loss")))
-            """, folder]
+            """, folder,
+        ]
         let result = try runBounded(process, timeout: 120)
         if result.status == 0 {
-            XCTAssertEqual(result.stdout.split(separator: " ").compactMap { Float($0.trimmingCharacters(in: .whitespacesAndNewlines)) }, trainLoss.map(\.2))
+            XCTAssertEqual(
+                result.stdout.split(separator: " ").compactMap {
+                    Float($0.trimmingCharacters(in: .whitespacesAndNewlines))
+                }, trainLoss.map(\.2))
         } else {
             XCTAssertTrue(result.stderr.contains("No module named"), result.stderr)
-            print("ResearchWorkflowTests: TensorBoard is not installed (pip install tensorboard); read back with sfkd's reader only")
+            print(
+                "ResearchWorkflowTests: TensorBoard is not installed (pip install tensorboard); read back with sfkd's reader only"
+            )
         }
     }
 
@@ -139,7 +162,9 @@ final class ResearchWorkflowTests: XCTestCase {
         try Trainer(config: config(output: interrupted), splits: tinySplits()).run(resume: true)
         let a = try summary(straight), b = try summary(interrupted)
         XCTAssertEqual(a.best, b.best)
-        XCTAssertEqual(try String(contentsOfFile: straight + "/summary.csv", encoding: .utf8), try String(contentsOfFile: interrupted + "/summary.csv", encoding: .utf8))
+        XCTAssertEqual(
+            try String(contentsOfFile: straight + "/summary.csv", encoding: .utf8),
+            try String(contentsOfFile: interrupted + "/summary.csv", encoding: .utf8))
         let added = try eventFiles(interrupted).filter { !first.contains($0) }
         XCTAssertEqual(added.count, 1)
         let events = try TensorBoardEventFile.read(added[0])
@@ -151,21 +176,27 @@ final class ResearchWorkflowTests: XCTestCase {
     /// is one that Foundation's JSONSerialization on Linux reads back one bit off).
     func testMetricsRecordsReadBackBitForBit() throws {
         var generator = RandomGenerator(seed: 11)
-        var record = MetricsRecord(kind: .train, step: 7, epoch: 1, values: ["sum": 0.1 + 0.2, "tiny": 5e-324, "whole": 2, "big": 1.7976931348623157e308])
-        for i in 0..<2000 { record["v\(i)"] = Double(bitPattern: generator.next() >> 2 | 0x3000_0000_0000_0000) * (i % 2 == 0 ? 1 : -1) }
+        var record = MetricsRecord(
+            kind: .train, step: 7, epoch: 1,
+            values: ["sum": 0.1 + 0.2, "tiny": 5e-324, "whole": 2, "big": 1.7976931348623157e308])
+        for i in 0..<2000 {
+            record["v\(i)"] = Double(bitPattern: generator.next() >> 2 | 0x3000_0000_0000_0000) * (i % 2 == 0 ? 1 : -1)
+        }
         let text = try record.line() + Data("\n".utf8) + record.line()
         let back = try MetricsRecord.records(text, file: "metrics.jsonl")
         XCTAssertEqual(back.count, 2)
         for name in record.values.keys { XCTAssertEqual(back[1][name]?.bitPattern, record[name]!.bitPattern, name) }
         XCTAssertEqual(back[0], record)
-        XCTAssertThrowsError(try MetricsRecord.records(Data("{\"kind\":\"train\",\"step\":1}\n".utf8), file: "m.jsonl")) {
+        XCTAssertThrowsError(try MetricsRecord.records(Data("{\"kind\":\"train\",\"step\":1}\n".utf8), file: "m.jsonl"))
+        {
             XCTAssertTrue("\($0)".contains("m.jsonl: line 1"), "\($0)")
         }
     }
 
     /// A summary.json of an earlier sfkd (before the run record) still reads, for sweeps that reuse old runs.
     func testAnOlderSummaryStillDecodes() throws {
-        let old = #"{"epochs": 1, "images_per_sec": 120.5, "model": "vit-tiny", "dataset": "fashion-mnist", "method": "kd", "parameters": 546186, "ranks": 1, "steps": 468, "student_ranks": 1, "teacher_ranks": 0, "test_loss": 0.61, "test_top1": 0.7545, "test_top5": 0.99, "threads": 1, "wall_seconds": 600}"#
+        let old =
+            #"{"epochs": 1, "images_per_sec": 120.5, "model": "vit-tiny", "dataset": "fashion-mnist", "method": "kd", "parameters": 546186, "ranks": 1, "steps": 468, "student_ranks": 1, "teacher_ranks": 0, "test_loss": 0.61, "test_top1": 0.7545, "test_top5": 0.99, "threads": 1, "wall_seconds": 600}"#
         let summary = try JSONDecoder().decode(RunSummary.self, from: Data(old.utf8))
         XCTAssertEqual(summary.testTop1, 0.7545)
         XCTAssertNil(summary.best)
@@ -184,7 +215,9 @@ final class ResearchWorkflowTests: XCTestCase {
         for index in [0, 9, 14, record.count - 1] {
             var damaged = record
             damaged[index] ^= 0x10
-            XCTAssertThrowsError(try TFRecord.records(damaged, file: "f"), "byte \(index)") { XCTAssertTrue("\($0)".contains("f: record at byte 0"), "\($0)") }
+            XCTAssertThrowsError(try TFRecord.records(damaged, file: "f"), "byte \(index)") {
+                XCTAssertTrue("\($0)".contains("f: record at byte 0"), "\($0)")
+            }
         }
         XCTAssertThrowsError(try TFRecord.records(Array(record.dropLast(3)), file: "f"))
         // A length far past the file is refused before anything is allocated.
@@ -192,6 +225,8 @@ final class ResearchWorkflowTests: XCTestCase {
         huge[7] = 0x7F
         let crc = TFRecord.masked(TFRecord.crc32c(huge))
         huge += (0..<4).map { UInt8(truncatingIfNeeded: crc >> (8 * UInt32($0))) } + [0, 0, 0, 0]
-        XCTAssertThrowsError(try TFRecord.records(huge, file: "f")) { XCTAssertTrue("\($0)".contains("more than the file holds"), "\($0)") }
+        XCTAssertThrowsError(try TFRecord.records(huge, file: "f")) {
+            XCTAssertTrue("\($0)".contains("more than the file holds"), "\($0)")
+        }
     }
 }

@@ -19,13 +19,18 @@ final class RunFolderTests: XCTestCase {
         // A finished run without checkpoints (removed to save space) is still a run.
         try FileManager.default.removeItem(atPath: folder + "/checkpoints")
         XCTAssertThrowsError(try Trainer(config: config(output: folder), splits: tinySplits()).run()) { error in
-            XCTAssertTrue("\(error)".contains("already holds a run (config.yaml, metrics.jsonl, summary.csv, model.safetensors, summary.json, events.out.tfevents."), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains(
+                    "already holds a run (config.yaml, metrics.jsonl, summary.csv, model.safetensors, summary.json, events.out.tfevents."
+                ), "\(error)")
             XCTAssertTrue("\(error)".contains("); pass --resume to continue it, --overwrite to replace it"), "\(error)")
         }
         // --overwrite replaces it: metrics.jsonl holds the new run's lines only, one event file is left.
         try Trainer(config: config(output: folder), splits: tinySplits()).run(RunOptions(overwrite: true))
         XCTAssertEqual(try trainLines(folder).map(\.step), Array(1...8))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("events.out.tfevents.") }.count, 1)
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("events.out.tfevents.") }
+                .count, 1)
     }
 
     func testASecondWriterIsRefusedNamingTheHolder() throws {
@@ -66,11 +71,15 @@ final class RunFolderTests: XCTestCase {
         let folder = try temporaryFolder(self)
         try Trainer(config: config(output: folder), splits: tinySplits()).run()
         let statePath = folder + "/checkpoints/step-8/state.json"
-        var state = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
+        var state = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
         state["step"] = 1_000_000
         try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
-        XCTAssertThrowsError(try Trainer(config: config(output: folder), splits: tinySplits()).run(resume: true)) { error in
-            XCTAssertTrue("\(error)".contains("state.json says step 1000000, but the folder is the checkpoint of step 8"), "\(error)")
+        XCTAssertThrowsError(try Trainer(config: config(output: folder), splits: tinySplits()).run(resume: true)) {
+            error in
+            XCTAssertTrue(
+                "\(error)".contains("state.json says step 1000000, but the folder is the checkpoint of step 8"),
+                "\(error)")
         }
     }
 }
@@ -80,9 +89,14 @@ final class WeightInitializationTests: XCTestCase {
     func testARunStartsFromTheFileAndAnotherClassCountNeedsResetHead() throws {
         let folder = try temporaryFolder(self)
         let source = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 5, seed: 42)
-        try ModelFile.save(source, description: ModelDescription(architecture: "resnet8", dataset: "other", classes: 5, inputShape: [3, 8, 8],
-                                                                mean: [0.4, 0.4, 0.4], std: [0.3, 0.3, 0.3]), to: folder + "/five.safetensors")
-        func tensor(_ model: any ImageClassifier, _ name: String) -> [Float] { model.stateDict().first { $0.0 == name }!.1.array }
+        try ModelFile.save(
+            source,
+            description: ModelDescription(
+                architecture: "resnet8", dataset: "other", classes: 5, inputShape: [3, 8, 8],
+                mean: [0.4, 0.4, 0.4], std: [0.3, 0.3, 0.3]), to: folder + "/five.safetensors")
+        func tensor(_ model: any ImageClassifier, _ name: String) -> [Float] {
+            model.stateDict().first { $0.0 == name }!.1.array
+        }
         var c = TrainingConfig()
         c.model = "resnet8"
         c.dataset = "tiny"
@@ -92,14 +106,18 @@ final class WeightInitializationTests: XCTestCase {
         c.initialization = folder + "/five.safetensors"
         // The tiny dataset has 4 classes, the file's head 5.
         XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits())) { error in
-            XCTAssertTrue("\(error)".contains("fc.weight: file [5, 64], model [4, 64] (another class count: pass --reset-head"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains("fc.weight: file [5, 64], model [4, 64] (another class count: pass --reset-head"),
+                "\(error)")
         }
         c.resetHead = true
         let trainer = try Trainer(config: c, splits: tinySplits())
-        XCTAssertEqual(tensor(trainer.model, "conv1.weight"), tensor(source, "conv1.weight"), "the body starts from the file")
+        XCTAssertEqual(
+            tensor(trainer.model, "conv1.weight"), tensor(source, "conv1.weight"), "the body starts from the file")
         XCTAssertEqual(tensor(trainer.model, "layer3.0.bn2.running_var"), tensor(source, "layer3.0.bn2.running_var"))
         let fresh = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)
-        XCTAssertEqual(tensor(trainer.model, "fc.weight"), tensor(fresh, "fc.weight"), "the head keeps its fresh initialisation")
+        XCTAssertEqual(
+            tensor(trainer.model, "fc.weight"), tensor(fresh, "fc.weight"), "the head keeps its fresh initialisation")
         // Another architecture is refused.
         c.model = "resnet20"
         XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits())) { error in
@@ -116,7 +134,10 @@ final class EvaluationHardeningTests: XCTestCase {
         let totals = try Evaluation.totals(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 8)
         XCTAssertEqual(totals.correctTop1, 0)
         XCTAssertEqual(totals.correctTop5, 0)
-        XCTAssertThrowsError(try Evaluation.run(model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 8, what: "nan.safetensors")) { error in
+        XCTAssertThrowsError(
+            try Evaluation.run(
+                model, on: splits.test, mean: splits.mean, std: splits.std, batchSize: 8, what: "nan.safetensors")
+        ) { error in
             XCTAssertTrue("\(error)".contains("nan.safetensors gives a non-finite test loss"), "\(error)")
         }
     }
@@ -124,16 +145,38 @@ final class EvaluationHardeningTests: XCTestCase {
     func testModelMetadataIsValidatedWhenRead() throws {
         let folder = try temporaryFolder(self)
         let model = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)
-        let good = ModelDescription(architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4, 0.4, 0.4], std: [0.3, 0.3, 0.3])
+        let good = ModelDescription(
+            architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4, 0.4, 0.4],
+            std: [0.3, 0.3, 0.3])
         for (field, bad, message) in [
-            ("mean", ModelDescription(architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4], std: [0.3, 0.3, 0.3]),
-             "'sfkd_mean' and 'sfkd_std' give 1 and 3 values; expected one per channel (3)"),
-            ("std", ModelDescription(architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4, 0.4, 0.4], std: [0.3, 0, 0.3]),
-             "or a std is not positive"),
-            ("classes", ModelDescription(architecture: "resnet8", dataset: "tiny", classes: 1_000_000_000, inputShape: [3, 8, 8], mean: good.mean, std: good.std),
-             "'sfkd_classes' is 1000000000; expected 2 to 100000"),
-            ("shape", ModelDescription(architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 1_000_000_000, 8], mean: good.mean, std: good.std),
-             "'sfkd_input_shape' is [3, 1000000000, 8]"),
+            (
+                "mean",
+                ModelDescription(
+                    architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4],
+                    std: [0.3, 0.3, 0.3]),
+                "'sfkd_mean' and 'sfkd_std' give 1 and 3 values; expected one per channel (3)"
+            ),
+            (
+                "std",
+                ModelDescription(
+                    architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4, 0.4, 0.4],
+                    std: [0.3, 0, 0.3]),
+                "or a std is not positive"
+            ),
+            (
+                "classes",
+                ModelDescription(
+                    architecture: "resnet8", dataset: "tiny", classes: 1_000_000_000, inputShape: [3, 8, 8],
+                    mean: good.mean, std: good.std),
+                "'sfkd_classes' is 1000000000; expected 2 to 100000"
+            ),
+            (
+                "shape",
+                ModelDescription(
+                    architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 1_000_000_000, 8],
+                    mean: good.mean, std: good.std),
+                "'sfkd_input_shape' is [3, 1000000000, 8]"
+            ),
         ] {
             let path = folder + "/\(field).safetensors"
             try ModelFile.save(model, description: bad, to: path)
@@ -171,7 +214,9 @@ final class SafeTensorsHardeningTests: XCTestCase {
 
     func testCorruptFilesGiveClearErrors() throws {
         let folder = try temporaryFolder(self)
-        try SafeTensors.write([("a", Tensor([1, 2, 3, 4], shape: [2, 2])), ("b", Tensor([5], shape: [1]))], metadata: ["k": "v"], to: folder + "/valid.safetensors")
+        try SafeTensors.write(
+            [("a", Tensor([1, 2, 3, 4], shape: [2, 2])), ("b", Tensor([5], shape: [1]))], metadata: ["k": "v"],
+            to: folder + "/valid.safetensors")
         let valid = try Data(contentsOf: URL(fileURLWithPath: folder + "/valid.safetensors"))
         let headerEnd = 8 + Int(valid[0])
         for cut in 0..<headerEnd + 9 { try expectClearError(valid.prefix(cut), "truncated at \(cut)", folder: folder) }
@@ -181,10 +226,24 @@ final class SafeTensorsHardeningTests: XCTestCase {
             try expectClearError(flipped, "byte \(index) flipped", folder: folder)
         }
         let cases: [(String, String, Int, String)] = [
-            ("offsets that overflow", #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[9223372036854775804,9223372036854775807]}}"#, 16, "do not fit the 16 data bytes"),
-            ("a negative dimension", #"{"a":{"dtype":"F32","shape":[-1,4],"data_offsets":[0,16]}}"#, 16, "negative or impossibly large size"),
-            ("a shape that wraps", #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#, 16, "negative or impossibly large size"),
-            ("overlapping tensors", #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, 16, "overlap"),
+            (
+                "offsets that overflow",
+                #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[9223372036854775804,9223372036854775807]}}"#, 16,
+                "do not fit the 16 data bytes"
+            ),
+            (
+                "a negative dimension", #"{"a":{"dtype":"F32","shape":[-1,4],"data_offsets":[0,16]}}"#, 16,
+                "negative or impossibly large size"
+            ),
+            (
+                "a shape that wraps", #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#,
+                16, "negative or impossibly large size"
+            ),
+            (
+                "overlapping tensors",
+                #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                16, "overlap"
+            ),
             ("offsets backwards", #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#, 16, "do not fit"),
             ("a header length beyond the file", "{}", 0, ""),
         ]

@@ -17,17 +17,23 @@ func tinySplits() -> DatasetSplits {
         var pixels: [UInt8] = [], labels: [Int32] = []
         for _ in 0..<count {
             let label = Int(generator.next() % 4)
-            for c in 0..<3 { for y in 0..<8 { for x in 0..<8 {
-                let quadrant = (y / 4) * 2 + x / 4
-                let base: Float = quadrant == label ? 180 : 60
-                pixels.append(UInt8(max(0, min(255, base + Float(c) * 10 + (generator.nextUniform() - 0.5) * 80))))
-            } } }
+            for c in 0..<3 {
+                for y in 0..<8 {
+                    for x in 0..<8 {
+                        let quadrant = (y / 4) * 2 + x / 4
+                        let base: Float = quadrant == label ? 180 : 60
+                        pixels.append(
+                            UInt8(max(0, min(255, base + Float(c) * 10 + (generator.nextUniform() - 0.5) * 80))))
+                    }
+                }
+            }
             labels.append(Int32(label))
         }
         return ImageDataset(name: "tiny", shape: [3, 8, 8], classes: 4, pixels: pixels, labels: labels)
     }
-    return DatasetSplits(train: split(96, 1), test: split(40, 2), mean: [0.4, 0.4, 0.4], std: [0.3, 0.3, 0.3],
-                         defaultAugmentation: Augmentation(cropPadding: 1, horizontalFlip: true))
+    return DatasetSplits(
+        train: split(96, 1), test: split(40, 2), mean: [0.4, 0.4, 0.4], std: [0.3, 0.3, 0.3],
+        defaultAugmentation: Augmentation(cropPadding: 1, horizontalFlip: true))
 }
 
 /// A short run on `tinySplits()`: batch 16, 8 steps, a log line every step, a checkpoint every 4.
@@ -94,14 +100,21 @@ final class TrainingTests: XCTestCase {
         c.steps = nil
         c.epochs = 4
         let summary = try Trainer(config: c, splits: tinySplits()).run()
-        for file in ["config.yaml", "metrics.jsonl", "model.safetensors", "summary.json", "checkpoints/step-12/DONE", "checkpoints/step-24/DONE"] {
+        for file in [
+            "config.yaml", "metrics.jsonl", "model.safetensors", "summary.json", "checkpoints/step-12/DONE",
+            "checkpoints/step-24/DONE",
+        ] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/" + file), file)
         }
         XCTAssertEqual(summary?.steps, 24)
         // keep_checkpoints (3) prunes the oldest.
         XCTAssertEqual(Checkpoints.complete(in: folder).map(\.step), [24, 18, 12])
-        let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))) as! [String: Any]
-        for key in ["test_top1", "test_loss", "images_per_sec", "steps", "wall_seconds"] { XCTAssertNotNil(saved[key], key) }
+        let saved =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
+            as! [String: Any]
+        for key in ["test_top1", "test_loss", "images_per_sec", "steps", "wall_seconds"] {
+            XCTAssertNotNil(saved[key], key)
+        }
         // The tiny task is learnable: well above chance (25%) after 24 steps.
         XCTAssertGreaterThan(saved["test_top1"] as! Double, 0.5)
         // The model file rebuilds the model and evaluates to the same figure.
@@ -151,7 +164,8 @@ final class TrainingTests: XCTestCase {
         try Trainer(config: config("resnet8", output: folder), splits: tinySplits()).run()
         // state.json and the model metadata carry the format version.
         let statePath = folder + "/checkpoints/step-8/state.json"
-        var state = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
+        var state = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
         XCTAssertEqual(state["format_version"] as? Int, FileFormat.version)
         let model = try SafeTensors.read(folder + "/model.safetensors")
         XCTAssertEqual(model.metadata["sfkd_format_version"], String(FileFormat.version))
@@ -159,8 +173,11 @@ final class TrainingTests: XCTestCase {
         // A newer state.json is refused by --resume, naming the file.
         state["format_version"] = FileFormat.version + 1
         try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
-        XCTAssertThrowsError(try Trainer(config: config("resnet8", output: folder), splits: tinySplits()).run(resume: true)) { error in
-            XCTAssertTrue("\(error)".contains("step-8/state.json has format version \(FileFormat.version + 1)"), "\(error)")
+        XCTAssertThrowsError(
+            try Trainer(config: config("resnet8", output: folder), splits: tinySplits()).run(resume: true)
+        ) { error in
+            XCTAssertTrue(
+                "\(error)".contains("step-8/state.json has format version \(FileFormat.version + 1)"), "\(error)")
         }
         // One without a version (written before versions existed) is read as version 1.
         state.removeValue(forKey: "format_version")
@@ -170,30 +187,39 @@ final class TrainingTests: XCTestCase {
         // A newer model file is refused by eval and as a teacher; one without a version opens.
         var metadata = model.metadata
         metadata["sfkd_format_version"] = String(FileFormat.version + 1)
-        try SafeTensors.write(model.names.map { ($0, model.tensors[$0]!) }, metadata: metadata, to: folder + "/newer.safetensors")
+        try SafeTensors.write(
+            model.names.map { ($0, model.tensors[$0]!) }, metadata: metadata, to: folder + "/newer.safetensors")
         XCTAssertThrowsError(try ModelFile.open(folder + "/newer.safetensors")) { error in
-            XCTAssertTrue("\(error)".contains("newer.safetensors has format version \(FileFormat.version + 1)"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains("newer.safetensors has format version \(FileFormat.version + 1)"), "\(error)")
         }
         metadata.removeValue(forKey: "sfkd_format_version")
-        try SafeTensors.write(model.names.map { ($0, model.tensors[$0]!) }, metadata: metadata, to: folder + "/older.safetensors")
+        try SafeTensors.write(
+            model.names.map { ($0, model.tensors[$0]!) }, metadata: metadata, to: folder + "/older.safetensors")
         XCTAssertEqual(try ModelFile.open(folder + "/older.safetensors").description.architecture, "resnet8")
     }
 
     func testCheckpointOfAnotherArchitectureListsTheMismatch() throws {
         let folder = try temporaryFolder(self)
         let small = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)
-        let description = ModelDescription(architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4], std: [0.3])
+        let description = ModelDescription(
+            architecture: "resnet8", dataset: "tiny", classes: 4, inputShape: [3, 8, 8], mean: [0.4], std: [0.3])
         try ModelFile.save(small, description: description, to: folder + "/model.safetensors")
         let other = try ModelRegistry.make("resnet20", inputShape: [3, 8, 8], classes: 4, seed: 0)
-        XCTAssertThrowsError(try ModelFile.load(try SafeTensors.read(folder + "/model.safetensors"), into: other, path: "x")) { error in
+        XCTAssertThrowsError(
+            try ModelFile.load(try SafeTensors.read(folder + "/model.safetensors"), into: other, path: "x")
+        ) { error in
             XCTAssertTrue("\(error)".contains("missing layer1.1.conv1.weight"), "\(error)")
         }
         let wide = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 5, seed: 0)
-        XCTAssertThrowsError(try ModelFile.load(try SafeTensors.read(folder + "/model.safetensors"), into: wide, path: "x")) { error in
+        XCTAssertThrowsError(
+            try ModelFile.load(try SafeTensors.read(folder + "/model.safetensors"), into: wide, path: "x")
+        ) { error in
             XCTAssertTrue("\(error)".contains("fc.weight: file [4, 64], model [5, 64]"), "\(error)")
         }
         // A dataset of another shape is refused by the description.
-        XCTAssertThrowsError(try description.checkCompatible(with: try DatasetRegistry.load("synthetic"), path: "x")) { error in
+        XCTAssertThrowsError(try description.checkCompatible(with: try DatasetRegistry.load("synthetic"), path: "x")) {
+            error in
             XCTAssertTrue("\(error)".contains("input [3, 32, 32] with 10 classes"), "\(error)")
         }
     }
@@ -214,7 +240,8 @@ final class TrainingTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("truncated"), "\(error)")
         }
 
-        let script = "from safetensors.numpy import load_file; d = load_file('\(path)'); print(sorted(d.keys()), d['layer.weight'].shape, float(d['layer.weight'][1, 2]), float(d['layer.bias'][0]))"
+        let script =
+            "from safetensors.numpy import load_file; d = load_file('\(path)'); print(sorted(d.keys()), d['layer.weight'].shape, float(d['layer.weight'][1, 2]), float(d['layer.bias'][0]))"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", script]
@@ -225,10 +252,12 @@ final class TrainingTests: XCTestCase {
         process.waitUntilExit()
         let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         if errorText.contains("No module named") {
-            throw XCTSkip("Python's safetensors is not installed (pip install safetensors numpy); skipping the cross-check")
+            throw XCTSkip(
+                "Python's safetensors is not installed (pip install safetensors numpy); skipping the cross-check")
         }
         XCTAssertEqual(process.terminationStatus, 0, errorText)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        XCTAssertEqual(output.trimmingCharacters(in: .whitespacesAndNewlines), "['layer.bias', 'layer.weight'] (2, 3) 6.0 -0.5")
+        XCTAssertEqual(
+            output.trimmingCharacters(in: .whitespacesAndNewlines), "['layer.bias', 'layer.weight'] (2, 3) 6.0 -0.5")
     }
 }

@@ -13,7 +13,9 @@ public struct PixelImage: Sendable {
     public var pixels: [UInt8]
 
     public init(width: Int, height: Int, channels: Int = 3, pixels: [UInt8]) {
-        ensure(pixels.count == width * height * channels, "PixelImage: \(pixels.count) bytes for \(width)x\(height)x\(channels)")
+        ensure(
+            pixels.count == width * height * channels,
+            "PixelImage: \(pixels.count) bytes for \(width)x\(height)x\(channels)")
         self.width = width
         self.height = height
         self.channels = channels
@@ -51,26 +53,35 @@ public enum ImageDecoder {
             switch format(of: bytes) {
             case .jpeg: return try decodeJPEG(bytes, path: path, minimumShortSide: minimumShortSide)
             case .png: return try decodePNG(bytes, path: path)
-            case nil: throw UserError("image \(path) is neither JPEG nor PNG (its first bytes are \(bytes.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")))")
+            case nil:
+                throw UserError(
+                    "image \(path) is neither JPEG nor PNG (its first bytes are \(bytes.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")))"
+                )
             }
         }
     }
 
     private struct JPEGHeader { let width: Int, height: Int, colorspace: Int32 }
 
-    private static func jpegHeader(_ handle: tjhandle, _ bytes: UnsafeRawBufferPointer, path: String) throws -> JPEGHeader {
+    private static func jpegHeader(_ handle: tjhandle, _ bytes: UnsafeRawBufferPointer, path: String) throws
+        -> JPEGHeader
+    {
         var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
         let source = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        guard tjDecompressHeader3(handle, source, UInt(bytes.count), &width, &height, &subsampling, &colorspace) == 0 else {
+        guard tjDecompressHeader3(handle, source, UInt(bytes.count), &width, &height, &subsampling, &colorspace) == 0
+        else {
             throw UserError("image \(path): corrupt JPEG header (\(String(cString: tjGetErrorStr2(handle))))")
         }
         guard width > 0, height > 0, Int(width) * Int(height) <= maximumPixels else {
-            throw UserError("image \(path): JPEG of \(width)x\(height) pixels; sfkd reads images of up to \(maximumPixels) pixels")
+            throw UserError(
+                "image \(path): JPEG of \(width)x\(height) pixels; sfkd reads images of up to \(maximumPixels) pixels")
         }
         return JPEGHeader(width: Int(width), height: Int(height), colorspace: colorspace)
     }
 
-    private static func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, minimumShortSide: Int?) throws -> PixelImage {
+    private static func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, minimumShortSide: Int?) throws
+        -> PixelImage
+    {
         guard let handle = tjInitDecompress() else { throw UserError("image \(path): TurboJPEG could not start") }
         defer { tjDestroy(handle) }
         let header = try jpegHeader(handle, bytes, path: path)
@@ -85,8 +96,9 @@ public enum ImageDecoder {
         // Warnings (premature end of data, corrupt entropy segments) stop the decode: a damaged
         // file is an error, not a half-grey image.
         let status = decoded.withUnsafeMutableBufferPointer { out in
-            tjDecompress2(handle, source, UInt(bytes.count), out.baseAddress, Int32(width), 0, Int32(height),
-                          Int32(cmyk ? TJPF_CMYK.rawValue : TJPF_RGB.rawValue), TJFLAG_STOPONWARNING)
+            tjDecompress2(
+                handle, source, UInt(bytes.count), out.baseAddress, Int32(width), 0, Int32(height),
+                Int32(cmyk ? TJPF_CMYK.rawValue : TJPF_RGB.rawValue), TJFLAG_STOPONWARNING)
         }
         guard status == 0 else {
             throw UserError("image \(path): corrupt or truncated JPEG (\(String(cString: tjGetErrorStr2(handle))))")
@@ -110,7 +122,8 @@ public enum ImageDecoder {
         for i in 0..<Int(count) {
             let f = factors[i]
             guard f.num < f.denom else { continue }
-            let w = (width * Int(f.num) + Int(f.denom) - 1) / Int(f.denom), h = (height * Int(f.num) + Int(f.denom) - 1) / Int(f.denom)
+            let w = (width * Int(f.num) + Int(f.denom) - 1) / Int(f.denom),
+                h = (height * Int(f.num) + Int(f.denom) - 1) / Int(f.denom)
             if min(w, h) >= target && w * h < best.0 * best.1 { best = (w, h) }
         }
         return best
@@ -120,11 +133,13 @@ public enum ImageDecoder {
         var width: UInt32 = 0, height: UInt32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let source = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        guard let pixels = cpng_decode_rgb(source, bytes.count, maximumPixels, &width, &height, &message, message.count) else {
+        guard let pixels = cpng_decode_rgb(source, bytes.count, maximumPixels, &width, &height, &message, message.count)
+        else {
             throw UserError("image \(path): corrupt or truncated PNG (\(String(cString: message)))")
         }
         defer { free(pixels) }
         let count = Int(width) * Int(height) * 3
-        return PixelImage(width: Int(width), height: Int(height), pixels: Array(UnsafeBufferPointer(start: pixels, count: count)))
+        return PixelImage(
+            width: Int(width), height: Int(height), pixels: Array(UnsafeBufferPointer(start: pixels, count: count)))
     }
 }

@@ -19,7 +19,9 @@ public struct ImageFolder: Sendable {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw UserError("dataset 'folder': the \(split) split \(root) is not a folder (expected \(root)/<class>/<image>.jpg|.jpeg|.png)")
+            throw UserError(
+                "dataset 'folder': the \(split) split \(root) is not a folder (expected \(root)/<class>/<image>.jpg|.jpeg|.png)"
+            )
         }
         let entries = try manager.contentsOfDirectory(atPath: root).filter { !$0.hasPrefix(".") }.sorted()
         let classNames = entries.filter { name in
@@ -27,19 +29,24 @@ public struct ImageFolder: Sendable {
             return manager.fileExists(atPath: "\(root)/\(name)", isDirectory: &directory) && directory.boolValue
         }
         guard !classNames.isEmpty else {
-            throw UserError("dataset 'folder': \(root) has no class folders (expected \(root)/<class>/<image>.jpg|.jpeg|.png)")
+            throw UserError(
+                "dataset 'folder': \(root) has no class folders (expected \(root)/<class>/<image>.jpg|.jpeg|.png)")
         }
         var paths: [String] = [], labels: [Int32] = []
         for (label, name) in classNames.enumerated() {
             let folder = "\(root)/\(name)"
-            guard let walker = manager.enumerator(atPath: folder) else { throw UserError("dataset 'folder': \(folder) cannot be read") }
+            guard let walker = manager.enumerator(atPath: folder) else {
+                throw UserError("dataset 'folder': \(folder) cannot be read")
+            }
             var found: [String] = []
             while let relative = walker.nextObject() as? String {
                 let file = (relative as NSString).lastPathComponent
                 if file.hasPrefix(".") { continue }
                 guard extensions.contains((file as NSString).pathExtension.lowercased()) else { continue }
                 var directory: ObjCBool = false
-                if manager.fileExists(atPath: "\(folder)/\(relative)", isDirectory: &directory), !directory.boolValue { found.append("\(folder)/\(relative)") }
+                if manager.fileExists(atPath: "\(folder)/\(relative)", isDirectory: &directory), !directory.boolValue {
+                    found.append("\(folder)/\(relative)")
+                }
             }
             guard !found.isEmpty else {
                 throw UserError("dataset 'folder': class folder \(folder) has no .jpg, .jpeg or .png images")
@@ -60,7 +67,9 @@ public struct ImageFolder: Sendable {
             var parts: [String] = []
             if !onlyTrain.isEmpty { parts.append("only in \(train): \(onlyTrain.joined(separator: ", "))") }
             if !onlyVal.isEmpty { parts.append("only in \(val): \(onlyVal.joined(separator: ", "))") }
-            throw UserError("dataset 'folder': the splits have different classes (\(parts.joined(separator: "; "))); every class needs a folder in both")
+            throw UserError(
+                "dataset 'folder': the splits have different classes (\(parts.joined(separator: "; "))); every class needs a folder in both"
+            )
         }
         return (trainFolder, valFolder)
     }

@@ -9,7 +9,9 @@ extension PixelImage {
         var out = pixels
         for y in 0..<height {
             for x in 0..<width {
-                for c in 0..<channels { out[(y * width + x) * channels + c] = pixels[(y * width + width - 1 - x) * channels + c] }
+                for c in 0..<channels {
+                    out[(y * width + x) * channels + c] = pixels[(y * width + width - 1 - x) * channels + c]
+                }
             }
         }
         return PixelImage(width: width, height: height, channels: channels, pixels: out)
@@ -37,7 +39,9 @@ extension PixelImage {
     }
 
     /// `ImageEnhance.Brightness(image).enhance(factor)`: a blend with black.
-    public func adjustingBrightness(_ factor: Float) -> PixelImage { blended(with: [UInt8](repeating: 0, count: pixels.count), factor: factor) }
+    public func adjustingBrightness(_ factor: Float) -> PixelImage {
+        blended(with: [UInt8](repeating: 0, count: pixels.count), factor: factor)
+    }
 
     /// `ImageEnhance.Contrast(image).enhance(factor)`: a blend with the mean grey level.
     public func adjustingContrast(_ factor: Float) -> PixelImage {
@@ -76,7 +80,8 @@ extension PixelImage {
                 for c in 0..<channels {
                     func row(_ yy: Int, _ middle: Float) -> Float {
                         let base = (yy * width + x) * channels + c
-                        return Float(pixels[base - channels]) * edge + Float(pixels[base]) * middle + Float(pixels[base + channels]) * edge
+                        return Float(pixels[base - channels]) * edge + Float(pixels[base]) * middle + Float(
+                            pixels[base + channels]) * edge
                     }
                     var sum: Float = 0.5
                     sum += row(y + 1, edge)
@@ -130,28 +135,32 @@ extension PixelImage {
     /// `ImageOps.autocontrast(image)`: each channel's darkest value to 0 and brightest to 255,
     /// truncated in double precision; a channel with one value is left alone.
     public func autocontrasted() -> PixelImage {
-        mapped(through: histograms().map { histogram in
-            guard let low = histogram.firstIndex(where: { $0 > 0 }), let high = histogram.lastIndex(where: { $0 > 0 }), high > low else {
-                return (0..<256).map { UInt8($0) }
-            }
-            let scale = 255.0 / Double(high - low), offset = -Double(low) * scale
-            return (0..<256).map { UInt8(min(255, max(0, Int(Double($0) * scale + offset)))) }
-        })
+        mapped(
+            through: histograms().map { histogram in
+                guard let low = histogram.firstIndex(where: { $0 > 0 }),
+                    let high = histogram.lastIndex(where: { $0 > 0 }), high > low
+                else {
+                    return (0..<256).map { UInt8($0) }
+                }
+                let scale = 255.0 / Double(high - low), offset = -Double(low) * scale
+                return (0..<256).map { UInt8(min(255, max(0, Int(Double($0) * scale + offset)))) }
+            })
     }
 
     /// `ImageOps.equalize(image)`: each channel's cumulative histogram in steps of
     /// (pixels - count of the last occupied bin) / 255, as PIL counts them.
     public func equalized() -> PixelImage {
-        mapped(through: histograms().map { histogram in
-            let occupied = histogram.filter { $0 > 0 }
-            let step = occupied.count <= 1 ? 0 : (occupied.reduce(0, +) - occupied[occupied.count - 1]) / 255
-            guard step > 0 else { return (0..<256).map { UInt8($0) } }
-            var n = step / 2
-            return (0..<256).map { i in
-                defer { n += histogram[i] }
-                return UInt8(min(255, n / step))
-            }
-        })
+        mapped(
+            through: histograms().map { histogram in
+                let occupied = histogram.filter { $0 > 0 }
+                let step = occupied.count <= 1 ? 0 : (occupied.reduce(0, +) - occupied[occupied.count - 1]) / 255
+                guard step > 0 else { return (0..<256).map { UInt8($0) } }
+                var n = step / 2
+                return (0..<256).map { i in
+                    defer { n += histogram[i] }
+                    return UInt8(min(255, n / step))
+                }
+            })
     }
 
     // MARK: Geometry (Image.transform, Image.rotate)
@@ -167,7 +176,9 @@ extension PixelImage {
             for x in 0..<width {
                 let xin = m[0] * (Double(x) + 0.5) + m[1] * (Double(y) + 0.5) + m[2]
                 let yin = m[3] * (Double(x) + 0.5) + m[4] * (Double(y) + 0.5) + m[5]
-                let inside = interpolation == .bilinear ? bilinearSample(xin, yin, into: &sample) : bicubicSample(xin, yin, into: &sample)
+                let inside =
+                    interpolation == .bilinear
+                    ? bilinearSample(xin, yin, into: &sample) : bicubicSample(xin, yin, into: &sample)
                 for c in 0..<channels { out[(y * width + x) * channels + c] = inside ? sample[c] : fill[c] }
             }
         }
@@ -211,8 +222,11 @@ extension PixelImage {
         for c in 0..<channels {
             func row(_ r: Int) -> Double {
                 let base = r * width
-                return cubic(Double(pixels[(base + columns[0]) * channels + c]), Double(pixels[(base + columns[1]) * channels + c]),
-                             Double(pixels[(base + columns[2]) * channels + c]), Double(pixels[(base + columns[3]) * channels + c]), dx)
+                return cubic(
+                    Double(pixels[(base + columns[0]) * channels + c]),
+                    Double(pixels[(base + columns[1]) * channels + c]),
+                    Double(pixels[(base + columns[2]) * channels + c]),
+                    Double(pixels[(base + columns[3]) * channels + c]), dx)
             }
             let v1 = row(clampedY(y))
             let v2 = y + 1 >= 0 && y + 1 < height ? row(y + 1) : v1

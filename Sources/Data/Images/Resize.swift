@@ -54,7 +54,8 @@ private struct FixedWeights {
             first.append(entry.first)
             taps.append(entry.weights.count)
             for (k, w) in entry.weights.enumerated() {
-                weights[i * stride + k] = Int32(w < 0 ? -0.5 + w * Double(1 << precisionBits) : 0.5 + w * Double(1 << precisionBits))
+                weights[i * stride + k] = Int32(
+                    w < 0 ? -0.5 + w * Double(1 << precisionBits) : 0.5 + w * Double(1 << precisionBits))
             }
         }
     }
@@ -79,7 +80,8 @@ extension PixelImage {
                 out.withUnsafeMutableBufferPointer { target in
                     columns.weights.withUnsafeBufferPointer { weights in
                         for y in 0..<height {
-                            let row = source.baseAddress! + y * width * n, outRow = target.baseAddress! + y * newWidth * n
+                            let row = source.baseAddress! + y * width * n,
+                                outRow = target.baseAddress! + y * newWidth * n
                             for x in 0..<newWidth {
                                 let w = weights.baseAddress! + x * columns.stride, taps = columns.taps[x]
                                 let start = row + columns.first[x] * n
@@ -158,9 +160,14 @@ extension PixelImage {
     /// `round`).
     public func resizedAndCenterCropped(size: Int, cropPercent: Double, interpolation: Interpolation) -> PixelImage {
         let short = Int((Double(size) / cropPercent).rounded(.down))
-        let (w, h) = width <= height ? (short, Int(Double(short) * Double(height) / Double(width))) : (Int(Double(short) * Double(width) / Double(height)), short)
-        let resized = (w == width && h == height) ? self : self.resized(width: w, height: h, interpolation: interpolation)
-        let top = (Double(h - size) / 2).rounded(.toNearestOrEven), left = (Double(w - size) / 2).rounded(.toNearestOrEven)
+        let (w, h) =
+            width <= height
+            ? (short, Int(Double(short) * Double(height) / Double(width)))
+            : (Int(Double(short) * Double(width) / Double(height)), short)
+        let resized =
+            (w == width && h == height) ? self : self.resized(width: w, height: h, interpolation: interpolation)
+        let top = (Double(h - size) / 2).rounded(.toNearestOrEven),
+            left = (Double(w - size) / 2).rounded(.toNearestOrEven)
         return resized.cropped(left: Int(left), top: Int(top), width: size, height: size)
     }
 }

@@ -6,7 +6,9 @@ import Tensors
 /// Reads a whole file, through zlib when it is gzip-compressed (by content, not by name).
 func readFileBytes(_ path: String) throws -> [UInt8] {
     guard FileManager.default.fileExists(atPath: path) else { throw UserError("file \(path) not found") }
-    guard let handle = FileHandle(forReadingAtPath: path) else { throw UserError("file \(path) cannot be opened for reading") }
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw UserError("file \(path) cannot be opened for reading")
+    }
     let head = handle.readData(ofLength: 2)
     try? handle.close()
     if head.count == 2 && head[head.startIndex] == 0x1f && head[head.startIndex + 1] == 0x8b {
@@ -30,7 +32,9 @@ private func gunzip(_ path: String) throws -> [UInt8] {
         }
         if read == 0 { break }
         guard result.count + Int(read) <= maximumDecompressedBytes else {
-            throw UserError("file \(path): decompresses to more than \(maximumDecompressedBytes >> 30) GiB; not a dataset file sfkd reads")
+            throw UserError(
+                "file \(path): decompresses to more than \(maximumDecompressedBytes >> 30) GiB; not a dataset file sfkd reads"
+            )
         }
         result.append(contentsOf: chunk[0..<Int(read)])
     }
@@ -38,11 +42,11 @@ private func gunzip(_ path: String) throws -> [UInt8] {
     var code: Int32 = 0
     let message = gzerror(file, &code).map { String(cString: $0) } ?? ""
     if code != Z_OK && code != Z_STREAM_END {
-        throw UserError("file \(path): gzip stream is truncated or corrupt after \(result.count) decompressed bytes (\(message))")
+        throw UserError(
+            "file \(path): gzip stream is truncated or corrupt after \(result.count) decompressed bytes (\(message))")
     }
     return result
 }
-
 
 /// Largest decompressed `.gz` input: the biggest dataset file sfkd reads is far smaller, and a
 /// small compressed file must not expand into all of memory.

@@ -50,9 +50,11 @@ public struct ImagePipeline: Equatable, Sendable, Codable {
         for _ in 0..<10 {
             let target = area * Double.random(in: scale[0]..<max(scale[1], scale[0].nextUp), using: &generator)
             let aspect = exp(Double.random(in: logRatio.0..<max(logRatio.1, logRatio.0.nextUp), using: &generator))
-            let w = Int((target * aspect).squareRoot().rounded(.toNearestOrEven)), h = Int((target / aspect).squareRoot().rounded(.toNearestOrEven))
+            let w = Int((target * aspect).squareRoot().rounded(.toNearestOrEven)),
+                h = Int((target / aspect).squareRoot().rounded(.toNearestOrEven))
             if w > 0 && h > 0 && w <= width && h <= height {
-                let top = Int.random(in: 0...(height - h), using: &generator), left = Int.random(in: 0...(width - w), using: &generator)
+                let top = Int.random(in: 0...(height - h), using: &generator),
+                    left = Int.random(in: 0...(width - w), using: &generator)
                 return CropBox(left: left, top: top, width: w, height: h)
             }
         }
@@ -76,9 +78,14 @@ public struct ImagePipeline: Equatable, Sendable, Codable {
         case .bicubic: filter = .bicubic
         case .random: filter = generator.next() & 1 == 0 ? .bilinear : .bicubic
         }
-        var out = image.cropped(left: box.left, top: box.top, width: box.width, height: box.height).resized(width: size, height: size, interpolation: filter)
-        if flipProbability > 0 && Double.random(in: 0..<1, using: &generator) < flipProbability { out = out.flippedHorizontally() }
-        if let randAugment { out = randAugment.apply(to: out, interpolation: trainInterpolation, fill: fill, generator: &generator) }
+        var out = image.cropped(left: box.left, top: box.top, width: box.width, height: box.height).resized(
+            width: size, height: size, interpolation: filter)
+        if flipProbability > 0 && Double.random(in: 0..<1, using: &generator) < flipProbability {
+            out = out.flippedHorizontally()
+        }
+        if let randAugment {
+            out = randAugment.apply(to: out, interpolation: trainInterpolation, fill: fill, generator: &generator)
+        }
         if colorJitter > 0 {
             // torchvision's ColorJitter: the three factors, then the adjustments in random order.
             let low = max(0, 1 - colorJitter), high = 1 + colorJitter
@@ -110,9 +117,11 @@ public struct ImagePipeline: Equatable, Sendable, Codable {
         for _ in 0..<10 {
             let target = area * Double.random(in: 0.02..<(1.0 / 3), using: &generator)
             let aspect = exp(Double.random(in: log(0.3)..<log(1 / 0.3), using: &generator))
-            let h = Int((target * aspect).squareRoot().rounded(.toNearestOrEven)), w = Int((target / aspect).squareRoot().rounded(.toNearestOrEven))
+            let h = Int((target * aspect).squareRoot().rounded(.toNearestOrEven)),
+                w = Int((target / aspect).squareRoot().rounded(.toNearestOrEven))
             guard w < size && h < size else { continue }
-            let top = Int.random(in: 0...(size - h), using: &generator), left = Int.random(in: 0...(size - w), using: &generator)
+            let top = Int.random(in: 0...(size - h), using: &generator),
+                left = Int.random(in: 0...(size - w), using: &generator)
             for c in 0..<channels {
                 for y in top..<(top + h) {
                     for x in left..<(left + w) { sample[(c * size + y) * size + x] = generator.nextNormal() }

@@ -31,15 +31,19 @@ public struct Mixup: Equatable, Sendable {
         public let box: (top: Int, bottom: Int, left: Int, right: Int)?
 
         public static func == (a: Draw, b: Draw) -> Bool {
-            a.lambda == b.lambda && a.box?.top == b.box?.top && a.box?.bottom == b.box?.bottom && a.box?.left == b.box?.left && a.box?.right == b.box?.right
+            a.lambda == b.lambda && a.box?.top == b.box?.top && a.box?.bottom == b.box?.bottom
+                && a.box?.left == b.box?.left && a.box?.right == b.box?.right
         }
     }
 
     /// timm's `_params_per_batch` and `rand_bbox` (with `correct_lam`) for images of `height` x `width`.
     public func draw(height: Int, width: Int, seed: UInt64, step: Int) -> Draw {
         var generator = RandomGenerator.derived(seed: seed, 0x313, UInt64(step))
-        guard isActive, Double.random(in: 0..<1, using: &generator) < probability else { return Draw(lambda: 1, box: nil) }
-        let useCutmix = cutmixAlpha > 0 && (mixupAlpha <= 0 || Double.random(in: 0..<1, using: &generator) < switchProbability)
+        guard isActive, Double.random(in: 0..<1, using: &generator) < probability else {
+            return Draw(lambda: 1, box: nil)
+        }
+        let useCutmix =
+            cutmixAlpha > 0 && (mixupAlpha <= 0 || Double.random(in: 0..<1, using: &generator) < switchProbability)
         let alpha = useCutmix ? cutmixAlpha : mixupAlpha
         let lambda = Self.beta(alpha, generator: &generator)
         guard useCutmix else { return Draw(lambda: lambda, box: nil) }
@@ -64,7 +68,8 @@ public struct Mixup: Equatable, Sendable {
         let source = batch.images, images = Tensor(uninitializedShape: shape)
         let lambda = Float(mix.lambda)
         for k in 0..<count {
-            let x = source.data + k * sampleSize, y = source.data + partner(k) * sampleSize, out = images.data + k * sampleSize
+            let x = source.data + k * sampleSize, y = source.data + partner(k) * sampleSize,
+                out = images.data + k * sampleSize
             if let box = mix.box {
                 out.update(from: x, count: sampleSize)
                 for c in 0..<channels {

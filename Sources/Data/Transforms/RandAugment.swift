@@ -13,12 +13,15 @@ public struct RandAugment: Equatable, Sendable, Codable {
     /// timm's op names.
     public enum Operation: String, CaseIterable, Sendable, Codable {
         case autoContrast = "AutoContrast", equalize = "Equalize", invert = "Invert", rotate = "Rotate"
-        case posterize = "Posterize", posterizeIncreasing = "PosterizeIncreasing", posterizeOriginal = "PosterizeOriginal"
+        case posterize = "Posterize", posterizeIncreasing = "PosterizeIncreasing", posterizeOriginal =
+            "PosterizeOriginal"
         case solarize = "Solarize", solarizeIncreasing = "SolarizeIncreasing", solarizeAdd = "SolarizeAdd"
-        case color = "Color", colorIncreasing = "ColorIncreasing", contrast = "Contrast", contrastIncreasing = "ContrastIncreasing"
+        case color = "Color", colorIncreasing = "ColorIncreasing", contrast = "Contrast", contrastIncreasing =
+            "ContrastIncreasing"
         case brightness = "Brightness", brightnessIncreasing = "BrightnessIncreasing"
         case sharpness = "Sharpness", sharpnessIncreasing = "SharpnessIncreasing"
-        case shearX = "ShearX", shearY = "ShearY", translateXRelative = "TranslateXRel", translateYRelative = "TranslateYRel"
+        case shearX = "ShearX", shearY = "ShearY", translateXRelative = "TranslateXRel", translateYRelative =
+            "TranslateYRel"
         case desaturate = "Desaturate", gaussianBlur = "GaussianBlur"
 
         /// The op with its argument at `level` (0-10), as timm's `LEVEL_TO_ARG`; the signed
@@ -127,7 +130,9 @@ public struct RandAugment: Equatable, Sendable, Codable {
         self.configuration = configuration
         let sections = configuration.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
         func fail(_ why: String) -> UserError {
-            UserError("aa: '\(configuration)': \(why) (timm's RandAugment string, e.g. rand-m9-mstd0.5-inc1: m magnitude, n ops, p probability, mstd magnitude noise, mmax magnitude bound, inc1 increasing ops, t op set weights|3a|3aw)")
+            UserError(
+                "aa: '\(configuration)': \(why) (timm's RandAugment string, e.g. rand-m9-mstd0.5-inc1: m magnitude, n ops, p probability, mstd magnitude noise, mmax magnitude bound, inc1 increasing ops, t op set weights|3a|3aw)"
+            )
         }
         guard sections.first == "rand" else {
             throw fail("only RandAugment ('rand-...') is supported; timm's AutoAugment policies and AugMix are not")
@@ -136,11 +141,15 @@ public struct RandAugment: Equatable, Sendable, Codable {
         for section in sections.dropFirst() {
             if section.hasPrefix("t") {
                 let name = String(section.dropFirst())
-                guard ["weights", "3a", "3aw"].contains(name) else { throw fail("unknown op set '\(name)' in '\(section)'") }
+                guard ["weights", "3a", "3aw"].contains(name) else {
+                    throw fail("unknown op set '\(name)' in '\(section)'")
+                }
                 if set == nil { set = name }
                 continue
             }
-            guard let digit = section.firstIndex(where: \.isNumber) else { throw fail("section '\(section)' has no value") }
+            guard let digit = section.firstIndex(where: \.isNumber) else {
+                throw fail("section '\(section)' has no value")
+            }
             let key = String(section[..<digit]), text = String(section[digit...])
             func integer() throws -> Int {
                 guard let v = Int(text) else { throw fail("'\(section)': \(key) takes a whole number") }
@@ -175,7 +184,9 @@ public struct RandAugment: Equatable, Sendable, Codable {
             let total = table.map(\.1).reduce(0, +)
             operations = table.map(\.0)
             weights = table.map { $0.1 / total }
-            guard layers <= operations.count else { throw fail("n is \(layers), but a weighted set draws without replacement from \(operations.count) ops") }
+            guard layers <= operations.count else {
+                throw fail("n is \(layers), but a weighted set draws without replacement from \(operations.count) ops")
+            }
         case "3a": operations = Self.threeAugmentOperations
         default: operations = increasing ? Self.increasingOperations : Self.standardOperations
         }
@@ -194,7 +205,10 @@ public struct RandAugment: Equatable, Sendable, Codable {
             let total = remaining.reduce(0, +)
             var target = Double.random(in: 0..<1, using: &generator) * total, pick = remaining.count - 1
             for (i, w) in remaining.enumerated() {
-                if target < w { pick = i; break }
+                if target < w {
+                    pick = i
+                    break
+                }
                 target -= w
             }
             chosen.append(candidates.remove(at: pick))
@@ -206,8 +220,10 @@ public struct RandAugment: Equatable, Sendable, Codable {
     /// The image after the chosen ops, each applied with `probability` at a magnitude drawn
     /// around `magnitude` (timm's `AugmentOp`). Geometric ops resample with `interpolation`
     /// (a draw per op when random) and fill uncovered pixels with `fill`, timm's rounded mean.
-    public func apply(to image: PixelImage, interpolation: ImagePipeline.TrainInterpolation, fill: [UInt8],
-                      generator: inout RandomGenerator) -> PixelImage {
+    public func apply(
+        to image: PixelImage, interpolation: ImagePipeline.TrainInterpolation, fill: [UInt8],
+        generator: inout RandomGenerator
+    ) -> PixelImage {
         var out = image
         for operation in chosenOperations(generator: &generator) {
             if probability < 1 && Double.random(in: 0..<1, using: &generator) > probability { continue }
@@ -237,7 +253,9 @@ public struct RandAugment: Equatable, Sendable, Codable {
 
 extension PixelImage {
     /// The image after one RandAugment op, as timm calls PIL for it.
-    public func applying(_ adjustment: RandAugment.Adjustment, interpolation: Interpolation, fill: [UInt8]) -> PixelImage {
+    public func applying(_ adjustment: RandAugment.Adjustment, interpolation: Interpolation, fill: [UInt8])
+        -> PixelImage
+    {
         let fill = channels == fill.count ? fill : [UInt8](repeating: fill.first ?? 128, count: channels)
         switch adjustment {
         case .autoContrast: return autocontrasted()
@@ -251,10 +269,16 @@ extension PixelImage {
         case .contrast(let factor): return adjustingContrast(Float(factor))
         case .brightness(let factor): return adjustingBrightness(Float(factor))
         case .sharpness(let factor): return adjustingSharpness(Float(factor))
-        case .shearX(let factor): return affineTransformed([1, factor, 0, 0, 1, 0], interpolation: interpolation, fill: fill)
-        case .shearY(let factor): return affineTransformed([1, 0, 0, factor, 1, 0], interpolation: interpolation, fill: fill)
-        case .translateX(let fraction): return affineTransformed([1, 0, fraction * Double(width), 0, 1, 0], interpolation: interpolation, fill: fill)
-        case .translateY(let fraction): return affineTransformed([1, 0, 0, 0, 1, fraction * Double(height)], interpolation: interpolation, fill: fill)
+        case .shearX(let factor):
+            return affineTransformed([1, factor, 0, 0, 1, 0], interpolation: interpolation, fill: fill)
+        case .shearY(let factor):
+            return affineTransformed([1, 0, 0, factor, 1, 0], interpolation: interpolation, fill: fill)
+        case .translateX(let fraction):
+            return affineTransformed(
+                [1, 0, fraction * Double(width), 0, 1, 0], interpolation: interpolation, fill: fill)
+        case .translateY(let fraction):
+            return affineTransformed(
+                [1, 0, 0, 0, 1, fraction * Double(height)], interpolation: interpolation, fill: fill)
         case .gaussianBlur(let radius): return gaussianBlurred(radius: radius)
         }
     }

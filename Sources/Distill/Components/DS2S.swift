@@ -9,9 +9,13 @@ public final class ResConvBlock: Layer {
     public var isTraining = true
 
     public init(channels: Int, generator: inout RandomGenerator) {
-        conv1 = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+        conv1 = Conv2d(
+            inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false,
+            generator: &generator)
         bn1 = BatchNorm2d(channels: channels)
-        conv2 = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false, generator: &generator)
+        conv2 = Conv2d(
+            inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false,
+            generator: &generator)
         bn2 = BatchNorm2d(channels: channels)
     }
 
@@ -27,7 +31,8 @@ public enum TransBlock {
     public static func heads(for width: Int) -> Int { max(1, min(4, width / 8)) }
 
     public static func make(width: Int, generator: inout RandomGenerator) -> TransformerBlock {
-        TransformerBlock(width: width, heads: heads(for: width), mlpWidth: 2 * width, epsilon: 1e-5, generator: &generator)
+        TransformerBlock(
+            width: width, heads: heads(for: width), mlpWidth: 2 * width, epsilon: 1e-5, generator: &generator)
     }
 }
 
@@ -62,14 +67,19 @@ public final class DS2S: Module {
     }
 
     public var children: [(String, any Module)] {
-        [("embed", embed), ("detail", detail), ("approximation", approximation), ("interaction", interaction), ("fuse", fuse), ("project", project)]
+        [
+            ("embed", embed), ("detail", detail), ("approximation", approximation), ("interaction", interaction),
+            ("fuse", fuse), ("project", project),
+        ]
     }
 
     /// PE4D of one band as a (1, h*w, d) constant, cached by band.
-    private func encoding(level: Int, orientation: PositionalEncoding4D.Orientation, rows: Int, columns: Int) -> Tensor {
+    private func encoding(level: Int, orientation: PositionalEncoding4D.Orientation, rows: Int, columns: Int) -> Tensor
+    {
         let key = [level, orientation.rawValue, rows, columns]
         if let cached = encodings[key] { return cached }
-        let codes = PositionalEncoding4D.codes(width: width, level: level, orientation: orientation, rows: rows, columns: columns)
+        let codes = PositionalEncoding4D.codes(
+            width: width, level: level, orientation: orientation, rows: rows, columns: columns)
         let tensor = Tensor(codes, shape: [1, rows * columns, width])
         encodings[key] = tensor
         return tensor
@@ -104,7 +114,8 @@ public final class DS2S: Module {
         }
         // Stage 2: one sequence of all bands.
         let sequences = zip(stage1, entries).map { features, entry in
-            tokens(features) + encoding(level: entry.1, orientation: entry.2, rows: features.shape[2], columns: features.shape[3])
+            tokens(features)
+                + encoding(level: entry.1, orientation: entry.2, rows: features.shape[2], columns: features.shape[3])
         }
         let lengths = sequences.map { $0.shape[1] }
         let mixed = interaction(concat(sequences, axis: 1)).split(lengths, axis: 1)

@@ -12,7 +12,9 @@ public final class Aligner: Module {
     public var isTraining = true
 
     public init(studentChannels: Int, teacherChannels: Int, teacherSize: (Int, Int), generator: inout RandomGenerator) {
-        conv = Conv2d(inputChannels: studentChannels, outputChannels: teacherChannels, kernelSize: 1, bias: false, generator: &generator)
+        conv = Conv2d(
+            inputChannels: studentChannels, outputChannels: teacherChannels, kernelSize: 1, bias: false,
+            generator: &generator)
         bn = BatchNorm2d(channels: teacherChannels)
         targetSize = teacherSize
     }

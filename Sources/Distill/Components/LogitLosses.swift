@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// Hinton's KD: tau^2 KL(softmax(z_t / tau) || softmax(z_s / tau)), KL summed over classes and
@@ -9,13 +10,16 @@ public func knowledgeDistillationLoss(student: Tensor, teacher: Tensor, temperat
 
 /// Decoupled KD (Zhao et al. 2022): alpha TCKD + beta NCKD, both tau^2 KL; TCKD on the binary
 /// (target, rest) split, NCKD on the non-target classes (target logit masked by -1000).
-public func decoupledKnowledgeDistillationLoss(student: Tensor, teacher: Tensor, labels: [Int], alpha: Float, beta: Float, temperature tau: Float) -> Tensor {
+public func decoupledKnowledgeDistillationLoss(
+    student: Tensor, teacher: Tensor, labels: [Int], alpha: Float, beta: Float, temperature tau: Float
+) -> Tensor {
     let (batch, classes) = (student.shape[0], student.shape[1])
     let targetMask = Tensor(zeros: [batch, classes])
     for (row, label) in labels.enumerated() { targetMask.data[row * classes + label] = 1 }
     let otherMask = withNoGrad { 1 - targetMask }
     func binary(_ p: Tensor) -> Tensor {
-        concat([(p * targetMask).sum(axes: [1], keepDims: true), (p * otherMask).sum(axes: [1], keepDims: true)], axis: 1)
+        concat(
+            [(p * targetMask).sum(axes: [1], keepDims: true), (p * otherMask).sum(axes: [1], keepDims: true)], axis: 1)
     }
     let studentBinary = binary(softmax(student / tau))
     let teacherBinary = withNoGrad { binary(softmax(teacher / tau)) }
@@ -42,5 +46,3 @@ public func ofaLoss(student: Tensor, teacher: Tensor, labels: [Int], epsilon: Fl
     }
     return crossEntropy(temperature == 1 ? student : student / temperature, softTargets: target)
 }
-
-import Foundation

@@ -12,16 +12,22 @@ public final class OFABranch: Module {
     let head: Linear
     public var isTraining = true
 
-    public init(tapShape: [Int], layout: TapLayout, finalGrid: (Int, Int), classes: Int, generator: inout RandomGenerator) {
+    public init(
+        tapShape: [Int], layout: TapLayout, finalGrid: (Int, Int), classes: Int, generator: inout RandomGenerator
+    ) {
         switch layout {
         case .spatial:
             var channels = tapShape[1], size = tapShape[2]
             var layers: [any Layer] = []
             while size > finalGrid.0 {
                 layers += [
-                    Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, stride: 2, padding: 1, groups: channels, bias: false, generator: &generator),
+                    Conv2d(
+                        inputChannels: channels, outputChannels: channels, kernelSize: 3, stride: 2, padding: 1,
+                        groups: channels, bias: false, generator: &generator),
                     BatchNorm2d(channels: channels), Activation.relu,
-                    Conv2d(inputChannels: channels, outputChannels: 2 * channels, kernelSize: 1, bias: false, generator: &generator),
+                    Conv2d(
+                        inputChannels: channels, outputChannels: 2 * channels, kernelSize: 1, bias: false,
+                        generator: &generator),
                     BatchNorm2d(channels: 2 * channels), Activation.relu,
                 ]
                 channels *= 2
@@ -39,7 +45,8 @@ public final class OFABranch: Module {
     }
 
     public var children: [(String, any Module)] {
-        (blocks.map { [("blocks", $0 as any Module)] } ?? []) + (transformer.map { [("transformer", $0 as any Module)] } ?? []) + [("head", head)]
+        (blocks.map { [("blocks", $0 as any Module)] } ?? [])
+            + (transformer.map { [("transformer", $0 as any Module)] } ?? []) + [("head", head)]
     }
 
     public func callAsFunction(_ tap: FeatureTap) -> Tensor {

@@ -4,13 +4,17 @@ import Tensors
 
 /// Which student tap is distilled towards which teacher tap: `kd_stages` resolved against both
 /// models (negative indices count from the end). Errors list the taps the models offer.
-public func resolveStagePairs(_ stages: [Int], student: [TapShape], teacher: [TapShape], method: String) throws -> [(student: Int, teacher: Int)] {
+public func resolveStagePairs(_ stages: [Int], student: [TapShape], teacher: [TapShape], method: String) throws -> [(
+    student: Int, teacher: Int
+)] {
     guard !stages.isEmpty else { throw UserError("--kd-stages is empty; \(method) needs at least one stage") }
     func resolve(_ index: Int, _ taps: [TapShape], _ who: String) throws -> Int {
         let resolved = index < 0 ? index + taps.count : index
         guard resolved >= 0 && resolved < taps.count else {
             let listing = taps.enumerated().map { "\($0.offset): \(describe($0.element))" }.joined(separator: "; ")
-            throw UserError("--kd-stages \(index) is out of range for the \(who), which has \(taps.count) taps (\(listing)); use 0..<\(taps.count) or -\(taps.count)..<0")
+            throw UserError(
+                "--kd-stages \(index) is out of range for the \(who), which has \(taps.count) taps (\(listing)); use 0..<\(taps.count) or -\(taps.count)..<0"
+            )
         }
         return resolved
     }

@@ -32,8 +32,9 @@ public final class DKD: DistillationMethod {
     public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
         let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
         let warm = min(1, Float(step + 1) / Float(warmupSteps))
-        let dkd = decoupledKnowledgeDistillationLoss(student: student.logits, teacher: teacher!.logits.detached(), labels: targets.labels,
-                                                     alpha: alpha, beta: beta, temperature: temperature)
+        let dkd = decoupledKnowledgeDistillationLoss(
+            student: student.logits, teacher: teacher!.logits.detached(), labels: targets.labels,
+            alpha: alpha, beta: beta, temperature: temperature)
         return ObjectiveLoss(total: ce * lambdaCE + dkd * warm, terms: ["ce": ce.item, "dkd": dkd.item])
     }
 }

@@ -19,8 +19,10 @@ public struct MethodContext {
     public var stepsPerEpoch: Int
     public var totalSteps: Int
 
-    public init(settings: SettingValues, studentTaps: [TapShape], teacherTaps: [TapShape], classes: Int, seed: UInt64,
-                labelSmoothing: Float, stepsPerEpoch: Int, totalSteps: Int) {
+    public init(
+        settings: SettingValues, studentTaps: [TapShape], teacherTaps: [TapShape], classes: Int, seed: UInt64,
+        labelSmoothing: Float, stepsPerEpoch: Int, totalSteps: Int
+    ) {
         self.settings = settings
         self.studentTaps = studentTaps
         self.teacherTaps = teacherTaps
@@ -70,17 +72,22 @@ public protocol DistillationMethod: AnyObject {
     func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss
 }
 
-
-
 /// Settings several methods read.
 public enum SharedSettings {
-    public static let lambdaCE = Setting<Float>("lambda_ce", default: 1, range: .nonNegative, help: "Weight of cross-entropy.")
-    public static let lambdaKD = Setting<Float>("lambda_kd", default: 1, range: .nonNegative, help: "Weight of the logit loss.")
-    public static let temperature = Setting<Float>("tau", default: 4, range: .between(0.01, 100), help: "KD/DKD temperature.")
-    public static let stages = Setting<[Int]>("kd_stages", default: [-2, -1],
-                                              help: "Tap indices to distil, negatives from the end; student and teacher taps are paired in this order.")
-    public static let featureNormalization = Setting<FeatureNormalization>("feat_norm", default: .layernorm,
-                                                                           help: "Normalisation of aligned student and teacher maps.")
-    public static let ofaEpsilon = Setting<Float>("ofa_eps", default: 1, range: .between(0.01, 10), help: "OFA target exponent.")
-    public static let ofaTemperature = Setting<Float>("ofa_tau", default: 1, range: .between(0.01, 100), help: "OFA temperature.")
+    public static let lambdaCE = Setting<Float>(
+        "lambda_ce", default: 1, range: .nonNegative, help: "Weight of cross-entropy.")
+    public static let lambdaKD = Setting<Float>(
+        "lambda_kd", default: 1, range: .nonNegative, help: "Weight of the logit loss.")
+    public static let temperature = Setting<Float>(
+        "tau", default: 4, range: .between(0.01, 100), help: "KD/DKD temperature.")
+    public static let stages = Setting<[Int]>(
+        "kd_stages", default: [-2, -1],
+        help: "Tap indices to distil, negatives from the end; student and teacher taps are paired in this order.")
+    public static let featureNormalization = Setting<FeatureNormalization>(
+        "feat_norm", default: .layernorm,
+        help: "Normalisation of aligned student and teacher maps.")
+    public static let ofaEpsilon = Setting<Float>(
+        "ofa_eps", default: 1, range: .between(0.01, 10), help: "OFA target exponent.")
+    public static let ofaTemperature = Setting<Float>(
+        "ofa_tau", default: 1, range: .between(0.01, 100), help: "OFA temperature.")
 }

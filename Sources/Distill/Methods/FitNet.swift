@@ -9,8 +9,12 @@ public final class FitNet: DistillationMethod {
     public static let name = "fitnet"
     public static let summary = "feature hints through aligners (Romero et al. 2015)"
     public static let needsTeacher = true
-    static let lambdaFitNet = Setting<Float>("lambda_fitnet", default: 1, range: .nonNegative, help: "Weight of FitNet's hint loss.")
-    public static let settings = [SharedSettings.lambdaCE.spec, SharedSettings.stages.spec, SharedSettings.featureNormalization.spec, lambdaFitNet.spec]
+    static let lambdaFitNet = Setting<Float>(
+        "lambda_fitnet", default: 1, range: .nonNegative, help: "Weight of FitNet's hint loss.")
+    public static let settings = [
+        SharedSettings.lambdaCE.spec, SharedSettings.stages.spec, SharedSettings.featureNormalization.spec,
+        lambdaFitNet.spec,
+    ]
 
     let labelSmoothing: Float, lambdaCE: Float, lambdaFitNet: Float
     let normalization: FeatureNormalization
@@ -22,11 +26,15 @@ public final class FitNet: DistillationMethod {
         lambdaCE = context.settings[SharedSettings.lambdaCE]
         lambdaFitNet = context.settings[Self.lambdaFitNet]
         normalization = context.settings[SharedSettings.featureNormalization]
-        pairs = try resolveStagePairs(context.settings[SharedSettings.stages], student: context.studentTaps, teacher: context.teacherTaps, method: Self.name)
+        pairs = try resolveStagePairs(
+            context.settings[SharedSettings.stages], student: context.studentTaps, teacher: context.teacherTaps,
+            method: Self.name)
         var generator = RandomGenerator.derived(seed: context.seed, 0xD157)
         aligners = pairs.map { s, t in
             let studentMap = spatialShape(context.studentTaps[s]), teacherMap = spatialShape(context.teacherTaps[t])
-            return Aligner(studentChannels: studentMap[0], teacherChannels: teacherMap[0], teacherSize: (teacherMap[1], teacherMap[2]), generator: &generator)
+            return Aligner(
+                studentChannels: studentMap[0], teacherChannels: teacherMap[0],
+                teacherSize: (teacherMap[1], teacherMap[2]), generator: &generator)
         }
     }
 

@@ -7,7 +7,9 @@ public final class KD: DistillationMethod {
     public static let name = "kd"
     public static let summary = "logit distillation (Hinton et al. 2015)"
     public static let needsTeacher = true
-    public static let settings = [SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.temperature.spec]
+    public static let settings = [
+        SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.temperature.spec,
+    ]
 
     let labelSmoothing: Float, lambdaCE: Float, lambdaKD: Float, temperature: Float
 
@@ -24,7 +26,8 @@ public final class KD: DistillationMethod {
 
     public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
         let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
-        let kd = knowledgeDistillationLoss(student: student.logits, teacher: teacher!.logits.detached(), temperature: temperature)
+        let kd = knowledgeDistillationLoss(
+            student: student.logits, teacher: teacher!.logits.detached(), temperature: temperature)
         return ObjectiveLoss(total: ce * lambdaCE + kd * lambdaKD, terms: ["ce": ce.item, "kd": kd.item])
     }
 }

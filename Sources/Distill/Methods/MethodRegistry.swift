@@ -19,24 +19,34 @@ public enum MethodRegistry {
 
     /// Every method's settings once, in registry order, with the methods that read each.
     /// Two methods that declare a setting of the same name share one declaration.
-    public static let settings: [(spec: SettingSpec, methods: [String])] = (try? settingsTable(methods, reserved: [])) ?? []
+    public static let settings: [(spec: SettingSpec, methods: [String])] =
+        (try? settingsTable(methods, reserved: [])) ?? []
 
     /// The settings table of `methods`. Refuses a setting named like one of `reserved` (the
     /// training keys: it would be shadowed), two declarations of one name that differ in type,
     /// default or range (one key must mean one thing), and a method name given twice.
-    public static func settingsTable(_ methods: [any DistillationMethod.Type], reserved: Set<String>) throws -> [(spec: SettingSpec, methods: [String])] {
+    public static func settingsTable(_ methods: [any DistillationMethod.Type], reserved: Set<String>) throws -> [(
+        spec: SettingSpec, methods: [String]
+    )] {
         var table: [(spec: SettingSpec, methods: [String])] = []
         var names = Set<String>()
         for method in methods {
-            guard names.insert(method.name).inserted else { throw MethodRegistrationError("two methods are named '\(method.name)'") }
+            guard names.insert(method.name).inserted else {
+                throw MethodRegistrationError("two methods are named '\(method.name)'")
+            }
             for spec in method.settings {
                 guard !reserved.contains(spec.name) else {
-                    throw MethodRegistrationError("method '\(method.name)' declares the setting '\(spec.name)', which is a training key; name it after the method")
+                    throw MethodRegistrationError(
+                        "method '\(method.name)' declares the setting '\(spec.name)', which is a training key; name it after the method"
+                    )
                 }
                 if let index = table.firstIndex(where: { $0.spec.name == spec.name }) {
                     let other = table[index].spec
-                    guard other.kind == spec.kind, other.defaultValue == spec.defaultValue, other.range == spec.range else {
-                        throw MethodRegistrationError("methods '\(table[index].methods[0])' and '\(method.name)' declare '\(spec.name)' differently; share one declaration (SharedSettings)")
+                    guard other.kind == spec.kind, other.defaultValue == spec.defaultValue, other.range == spec.range
+                    else {
+                        throw MethodRegistrationError(
+                            "methods '\(table[index].methods[0])' and '\(method.name)' declare '\(spec.name)' differently; share one declaration (SharedSettings)"
+                        )
                     }
                     table[index].methods.append(method.name)
                 } else {

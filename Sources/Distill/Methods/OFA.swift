@@ -8,8 +8,10 @@ public final class OFA: DistillationMethod {
     public static let name = "ofa"
     public static let summary = "exit branches with the OFA loss (Hao et al. 2023)"
     public static let needsTeacher = true
-    public static let settings = [SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.stages.spec,
-                                  SharedSettings.ofaEpsilon.spec, SharedSettings.ofaTemperature.spec]
+    public static let settings = [
+        SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.stages.spec,
+        SharedSettings.ofaEpsilon.spec, SharedSettings.ofaTemperature.spec,
+    ]
 
     let labelSmoothing: Float, lambdaCE: Float, lambdaKD: Float, epsilon: Float, temperature: Float
     let pairs: [(student: Int, teacher: Int)]
@@ -25,13 +27,15 @@ public final class OFA: DistillationMethod {
         epsilon = context.settings[SharedSettings.ofaEpsilon]
         temperature = context.settings[SharedSettings.ofaTemperature]
         let taps = context.studentTaps
-        pairs = try resolveStagePairs(context.settings[SharedSettings.stages], student: taps, teacher: context.teacherTaps, method: Self.name)
+        pairs = try resolveStagePairs(
+            context.settings[SharedSettings.stages], student: taps, teacher: context.teacherTaps, method: Self.name)
         var generator = RandomGenerator.derived(seed: context.seed, 0xD157)
         let last = spatialShape(taps[taps.count - 1])
         branches = pairs.map { s, _ in
             let tap = taps[s]
-            return OFABranch(tapShape: [1] + (tap.layout == .spatial ? spatialShape(tap) : Array(tap.shape.dropFirst())),
-                             layout: tap.layout, finalGrid: (last[1], last[2]), classes: context.classes, generator: &generator)
+            return OFABranch(
+                tapShape: [1] + (tap.layout == .spatial ? spatialShape(tap) : Array(tap.shape.dropFirst())),
+                layout: tap.layout, finalGrid: (last[1], last[2]), classes: context.classes, generator: &generator)
         }
     }
 
@@ -40,9 +44,14 @@ public final class OFA: DistillationMethod {
     public func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
         let zt = teacher!.logits.detached()
         let ce = targets.crossEntropy(student.logits, labelSmoothing: labelSmoothing)
-        var ofa = ofaLoss(student: student.logits, teacher: zt, labels: targets.labels, epsilon: epsilon, temperature: temperature)
+        var ofa = ofaLoss(
+            student: student.logits, teacher: zt, labels: targets.labels, epsilon: epsilon, temperature: temperature)
         for (branch, pair) in zip(branches, pairs) {
-            ofa = ofa + ofaLoss(student: branch(student.taps[pair.student]), teacher: zt, labels: targets.labels, epsilon: epsilon, temperature: temperature)
+            ofa =
+                ofa
+                + ofaLoss(
+                    student: branch(student.taps[pair.student]), teacher: zt, labels: targets.labels, epsilon: epsilon,
+                    temperature: temperature)
         }
         return ObjectiveLoss(total: ce * lambdaCE + ofa * lambdaKD, terms: ["ce": ce.item, "ofa": ofa.item])
     }

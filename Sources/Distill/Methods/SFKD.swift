@@ -17,20 +17,30 @@ public final class SFKD: DistillationMethod {
     public enum LogitLoss: String, SettingChoice { case kd, ofa, none }
 
     static let logitLoss = Setting<LogitLoss>("logit_loss", default: .kd, help: "SFKD's logit term.")
-    static let levels = Setting<Int>("dwt_levels", default: 2, range: .between(1, 8), help: "Haar levels (reduced to fit the grid).")
-    static let width = Setting<Int?>("ds2s_dim", default: nil, range: .between(8, 4096),
-                                     help: "DS2S width, a multiple of 8 (default min(C_t, 64) rounded down to a multiple of 8).")
-    static let lambdaLow = Setting<Float>("lambda_low", default: 1, range: .nonNegative, help: "Wavelet loss weight of the approximation band.")
-    static let lambdaHigh = Setting<Float>("lambda_high", default: 1, range: .nonNegative, help: "Wavelet loss weight of the detail bands.")
-    static let lambdaWavelet = Setting<Float>("lambda_wav", default: 1, range: .nonNegative, help: "Weight of the wavelet loss.")
-    static let lambdaFrequency = Setting<Float>("lambda_freq", default: 1, range: .nonNegative, help: "Weight of the Gaussian-filtered frequency loss.")
-    static let rho = Setting<Float>("gffl_rho", default: 0.25, range: .between(0.01, 10), help: "Gaussian width as a fraction of min(H, W).")
-    static let focalAlpha = Setting<Float>("gffl_alpha", default: 0, range: .between(0, 10), help: "Focal exponent of the frequency loss (0: off).")
+    static let levels = Setting<Int>(
+        "dwt_levels", default: 2, range: .between(1, 8), help: "Haar levels (reduced to fit the grid).")
+    static let width = Setting<Int?>(
+        "ds2s_dim", default: nil, range: .between(8, 4096),
+        help: "DS2S width, a multiple of 8 (default min(C_t, 64) rounded down to a multiple of 8).")
+    static let lambdaLow = Setting<Float>(
+        "lambda_low", default: 1, range: .nonNegative, help: "Wavelet loss weight of the approximation band.")
+    static let lambdaHigh = Setting<Float>(
+        "lambda_high", default: 1, range: .nonNegative, help: "Wavelet loss weight of the detail bands.")
+    static let lambdaWavelet = Setting<Float>(
+        "lambda_wav", default: 1, range: .nonNegative, help: "Weight of the wavelet loss.")
+    static let lambdaFrequency = Setting<Float>(
+        "lambda_freq", default: 1, range: .nonNegative, help: "Weight of the Gaussian-filtered frequency loss.")
+    static let rho = Setting<Float>(
+        "gffl_rho", default: 0.25, range: .between(0.01, 10), help: "Gaussian width as a fraction of min(H, W).")
+    static let focalAlpha = Setting<Float>(
+        "gffl_alpha", default: 0, range: .between(0, 10), help: "Focal exponent of the frequency loss (0: off).")
 
     public static let settings = [
-        SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.temperature.spec, SharedSettings.stages.spec,
+        SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.temperature.spec,
+        SharedSettings.stages.spec,
         SharedSettings.featureNormalization.spec, SharedSettings.ofaEpsilon.spec, SharedSettings.ofaTemperature.spec,
-        logitLoss.spec, levels.spec, width.spec, lambdaLow.spec, lambdaHigh.spec, lambdaWavelet.spec, lambdaFrequency.spec, rho.spec, focalAlpha.spec,
+        logitLoss.spec, levels.spec, width.spec, lambdaLow.spec, lambdaHigh.spec, lambdaWavelet.spec,
+        lambdaFrequency.spec, rho.spec, focalAlpha.spec,
     ]
 
     let labelSmoothing: Float, lambdaCE: Float, lambdaKD: Float, temperature: Float
@@ -60,21 +70,30 @@ public final class SFKD: DistillationMethod {
         lambdaFrequency = s[Self.lambdaFrequency]
         rho = s[Self.rho]
         focalAlpha = s[Self.focalAlpha]
-        pairs = try resolveStagePairs(s[SharedSettings.stages], student: context.studentTaps, teacher: context.teacherTaps, method: Self.name)
+        pairs = try resolveStagePairs(
+            s[SharedSettings.stages], student: context.studentTaps, teacher: context.teacherTaps, method: Self.name)
         var generator = RandomGenerator.derived(seed: context.seed, 0xD157)
         var aligners: [Aligner] = [], refiners: [DS2S] = [], levels: [Int] = []
         // Aligner then DS2S, stage by stage: the order the generator is drawn in.
         for (sIndex, t) in pairs {
-            let studentMap = spatialShape(context.studentTaps[sIndex]), teacherMap = spatialShape(context.teacherTaps[t])
-            aligners.append(Aligner(studentChannels: studentMap[0], teacherChannels: teacherMap[0], teacherSize: (teacherMap[1], teacherMap[2]), generator: &generator))
+            let studentMap = spatialShape(context.studentTaps[sIndex]),
+                teacherMap = spatialShape(context.teacherTaps[t])
+            aligners.append(
+                Aligner(
+                    studentChannels: studentMap[0], teacherChannels: teacherMap[0],
+                    teacherSize: (teacherMap[1], teacherMap[2]), generator: &generator))
             let fitting = feasibleDWTLevels(height: teacherMap[1], width: teacherMap[2], requested: s[Self.levels])
             guard fitting >= 1 else {
-                throw UserError("--dwt-levels: teacher tap \(t) is \(teacherMap[1])x\(teacherMap[2]); a Haar level needs a grid larger than 1x1 (choose other --kd-stages)")
+                throw UserError(
+                    "--dwt-levels: teacher tap \(t) is \(teacherMap[1])x\(teacherMap[2]); a Haar level needs a grid larger than 1x1 (choose other --kd-stages)"
+                )
             }
             levels.append(fitting)
             let width = s[Self.width] ?? DS2S.defaultWidth(teacherChannels: teacherMap[0])
             guard width >= 8 && width % 8 == 0 else {
-                throw UserError("--ds2s-dim \(width) must be a positive multiple of 8 (PE4D splits it in four sinusoidal chunks); the default for \(teacherMap[0]) teacher channels is \(DS2S.defaultWidth(teacherChannels: teacherMap[0]))")
+                throw UserError(
+                    "--ds2s-dim \(width) must be a positive multiple of 8 (PE4D splits it in four sinusoidal chunks); the default for \(teacherMap[0]) teacher channels is \(DS2S.defaultWidth(teacherChannels: teacherMap[0]))"
+                )
             }
             refiners.append(DS2S(teacherChannels: teacherMap[0], width: width, generator: &generator))
         }
@@ -102,7 +121,9 @@ public final class SFKD: DistillationMethod {
             total = total + kd * lambdaKD
             terms["kd"] = kd.item
         case .ofa:
-            let ofa = ofaLoss(student: student.logits, teacher: zt, labels: targets.labels, epsilon: ofaEpsilon, temperature: ofaTemperature)
+            let ofa = ofaLoss(
+                student: student.logits, teacher: zt, labels: targets.labels, epsilon: ofaEpsilon,
+                temperature: ofaTemperature)
             total = total + ofa * lambdaKD
             terms["ofa"] = ofa.item
         case .none:
@@ -111,7 +132,8 @@ public final class SFKD: DistillationMethod {
         for (k, pair) in pairs.enumerated() {
             let aligned = normalization.apply(aligners[k](student.taps[pair.student].spatialMap()))
             let target = withNoGrad { normalization.apply(teacher.taps[pair.teacher].spatialMap()) }
-            let (wavelet, frequency) = stageLoss(student: aligned, teacher: target, levels: levels[k], refiner: refiners[k])
+            let (wavelet, frequency) = stageLoss(
+                student: aligned, teacher: target, levels: levels[k], refiner: refiners[k])
             total = total + wavelet * lambdaWavelet + frequency * lambdaFrequency
             terms["wavelet\(k)"] = wavelet.item
             terms["frequency\(k)"] = frequency.item
@@ -121,7 +143,8 @@ public final class SFKD: DistillationMethod {
 
     /// One stage: bands of both maps, DS2S on the student's, the wavelet loss per band, then the
     /// Gaussian-filtered frequency loss between the reconstruction and the teacher map.
-    func stageLoss(student: Tensor, teacher: Tensor, levels: Int, refiner: DS2S) -> (wavelet: Tensor, frequency: Tensor) {
+    func stageLoss(student: Tensor, teacher: Tensor, levels: Int, refiner: DS2S) -> (wavelet: Tensor, frequency: Tensor)
+    {
         let studentBands = haarDWT(student, levels: levels)
         let teacherBands = withNoGrad { haarDWT(teacher, levels: levels) }
         let refined = refiner(studentBands)

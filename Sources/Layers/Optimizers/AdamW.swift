@@ -12,7 +12,9 @@ public final class AdamW: Optimizer {
     private var firstMoments: [[Tensor]]
     private var secondMoments: [[Tensor]]
 
-    public init(groups: [ParameterGroup], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8) {
+    public init(
+        groups: [ParameterGroup], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+    ) {
         self.groups = groups
         self.learningRate = learningRate
         self.beta1 = beta1
@@ -49,7 +51,10 @@ public final class AdamW: Optimizer {
     public func stateTensors() -> [(String, Tensor)] {
         groups.indices.flatMap { g in
             groups[g].names.indices.flatMap { i in
-                [("\(groups[g].names[i]).exp_avg", firstMoments[g][i]), ("\(groups[g].names[i]).exp_avg_sq", secondMoments[g][i])]
+                [
+                    ("\(groups[g].names[i]).exp_avg", firstMoments[g][i]),
+                    ("\(groups[g].names[i]).exp_avg_sq", secondMoments[g][i]),
+                ]
             }
         }
     }

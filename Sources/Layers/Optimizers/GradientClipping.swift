@@ -10,7 +10,8 @@ public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
 /// The same over a shard of the gradient: `total` turns the local sum of squares into the
 /// global one (a sum over the ranks).
 @discardableResult
-public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float, total: (Double) throws -> Double) rethrows -> Float {
+public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float, total: (Double) throws -> Double) rethrows -> Float
+{
     var local = 0.0
     for p in parameters { if let g = p.grad { local += sumOfSquares(g.data, count: g.count) } }
     let norm = Float(try total(local).squareRoot())

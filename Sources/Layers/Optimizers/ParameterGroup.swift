@@ -15,7 +15,9 @@ public struct ParameterGroup {
     /// Two groups, the usual recipe: decay on weight matrices and kernels, none on biases, norm
     /// weights and other 1-D parameters, nor on parameters named in `exempt` (position
     /// embeddings, class tokens).
-    public static func decayAndNoDecay(_ named: [(String, Tensor)], weightDecay: Float, exempt: Set<String> = []) -> [ParameterGroup] {
+    public static func decayAndNoDecay(_ named: [(String, Tensor)], weightDecay: Float, exempt: Set<String> = [])
+        -> [ParameterGroup]
+    {
         var decay: [(String, Tensor)] = [], noDecay: [(String, Tensor)] = []
         for (name, p) in named where p.requiresGrad {
             let lastComponent = name.split(separator: ".").last.map(String.init) ?? name
@@ -59,9 +61,12 @@ extension Optimizer {
 
     func restoreState(_ tensors: [(String, Tensor)], from state: [String: Tensor]) throws {
         for (name, tensor) in tensors {
-            guard let saved = state[name] else { throw OptimizerStateError(description: "optimizer state: missing tensor '\(name)'") }
+            guard let saved = state[name] else {
+                throw OptimizerStateError(description: "optimizer state: missing tensor '\(name)'")
+            }
             guard saved.shape == tensor.shape else {
-                throw OptimizerStateError(description: "optimizer state: '\(name)' has shape \(saved.shape), expected \(tensor.shape)")
+                throw OptimizerStateError(
+                    description: "optimizer state: '\(name)' has shape \(saved.shape), expected \(tensor.shape)")
             }
             tensor.copyValues(from: saved)
         }

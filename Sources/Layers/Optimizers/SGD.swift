@@ -11,7 +11,9 @@ public final class SGD: Optimizer {
     public private(set) var stepCount = 0
     private var buffers: [[Tensor]]
 
-    public init(groups: [ParameterGroup], learningRate: Float, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false) {
+    public init(
+        groups: [ParameterGroup], learningRate: Float, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false
+    ) {
         ensure(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov needs momentum > 0 and no dampening")
         self.groups = groups
         self.learningRate = learningRate
@@ -46,7 +48,9 @@ public final class SGD: Optimizer {
 
     public func stateTensors() -> [(String, Tensor)] {
         guard momentum != 0 else { return [] }
-        return zip(groups, buffers).flatMap { group, list in zip(group.names, list).map { ("\($0).momentum_buffer", $1) } }
+        return zip(groups, buffers).flatMap { group, list in
+            zip(group.names, list).map { ("\($0).momentum_buffer", $1) }
+        }
     }
 
     public func restore(stepCount: Int, state: [String: Tensor]) throws {

@@ -55,7 +55,8 @@ public final class BufferPool: @unchecked Sendable {
     }
 
     public var stats: Statistics {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         return statistics
     }
 
@@ -81,9 +82,9 @@ public final class Storage: @unchecked Sendable {
     public init(count: Int) {
         (base, capacity) = BufferPool.shared.acquire(count: max(count, 1))
         #if DEBUG
-        // Debug builds poison every buffer handed out, so an op that reads memory it never
-        // wrote produces NaN in the tests instead of passing by luck.
-        base.update(repeating: .nan, count: capacity)
+            // Debug builds poison every buffer handed out, so an op that reads memory it never
+            // wrote produces NaN in the tests instead of passing by luck.
+            base.update(repeating: .nan, count: capacity)
         #endif
     }
 

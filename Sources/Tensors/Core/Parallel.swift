@@ -1,7 +1,8 @@
 import CBLAS
 import Dispatch
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The intra-op thread count. All threads are sfkd's own: OpenBLAS always runs on the calling
@@ -39,7 +40,10 @@ enum ParallelRegion {
 
     @inline(__always)
     static func run(_ body: () -> Void) {
-        if isInside { body(); return }
+        if isInside {
+            body()
+            return
+        }
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
         body()
         pthread_setspecific(key, nil)

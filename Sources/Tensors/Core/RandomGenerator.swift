@@ -1,3 +1,5 @@
+import Foundation
+
 /// A small, fast, splittable generator (xoroshiro128++ seeded by SplitMix64). Its state is two
 /// 64-bit words, so checkpoints can save and restore it exactly.
 public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
@@ -59,7 +61,6 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
     }
 }
 
-import Foundation
 @inline(__always) func _log(_ x: Double) -> Double { Foundation.log(x) }
 @inline(__always) func _cos(_ x: Double) -> Double { Foundation.cos(x) }
 

@@ -23,7 +23,9 @@ public final class Tape: @unchecked Sendable {
     /// Appends `output = f(inputs)` if grad mode is on and any input requires grad.
     /// Returns whether it recorded (callers skip saving state for backward otherwise).
     @discardableResult
-    public func record(_ output: Tensor, inputs: [Tensor], family: OpFamily, backward: @escaping (Tensor) -> Void) -> Bool {
+    public func record(_ output: Tensor, inputs: [Tensor], family: OpFamily, backward: @escaping (Tensor) -> Void)
+        -> Bool
+    {
         if OpProfile.isEnabled { OpProfile.forwardOp(family) }
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return false }
         var finalizes: [Tensor] = []
@@ -49,7 +51,11 @@ public final class Tape: @unchecked Sendable {
         for index in stride(from: taken.count - 1, through: 0, by: -1) {
             let record = taken[index]
             if let gradient = record.output.grad {
-                if OpProfile.isEnabled { OpProfile.backwardOp(record.family) { record.backward(gradient) } } else { record.backward(gradient) }
+                if OpProfile.isEnabled {
+                    OpProfile.backwardOp(record.family) { record.backward(gradient) }
+                } else {
+                    record.backward(gradient)
+                }
                 record.output.grad = nil
             }
             for leaf in record.finalizes {
@@ -71,7 +77,9 @@ public final class Tape: @unchecked Sendable {
 /// written in place.
 public func accumulateGradient(_ tensor: Tensor, _ gradient: Tensor) {
     guard tensor.requiresGrad else { return }
-    ensure(gradient.count == tensor.count, "autograd: gradient of shape \(gradient.shape) for tensor of shape \(tensor.shape)")
+    ensure(
+        gradient.count == tensor.count,
+        "autograd: gradient of shape \(gradient.shape) for tensor of shape \(tensor.shape)")
     if let existing = tensor.grad {
         if tensor.ownsGrad {
             addInPlace(existing.data, gradient.data, count: existing.count)
@@ -87,7 +95,9 @@ public func accumulateGradient(_ tensor: Tensor, _ gradient: Tensor) {
         tensor.grad = owned
         tensor.ownsGrad = true
     } else {
-        tensor.grad = gradient.shape == tensor.shape ? gradient : Tensor(shape: tensor.shape, storage: gradient.storage, offset: gradient.offset)
+        tensor.grad =
+            gradient.shape == tensor.shape
+            ? gradient : Tensor(shape: tensor.shape, storage: gradient.storage, offset: gradient.offset)
         tensor.ownsGrad = false
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A contiguous, row-major Float32 tensor. Tensors are references (like PyTorch's): views made
 /// by `reshape` share storage, and autograd attaches gradients to the object.
 public final class Tensor: @unchecked Sendable {
@@ -22,7 +24,9 @@ public final class Tensor: @unchecked Sendable {
     public init(shape: [Int], storage: Storage, offset: Int = 0, requiresGrad: Bool = false) {
         let count = shape.reduce(1, *)
         ensure(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
-        ensure(offset + count <= storage.capacity, "Tensor: view \(shape) at \(offset) exceeds storage of \(storage.capacity)")
+        ensure(
+            offset + count <= storage.capacity,
+            "Tensor: view \(shape) at \(offset) exceeds storage of \(storage.capacity)")
         self.shape = shape
         self.storage = storage
         self.offset = offset
@@ -96,14 +100,21 @@ public final class Tensor: @unchecked Sendable {
     /// Makes `buffer` (same element count, e.g. a view into a flat gradient arena) this leaf's
     /// gradient storage: backward then accumulates straight into it.
     public func attachGradientBuffer(_ buffer: Tensor) {
-        ensure(isLeaf && buffer.count == count, "attachGradientBuffer: buffer of \(buffer.count) elements for a leaf of shape \(shape)")
+        ensure(
+            isLeaf && buffer.count == count,
+            "attachGradientBuffer: buffer of \(buffer.count) elements for a leaf of shape \(shape)")
         grad = buffer.shape == shape ? buffer : Tensor(shape: shape, storage: buffer.storage, offset: buffer.offset)
         ownsGrad = true
     }
 
     /// Clears the gradient for the next step, keeping the buffer.
     public func zeroGrad() {
-        if let grad, ownsGrad { grad.fill(0) } else { grad = nil; ownsGrad = false }
+        if let grad, ownsGrad {
+            grad.fill(0)
+        } else {
+            grad = nil
+            ownsGrad = false
+        }
     }
 }
 
@@ -113,5 +124,3 @@ extension Tensor: CustomStringConvertible {
         return "Tensor(shape: \(shape), [\(shown)\(count > 8 ? ", ..." : "")])"
     }
 }
-
-import Foundation

@@ -14,23 +14,26 @@ public func gemm(
     if threads > 1 && m * n * k >= 1 << 18 && !ParallelRegion.isInside {
         if m >= 32 {
             inBlocks(of: m, threads: threads, multiple: 8) { start, rows in
-                gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: rows, n: n, k: k, alpha: alpha,
-                                 a: transposeA ? a + start : a + start * lda, lda: lda, b: b, ldb: ldb,
-                                 beta: beta, c: c + start * ldc, ldc: ldc)
+                gemmOnThisThread(
+                    transposeA: transposeA, transposeB: transposeB, m: rows, n: n, k: k, alpha: alpha,
+                    a: transposeA ? a + start : a + start * lda, lda: lda, b: b, ldb: ldb,
+                    beta: beta, c: c + start * ldc, ldc: ldc)
             }
             return
         }
         if n >= 64 {
             inBlocks(of: n, threads: threads, multiple: 16) { start, columns in
-                gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: m, n: columns, k: k, alpha: alpha,
-                                 a: a, lda: lda, b: transposeB ? b + start * ldb : b + start, ldb: ldb,
-                                 beta: beta, c: c + start, ldc: ldc)
+                gemmOnThisThread(
+                    transposeA: transposeA, transposeB: transposeB, m: m, n: columns, k: k, alpha: alpha,
+                    a: a, lda: lda, b: transposeB ? b + start * ldb : b + start, ldb: ldb,
+                    beta: beta, c: c + start, ldc: ldc)
             }
             return
         }
     }
-    gemmOnThisThread(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                     a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    gemmOnThisThread(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
 }
 
 /// Splits 0..<total into one block per thread (sizes rounded up to `multiple`) and runs `body`

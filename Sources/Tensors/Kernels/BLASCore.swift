@@ -21,8 +21,9 @@ public enum BLASCore {
     /// Instruction-set flags of the CPU from /proc/cpuinfo (empty where unavailable).
     public static func cpuFlags() -> Set<String> {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
-              let colon = line.firstIndex(of: ":") else { return [] }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
+            let colon = line.firstIndex(of: ":")
+        else { return [] }
         return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
     }
 
@@ -42,14 +43,17 @@ public enum BLASCore {
         if environment["OPENBLAS_CORETYPE"] != nil { return }
         let detected = coreName
         guard let better = preferredCore(detected: detected, flags: cpuFlags()) else { return }
-        let reason = "OpenBLAS detected the generic core \(detected) on a CPU with \(better == "SkylakeX" ? "AVX-512" : "AVX2"); sfkd chose \(better)"
+        let reason =
+            "OpenBLAS detected the generic core \(detected) on a CPU with \(better == "SkylakeX" ? "AVX-512" : "AVX2"); sfkd chose \(better)"
         setenv("OPENBLAS_CORETYPE", better, 1)
         setenv(reasonVariable, reason, 1)
         let arguments = CommandLine.unsafeArgv
         execv("/proc/self/exe", arguments)
         // execv returned: keep running on the slow kernels, but say so.
         unsetenv("OPENBLAS_CORETYPE")
-        setenv(reasonVariable, "re-exec with OPENBLAS_CORETYPE=\(better) failed (errno \(errno)); running on \(detected)", 1)
+        setenv(
+            reasonVariable, "re-exec with OPENBLAS_CORETYPE=\(better) failed (errno \(errno)); running on \(detected)",
+            1)
     }
 
     /// Why the running core was chosen, for `sfkd info`.
@@ -75,8 +79,9 @@ public enum BLASCore {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableBufferPointer { pc in
-                    gemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: pa.baseAddress!, lda: k,
-                         b: pb.baseAddress!, ldb: n, c: pc.baseAddress!, ldc: n)
+                    gemm(
+                        transposeA: false, transposeB: false, m: m, n: n, k: k, a: pa.baseAddress!, lda: k,
+                        b: pb.baseAddress!, ldb: n, c: pc.baseAddress!, ldc: n)
                 }
             }
         }
@@ -89,10 +94,11 @@ public enum BLASCore {
             }
         }
         if !(worst < 1e-4) {
-            throw SelfCheckError(description: """
-                OpenBLAS self-check failed on core \(coreName): sgemm differs from a plain loop by \(worst). \
-                The kernel set does not work on this CPU; set OPENBLAS_CORETYPE to an older core (e.g. Haswell or Prescott).
-                """)
+            throw SelfCheckError(
+                description: """
+                    OpenBLAS self-check failed on core \(coreName): sgemm differs from a plain loop by \(worst). \
+                    The kernel set does not work on this CPU; set OPENBLAS_CORETYPE to an older core (e.g. Haswell or Prescott).
+                    """)
         }
     }
 }

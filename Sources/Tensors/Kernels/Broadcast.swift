@@ -2,7 +2,7 @@
 /// (0 along broadcast dimensions), with runs of dimensions merged wherever every operand
 /// is contiguous across them. Kernels then loop over an outer index and a tight inner run.
 struct BroadcastLayout {
-    var shape: [Int]      // merged output dimensions
+    var shape: [Int]  // merged output dimensions
     var strides: [[Int]]  // per operand, per merged dimension
 
     static func outputShape(_ a: [Int], _ b: [Int], op: String) -> [Int] {

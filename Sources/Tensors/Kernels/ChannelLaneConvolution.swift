@@ -28,7 +28,9 @@ struct ChannelLaneConvolution {
     var packedCount: Int { outChannels * inChannels * taps }
 
     /// Images per group: as many as fit the padded-input budget.
-    func imagesPerGroup(_ images: Int) -> Int { max(1, min(images, Self.groupBudget / max(1, inChannels * paddedPlane))) }
+    func imagesPerGroup(_ images: Int) -> Int {
+        max(1, min(images, Self.groupBudget / max(1, inChannels * paddedPlane)))
+    }
 
     /// Offsets of every (input channel, tap) pair within a padded image, in weight order. One
     /// flat loop over them keeps all accumulators in registers (nested loops spilled half).
@@ -50,7 +52,8 @@ struct ChannelLaneConvolution {
         for n in 0..<images {
             for oy in 0..<g.outputHeight {
                 for ox in 0..<g.outputWidth {
-                    offsets.append(n * inChannels * paddedPlane + oy * g.strideHeight * paddedWidth + ox * g.strideWidth)
+                    offsets.append(
+                        n * inChannels * paddedPlane + oy * g.strideHeight * paddedWidth + ox * g.strideWidth)
                 }
             }
         }
@@ -83,8 +86,11 @@ struct ChannelLaneConvolution {
 
     /// y = conv(x, w) + b for `images`, x and y pointing at the first image. `packed` holds
     /// `pack(w)`; `padded` has room for `imagesPerGroup` padded images.
-    func forward(_ x: UnsafePointer<Float>, packed: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
-                 images: Int, padded: UnsafeMutablePointer<Float>) {
+    func forward(
+        _ x: UnsafePointer<Float>, packed: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        _ y: UnsafeMutablePointer<Float>,
+        images: Int, padded: UnsafeMutablePointer<Float>
+    ) {
         let perGroup = imagesPerGroup(images)
         let combinations = self.combinations
         for first in stride(from: 0, to: images, by: perGroup) {
@@ -97,7 +103,9 @@ struct ChannelLaneConvolution {
                     for block in 0..<outChannels / Self.lanes {
                         let weights = packed + block * combinations.count * Self.lanes
                         for start in stride(from: 0, to: pixels.count, by: Self.pixels) {
-                            forwardTile(padded, weights, combinations, pixels, start: start, bias: bias, y: yGroup, firstChannel: block * Self.lanes)
+                            forwardTile(
+                                padded, weights, combinations, pixels, start: start, bias: bias, y: yGroup,
+                                firstChannel: block * Self.lanes)
                         }
                     }
                 }
@@ -108,8 +116,10 @@ struct ChannelLaneConvolution {
     /// Adds dL/dw for `images` into `weightGradient`, laid out [in][tap][out] (`addTransposed`
     /// moves it to (out, in, kh, kw)). `padded` has room for `imagesPerGroup` padded images and
     /// `gradient` for their output gradients, pixel-major.
-    func weightGradient(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into weightGradient: UnsafeMutablePointer<Float>,
-                        images: Int, padded: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>) {
+    func weightGradient(
+        _ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into weightGradient: UnsafeMutablePointer<Float>,
+        images: Int, padded: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>
+    ) {
         let perGroup = imagesPerGroup(images)
         let combinations = self.combinations
         for first in stride(from: 0, to: images, by: perGroup) {
@@ -131,8 +141,9 @@ struct ChannelLaneConvolution {
                         let end = min(pixels.count, start + 256)
                         for block in 0..<outChannels / Self.lanes {
                             for combination in stride(from: 0, to: combinations.count, by: Self.pixels) {
-                                weightTile(padded, gradient + block * Self.lanes, combinations, combination: combination,
-                                           pixels, range: start..<end, into: weightGradient + block * Self.lanes)
+                                weightTile(
+                                    padded, gradient + block * Self.lanes, combinations, combination: combination,
+                                    pixels, range: start..<end, into: weightGradient + block * Self.lanes)
                             }
                         }
                     }
@@ -159,8 +170,10 @@ struct ChannelLaneConvolution {
     /// A tile of 6 output pixels x 16 input channels sums over the output channels per tap, then
     /// adds into the padded pixel-major gradient `scratch` (room for `imagesPerGroup` images of
     /// paddedPlane x inChannels) at the tap's input pixels. `packed` holds `packForInputGradient(w)`.
-    func inputGradient(_ gy: UnsafePointer<Float>, packed: UnsafePointer<Float>, into gx: UnsafeMutablePointer<Float>,
-                       images: Int, scratch: UnsafeMutablePointer<Float>) {
+    func inputGradient(
+        _ gy: UnsafePointer<Float>, packed: UnsafePointer<Float>, into gx: UnsafeMutablePointer<Float>,
+        images: Int, scratch: UnsafeMutablePointer<Float>
+    ) {
         let g = geometry
         let perGroup = imagesPerGroup(images)
         var tapOffsets: [Int] = []
@@ -186,9 +199,10 @@ struct ChannelLaneConvolution {
                     for block in 0..<inChannels / Self.lanes {
                         for start in stride(from: 0, to: windows.count, by: Self.pixels) {
                             for (k, offset) in tapOffsets.enumerated() {
-                                inputGradientTile(gyGroup, gradients, windows, start: start,
-                                                  weights: packed + (block * taps + k) * outChannels * Self.lanes,
-                                                  into: scratch + block * Self.lanes, tapOffset: offset)
+                                inputGradientTile(
+                                    gyGroup, gradients, windows, start: start,
+                                    weights: packed + (block * taps + k) * outChannels * Self.lanes,
+                                    into: scratch + block * Self.lanes, tapOffset: offset)
                             }
                         }
                     }
@@ -199,7 +213,9 @@ struct ChannelLaneConvolution {
                 for i in 0..<inChannels {
                     let target = gx + ((first + n) * inChannels + i) * inputPlane
                     for y in 0..<g.inputHeight {
-                        let row = scratch + (n * paddedPlane + (y + g.paddingHeight) * paddedWidth + g.paddingWidth) * inChannels + i
+                        let row =
+                            scratch + (n * paddedPlane + (y + g.paddingHeight) * paddedWidth + g.paddingWidth)
+                            * inChannels + i
                         for x in 0..<g.inputWidth { target[y * g.inputWidth + x] += row[x * inChannels] }
                     }
                 }
@@ -224,13 +240,17 @@ struct ChannelLaneConvolution {
 
     /// 16 output channels from `firstChannel` x the 6 pixels from `start` (fewer at the end:
     /// the missing ones repeat the last pixel and are not stored).
-    private func forwardTile(_ padded: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ combinations: UnsafeBufferPointer<Int>,
-                             _ pixels: UnsafeBufferPointer<Int>, start: Int, bias: UnsafePointer<Float>?,
-                             y: UnsafeMutablePointer<Float>, firstChannel: Int) {
+    private func forwardTile(
+        _ padded: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ combinations: UnsafeBufferPointer<Int>,
+        _ pixels: UnsafeBufferPointer<Int>, start: Int, bias: UnsafePointer<Float>?,
+        y: UnsafeMutablePointer<Float>, firstChannel: Int
+    ) {
         let valid = min(Self.pixels, pixels.count - start)
         let last = pixels.count - 1
-        let p0 = padded + pixels[start], p1 = padded + pixels[min(start + 1, last)], p2 = padded + pixels[min(start + 2, last)]
-        let p3 = padded + pixels[min(start + 3, last)], p4 = padded + pixels[min(start + 4, last)], p5 = padded + pixels[min(start + 5, last)]
+        let p0 = padded + pixels[start], p1 = padded + pixels[min(start + 1, last)],
+            p2 = padded + pixels[min(start + 2, last)]
+        let p3 = padded + pixels[min(start + 3, last)], p4 = padded + pixels[min(start + 4, last)],
+            p5 = padded + pixels[min(start + 5, last)]
         var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
         var a2 = SIMD8<Float>(), b2 = SIMD8<Float>(), a3 = SIMD8<Float>(), b3 = SIMD8<Float>()
         var a4 = SIMD8<Float>(), b4 = SIMD8<Float>(), a5 = SIMD8<Float>(), b5 = SIMD8<Float>()
@@ -239,17 +259,23 @@ struct ChannelLaneConvolution {
             let low = load(w), high = load(w + 8)
             w += Self.lanes
             var v = SIMD8<Float>(repeating: p0[o])
-            a0 = multiplyAdd(low, v, a0); b0 = multiplyAdd(high, v, b0)
+            a0 = multiplyAdd(low, v, a0)
+            b0 = multiplyAdd(high, v, b0)
             v = SIMD8<Float>(repeating: p1[o])
-            a1 = multiplyAdd(low, v, a1); b1 = multiplyAdd(high, v, b1)
+            a1 = multiplyAdd(low, v, a1)
+            b1 = multiplyAdd(high, v, b1)
             v = SIMD8<Float>(repeating: p2[o])
-            a2 = multiplyAdd(low, v, a2); b2 = multiplyAdd(high, v, b2)
+            a2 = multiplyAdd(low, v, a2)
+            b2 = multiplyAdd(high, v, b2)
             v = SIMD8<Float>(repeating: p3[o])
-            a3 = multiplyAdd(low, v, a3); b3 = multiplyAdd(high, v, b3)
+            a3 = multiplyAdd(low, v, a3)
+            b3 = multiplyAdd(high, v, b3)
             v = SIMD8<Float>(repeating: p4[o])
-            a4 = multiplyAdd(low, v, a4); b4 = multiplyAdd(high, v, b4)
+            a4 = multiplyAdd(low, v, a4)
+            b4 = multiplyAdd(high, v, b4)
             v = SIMD8<Float>(repeating: p5[o])
-            a5 = multiplyAdd(low, v, a5); b5 = multiplyAdd(high, v, b5)
+            a5 = multiplyAdd(low, v, a5)
+            b5 = multiplyAdd(high, v, b5)
         }
         // Scatter to NCHW: pixel `start + j` is image q / outputPlane, position q % outputPlane.
         @inline(__always)
@@ -262,18 +288,28 @@ struct ChannelLaneConvolution {
                 target[(l + 8) * outputPlane] = high[l] + (bias?[firstChannel + l + 8] ?? 0)
             }
         }
-        emit(0, a0, b0); emit(1, a1, b1); emit(2, a2, b2); emit(3, a3, b3); emit(4, a4, b4); emit(5, a5, b5)
+        emit(0, a0, b0)
+        emit(1, a1, b1)
+        emit(2, a2, b2)
+        emit(3, a3, b3)
+        emit(4, a4, b4)
+        emit(5, a5, b5)
     }
 
     /// Adds into `transposed` ([combination][out], from this block's first channel) the sums over
     /// `range` pixels of gradient[pixel][16 channels] x input at (combination, pixel), for 6
     /// combinations from `combination` (fewer at the end).
-    private func weightTile(_ padded: UnsafePointer<Float>, _ gradient: UnsafePointer<Float>, _ combinations: UnsafeBufferPointer<Int>,
-                            combination: Int, _ pixels: UnsafeBufferPointer<Int>, range: Range<Int>, into transposed: UnsafeMutablePointer<Float>) {
+    private func weightTile(
+        _ padded: UnsafePointer<Float>, _ gradient: UnsafePointer<Float>, _ combinations: UnsafeBufferPointer<Int>,
+        combination: Int, _ pixels: UnsafeBufferPointer<Int>, range: Range<Int>,
+        into transposed: UnsafeMutablePointer<Float>
+    ) {
         let valid = min(Self.pixels, combinations.count - combination)
         let last = combinations.count - 1
-        let c0 = combinations[combination], c1 = combinations[min(combination + 1, last)], c2 = combinations[min(combination + 2, last)]
-        let c3 = combinations[min(combination + 3, last)], c4 = combinations[min(combination + 4, last)], c5 = combinations[min(combination + 5, last)]
+        let c0 = combinations[combination], c1 = combinations[min(combination + 1, last)],
+            c2 = combinations[min(combination + 2, last)]
+        let c3 = combinations[min(combination + 3, last)], c4 = combinations[min(combination + 4, last)],
+            c5 = combinations[min(combination + 5, last)]
         var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
         var a2 = SIMD8<Float>(), b2 = SIMD8<Float>(), a3 = SIMD8<Float>(), b3 = SIMD8<Float>()
         var a4 = SIMD8<Float>(), b4 = SIMD8<Float>(), a5 = SIMD8<Float>(), b5 = SIMD8<Float>()
@@ -282,36 +318,54 @@ struct ChannelLaneConvolution {
             let low = load(d), high = load(d + 8)
             let x = padded + pixels[p]
             var v = SIMD8<Float>(repeating: x[c0])
-            a0 = multiplyAdd(low, v, a0); b0 = multiplyAdd(high, v, b0)
+            a0 = multiplyAdd(low, v, a0)
+            b0 = multiplyAdd(high, v, b0)
             v = SIMD8<Float>(repeating: x[c1])
-            a1 = multiplyAdd(low, v, a1); b1 = multiplyAdd(high, v, b1)
+            a1 = multiplyAdd(low, v, a1)
+            b1 = multiplyAdd(high, v, b1)
             v = SIMD8<Float>(repeating: x[c2])
-            a2 = multiplyAdd(low, v, a2); b2 = multiplyAdd(high, v, b2)
+            a2 = multiplyAdd(low, v, a2)
+            b2 = multiplyAdd(high, v, b2)
             v = SIMD8<Float>(repeating: x[c3])
-            a3 = multiplyAdd(low, v, a3); b3 = multiplyAdd(high, v, b3)
+            a3 = multiplyAdd(low, v, a3)
+            b3 = multiplyAdd(high, v, b3)
             v = SIMD8<Float>(repeating: x[c4])
-            a4 = multiplyAdd(low, v, a4); b4 = multiplyAdd(high, v, b4)
+            a4 = multiplyAdd(low, v, a4)
+            b4 = multiplyAdd(high, v, b4)
             v = SIMD8<Float>(repeating: x[c5])
-            a5 = multiplyAdd(low, v, a5); b5 = multiplyAdd(high, v, b5)
+            a5 = multiplyAdd(low, v, a5)
+            b5 = multiplyAdd(high, v, b5)
         }
         @inline(__always)
         func add(_ j: Int, _ low: SIMD8<Float>, _ high: SIMD8<Float>) {
             guard j < valid else { return }
             let target = UnsafeMutableRawPointer(transposed + (combination + j) * outChannels)
             target.storeBytes(of: target.loadUnaligned(as: SIMD8<Float>.self) + low, as: SIMD8<Float>.self)
-            target.storeBytes(of: target.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + high, toByteOffset: 32, as: SIMD8<Float>.self)
+            target.storeBytes(
+                of: target.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + high, toByteOffset: 32,
+                as: SIMD8<Float>.self)
         }
-        add(0, a0, b0); add(1, a1, b1); add(2, a2, b2); add(3, a3, b3); add(4, a4, b4); add(5, a5, b5)
+        add(0, a0, b0)
+        add(1, a1, b1)
+        add(2, a2, b2)
+        add(3, a3, b3)
+        add(4, a4, b4)
+        add(5, a5, b5)
     }
 
     /// 16 input channels x the 6 output pixels from `start`, one tap: sums over the output
     /// channels, added at each pixel's tap position in the pixel-major `target`.
-    private func inputGradientTile(_ gy: UnsafePointer<Float>, _ gradients: UnsafeBufferPointer<Int>, _ windows: UnsafeBufferPointer<Int>, start: Int,
-                                   weights: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, tapOffset: Int) {
+    private func inputGradientTile(
+        _ gy: UnsafePointer<Float>, _ gradients: UnsafeBufferPointer<Int>, _ windows: UnsafeBufferPointer<Int>,
+        start: Int,
+        weights: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, tapOffset: Int
+    ) {
         let valid = min(Self.pixels, windows.count - start)
         let last = windows.count - 1
-        let g0 = gy + gradients[start], g1 = gy + gradients[min(start + 1, last)], g2 = gy + gradients[min(start + 2, last)]
-        let g3 = gy + gradients[min(start + 3, last)], g4 = gy + gradients[min(start + 4, last)], g5 = gy + gradients[min(start + 5, last)]
+        let g0 = gy + gradients[start], g1 = gy + gradients[min(start + 1, last)],
+            g2 = gy + gradients[min(start + 2, last)]
+        let g3 = gy + gradients[min(start + 3, last)], g4 = gy + gradients[min(start + 4, last)],
+            g5 = gy + gradients[min(start + 5, last)]
         var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
         var a2 = SIMD8<Float>(), b2 = SIMD8<Float>(), a3 = SIMD8<Float>(), b3 = SIMD8<Float>()
         var a4 = SIMD8<Float>(), b4 = SIMD8<Float>(), a5 = SIMD8<Float>(), b5 = SIMD8<Float>()
@@ -321,17 +375,23 @@ struct ChannelLaneConvolution {
             let low = load(w), high = load(w + 8)
             w += Self.lanes
             var v = SIMD8<Float>(repeating: g0[o])
-            a0 = multiplyAdd(low, v, a0); b0 = multiplyAdd(high, v, b0)
+            a0 = multiplyAdd(low, v, a0)
+            b0 = multiplyAdd(high, v, b0)
             v = SIMD8<Float>(repeating: g1[o])
-            a1 = multiplyAdd(low, v, a1); b1 = multiplyAdd(high, v, b1)
+            a1 = multiplyAdd(low, v, a1)
+            b1 = multiplyAdd(high, v, b1)
             v = SIMD8<Float>(repeating: g2[o])
-            a2 = multiplyAdd(low, v, a2); b2 = multiplyAdd(high, v, b2)
+            a2 = multiplyAdd(low, v, a2)
+            b2 = multiplyAdd(high, v, b2)
             v = SIMD8<Float>(repeating: g3[o])
-            a3 = multiplyAdd(low, v, a3); b3 = multiplyAdd(high, v, b3)
+            a3 = multiplyAdd(low, v, a3)
+            b3 = multiplyAdd(high, v, b3)
             v = SIMD8<Float>(repeating: g4[o])
-            a4 = multiplyAdd(low, v, a4); b4 = multiplyAdd(high, v, b4)
+            a4 = multiplyAdd(low, v, a4)
+            b4 = multiplyAdd(high, v, b4)
             v = SIMD8<Float>(repeating: g5[o])
-            a5 = multiplyAdd(low, v, a5); b5 = multiplyAdd(high, v, b5)
+            a5 = multiplyAdd(low, v, a5)
+            b5 = multiplyAdd(high, v, b5)
             o += outputPlane
         }
         @inline(__always)
@@ -339,8 +399,15 @@ struct ChannelLaneConvolution {
             guard j < valid else { return }
             let pixel = UnsafeMutableRawPointer(target + (windows[start + j] + tapOffset) * inChannels)
             pixel.storeBytes(of: pixel.loadUnaligned(as: SIMD8<Float>.self) + low, as: SIMD8<Float>.self)
-            pixel.storeBytes(of: pixel.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + high, toByteOffset: 32, as: SIMD8<Float>.self)
+            pixel.storeBytes(
+                of: pixel.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + high, toByteOffset: 32,
+                as: SIMD8<Float>.self)
         }
-        add(0, a0, b0); add(1, a1, b1); add(2, a2, b2); add(3, a3, b3); add(4, a4, b4); add(5, a5, b5)
+        add(0, a0, b0)
+        add(1, a1, b1)
+        add(2, a2, b2)
+        add(3, a3, b3)
+        add(4, a4, b4)
+        add(5, a5, b5)
     }
 }

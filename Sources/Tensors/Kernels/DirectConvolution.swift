@@ -39,7 +39,8 @@ struct DirectConvolution {
             for i in 0..<inChannels {
                 for k in 0..<9 {
                     for j in 0..<Self.block {
-                        packed[((b * inChannels + i) * 9 + k) * Self.block + j] = w[((b * Self.block + j) * inChannels + i) * 9 + k]
+                        packed[((b * inChannels + i) * 9 + k) * Self.block + j] =
+                            w[((b * Self.block + j) * inChannels + i) * 9 + k]
                     }
                 }
             }
@@ -62,8 +63,11 @@ struct DirectConvolution {
 
     /// y = conv(x, w) + b for one image. `packed` holds `pack(w)`; `padded` has room for
     /// `paddedCount` floats and `result` for outChannels x span.
-    func forward(_ x: UnsafePointer<Float>, packed: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
-                 padded: UnsafeMutablePointer<Float>, result: UnsafeMutablePointer<Float>) {
+    func forward(
+        _ x: UnsafePointer<Float>, packed: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        _ y: UnsafeMutablePointer<Float>,
+        padded: UnsafeMutablePointer<Float>, result: UnsafeMutablePointer<Float>
+    ) {
         pad(x, into: padded)
         let fullBlocks = outChannels / Self.block
         for b in 0..<fullBlocks {
@@ -91,30 +95,36 @@ struct DirectConvolution {
 
     /// Adds dL/dw for one image into gw (original (out, in, 3, 3) layout). `padded` and
     /// `gradient` are scratch of `paddedCount` and outChannels x span floats.
-    func weightGradient(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>,
-                        padded: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>) {
+    func weightGradient(
+        _ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>,
+        padded: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>
+    ) {
         pad(x, into: padded)
         // The output gradient in padded-row layout, zero on the dropped positions, so they add nothing.
         let g = geometry
         gradient.update(repeating: 0, count: outChannels * span)
         for c in 0..<outChannels {
             for row in 0..<g.outputHeight {
-                (gradient + c * span + row * paddedWidth).update(from: gy + c * outputPlane + row * g.outputWidth, count: g.outputWidth)
+                (gradient + c * span + row * paddedWidth).update(
+                    from: gy + c * outputPlane + row * g.outputWidth, count: g.outputWidth)
             }
         }
         let fullBlocks = outChannels / Self.block
         for b in 0..<fullBlocks {
             for i in 0..<inChannels {
                 for ky in 0..<3 {
-                    weightRows4(padded + i * paddedPlane + ky * paddedWidth, gradient + b * Self.block * span,
-                                into: gw + (b * Self.block * inChannels + i) * 9 + ky * 3)
+                    weightRows4(
+                        padded + i * paddedPlane + ky * paddedWidth, gradient + b * Self.block * span,
+                        into: gw + (b * Self.block * inChannels + i) * 9 + ky * 3)
                 }
             }
         }
         for c in fullBlocks * Self.block..<outChannels {
             for i in 0..<inChannels {
                 for ky in 0..<3 {
-                    weightRow1(padded + i * paddedPlane + ky * paddedWidth, gradient + c * span, into: gw + (c * inChannels + i) * 9 + ky * 3)
+                    weightRow1(
+                        padded + i * paddedPlane + ky * paddedWidth, gradient + c * span,
+                        into: gw + (c * inChannels + i) * 9 + ky * 3)
                 }
             }
         }
@@ -133,7 +143,9 @@ struct DirectConvolution {
     }
 
     /// 4 output channels x 24 outputs starting at `input` (the tile's first output position).
-    private func tile4x24(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+    private func tile4x24(
+        _ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
+    ) {
         var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>()
         var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>()
         var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>()
@@ -148,25 +160,43 @@ struct DirectConvolution {
                     let v0 = load(p, 0), v1 = load(p, 8), v2 = load(p, 16)
                     let wk = w + (ky * 3 + kx) * Self.block
                     let w0 = SIMD8<Float>(repeating: wk[0])
-                    a00 = multiplyAdd(v0, w0, a00); a01 = multiplyAdd(v1, w0, a01); a02 = multiplyAdd(v2, w0, a02)
+                    a00 = multiplyAdd(v0, w0, a00)
+                    a01 = multiplyAdd(v1, w0, a01)
+                    a02 = multiplyAdd(v2, w0, a02)
                     let w1 = SIMD8<Float>(repeating: wk[1])
-                    a10 = multiplyAdd(v0, w1, a10); a11 = multiplyAdd(v1, w1, a11); a12 = multiplyAdd(v2, w1, a12)
+                    a10 = multiplyAdd(v0, w1, a10)
+                    a11 = multiplyAdd(v1, w1, a11)
+                    a12 = multiplyAdd(v2, w1, a12)
                     let w2 = SIMD8<Float>(repeating: wk[2])
-                    a20 = multiplyAdd(v0, w2, a20); a21 = multiplyAdd(v1, w2, a21); a22 = multiplyAdd(v2, w2, a22)
+                    a20 = multiplyAdd(v0, w2, a20)
+                    a21 = multiplyAdd(v1, w2, a21)
+                    a22 = multiplyAdd(v2, w2, a22)
                     let w3 = SIMD8<Float>(repeating: wk[3])
-                    a30 = multiplyAdd(v0, w3, a30); a31 = multiplyAdd(v1, w3, a31); a32 = multiplyAdd(v2, w3, a32)
+                    a30 = multiplyAdd(v0, w3, a30)
+                    a31 = multiplyAdd(v1, w3, a31)
+                    a32 = multiplyAdd(v2, w3, a32)
                 }
             }
         }
         let s = span
-        store(a00, out, 0); store(a01, out, 8); store(a02, out, 16)
-        store(a10, out, s); store(a11, out, s + 8); store(a12, out, s + 16)
-        store(a20, out, 2 * s); store(a21, out, 2 * s + 8); store(a22, out, 2 * s + 16)
-        store(a30, out, 3 * s); store(a31, out, 3 * s + 8); store(a32, out, 3 * s + 16)
+        store(a00, out, 0)
+        store(a01, out, 8)
+        store(a02, out, 16)
+        store(a10, out, s)
+        store(a11, out, s + 8)
+        store(a12, out, s + 16)
+        store(a20, out, 2 * s)
+        store(a21, out, 2 * s + 8)
+        store(a22, out, 2 * s + 16)
+        store(a30, out, 3 * s)
+        store(a31, out, 3 * s + 8)
+        store(a32, out, 3 * s + 16)
     }
 
     /// One output channel x 24 outputs; `weights` in the original (in, 3, 3) layout.
-    private func tile1x24(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+    private func tile1x24(
+        _ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
+    ) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>()
         for i in 0..<inChannels {
             let source = input + i * paddedPlane
@@ -174,16 +204,22 @@ struct DirectConvolution {
                 for kx in 0..<3 {
                     let p = source + ky * paddedWidth + kx
                     let w = SIMD8<Float>(repeating: weights[i * 9 + ky * 3 + kx])
-                    a0 = multiplyAdd(load(p, 0), w, a0); a1 = multiplyAdd(load(p, 8), w, a1); a2 = multiplyAdd(load(p, 16), w, a2)
+                    a0 = multiplyAdd(load(p, 0), w, a0)
+                    a1 = multiplyAdd(load(p, 8), w, a1)
+                    a2 = multiplyAdd(load(p, 16), w, a2)
                 }
             }
         }
-        store(a0, out, 0); store(a1, out, 8); store(a2, out, 16)
+        store(a0, out, 0)
+        store(a1, out, 8)
+        store(a2, out, 16)
     }
 
     /// dL/dw[c][i][ky][0..<3] += sum over outputs of gradient[c] * input shifted by kx, for the 4
     /// channels c of a block: 12 vector accumulators over the whole span.
-    private func weightRows4(_ input: UnsafePointer<Float>, _ gradient: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>) {
+    private func weightRows4(
+        _ input: UnsafePointer<Float>, _ gradient: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>
+    ) {
         var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>()
         var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>()
         var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>()
@@ -192,27 +228,49 @@ struct DirectConvolution {
         for v in stride(from: 0, to: s, by: 8) {
             let x0 = load(input, v), x1 = load(input, v + 1), x2 = load(input, v + 2)
             let d0 = load(gradient, v)
-            a00 = multiplyAdd(d0, x0, a00); a01 = multiplyAdd(d0, x1, a01); a02 = multiplyAdd(d0, x2, a02)
+            a00 = multiplyAdd(d0, x0, a00)
+            a01 = multiplyAdd(d0, x1, a01)
+            a02 = multiplyAdd(d0, x2, a02)
             let d1 = load(gradient, s + v)
-            a10 = multiplyAdd(d1, x0, a10); a11 = multiplyAdd(d1, x1, a11); a12 = multiplyAdd(d1, x2, a12)
+            a10 = multiplyAdd(d1, x0, a10)
+            a11 = multiplyAdd(d1, x1, a11)
+            a12 = multiplyAdd(d1, x2, a12)
             let d2 = load(gradient, 2 * s + v)
-            a20 = multiplyAdd(d2, x0, a20); a21 = multiplyAdd(d2, x1, a21); a22 = multiplyAdd(d2, x2, a22)
+            a20 = multiplyAdd(d2, x0, a20)
+            a21 = multiplyAdd(d2, x1, a21)
+            a22 = multiplyAdd(d2, x2, a22)
             let d3 = load(gradient, 3 * s + v)
-            a30 = multiplyAdd(d3, x0, a30); a31 = multiplyAdd(d3, x1, a31); a32 = multiplyAdd(d3, x2, a32)
+            a30 = multiplyAdd(d3, x0, a30)
+            a31 = multiplyAdd(d3, x1, a31)
+            a32 = multiplyAdd(d3, x2, a32)
         }
         let rowStride = inChannels * 9
-        gw[0] += a00.sum(); gw[1] += a01.sum(); gw[2] += a02.sum()
-        gw[rowStride] += a10.sum(); gw[rowStride + 1] += a11.sum(); gw[rowStride + 2] += a12.sum()
-        gw[2 * rowStride] += a20.sum(); gw[2 * rowStride + 1] += a21.sum(); gw[2 * rowStride + 2] += a22.sum()
-        gw[3 * rowStride] += a30.sum(); gw[3 * rowStride + 1] += a31.sum(); gw[3 * rowStride + 2] += a32.sum()
+        gw[0] += a00.sum()
+        gw[1] += a01.sum()
+        gw[2] += a02.sum()
+        gw[rowStride] += a10.sum()
+        gw[rowStride + 1] += a11.sum()
+        gw[rowStride + 2] += a12.sum()
+        gw[2 * rowStride] += a20.sum()
+        gw[2 * rowStride + 1] += a21.sum()
+        gw[2 * rowStride + 2] += a22.sum()
+        gw[3 * rowStride] += a30.sum()
+        gw[3 * rowStride + 1] += a31.sum()
+        gw[3 * rowStride + 2] += a32.sum()
     }
 
-    private func weightRow1(_ input: UnsafePointer<Float>, _ gradient: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>) {
+    private func weightRow1(
+        _ input: UnsafePointer<Float>, _ gradient: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>
+    ) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>()
         for v in stride(from: 0, to: span, by: 8) {
             let d = load(gradient, v)
-            a0 = multiplyAdd(d, load(input, v), a0); a1 = multiplyAdd(d, load(input, v + 1), a1); a2 = multiplyAdd(d, load(input, v + 2), a2)
+            a0 = multiplyAdd(d, load(input, v), a0)
+            a1 = multiplyAdd(d, load(input, v + 1), a1)
+            a2 = multiplyAdd(d, load(input, v + 2), a2)
         }
-        gw[0] += a0.sum(); gw[1] += a1.sum(); gw[2] += a2.sum()
+        gw[0] += a0.sum()
+        gw[1] += a1.sum()
+        gw[2] += a2.sum()
     }
 }

@@ -64,7 +64,10 @@ public func fastErf(_ value: SIMD8<Float>) -> SIMD8<Float> {
 @inline(__always)
 func mapLanes(_ count: Int, _ body: (Int, Int) -> Void) {
     var i = 0
-    while i + 8 <= count { body(i, 8); i += 8 }
+    while i + 8 <= count {
+        body(i, 8)
+        i += 8
+    }
     if i < count { body(i, count - i) }
 }
 
@@ -78,7 +81,10 @@ func loadLanes(_ p: UnsafePointer<Float>, _ i: Int, _ n: Int) -> SIMD8<Float> {
 
 @inline(__always)
 func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) {
-    if n == 8 { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: SIMD8<Float>.self); return }
+    if n == 8 {
+        UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        return
+    }
     for k in 0..<n { p[i + k] = v[k] }
 }
 
@@ -88,18 +94,22 @@ func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _
 @inline(__always)
 func multiplyAdd<Lanes: SIMD>(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes where Lanes.Scalar == Float {
     #if SFKD_FMA
-    // Through C (CVector): Swift's own addingProduct on SIMD types is a loop over lanes that
-    // is not reliably vectorised. The type tests fold away in specialised code.
-    if Lanes.self == SIMD8<Float>.self {
-        return unsafeBitCast(sfkd_fma8(unsafeBitCast(a, to: SIMD8<Float>.self), unsafeBitCast(b, to: SIMD8<Float>.self),
-                                       unsafeBitCast(c, to: SIMD8<Float>.self)), to: Lanes.self)
-    }
-    if Lanes.self == SIMD16<Float>.self {
-        return unsafeBitCast(sfkd_fma16(unsafeBitCast(a, to: SIMD16<Float>.self), unsafeBitCast(b, to: SIMD16<Float>.self),
-                                        unsafeBitCast(c, to: SIMD16<Float>.self)), to: Lanes.self)
-    }
-    return c.addingProduct(a, b)
+        // Through C (CVector): Swift's own addingProduct on SIMD types is a loop over lanes that
+        // is not reliably vectorised. The type tests fold away in specialised code.
+        if Lanes.self == SIMD8<Float>.self {
+            return unsafeBitCast(
+                sfkd_fma8(
+                    unsafeBitCast(a, to: SIMD8<Float>.self), unsafeBitCast(b, to: SIMD8<Float>.self),
+                    unsafeBitCast(c, to: SIMD8<Float>.self)), to: Lanes.self)
+        }
+        if Lanes.self == SIMD16<Float>.self {
+            return unsafeBitCast(
+                sfkd_fma16(
+                    unsafeBitCast(a, to: SIMD16<Float>.self), unsafeBitCast(b, to: SIMD16<Float>.self),
+                    unsafeBitCast(c, to: SIMD16<Float>.self)), to: Lanes.self)
+        }
+        return c.addingProduct(a, b)
     #else
-    return a * b + c
+        return a * b + c
     #endif
 }

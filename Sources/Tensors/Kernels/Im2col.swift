@@ -5,8 +5,10 @@ public struct ConvGeometry: Equatable, Sendable {
     public var strideHeight, strideWidth: Int
     public var paddingHeight, paddingWidth: Int
 
-    public init(inputHeight: Int, inputWidth: Int, kernelHeight: Int, kernelWidth: Int,
-                strideHeight: Int, strideWidth: Int, paddingHeight: Int, paddingWidth: Int) {
+    public init(
+        inputHeight: Int, inputWidth: Int, kernelHeight: Int, kernelWidth: Int,
+        strideHeight: Int, strideWidth: Int, paddingHeight: Int, paddingWidth: Int
+    ) {
         self.inputHeight = inputHeight
         self.inputWidth = inputWidth
         self.kernelHeight = kernelHeight
@@ -47,7 +49,10 @@ public struct ConvGeometry: Equatable, Sendable {
 /// (default: packed), so several images can be unfolded side by side.
 /// Rows outside the image are zero-filled as one block; each remaining row is an inline copy
 /// (memcpy and memset calls cost more than the short rows they would move).
-public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, rows: Range<Int>? = nil, rowStride: Int? = nil, into columns: UnsafeMutablePointer<Float>) {
+public func im2col(
+    _ input: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, rows: Range<Int>? = nil,
+    rowStride: Int? = nil, into columns: UnsafeMutablePointer<Float>
+) {
     let rows = rows ?? 0..<g.outputHeight
     let outW = g.outputWidth, outPlane = rows.count * outW
     let plane = g.inputHeight * g.inputWidth
@@ -64,7 +69,10 @@ public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: Con
             for kx in 0..<g.kernelWidth {
                 let destination = columns + row * (rowStride ?? outPlane)
                 if yStart > 0 { destination.update(repeating: 0, count: yStart * outW) }
-                if yEnd < localRows { (destination + max(yEnd, yStart) * outW).update(repeating: 0, count: (localRows - max(yEnd, yStart)) * outW) }
+                if yEnd < localRows {
+                    (destination + max(yEnd, yStart) * outW).update(
+                        repeating: 0, count: (localRows - max(yEnd, yStart)) * outW)
+                }
                 let (xStart, xEnd) = g.validColumns(kx: kx)
                 if s == 1 && outW == g.inputWidth && yEnd > yStart {
                     // "Same" padding: every row is the source row shifted by kx - pad, so the
@@ -89,7 +97,9 @@ public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: Con
                 }
                 for oy in yStart..<max(yStart, yEnd) {
                     let line = destination + oy * outW
-                    let sourceLine = source + ((oy + rows.lowerBound) * g.strideHeight + ky - g.paddingHeight) * g.inputWidth + kx - g.paddingWidth
+                    let sourceLine =
+                        source + ((oy + rows.lowerBound) * g.strideHeight + ky - g.paddingHeight) * g.inputWidth + kx
+                        - g.paddingWidth
                     for ox in 0..<xStart { line[ox] = 0 }
                     if s == 1 {
                         for ox in xStart..<xEnd { line[ox] = sourceLine[ox] }
@@ -105,7 +115,9 @@ public func im2col(_ input: UnsafePointer<Float>, channels: Int, geometry g: Con
 }
 
 /// Folds a (channels*kh*kw, outH*outW) matrix back, adding into `output` (the adjoint of im2col).
-public func col2imAdd(_ columns: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, into output: UnsafeMutablePointer<Float>) {
+public func col2imAdd(
+    _ columns: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry, into output: UnsafeMutablePointer<Float>
+) {
     let outH = g.outputHeight, outW = g.outputWidth
     let plane = g.inputHeight * g.inputWidth
     var row = 0
@@ -150,7 +162,8 @@ struct PlaneGather {
             for kx in 0..<g.kernelWidth {
                 for oy in 0..<g.outputHeight {
                     for ox in 0..<g.outputWidth {
-                        let iy = oy * g.strideHeight + ky - g.paddingHeight, ix = ox * g.strideWidth + kx - g.paddingWidth
+                        let iy = oy * g.strideHeight + ky - g.paddingHeight,
+                            ix = ox * g.strideWidth + kx - g.paddingWidth
                         let inside = iy >= 0 && iy < g.inputHeight && ix >= 0 && ix < g.inputWidth
                         indices.append(Int32(inside ? iy * g.inputWidth + ix : inPlane))
                     }
@@ -164,8 +177,12 @@ struct PlaneGather {
     var scratchCount: Int { geometry.inputHeight * geometry.inputWidth + 1 }
 
     /// Same result as `im2col(input, channels:, geometry:, rowStride:, into:)`.
-    func unfold(_ input: UnsafePointer<Float>, channels: Int, rowStride: Int, into columns: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let inPlane = geometry.inputHeight * geometry.inputWidth, outPlane = geometry.outputHeight * geometry.outputWidth
+    func unfold(
+        _ input: UnsafePointer<Float>, channels: Int, rowStride: Int, into columns: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        let inPlane = geometry.inputHeight * geometry.inputWidth,
+            outPlane = geometry.outputHeight * geometry.outputWidth
         let kernelArea = geometry.kernelHeight * geometry.kernelWidth
         scratch[inPlane] = 0
         indices.withUnsafeBufferPointer { table in

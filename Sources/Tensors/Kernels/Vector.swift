@@ -2,7 +2,8 @@
 /// they are memory-bound, so the loop shape matters more than the instruction set.
 
 @inline(__always)
-public func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+public func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int)
+{
     for i in 0..<count { out[i] = a[i] + b[i] }
 }
 
@@ -32,7 +33,10 @@ public func sum(_ a: UnsafePointer<Float>, count: Int) -> Float {
         i += 8
     }
     var total = partial.sum()
-    while i < count { total += a[i]; i += 1 }
+    while i < count {
+        total += a[i]
+        i += 1
+    }
     return total
 }
 
@@ -41,11 +45,16 @@ public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
     var partial = SIMD8<Float>(repeating: 0)
     var i = 0
     while i + 8 <= count {
-        partial += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        partial +=
+            UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
+            * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
         i += 8
     }
     var total = partial.sum()
-    while i < count { total += a[i] * b[i]; i += 1 }
+    while i < count {
+        total += a[i] * b[i]
+        i += 1
+    }
     return total
 }
 

@@ -3,29 +3,60 @@
 enum BinaryKind { case add, subtract, multiply, divide, copyFirst }
 
 @inline(__always)
-private func applyRow(_ kind: BinaryKind, _ a: UnsafePointer<Float>, _ sa: Int, _ b: UnsafePointer<Float>, _ sb: Int, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+private func applyRow(
+    _ kind: BinaryKind, _ a: UnsafePointer<Float>, _ sa: Int, _ b: UnsafePointer<Float>, _ sb: Int,
+    _ out: UnsafeMutablePointer<Float>, _ n: Int
+) {
     // One branch per (operation, stride pattern) so each inner loop is a plain vector loop.
     switch kind {
     case .add:
-        if sa == 1 && sb == 1 { for i in 0..<n { out[i] = a[i] + b[i] } }
-        else if sa == 1 { let v = b[0]; for i in 0..<n { out[i] = a[i] + v } }
-        else if sb == 1 { let v = a[0]; for i in 0..<n { out[i] = v + b[i] } }
-        else { out.update(repeating: a[0] + b[0], count: n) }
+        if sa == 1 && sb == 1 {
+            for i in 0..<n { out[i] = a[i] + b[i] }
+        } else if sa == 1 {
+            let v = b[0]
+            for i in 0..<n { out[i] = a[i] + v }
+        } else if sb == 1 {
+            let v = a[0]
+            for i in 0..<n { out[i] = v + b[i] }
+        } else {
+            out.update(repeating: a[0] + b[0], count: n)
+        }
     case .subtract:
-        if sa == 1 && sb == 1 { for i in 0..<n { out[i] = a[i] - b[i] } }
-        else if sa == 1 { let v = b[0]; for i in 0..<n { out[i] = a[i] - v } }
-        else if sb == 1 { let v = a[0]; for i in 0..<n { out[i] = v - b[i] } }
-        else { out.update(repeating: a[0] - b[0], count: n) }
+        if sa == 1 && sb == 1 {
+            for i in 0..<n { out[i] = a[i] - b[i] }
+        } else if sa == 1 {
+            let v = b[0]
+            for i in 0..<n { out[i] = a[i] - v }
+        } else if sb == 1 {
+            let v = a[0]
+            for i in 0..<n { out[i] = v - b[i] }
+        } else {
+            out.update(repeating: a[0] - b[0], count: n)
+        }
     case .multiply:
-        if sa == 1 && sb == 1 { for i in 0..<n { out[i] = a[i] * b[i] } }
-        else if sa == 1 { let v = b[0]; for i in 0..<n { out[i] = a[i] * v } }
-        else if sb == 1 { let v = a[0]; for i in 0..<n { out[i] = v * b[i] } }
-        else { out.update(repeating: a[0] * b[0], count: n) }
+        if sa == 1 && sb == 1 {
+            for i in 0..<n { out[i] = a[i] * b[i] }
+        } else if sa == 1 {
+            let v = b[0]
+            for i in 0..<n { out[i] = a[i] * v }
+        } else if sb == 1 {
+            let v = a[0]
+            for i in 0..<n { out[i] = v * b[i] }
+        } else {
+            out.update(repeating: a[0] * b[0], count: n)
+        }
     case .divide:
-        if sa == 1 && sb == 1 { for i in 0..<n { out[i] = a[i] / b[i] } }
-        else if sa == 1 { let v = 1 / b[0]; for i in 0..<n { out[i] = a[i] * v } }
-        else if sb == 1 { let v = a[0]; for i in 0..<n { out[i] = v / b[i] } }
-        else { out.update(repeating: a[0] / b[0], count: n) }
+        if sa == 1 && sb == 1 {
+            for i in 0..<n { out[i] = a[i] / b[i] }
+        } else if sa == 1 {
+            let v = 1 / b[0]
+            for i in 0..<n { out[i] = a[i] * v }
+        } else if sb == 1 {
+            let v = a[0]
+            for i in 0..<n { out[i] = v / b[i] }
+        } else {
+            out.update(repeating: a[0] / b[0], count: n)
+        }
     case .copyFirst:
         if sa == 1 { out.update(from: a, count: n) } else { out.update(repeating: a[0], count: n) }
     }
@@ -41,13 +72,17 @@ func broadcastKernel(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, outputShape: 
     let pa = a.data, pb = b.data, po = out.data
     if layout.shape.count == 1 {
         parallelFor(inner, grain: 1 << 15) { range in
-            applyRow(kind, pa + (sa == 1 ? range.lowerBound : 0), sa, pb + (sb == 1 ? range.lowerBound : 0), sb, po + range.lowerBound, range.count)
+            applyRow(
+                kind, pa + (sa == 1 ? range.lowerBound : 0), sa, pb + (sb == 1 ? range.lowerBound : 0), sb,
+                po + range.lowerBound, range.count)
         }
         return out
     }
     parallelFor(layout.outerCount, grain: max(1, (1 << 15) / inner)) { rows in
         for row in rows {
-            applyRow(kind, pa + layout.offsets(row: row, operand: 0), sa, pb + layout.offsets(row: row, operand: 1), sb, po + row * inner, inner)
+            applyRow(
+                kind, pa + layout.offsets(row: row, operand: 0), sa, pb + layout.offsets(row: row, operand: 1), sb,
+                po + row * inner, inner)
         }
     }
     return out
@@ -101,8 +136,12 @@ private func binary(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, op: String) ->
                 accumulateGradient(b, negated)
             }
         case .multiply:
-            if a.requiresGrad { accumulateGradient(a, sumToShape(broadcastKernel(.multiply, g, b, outputShape: shape), a.shape)) }
-            if b.requiresGrad { accumulateGradient(b, sumToShape(broadcastKernel(.multiply, g, a, outputShape: shape), b.shape)) }
+            if a.requiresGrad {
+                accumulateGradient(a, sumToShape(broadcastKernel(.multiply, g, b, outputShape: shape), a.shape))
+            }
+            if b.requiresGrad {
+                accumulateGradient(b, sumToShape(broadcastKernel(.multiply, g, a, outputShape: shape), b.shape))
+            }
         case .divide:
             let gOverB = broadcastKernel(.divide, g, b, outputShape: shape)
             if a.requiresGrad { accumulateGradient(a, sumToShape(gOverB, a.shape)) }

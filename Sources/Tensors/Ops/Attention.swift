@@ -31,8 +31,11 @@ struct ScoreTerms {
 
 /// softmax(Q K^T * scale + terms) V for every (batch, head), forward and backward fused; the
 /// attention probabilities are kept once for backward.
-private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                       out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float, terms: ScoreTerms = .none) {
+private func attention(
+    _ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+    out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float,
+    terms: ScoreTerms = .none
+) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
     // The narrow-head kernels fuse the softmax into their score pass and take no added terms.
@@ -45,15 +48,20 @@ private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: Un
                 let b = index / heads, h = index % heads
                 let scores = pp + index * n * n
                 if let workspace {
-                    NarrowHeads.forward(layout, b: b, h: h, q: q, k: k, v: v, out: out, scores: scores, factor: factor, workspace: workspace.data)
+                    NarrowHeads.forward(
+                        layout, b: b, h: h, q: q, k: k, v: v, out: out, scores: scores, factor: factor,
+                        workspace: workspace.data)
                     continue
                 }
-                gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: factor,
-                     a: q + layout.queryOffset(b, h), lda: ld, b: k + layout.keyOffset(b, h), ldb: ld, c: scores, ldc: n)
+                gemm(
+                    transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: factor,
+                    a: q + layout.queryOffset(b, h), lda: ld, b: k + layout.keyOffset(b, h), ldb: ld, c: scores, ldc: n)
                 terms.add(to: scores, b: b, h: h, tokens: n)
                 for r in 0..<n { softmaxRow(scores + r * n, scores + r * n, n) }
-                gemm(transposeA: false, transposeB: false, m: n, n: d, k: n,
-                     a: scores, lda: n, b: v + layout.valueOffset(b, h), ldb: ld, c: out + layout.outputOffset(b, h), ldc: layout.outputStride)
+                gemm(
+                    transposeA: false, transposeB: false, m: n, n: d, k: n,
+                    a: scores, lda: n, b: v + layout.valueOffset(b, h), ldb: ld, c: out + layout.outputOffset(b, h),
+                    ldc: layout.outputStride)
             }
         }
     }
@@ -61,10 +69,12 @@ private func attention(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: Un
 
 /// Gradients of queries, keys and values; with `gradBias`, also of a (heads, N, N) score bias
 /// (summed over the batch).
-private func attentionBackward(_ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                               probabilities pp: UnsafePointer<Float>, gradOut pg: UnsafePointer<Float>,
-                               gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float,
-                               hasTerms: Bool = false, gradBias: UnsafeMutablePointer<Float>? = nil) {
+private func attentionBackward(
+    _ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+    probabilities pp: UnsafePointer<Float>, gradOut pg: UnsafePointer<Float>,
+    gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float,
+    hasTerms: Bool = false, gradBias: UnsafeMutablePointer<Float>? = nil
+) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
     let narrow = d <= NarrowHeads.limit && !hasTerms
@@ -77,24 +87,33 @@ private func attentionBackward(_ layout: AttentionLayout, q: UnsafePointer<Float
                 let b = index / heads, h = index % heads
                 let p = pp + index * n * n
                 if let workspace {
-                    NarrowHeads.backward(layout, b: b, h: h, q: q, k: k, v: v, probabilities: p, gradOut: pg,
-                                         gq: gq, gk: gk, gv: gv, factor: factor, workspace: workspace.data)
+                    NarrowHeads.backward(
+                        layout, b: b, h: h, q: q, k: k, v: v, probabilities: p, gradOut: pg,
+                        gq: gq, gk: gk, gv: gv, factor: factor, workspace: workspace.data)
                     continue
                 }
                 let dp = scratch!.data + index * n * n
                 let gh = pg + layout.outputOffset(b, h), ldo = layout.outputStride
                 // dV = P^T dO
-                gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: p, lda: n, b: gh, ldb: ldo, c: gv + layout.valueOffset(b, h), ldc: ld)
+                gemm(
+                    transposeA: true, transposeB: false, m: n, n: d, k: n, a: p, lda: n, b: gh, ldb: ldo,
+                    c: gv + layout.valueOffset(b, h), ldc: ld)
                 // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
-                gemm(transposeA: false, transposeB: true, m: n, n: n, k: d, a: gh, lda: ldo, b: v + layout.valueOffset(b, h), ldb: ld, c: dp, ldc: n)
+                gemm(
+                    transposeA: false, transposeB: true, m: n, n: n, k: d, a: gh, lda: ldo,
+                    b: v + layout.valueOffset(b, h), ldb: ld, c: dp, ldc: n)
                 for r in 0..<n {
                     let pr = p + r * n, dr = dp + r * n
                     let inner = dot(pr, dr, count: n)
                     for c in 0..<n { dr[c] = pr[c] * (dr[c] - inner) * factor }
                 }
                 // dQ = dS K, dK = dS^T Q
-                gemm(transposeA: false, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: k + layout.keyOffset(b, h), ldb: ld, c: gq + layout.queryOffset(b, h), ldc: ld)
-                gemm(transposeA: true, transposeB: false, m: n, n: d, k: n, a: dp, lda: n, b: q + layout.queryOffset(b, h), ldb: ld, c: gk + layout.keyOffset(b, h), ldc: ld)
+                gemm(
+                    transposeA: false, transposeB: false, m: n, n: d, k: n, a: dp, lda: n,
+                    b: k + layout.keyOffset(b, h), ldb: ld, c: gq + layout.queryOffset(b, h), ldc: ld)
+                gemm(
+                    transposeA: true, transposeB: false, m: n, n: d, k: n, a: dp, lda: n,
+                    b: q + layout.queryOffset(b, h), ldb: ld, c: gk + layout.keyOffset(b, h), ldc: ld)
             }
         }
     }
@@ -115,22 +134,26 @@ private func attentionBackward(_ layout: AttentionLayout, q: UnsafePointer<Float
 /// softmax(Q K^T * scale) V over (..., N, D) queries, keys and values (leading dimensions are
 /// batch and heads).
 public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: Tensor, scale: Float? = nil) -> Tensor {
-    ensure(q.rank >= 2 && q.shape == k.shape && k.shape == v.shape,
-           "scaledDotProductAttention: query \(q.shape), key \(k.shape), value \(v.shape) must match")
+    ensure(
+        q.rank >= 2 && q.shape == k.shape && k.shape == v.shape,
+        "scaledDotProductAttention: query \(q.shape), key \(k.shape), value \(v.shape) must match")
     let n = q.shape[q.rank - 2], d = q.shape[q.rank - 1]
     let slices = q.count / (n * d)
     let factor = scale ?? 1 / Float(d).squareRoot()
     let contiguous: (Int, Int) -> Int = { b, _ in b * n * d }
-    let layout = AttentionLayout(batch: slices, heads: 1, tokens: n, width: d, queryOffset: contiguous, keyOffset: contiguous,
-                                 valueOffset: contiguous, inputStride: d, outputOffset: contiguous, outputStride: d)
+    let layout = AttentionLayout(
+        batch: slices, heads: 1, tokens: n, width: d, queryOffset: contiguous, keyOffset: contiguous,
+        valueOffset: contiguous, inputStride: d, outputOffset: contiguous, outputStride: d)
     let probabilities = Tensor(uninitializedShape: [slices, n, n])
     let out = Tensor(uninitializedShape: q.shape)
     FLOPCounter.add(2 * slices * n * n * d)
     attention(layout, q: q.data, k: k.data, v: v.data, out: out.data, probabilities: probabilities.data, factor: factor)
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
-        let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape), gv = Tensor(uninitializedShape: v.shape)
-        attentionBackward(layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data, gradOut: g.data,
-                          gq: gq.data, gk: gk.data, gv: gv.data, factor: factor)
+        let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape),
+            gv = Tensor(uninitializedShape: v.shape)
+        attentionBackward(
+            layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data, gradOut: g.data,
+            gq: gq.data, gk: gk.data, gv: gv.data, factor: factor)
         accumulateGradient(q, gq)
         accumulateGradient(k, gk)
         accumulateGradient(v, gv)
@@ -144,13 +167,21 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
 /// the copies. `bias` (heads, N, N) is added to every batch entry's scores and trained (Swin's
 /// relative position bias); `mask` (windows, N, N) is a constant added to entry b as
 /// mask[b % windows] (Swin's shifted windows).
-public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
-    ensure(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0, "packedSelfAttention: input \(qkv.shape) is not (B, N, 3 * C) with C divisible by \(heads) heads")
+public func packedSelfAttention(
+    _ qkv: Tensor, heads: Int, scale: Float? = nil, bias: Tensor? = nil, mask: Tensor? = nil
+) -> Tensor {
+    ensure(
+        qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0,
+        "packedSelfAttention: input \(qkv.shape) is not (B, N, 3 * C) with C divisible by \(heads) heads")
     let b = qkv.shape[0], n = qkv.shape[1], c = qkv.shape[2] / 3, d = c / heads
-    if let bias { ensure(bias.shape == [heads, n, n], "packedSelfAttention: bias \(bias.shape) is not (\(heads), \(n), \(n))") }
+    if let bias {
+        ensure(bias.shape == [heads, n, n], "packedSelfAttention: bias \(bias.shape) is not (\(heads), \(n), \(n))")
+    }
     if let mask {
-        ensure(mask.rank == 3 && mask.shape[1] == n && mask.shape[2] == n && mask.shape[0] >= 1 && b % mask.shape[0] == 0,
-               "packedSelfAttention: mask \(mask.shape) is not (windows, \(n), \(n)) with the batch \(b) a multiple of windows")
+        ensure(
+            mask.rank == 3 && mask.shape[1] == n && mask.shape[2] == n && mask.shape[0] >= 1 && b % mask.shape[0] == 0,
+            "packedSelfAttention: mask \(mask.shape) is not (windows, \(n), \(n)) with the batch \(b) a multiple of windows"
+        )
     }
     let factor = scale ?? 1 / Float(d).squareRoot()
     let layout = AttentionLayout(
@@ -161,16 +192,22 @@ public func packedSelfAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil, 
         inputStride: 3 * c,
         outputOffset: { batch, head in batch * n * c + head * d },
         outputStride: c)
-    let terms = ScoreTerms(bias: bias.map { UnsafePointer($0.data) }, mask: mask.map { UnsafePointer($0.data) }, windows: mask?.shape[0] ?? 1)
+    let terms = ScoreTerms(
+        bias: bias.map { UnsafePointer($0.data) }, mask: mask.map { UnsafePointer($0.data) },
+        windows: mask?.shape[0] ?? 1)
     let probabilities = Tensor(uninitializedShape: [b * heads, n, n])
     let out = Tensor(uninitializedShape: [b, n, c])
     FLOPCounter.add(2 * b * heads * n * n * d)
-    attention(layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor, terms: terms)
+    attention(
+        layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor,
+        terms: terms)
     Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? []), family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: qkv.shape)
         let gbias = bias?.requiresGrad == true ? Tensor(uninitializedShape: [heads, n, n]) : nil
-        attentionBackward(layout, q: qkv.data, k: qkv.data, v: qkv.data, probabilities: probabilities.data, gradOut: g.data,
-                          gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor, hasTerms: !terms.isEmpty, gradBias: gbias?.data)
+        attentionBackward(
+            layout, q: qkv.data, k: qkv.data, v: qkv.data, probabilities: probabilities.data, gradOut: g.data,
+            gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor, hasTerms: !terms.isEmpty, gradBias: gbias?.data
+        )
         accumulateGradient(qkv, gqkv)
         if let bias, let gbias { accumulateGradient(bias, gbias) }
     }

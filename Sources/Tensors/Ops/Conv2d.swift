@@ -7,25 +7,36 @@
 /// unfold: on small output planes several images side by side into one GEMM, otherwise 1x1
 /// convolutions are one GEMM per image and the rest im2col + GEMM.
 /// The unfolded columns are recomputed in backward rather than kept, to save memory.
-public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
+public func conv2d(
+    _ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+    groups: Int = 1
+) -> Tensor {
     ensure(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape) and weight \(weight.shape) must be 4-D")
     let batch = input.shape[0], inChannels = input.shape[1]
     let outChannels = weight.shape[0]
-    ensure(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0 && weight.shape[1] == inChannels / groups,
-                 "conv2d: input \(input.shape) and weight \(weight.shape) do not match with groups \(groups)")
+    ensure(
+        groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0 && weight.shape[1] == inChannels / groups,
+        "conv2d: input \(input.shape) and weight \(weight.shape) do not match with groups \(groups)")
     if let bias { ensure(bias.shape == [outChannels], "conv2d: bias \(bias.shape) for weight \(weight.shape)") }
-    let g = ConvGeometry(inputHeight: input.shape[2], inputWidth: input.shape[3],
-                         kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
-                         strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
-    ensure(stride.0 >= 1 && stride.1 >= 1 && padding.0 >= 0 && padding.1 >= 0 && g.outputHeight >= 1 && g.outputWidth >= 1,
-                 "conv2d: input \(input.shape), weight \(weight.shape), stride \(stride), padding \(padding) gives no output")
+    let g = ConvGeometry(
+        inputHeight: input.shape[2], inputWidth: input.shape[3],
+        kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
+        strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
+    ensure(
+        stride.0 >= 1 && stride.1 >= 1 && padding.0 >= 0 && padding.1 >= 0 && g.outputHeight >= 1 && g.outputWidth >= 1,
+        "conv2d: input \(input.shape), weight \(weight.shape), stride \(stride), padding \(padding) gives no output")
     let plan = ConvPlan(batch: batch, inChannels: inChannels, outChannels: outChannels, groups: groups, geometry: g)
     let out = Tensor(uninitializedShape: [batch, outChannels, g.outputHeight, g.outputWidth])
-    FLOPCounter.add(batch * outChannels * g.outputHeight * g.outputWidth * (inChannels / groups) * weight.shape[2] * weight.shape[3])
+    FLOPCounter.add(
+        batch * outChannels * g.outputHeight * g.outputWidth * (inChannels / groups) * weight.shape[2] * weight.shape[3]
+    )
     plan.forward(input.data, weight.data, bias?.data, out.data)
     Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? []), family: .convolution) { gradOut in
         // The stride-1 path overwrites the input gradient; the others accumulate into zeros.
-        let gx = input.requiresGrad ? (plan.inputGradientIsConvolution ? Tensor(uninitializedShape: input.shape) : Tensor(zeros: input.shape)) : nil
+        let gx =
+            input.requiresGrad
+            ? (plan.inputGradientIsConvolution ? Tensor(uninitializedShape: input.shape) : Tensor(zeros: input.shape))
+            : nil
         let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
         plan.backward(input.data, weight.data, gradOut.data, gx?.data, gw?.data)
         if let gx { accumulateGradient(input, gx) }
@@ -34,7 +45,9 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride:
             let gb = Tensor(zeros: bias.shape)
             let plane = g.outputHeight * g.outputWidth
             for n in 0..<batch {
-                for c in 0..<outChannels { gb.data[c] += sum(gradOut.data + (n * outChannels + c) * plane, count: plane) }
+                for c in 0..<outChannels {
+                    gb.data[c] += sum(gradOut.data + (n * outChannels + c) * plane, count: plane)
+                }
             }
             accumulateGradient(bias, gb)
         }
@@ -62,16 +75,19 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// code runs two orders of magnitude slower than OpenBLAS there (a debug `sfkd info` took
     /// minutes). The kernels' own tests pin them and also run in release builds.
     #if DEBUG
-    public static let automaticPicksDirectKernels = false
+        public static let automaticPicksDirectKernels = false
     #else
-    public static let automaticPicksDirectKernels = true
+        public static let automaticPicksDirectKernels = true
     #endif
 }
 
 /// The kernel `conv2d` runs for these shapes (groups 1) under the current `ConvolutionKernel.choice`.
-public func conv2dKernel(input: [Int], weight: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int)) -> ConvolutionKernel {
-    let g = ConvGeometry(inputHeight: input[2], inputWidth: input[3], kernelHeight: weight[2], kernelWidth: weight[3],
-                         strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
+public func conv2dKernel(input: [Int], weight: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int))
+    -> ConvolutionKernel
+{
+    let g = ConvGeometry(
+        inputHeight: input[2], inputWidth: input[3], kernelHeight: weight[2], kernelWidth: weight[3],
+        strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
     let outer = ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: 1, geometry: g)
     let plan = outer.subsampled ?? outer
     return plan.direct != nil ? .direct : plan.channelLanes != nil ? .channelLanes : .unfold
@@ -102,11 +118,15 @@ struct ConvPlan {
     /// gradient back (unfolding ran it as a general convolution, one small GEMM per image).
     var subsampled: ConvPlan? {
         let g = geometry
-        guard g.kernelHeight == 1 && g.kernelWidth == 1 && g.paddingHeight == 0 && g.paddingWidth == 0 && !isPointwise && !isDepthwise
+        guard
+            g.kernelHeight == 1 && g.kernelWidth == 1 && g.paddingHeight == 0 && g.paddingWidth == 0 && !isPointwise
+                && !isDepthwise
         else { return nil }
-        return ConvPlan(batch: batch, inChannels: inChannels, outChannels: outChannels, groups: groups,
-                        geometry: ConvGeometry(inputHeight: g.outputHeight, inputWidth: g.outputWidth, kernelHeight: 1, kernelWidth: 1,
-                                               strideHeight: 1, strideWidth: 1, paddingHeight: 0, paddingWidth: 0))
+        return ConvPlan(
+            batch: batch, inChannels: inChannels, outChannels: outChannels, groups: groups,
+            geometry: ConvGeometry(
+                inputHeight: g.outputHeight, inputWidth: g.outputWidth, kernelHeight: 1, kernelWidth: 1,
+                strideHeight: 1, strideWidth: 1, paddingHeight: 0, paddingWidth: 0))
     }
 
     /// Calls `body(input index, gathered index)` for every pixel a strided 1x1 convolution reads,
@@ -117,7 +137,8 @@ struct ConvPlan {
         parallelFor(batch * inChannels, grain: 16) { planes in
             for plane in planes {
                 for oy in 0..<g.outputHeight {
-                    let row = plane * inPlane + oy * g.strideHeight * g.inputWidth, out = plane * outPlane + oy * g.outputWidth
+                    let row = plane * inPlane + oy * g.strideHeight * g.inputWidth,
+                        out = plane * outPlane + oy * g.outputWidth
                     for ox in 0..<g.outputWidth { body(row + ox * g.strideWidth, out + ox) }
                 }
             }
@@ -129,7 +150,8 @@ struct ConvPlan {
         // 1x1 on small planes too: DS2S's embeddings and projections of wavelet bands, whose
         // per-image GEMMs are a few dozen columns wide (16% less time than GEMM in its step).
         guard ChannelLaneConvolution.applies(outChannels: outChannels, groups: groups), !isDepthwise,
-              geometry.kernelHeight == 3 && geometry.kernelWidth == 3 || isPointwise && outPlane < 256 else { return nil }
+            geometry.kernelHeight == 3 && geometry.kernelWidth == 3 || isPointwise && outPlane < 256
+        else { return nil }
         switch ConvolutionKernel.choice {
         case .unfold, .direct: return nil
         case .channelLanes: break
@@ -147,7 +169,8 @@ struct ConvPlan {
     var columnsRows: Int { inPerGroup * kernelArea }
 
     var isPointwise: Bool {
-        geometry.kernelHeight == 1 && geometry.kernelWidth == 1 && geometry.strideHeight == 1 && geometry.strideWidth == 1
+        geometry.kernelHeight == 1 && geometry.kernelWidth == 1 && geometry.strideHeight == 1
+            && geometry.strideWidth == 1
             && geometry.paddingHeight == 0 && geometry.paddingWidth == 0
     }
     var isDepthwise: Bool { groups == inChannels && groups > 1 }
@@ -167,10 +190,15 @@ struct ConvPlan {
         Threads.count > 1 && batch >= Threads.count ? parallelChunking(batch).chunks : 1
     }
 
-    func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+    func forward(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
+        _ y: UnsafeMutablePointer<Float>
+    ) {
         if isDepthwise {
             parallelFor(batch * outChannels) { range in
-                for index in range { depthwiseForward(x, w, b, y, image: index / outChannels, channel: index % outChannels) }
+                for index in range {
+                    depthwiseForward(x, w, b, y, image: index / outChannels, channel: index % outChannels)
+                }
             }
             return
         }
@@ -188,8 +216,9 @@ struct ConvPlan {
                 let padded = Tensor(uninitializedShape: [direct.paddedCount])
                 let result = Tensor(uninitializedShape: [outChannels * direct.span])
                 for n in images {
-                    direct.forward(x + n * inChannels * inPlane, packed: packed.data, bias: b, y + n * outChannels * outPlane,
-                                   padded: padded.data, result: result.data)
+                    direct.forward(
+                        x + n * inChannels * inPlane, packed: packed.data, bias: b, y + n * outChannels * outPlane,
+                        padded: padded.data, result: result.data)
                 }
             }
             return
@@ -198,9 +227,12 @@ struct ConvPlan {
             let packed = Tensor(uninitializedShape: [lanes.packedCount])
             lanes.pack(w, into: packed.data)
             overImages { _, images in
-                let padded = Tensor(uninitializedShape: [lanes.imagesPerGroup(images.count) * inChannels * lanes.paddedPlane])
-                lanes.forward(x + images.lowerBound * inChannels * inPlane, packed: packed.data, bias: b,
-                              y + images.lowerBound * outChannels * outPlane, images: images.count, padded: padded.data)
+                let padded = Tensor(uninitializedShape: [
+                    lanes.imagesPerGroup(images.count) * inChannels * lanes.paddedPlane
+                ])
+                lanes.forward(
+                    x + images.lowerBound * inChannels * inPlane, packed: packed.data, bias: b,
+                    y + images.lowerBound * outChannels * outPlane, images: images.count, padded: padded.data)
             }
             return
         }
@@ -209,7 +241,8 @@ struct ConvPlan {
                 forwardSmallPlanes(x, w, b, y, images: images)
                 return
             }
-            let columns = isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
+            let columns =
+                isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
             for n in images {
                 let xn = x + n * inChannels * inPlane
                 let yn = y + n * outChannels * outPlane
@@ -218,19 +251,24 @@ struct ConvPlan {
                     let yg = yn + group * outPerGroup * outPlane
                     let wg = w + group * outPerGroup * columnsRows
                     if let b {
-                        for c in 0..<outPerGroup { (yg + c * outPlane).update(repeating: b[group * outPerGroup + c], count: outPlane) }
+                        for c in 0..<outPerGroup {
+                            (yg + c * outPlane).update(repeating: b[group * outPerGroup + c], count: outPlane)
+                        }
                     }
                     let beta: Float = b == nil ? 0 : 1
                     guard let columns else {
-                        gemm(transposeA: false, transposeB: false, m: outPerGroup, n: outPlane, k: columnsRows,
-                             a: wg, lda: columnsRows, b: xg, ldb: outPlane, beta: beta, c: yg, ldc: outPlane)
+                        gemm(
+                            transposeA: false, transposeB: false, m: outPerGroup, n: outPlane, k: columnsRows,
+                            a: wg, lda: columnsRows, b: xg, ldb: outPlane, beta: beta, c: yg, ldc: outPlane)
                         continue
                     }
                     for rows in rowChunks {
                         let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
                         im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
-                        gemm(transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
-                             a: wg, lda: columnsRows, b: columns.data, ldb: width, beta: beta, c: yg + offset, ldc: outPlane)
+                        gemm(
+                            transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
+                            a: wg, lda: columnsRows, b: columns.data, ldb: width, beta: beta, c: yg + offset,
+                            ldc: outPlane)
                     }
                 }
             }
@@ -249,7 +287,10 @@ struct ConvPlan {
 
     /// Forward for `imagesPerGEMM` > 1: unfold a run of images side by side, one GEMM per group,
     /// then scatter the (out, images x plane) result into NCHW.
-    private func forwardSmallPlanes(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, images: Range<Int>) {
+    private func forwardSmallPlanes(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
+        _ y: UnsafeMutablePointer<Float>, images: Range<Int>
+    ) {
         let perGEMM = imagesPerGEMM
         let columns = Tensor(uninitializedShape: [columnsRows, perGEMM * outPlane])
         let product = Tensor(uninitializedShape: [outPerGroup, perGEMM * outPlane])
@@ -260,10 +301,14 @@ struct ConvPlan {
             for group in 0..<groups {
                 for i in 0..<count {
                     let xg = x + (first + i) * inChannels * inPlane + group * inPerGroup * inPlane
-                    gather.unfold(xg, channels: inPerGroup, rowStride: width, into: columns.data + i * outPlane, scratch: scratch.data)
+                    gather.unfold(
+                        xg, channels: inPerGroup, rowStride: width, into: columns.data + i * outPlane,
+                        scratch: scratch.data)
                 }
-                gemm(transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
-                     a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: columns.data, ldb: width, c: product.data, ldc: width)
+                gemm(
+                    transposeA: false, transposeB: false, m: outPerGroup, n: width, k: columnsRows,
+                    a: w + group * outPerGroup * columnsRows, lda: columnsRows, b: columns.data, ldb: width,
+                    c: product.data, ldc: width)
                 for i in 0..<count {
                     for c in 0..<outPerGroup {
                         let channel = group * outPerGroup + c
@@ -279,7 +324,9 @@ struct ConvPlan {
 
     /// Weight gradient for `imagesPerGEMM` > 1: output gradients gathered to (out, images x plane),
     /// inputs unfolded side by side, one GEMM per group adding into `gw`.
-    private func weightGradientSmallPlanes(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>, images: Range<Int>) {
+    private func weightGradientSmallPlanes(
+        _ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gw: UnsafeMutablePointer<Float>, images: Range<Int>
+    ) {
         let perGEMM = imagesPerGEMM
         let columns = Tensor(uninitializedShape: [columnsRows, perGEMM * outPlane])
         let gathered = Tensor(uninitializedShape: [outPerGroup, perGEMM * outPlane])
@@ -290,14 +337,19 @@ struct ConvPlan {
             for group in 0..<groups {
                 for i in 0..<count {
                     let xg = x + (first + i) * inChannels * inPlane + group * inPerGroup * inPlane
-                    gather.unfold(xg, channels: inPerGroup, rowStride: width, into: columns.data + i * outPlane, scratch: scratch.data)
+                    gather.unfold(
+                        xg, channels: inPerGroup, rowStride: width, into: columns.data + i * outPlane,
+                        scratch: scratch.data)
                     for c in 0..<outPerGroup {
-                        (gathered.data + c * width + i * outPlane).update(from: gy + ((first + i) * outChannels + group * outPerGroup + c) * outPlane, count: outPlane)
+                        (gathered.data + c * width + i * outPlane).update(
+                            from: gy + ((first + i) * outChannels + group * outPerGroup + c) * outPlane, count: outPlane
+                        )
                     }
                 }
-                gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
-                     a: gathered.data, lda: width, b: columns.data, ldb: width, beta: 1,
-                     c: gw + group * outPerGroup * columnsRows, ldc: columnsRows)
+                gemm(
+                    transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
+                    a: gathered.data, lda: width, b: columns.data, ldb: width, beta: 1,
+                    c: gw + group * outPerGroup * columnsRows, ldc: columnsRows)
             }
         }
     }
@@ -314,7 +366,9 @@ struct ConvPlan {
     }
 
     var rowChunks: [Range<Int>] {
-        stride(from: 0, to: geometry.outputHeight, by: rowsPerChunk).map { $0..<min(geometry.outputHeight, $0 + rowsPerChunk) }
+        stride(from: 0, to: geometry.outputHeight, by: rowsPerChunk).map {
+            $0..<min(geometry.outputHeight, $0 + rowsPerChunk)
+        }
     }
 
     /// With stride 1 the input gradient is itself a convolution: of the output gradient with the
@@ -327,7 +381,9 @@ struct ConvPlan {
     }
 
     /// Writes dL/dx = conv(gy, flip(W)^T) into gx (stride 1 only).
-    func inputGradientByConvolution(_ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gx: UnsafeMutablePointer<Float>) {
+    func inputGradientByConvolution(
+        _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, into gx: UnsafeMutablePointer<Float>
+    ) {
         let kh = geometry.kernelHeight, kw = geometry.kernelWidth
         let flipped = Tensor(uninitializedShape: [inChannels, outPerGroup, kh, kw])
         let pf = flipped.data
@@ -342,16 +398,20 @@ struct ConvPlan {
         }
         let transposed = ConvPlan(
             batch: batch, inChannels: outChannels, outChannels: inChannels, groups: groups,
-            geometry: ConvGeometry(inputHeight: geometry.outputHeight, inputWidth: geometry.outputWidth,
-                                   kernelHeight: kh, kernelWidth: kw, strideHeight: 1, strideWidth: 1,
-                                   paddingHeight: kh - 1 - geometry.paddingHeight, paddingWidth: kw - 1 - geometry.paddingWidth))
+            geometry: ConvGeometry(
+                inputHeight: geometry.outputHeight, inputWidth: geometry.outputWidth,
+                kernelHeight: kh, kernelWidth: kw, strideHeight: 1, strideWidth: 1,
+                paddingHeight: kh - 1 - geometry.paddingHeight, paddingWidth: kw - 1 - geometry.paddingWidth))
         transposed.forward(gy, flipped.data, nil, gx)
     }
 
     /// Adds dL/dw into gw, and dL/dx into gx, except where `inputGradientIsConvolution`, which
     /// overwrites gx (either may be nil). Each image chunk sums its weight gradient separately;
     /// the partial sums are then added in chunk order, so results do not depend on timing.
-    func backward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    func backward(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
+        _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?
+    ) {
         if isDepthwise {
             depthwiseBackward(x, w, gy, gx, gw)
             return
@@ -370,15 +430,21 @@ struct ConvPlan {
             inputGradientByConvolution(w, gy, into: target)
             gx = nil
         }
-        if let target = gx, let lanes = channelLanes, geometry.kernelHeight == 3, inChannels % ChannelLaneConvolution.lanes == 0 {
+        if let target = gx, let lanes = channelLanes, geometry.kernelHeight == 3,
+            inChannels % ChannelLaneConvolution.lanes == 0
+        {
             // Strided: the transposed convolution with input channels in the lanes, instead of a
             // GEMM to columns and a col2im scatter per image.
             let packed = Tensor(uninitializedShape: [lanes.packedCount])
             lanes.packForInputGradient(w, into: packed.data)
             overImages { _, images in
-                let scratch = Tensor(uninitializedShape: [lanes.imagesPerGroup(images.count) * lanes.paddedPlane * inChannels])
-                lanes.inputGradient(gy + images.lowerBound * outChannels * outPlane, packed: packed.data,
-                                    into: target + images.lowerBound * inChannels * inPlane, images: images.count, scratch: scratch.data)
+                let scratch = Tensor(uninitializedShape: [
+                    lanes.imagesPerGroup(images.count) * lanes.paddedPlane * inChannels
+                ])
+                lanes.inputGradient(
+                    gy + images.lowerBound * outChannels * outPlane, packed: packed.data,
+                    into: target + images.lowerBound * inChannels * inPlane, images: images.count, scratch: scratch.data
+                )
             }
             gx = nil
         }
@@ -391,8 +457,9 @@ struct ConvPlan {
                 let padded = Tensor(uninitializedShape: [direct.paddedCount])
                 let gradient = Tensor(uninitializedShape: [outChannels * direct.span])
                 for n in images {
-                    direct.weightGradient(x + n * inChannels * inPlane, gy + n * outChannels * outPlane, into: target,
-                                          padded: padded.data, gradient: gradient.data)
+                    direct.weightGradient(
+                        x + n * inChannels * inPlane, gy + n * outChannels * outPlane, into: target,
+                        padded: padded.data, gradient: gradient.data)
                 }
                 gwChunk = nil
             } else if let target = gwChunk, let lanes = channelLanes {
@@ -400,15 +467,18 @@ struct ConvPlan {
                 let padded = Tensor(uninitializedShape: [perGroup * inChannels * lanes.paddedPlane])
                 let gradient = Tensor(uninitializedShape: [perGroup * outPlane * outChannels])
                 let transposed = Tensor(zeros: [weightCount])
-                lanes.weightGradient(x + images.lowerBound * inChannels * inPlane, gy + images.lowerBound * outChannels * outPlane,
-                                     into: transposed.data, images: images.count, padded: padded.data, gradient: gradient.data)
+                lanes.weightGradient(
+                    x + images.lowerBound * inChannels * inPlane, gy + images.lowerBound * outChannels * outPlane,
+                    into: transposed.data, images: images.count, padded: padded.data, gradient: gradient.data)
                 lanes.addTransposed(transposed.data, into: target)
                 gwChunk = nil
             } else if let target = gwChunk, imagesPerGEMM > 1 {
                 weightGradientSmallPlanes(x, gy, into: target, images: images)
                 gwChunk = nil
             }
-            let columns = gwChunk == nil || isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
+            let columns =
+                gwChunk == nil || isPointwise
+                ? nil : Tensor(uninitializedShape: [columnsRows, rowsPerChunk * geometry.outputWidth])
             let columnGrad = gx == nil || isPointwise ? nil : Tensor(uninitializedShape: [columnsRows, outPlane])
             if gwChunk == nil && gx == nil { return }
             for n in images {
@@ -422,26 +492,32 @@ struct ConvPlan {
                         let gwg = gwChunk + group * outPerGroup * columnsRows
                         if let columns {
                             for rows in rowChunks {
-                                let offset = rows.lowerBound * geometry.outputWidth, width = rows.count * geometry.outputWidth
+                                let offset = rows.lowerBound * geometry.outputWidth,
+                                    width = rows.count * geometry.outputWidth
                                 im2col(xg, channels: inPerGroup, geometry: geometry, rows: rows, into: columns.data)
-                                gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
-                                     a: gyg + offset, lda: outPlane, b: columns.data, ldb: width, beta: 1, c: gwg, ldc: columnsRows)
+                                gemm(
+                                    transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: width,
+                                    a: gyg + offset, lda: outPlane, b: columns.data, ldb: width, beta: 1, c: gwg,
+                                    ldc: columnsRows)
                             }
                         } else {
-                            gemm(transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: outPlane,
-                                 a: gyg, lda: outPlane, b: xg, ldb: outPlane, beta: 1, c: gwg, ldc: columnsRows)
+                            gemm(
+                                transposeA: false, transposeB: true, m: outPerGroup, n: columnsRows, k: outPlane,
+                                a: gyg, lda: outPlane, b: xg, ldb: outPlane, beta: 1, c: gwg, ldc: columnsRows)
                         }
                     }
                     if let gx {
                         let gxg = gx + n * inChannels * inPlane + group * inPerGroup * inPlane
                         if let columnGrad {
                             // Strided convolutions: GEMM to column gradients, then fold them back.
-                            gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
-                                 a: wg, lda: columnsRows, b: gyg, ldb: outPlane, c: columnGrad.data, ldc: outPlane)
+                            gemm(
+                                transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
+                                a: wg, lda: columnsRows, b: gyg, ldb: outPlane, c: columnGrad.data, ldc: outPlane)
                             col2imAdd(columnGrad.data, channels: inPerGroup, geometry: geometry, into: gxg)
                         } else {
-                            gemm(transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
-                                 a: wg, lda: columnsRows, b: gyg, ldb: outPlane, beta: 1, c: gxg, ldc: outPlane)
+                            gemm(
+                                transposeA: true, transposeB: false, m: columnsRows, n: outPlane, k: outPerGroup,
+                                a: wg, lda: columnsRows, b: gyg, ldb: outPlane, beta: 1, c: gxg, ldc: outPlane)
                         }
                     }
                 }
@@ -454,7 +530,10 @@ struct ConvPlan {
 
     // Depthwise: output channel c reads input channel c / multiplier.
 
-    private func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, image n: Int, channel c: Int) {
+    private func depthwiseForward(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
+        _ y: UnsafeMutablePointer<Float>, image n: Int, channel c: Int
+    ) {
         let g = geometry
         let multiplier = outChannels / inChannels
         let xc = x + (n * inChannels + c / multiplier) * inPlane
@@ -481,7 +560,10 @@ struct ConvPlan {
         }
     }
 
-    private func depthwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    private func depthwiseBackward(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
+        _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?
+    ) {
         let g = geometry
         let multiplier = outChannels / inChannels
         // Parallel over input channels: each owns its gx planes and its multiplier's weights.
@@ -512,7 +594,11 @@ struct ConvPlan {
                                         // Contiguous rows: a vector dot product and a vector axpy
                                         // (a scalar float sum does not vectorise).
                                         weightGrad += dot(grad + xStart, src + xStart, count: xEnd - xStart)
-                                        if let gxc { addScaledInPlace(gxc + offset + xStart, grad + xStart, alpha: weight, count: xEnd - xStart) }
+                                        if let gxc {
+                                            addScaledInPlace(
+                                                gxc + offset + xStart, grad + xStart, alpha: weight,
+                                                count: xEnd - xStart)
+                                        }
                                         continue
                                     }
                                     for ox in xStart..<xEnd { weightGrad += grad[ox] * src[ox * s] }

@@ -3,7 +3,9 @@ import Foundation
 /// Mean cross-entropy of (B, C) logits against integer labels, with label smoothing ε:
 /// the target is (1 - ε) one-hot + ε / C, as in PyTorch's `label_smoothing`.
 public func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float = 0) -> Tensor {
-    ensure(logits.rank == 2 && logits.shape[0] == labels.count, "crossEntropy: logits \(logits.shape) for \(labels.count) labels")
+    ensure(
+        logits.rank == 2 && logits.shape[0] == labels.count,
+        "crossEntropy: logits \(logits.shape) for \(labels.count) labels")
     let batch = logits.shape[0], classes = logits.shape[1]
     for label in labels { ensure(label >= 0 && label < classes, "crossEntropy: label \(label) outside 0..<\(classes)") }
     let logProbabilities = Tensor(uninitializedShape: logits.shape)
@@ -35,7 +37,9 @@ public func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float 
 /// Mean cross-entropy of (B, C) logits against soft target distributions (B, C):
 /// -Σ_c q_c log softmax(z)_c averaged over the batch. Targets get no gradient.
 public func crossEntropy(_ logits: Tensor, softTargets: Tensor) -> Tensor {
-    ensure(logits.rank == 2 && softTargets.shape == logits.shape, "crossEntropy: logits \(logits.shape) and soft targets \(softTargets.shape) differ")
+    ensure(
+        logits.rank == 2 && softTargets.shape == logits.shape,
+        "crossEntropy: logits \(logits.shape) and soft targets \(softTargets.shape) differ")
     let batch = logits.shape[0], classes = logits.shape[1]
     let logProbabilities = Tensor(uninitializedShape: logits.shape)
     let px = logits.data, plp = logProbabilities.data, pq = softTargets.data
@@ -66,7 +70,8 @@ public func crossEntropy(_ logits: Tensor, softTargets: Tensor) -> Tensor {
 /// given as log-probabilities and `target` as probabilities (PyTorch's
 /// `kl_div(input, target, reduction="batchmean")`). Differentiable in both.
 public func klDivergence(logInput: Tensor, target: Tensor) -> Tensor {
-    ensure(logInput.shape == target.shape, "klDivergence: log-input \(logInput.shape) and target \(target.shape) differ")
+    ensure(
+        logInput.shape == target.shape, "klDivergence: log-input \(logInput.shape) and target \(target.shape) differ")
     let width = logInput.shape[logInput.rank - 1]
     let rows = logInput.count / width
     let pi = logInput.data, pt = target.data

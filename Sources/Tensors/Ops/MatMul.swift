@@ -3,22 +3,29 @@
 /// (..., M, K) x (K, N) -> (..., M, N); or (B, M, K) x (B, K, N) -> (B, M, N).
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     if a.rank == 3 && b.rank == 3 { return batchedMatmul(a, b) }
-    ensure(a.rank >= 2 && b.rank == 2 && a.shape[a.rank - 1] == b.shape[0],
-                 "matmul: shapes \(a.shape) and \(b.shape) do not multiply")
+    ensure(
+        a.rank >= 2 && b.rank == 2 && a.shape[a.rank - 1] == b.shape[0],
+        "matmul: shapes \(a.shape) and \(b.shape) do not multiply")
     let k = b.shape[0], n = b.shape[1]
     let m = a.count / k
     let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
     FLOPCounter.add(m * n * k)
-    gemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data, ldc: n)
+    gemm(
+        transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data,
+        ldc: n)
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if a.requiresGrad {
             let ga = Tensor(uninitializedShape: a.shape)
-            gemm(transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: b.data, ldb: n, c: ga.data, ldc: k)
+            gemm(
+                transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: b.data, ldb: n, c: ga.data,
+                ldc: k)
             accumulateGradient(a, ga)
         }
         if b.requiresGrad {
             let gb = Tensor(uninitializedShape: b.shape)
-            gemm(transposeA: true, transposeB: false, m: k, n: n, k: m, a: a.data, lda: k, b: g.data, ldb: n, c: gb.data, ldc: n)
+            gemm(
+                transposeA: true, transposeB: false, m: k, n: n, k: m, a: a.data, lda: k, b: g.data, ldb: n, c: gb.data,
+                ldc: n)
             accumulateGradient(b, gb)
         }
     }
@@ -27,20 +34,25 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
 
 /// op(A_i) x op(B_i) for each i of the leading batch dimension.
 public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
-    ensure(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0], "batchedMatmul: shapes \(a.shape) and \(b.shape) need a common batch")
+    ensure(
+        a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0],
+        "batchedMatmul: shapes \(a.shape) and \(b.shape) need a common batch")
     let batch = a.shape[0]
     let m = transposeA ? a.shape[2] : a.shape[1]
     let k = transposeA ? a.shape[1] : a.shape[2]
     let kb = transposeB ? b.shape[2] : b.shape[1]
     let n = transposeB ? b.shape[1] : b.shape[2]
-    ensure(k == kb, "batchedMatmul: inner sizes differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
+    ensure(
+        k == kb,
+        "batchedMatmul: inner sizes differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
     let out = Tensor(uninitializedShape: [batch, m, n])
     FLOPCounter.add(batch * m * n * k)
     let sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2]
     let lda = a.shape[2], ldb = b.shape[2]
     for i in 0..<batch {
-        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-             a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n)
+        gemm(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+            a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n)
     }
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if a.requiresGrad {
@@ -49,9 +61,13 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
                 let gi = g.data + i * m * n, bi = b.data + i * sb, out = ga.data + i * sa
                 if transposeA {
                     // A^T is (m, k): dA^T = G op(B)^T, so dA (k, m) = op(B) G^T
-                    gemm(transposeA: transposeB, transposeB: true, m: k, n: m, k: n, a: bi, lda: ldb, b: gi, ldb: n, c: out, ldc: lda)
+                    gemm(
+                        transposeA: transposeB, transposeB: true, m: k, n: m, k: n, a: bi, lda: ldb, b: gi, ldb: n,
+                        c: out, ldc: lda)
                 } else {
-                    gemm(transposeA: false, transposeB: !transposeB, m: m, n: k, k: n, a: gi, lda: n, b: bi, ldb: ldb, c: out, ldc: lda)
+                    gemm(
+                        transposeA: false, transposeB: !transposeB, m: m, n: k, k: n, a: gi, lda: n, b: bi, ldb: ldb,
+                        c: out, ldc: lda)
                 }
             }
             accumulateGradient(a, ga)
@@ -62,9 +78,13 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
                 let gi = g.data + i * m * n, ai = a.data + i * sa, out = gb.data + i * sb
                 if transposeB {
                     // dB (n, k) = G^T op(A)
-                    gemm(transposeA: true, transposeB: transposeA, m: n, n: k, k: m, a: gi, lda: n, b: ai, ldb: lda, c: out, ldc: ldb)
+                    gemm(
+                        transposeA: true, transposeB: transposeA, m: n, n: k, k: m, a: gi, lda: n, b: ai, ldb: lda,
+                        c: out, ldc: ldb)
                 } else {
-                    gemm(transposeA: !transposeA, transposeB: false, m: k, n: n, k: m, a: ai, lda: lda, b: gi, ldb: n, c: out, ldc: ldb)
+                    gemm(
+                        transposeA: !transposeA, transposeB: false, m: k, n: n, k: m, a: ai, lda: lda, b: gi, ldb: n,
+                        c: out, ldc: ldb)
                 }
             }
             accumulateGradient(b, gb)
@@ -76,8 +96,9 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
 /// y = x W^T + b over the last dimension of x; weight is (out, in) as in PyTorch.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
-    ensure(weight.rank == 2 && x.rank >= 1 && x.shape[x.rank - 1] == inFeatures,
-                 "linear: input \(x.shape) does not match weight \(weight.shape)")
+    ensure(
+        weight.rank == 2 && x.rank >= 1 && x.shape[x.rank - 1] == inFeatures,
+        "linear: input \(x.shape) does not match weight \(weight.shape)")
     if let bias { ensure(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(weight.shape)") }
     let rows = x.count / inFeatures
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
@@ -85,19 +106,23 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     if let bias {
         for r in 0..<rows { (out.data + r * outFeatures).update(from: bias.data, count: outFeatures) }
     }
-    gemm(transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
-         a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data, ldc: outFeatures)
+    gemm(
+        transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
+        a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data,
+        ldc: outFeatures)
     Tape.current.record(out, inputs: bias.map { [x, weight, $0] } ?? [x, weight], family: .gemm) { g in
         if x.requiresGrad {
             let gx = Tensor(uninitializedShape: x.shape)
-            gemm(transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
-                 a: g.data, lda: outFeatures, b: weight.data, ldb: inFeatures, c: gx.data, ldc: inFeatures)
+            gemm(
+                transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
+                a: g.data, lda: outFeatures, b: weight.data, ldb: inFeatures, c: gx.data, ldc: inFeatures)
             accumulateGradient(x, gx)
         }
         if weight.requiresGrad {
             let gw = Tensor(uninitializedShape: weight.shape)
-            gemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
-                 a: g.data, lda: outFeatures, b: x.data, ldb: inFeatures, c: gw.data, ldc: inFeatures)
+            gemm(
+                transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
+                a: g.data, lda: outFeatures, b: x.data, ldb: inFeatures, c: gw.data, ldc: inFeatures)
             accumulateGradient(weight, gw)
         }
         if let bias, bias.requiresGrad {

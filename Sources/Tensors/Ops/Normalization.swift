@@ -15,7 +15,9 @@ public func batchNorm(
     ensure(x.rank == 4 || x.rank == 2, "batchNorm: input \(x.shape) must be (N, C, H, W) or (N, C)")
     let batch = x.shape[0], channels = x.shape[1]
     let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
-    ensure(runningMean.shape == [channels] && runningVariance.shape == [channels], "batchNorm: running statistics \(runningMean.shape) for input \(x.shape)")
+    ensure(
+        runningMean.shape == [channels] && runningVariance.shape == [channels],
+        "batchNorm: running statistics \(runningMean.shape) for input \(x.shape)")
     if let weight { ensure(weight.shape == [channels], "batchNorm: weight \(weight.shape) for input \(x.shape)") }
     let mean = Tensor(uninitializedShape: [channels])
     let inverseStd = Tensor(uninitializedShape: [channels])
@@ -37,16 +39,20 @@ public func batchNorm(
         stats[channels] = Double(batch * plane)
         reducer?(UnsafeMutableBufferPointer(rebasing: stats[0...channels]))
         let total = stats[channels]
-        ensure(total > 1 || reducer != nil || batch * plane > 1, "batchNorm: training needs more than one value per channel, got input \(x.shape)")
+        ensure(
+            total > 1 || reducer != nil || batch * plane > 1,
+            "batchNorm: training needs more than one value per channel, got input \(x.shape)")
         for c in 0..<channels { pm[c] = Float(stats[c] / total) }
         parallelFor(channels) { range in
             for c in range {
                 var d = 0.0, dd = 0.0
                 for n in 0..<batch {
                     let (a, b) = deviationSums(px + (n * channels + c) * plane, from: pm[c], count: plane)
-                    d += Double(a); dd += Double(b)
+                    d += Double(a)
+                    dd += Double(b)
                 }
-                stats[c] = d; stats[channels + c] = dd
+                stats[c] = d
+                stats[channels + c] = dd
             }
         }
         stats[2 * channels] = Double(batch * plane)
@@ -97,7 +103,8 @@ public func batchNorm(
                     sg += Double(sum(pg + offset, count: plane))
                     sgx += Double(s) * Double(centeredDot(pg + offset, px + offset, mean: m, count: plane))
                 }
-                sums[c] = sg; sums[channels + c] = sgx
+                sums[c] = sg
+                sums[channels + c] = sgx
             }
         }
         if let weight, weight.requiresGrad {
@@ -184,8 +191,10 @@ private func centeredDot(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, m
 
 /// LayerNorm backward's row sums: sum of dxhat = g * w, and of dxhat * xhat, in partial sums.
 @inline(__always)
-private func gradientSums(_ g: UnsafePointer<Float>, weight: UnsafePointer<Float>?, row: UnsafePointer<Float>, mean: Float, inverseStd: Float,
-                          count: Int) -> (Float, Float) {
+private func gradientSums(
+    _ g: UnsafePointer<Float>, weight: UnsafePointer<Float>?, row: UnsafePointer<Float>, mean: Float, inverseStd: Float,
+    count: Int
+) -> (Float, Float) {
     var sumG = SIMD8<Float>(), sumGX = SIMD8<Float>()
     let m = SIMD8<Float>(repeating: mean)
     mapLanes(count) { i, lanes in
@@ -211,11 +220,16 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
             let m = sum(row, count: width) / Float(width)
             let v = squaredDeviations(row, from: m, count: width)
             let s = 1 / (v / Float(width) + epsilon).squareRoot()
-            pm[r] = m; pis[r] = s
+            pm[r] = m
+            pis[r] = s
             let dst = po + r * width
-            if let pw, let pb { for i in 0..<width { dst[i] = (row[i] - m) * s * pw[i] + pb[i] } }
-            else if let pw { for i in 0..<width { dst[i] = (row[i] - m) * s * pw[i] } }
-            else { for i in 0..<width { dst[i] = (row[i] - m) * s + (pb?[i] ?? 0) } }
+            if let pw, let pb {
+                for i in 0..<width { dst[i] = (row[i] - m) * s * pw[i] + pb[i] }
+            } else if let pw {
+                for i in 0..<width { dst[i] = (row[i] - m) * s * pw[i] }
+            } else {
+                for i in 0..<width { dst[i] = (row[i] - m) * s + (pb?[i] ?? 0) }
+            }
         }
     }
     var inputs = [x]
@@ -296,7 +310,10 @@ public func channelLayerNorm(_ x: Tensor, epsilon: Float = 1e-5) -> Tensor {
             inv.update(repeating: 0, count: plane)
             for c in 0..<channels {
                 let xc = xb + c * plane
-                for p in 0..<plane { let d = xc[p] - pm[p]; inv[p] += d * d }
+                for p in 0..<plane {
+                    let d = xc[p] - pm[p]
+                    inv[p] += d * d
+                }
             }
             for p in 0..<plane { inv[p] = 1 / (inv[p] * scale + epsilon).squareRoot() }
             for c in 0..<channels {
@@ -316,7 +333,10 @@ public func channelLayerNorm(_ x: Tensor, epsilon: Float = 1e-5) -> Tensor {
                 sums.data.update(repeating: 0, count: 2 * plane)
                 for c in 0..<channels {
                     let gc = pg + offset + c * plane, yc = py + offset + c * plane
-                    for p in 0..<plane { sumG[p] += gc[p]; sumGY[p] += gc[p] * yc[p] }
+                    for p in 0..<plane {
+                        sumG[p] += gc[p]
+                        sumGY[p] += gc[p] * yc[p]
+                    }
                 }
                 for c in 0..<channels {
                     let gc = pg + offset + c * plane, yc = py + offset + c * plane, dc = pgx + offset + c * plane

@@ -1,17 +1,24 @@
 /// Max, average and adaptive average pooling over NCHW planes.
 
-private func poolGeometry(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), op: String) -> ConvGeometry {
+private func poolGeometry(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), op: String)
+    -> ConvGeometry
+{
     ensure(x.rank == 4, "\(op): input \(x.shape) must be (N, C, H, W)")
-    let g = ConvGeometry(inputHeight: x.shape[2], inputWidth: x.shape[3], kernelHeight: kernel.0, kernelWidth: kernel.1,
-                         strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
-    ensure(kernel.0 >= 1 && kernel.1 >= 1 && stride.0 >= 1 && stride.1 >= 1 && padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1
-                 && g.outputHeight >= 1 && g.outputWidth >= 1,
-                 "\(op): kernel \(kernel), stride \(stride), padding \(padding) invalid for input \(x.shape)")
+    let g = ConvGeometry(
+        inputHeight: x.shape[2], inputWidth: x.shape[3], kernelHeight: kernel.0, kernelWidth: kernel.1,
+        strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
+    ensure(
+        kernel.0 >= 1 && kernel.1 >= 1 && stride.0 >= 1 && stride.1 >= 1 && padding.0 * 2 <= kernel.0
+            && padding.1 * 2 <= kernel.1
+            && g.outputHeight >= 1 && g.outputWidth >= 1,
+        "\(op): kernel \(kernel), stride \(stride), padding \(padding) invalid for input \(x.shape)")
     return g
 }
 
 /// Max pooling; padding counts as -infinity. Gradients go to the first maximum of each window.
-public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) -> Tensor {
+public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0))
+    -> Tensor
+{
     let g = poolGeometry(x, kernel: kernel, stride: stride ?? kernel, padding: padding, op: "maxPool2d")
     let planes = x.shape[0] * x.shape[1]
     let inPlane = g.inputHeight * g.inputWidth, outPlane = g.outputHeight * g.outputWidth
@@ -33,7 +40,10 @@ public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
                             let ix = ox * g.strideWidth + kx - g.paddingWidth
                             if ix < 0 || ix >= g.inputWidth { continue }
                             let v = src[iy * g.inputWidth + ix]
-                            if v > best || bestIndex < 0 { best = v; bestIndex = iy * g.inputWidth + ix }
+                            if v > best || bestIndex < 0 {
+                                best = v
+                                bestIndex = iy * g.inputWidth + ix
+                            }
                         }
                     }
                     po[p * outPlane + oy * g.outputWidth + ox] = best
@@ -56,12 +66,16 @@ public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
 }
 
 /// Average pooling; zero padding is counted in the divisor (PyTorch's count_include_pad=True).
-public func avgPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) -> Tensor {
+public func avgPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0))
+    -> Tensor
+{
     let g = poolGeometry(x, kernel: kernel, stride: stride ?? kernel, padding: padding, op: "avgPool2d")
-    let windows = (0..<g.outputHeight).flatMap { oy in (0..<g.outputWidth).map { ox -> (Int, Int, Int, Int) in
-        let y0 = oy * g.strideHeight - g.paddingHeight, x0 = ox * g.strideWidth - g.paddingWidth
-        return (y0, min(y0 + g.kernelHeight, g.inputHeight), x0, min(x0 + g.kernelWidth, g.inputWidth))
-    } }
+    let windows = (0..<g.outputHeight).flatMap { oy in
+        (0..<g.outputWidth).map { ox -> (Int, Int, Int, Int) in
+            let y0 = oy * g.strideHeight - g.paddingHeight, x0 = ox * g.strideWidth - g.paddingWidth
+            return (y0, min(y0 + g.kernelHeight, g.inputHeight), x0, min(x0 + g.kernelWidth, g.inputWidth))
+        }
+    }
     return windowAverage(x, outputHeight: g.outputHeight, outputWidth: g.outputWidth, windows: windows) { _ in
         Float(g.kernelHeight * g.kernelWidth)
     }
@@ -70,19 +84,25 @@ public func avgPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
 /// Adaptive average pooling to (outH, outW) with PyTorch's window bounds
 /// [floor(i H / outH), ceil((i + 1) H / outH)).
 public func adaptiveAvgPool2d(_ x: Tensor, outputSize: (Int, Int)) -> Tensor {
-    ensure(x.rank == 4 && outputSize.0 >= 1 && outputSize.1 >= 1, "adaptiveAvgPool2d: input \(x.shape), output size \(outputSize)")
+    ensure(
+        x.rank == 4 && outputSize.0 >= 1 && outputSize.1 >= 1,
+        "adaptiveAvgPool2d: input \(x.shape), output size \(outputSize)")
     let h = x.shape[2], w = x.shape[3], oh = outputSize.0, ow = outputSize.1
-    let windows = (0..<oh).flatMap { oy in (0..<ow).map { ox -> (Int, Int, Int, Int) in
-        (oy * h / oh, ((oy + 1) * h + oh - 1) / oh, ox * w / ow, ((ox + 1) * w + ow - 1) / ow)
-    } }
+    let windows = (0..<oh).flatMap { oy in
+        (0..<ow).map { ox -> (Int, Int, Int, Int) in
+            (oy * h / oh, ((oy + 1) * h + oh - 1) / oh, ox * w / ow, ((ox + 1) * w + ow - 1) / ow)
+        }
+    }
     return windowAverage(x, outputHeight: oh, outputWidth: ow, windows: windows) { window in
         Float((window.1 - window.0) * (window.3 - window.2))
     }
 }
 
 /// Shared by the average pools: windows are (y0, y1, x0, x1) clipped to the image.
-private func windowAverage(_ x: Tensor, outputHeight: Int, outputWidth: Int, windows: [(Int, Int, Int, Int)],
-                           divisor: ((Int, Int, Int, Int)) -> Float) -> Tensor {
+private func windowAverage(
+    _ x: Tensor, outputHeight: Int, outputWidth: Int, windows: [(Int, Int, Int, Int)],
+    divisor: ((Int, Int, Int, Int)) -> Float
+) -> Tensor {
     let planes = x.shape[0] * x.shape[1], width = x.shape[3]
     let inPlane = x.shape[2] * width, outPlane = outputHeight * outputWidth
     let inverse = windows.map { 1 / divisor($0) }

@@ -16,7 +16,8 @@ extension Tensor {
         let out = keepDims ? reduced : Tensor(shape: drop, storage: reduced.storage, offset: reduced.offset)
         let source = self
         Tape.current.record(out, inputs: [self], family: .reductions) { g in
-            let expanded = broadcastKernel(.copyFirst, Tensor(shape: keep, storage: g.storage, offset: g.offset), g, outputShape: source.shape)
+            let expanded = broadcastKernel(
+                .copyFirst, Tensor(shape: keep, storage: g.storage, offset: g.offset), g, outputShape: source.shape)
             accumulateGradient(source, expanded)
         }
         return out

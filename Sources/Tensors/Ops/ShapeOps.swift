@@ -49,7 +49,9 @@ extension Tensor {
     /// Elements `range` along `axis` (a copy).
     public func slice(axis: Int, _ range: Range<Int>) -> Tensor {
         let a = normalizedAxis(axis, op: "slice")
-        ensure(range.lowerBound >= 0 && range.upperBound <= shape[a], "slice: range \(range) out of bounds for axis \(a) of shape \(shape)")
+        ensure(
+            range.lowerBound >= 0 && range.upperBound <= shape[a],
+            "slice: range \(range) out of bounds for axis \(a) of shape \(shape)")
         var outShape = shape
         outShape[a] = range.count
         let outer = shape[..<a].reduce(1, *)
@@ -74,7 +76,9 @@ extension Tensor {
     /// Splits along `axis` into pieces of the given sizes.
     public func split(_ sizes: [Int], axis: Int) -> [Tensor] {
         let a = normalizedAxis(axis, op: "split")
-        ensure(sizes.reduce(0, +) == shape[a], "split: sizes \(sizes) do not add up to \(shape[a]) (axis \(a) of \(shape))")
+        ensure(
+            sizes.reduce(0, +) == shape[a], "split: sizes \(sizes) do not add up to \(shape[a]) (axis \(a) of \(shape))"
+        )
         var start = 0
         return sizes.map { size in
             defer { start += size }
@@ -89,11 +93,14 @@ extension Tensor {
         ensure(full.allSatisfy { $0.0 >= 0 && $0.1 >= 0 }, "pad: negative padding \(padding)")
         let outShape = zip(shape, full).map { $0 + $1.0 + $1.1 }
         let out = Tensor(zeros: outShape)
-        copyBlock(from: data, shape: shape, into: out.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: false)
+        copyBlock(
+            from: data, shape: shape, into: out.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: false)
         let source = self
         Tape.current.record(out, inputs: [self], family: .copies) { g in
             let gx = Tensor(uninitializedShape: source.shape)
-            copyBlock(from: gx.data, shape: source.shape, into: g.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: true)
+            copyBlock(
+                from: gx.data, shape: source.shape, into: g.data, outShape: outShape, offsets: full.map { $0.0 },
+                reverse: true)
             accumulateGradient(source, gx)
         }
         return out
@@ -106,8 +113,10 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
     let first = tensors[0]
     let a = first.normalizedAxis(axis, op: "concat")
     for t in tensors {
-        ensure(t.rank == first.rank && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
-                     "concat: shape \(t.shape) does not match \(first.shape) outside axis \(a)")
+        ensure(
+            t.rank == first.rank
+                && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
+            "concat: shape \(t.shape) does not match \(first.shape) outside axis \(a)")
     }
     var outShape = first.shape
     outShape[a] = tensors.reduce(0) { $0 + $1.shape[a] }
@@ -157,8 +166,11 @@ func permuteCopy(_ input: UnsafePointer<Float>, shape: [Int], order: [Int], into
             for d in 0..<(rank - 1) { base += index[d] * strides[d] }
             let dst = output + row * inner
             let src = input + base
-            if innerStride == 1 { dst.update(from: src, count: inner) }
-            else { for i in 0..<inner { dst[i] = src[i * innerStride] } }
+            if innerStride == 1 {
+                dst.update(from: src, count: inner)
+            } else {
+                for i in 0..<inner { dst[i] = src[i * innerStride] }
+            }
             var d = rank - 2
             while d >= 0 {
                 index[d] += 1
@@ -171,10 +183,16 @@ func permuteCopy(_ input: UnsafePointer<Float>, shape: [Int], order: [Int], into
 }
 
 /// Copies a block of shape `shape` into (or, reversed, out of) a larger array at `offsets`.
-func copyBlock(from small: UnsafePointer<Float>, shape: [Int], into large: UnsafeMutablePointer<Float>, outShape: [Int], offsets: [Int], reverse: Bool) {
+func copyBlock(
+    from small: UnsafePointer<Float>, shape: [Int], into large: UnsafeMutablePointer<Float>, outShape: [Int],
+    offsets: [Int], reverse: Bool
+) {
     let rank = shape.count
     if shape.contains(0) { return }
-    if rank == 0 { if reverse { UnsafeMutablePointer(mutating: small)[0] = large[0] } else { large[0] = small[0] }; return }
+    if rank == 0 {
+        if reverse { UnsafeMutablePointer(mutating: small)[0] = large[0] } else { large[0] = small[0] }
+        return
+    }
     var largeStrides = [Int](repeating: 1, count: rank)
     for i in stride(from: rank - 2, through: 0, by: -1) { largeStrides[i] = largeStrides[i + 1] * outShape[i + 1] }
     let inner = shape[rank - 1]
@@ -184,8 +202,11 @@ func copyBlock(from small: UnsafePointer<Float>, shape: [Int], into large: Unsaf
     for row in 0..<outer {
         var base = offsets[rank - 1]
         for d in 0..<(rank - 1) { base += (index[d] + offsets[d]) * largeStrides[d] }
-        if reverse { (mutableSmall + row * inner).update(from: large + base, count: inner) }
-        else { (large + base).update(from: small + row * inner, count: inner) }
+        if reverse {
+            (mutableSmall + row * inner).update(from: large + base, count: inner)
+        } else {
+            (large + base).update(from: small + row * inner, count: inner)
+        }
         var d = rank - 2
         while d >= 0 {
             index[d] += 1
@@ -209,7 +230,9 @@ extension Tensor {
     /// Rows `indices` of a table (first axis), as `table[indices]` in PyTorch; the backward adds
     /// each row's gradient back into the table row it came from.
     public func gatherRows(_ indices: [Int]) -> Tensor {
-        ensure(rank >= 1 && indices.allSatisfy { (0..<shape[0]).contains($0) }, "gatherRows: an index is outside 0..<\(shape.first ?? 0) of table \(shape)")
+        ensure(
+            rank >= 1 && indices.allSatisfy { (0..<shape[0]).contains($0) },
+            "gatherRows: an index is outside 0..<\(shape.first ?? 0) of table \(shape)")
         let row = count / Swift.max(shape[0], 1)
         let out = Tensor(uninitializedShape: [indices.count] + shape.dropFirst())
         for (i, index) in indices.enumerated() { (out.data + i * row).update(from: data + index * row, count: row) }

@@ -14,7 +14,10 @@ func rowMaximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     let half = lanes.lowHalf.replacing(with: lanes.highHalf, where: lanes.highHalf .> lanes.lowHalf)
     let quarter = half.lowHalf.replacing(with: half.highHalf, where: half.highHalf .> half.lowHalf)
     var maximum = max(quarter[0], quarter[1])
-    while i < n { maximum = max(maximum, x[i]); i += 1 }
+    while i < n {
+        maximum = max(maximum, x[i])
+        i += 1
+    }
     return maximum
 }
 

@@ -6,7 +6,9 @@ enum UnaryKind { case relu, relu6, gelu, sigmoid, tanh, exp, log, square, sqrt, 
 private let inverseSqrt2: Float = 0.70710678118654752
 private let inverseSqrt2Pi: Float = 0.39894228040143268
 
-private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+private func unaryForward(
+    _ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>
+) {
     switch kind {
     case .relu:
         let base = range.lowerBound
@@ -38,7 +40,10 @@ private func unaryForward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: Uns
 }
 
 /// gx = g * f'(x), using whichever of x and y = f(x) is cheaper.
-private func unaryBackward(_ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+private func unaryBackward(
+    _ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+    _ gx: UnsafeMutablePointer<Float>, _ range: Range<Int>
+) {
     switch kind {
     case .relu:
         let base = range.lowerBound

@@ -15,7 +15,8 @@ final class MetricsLog {
         if let step, let data = FileManager.default.contents(atPath: path) {
             // A line a crash cut short (no newline after it) is dropped; every other line must read.
             let newline = UInt8(ascii: "\n")
-            let end = data.last == newline ? data.endIndex : data.lastIndex(of: newline).map { $0 + 1 } ?? data.startIndex
+            let end =
+                data.last == newline ? data.endIndex : data.lastIndex(of: newline).map { $0 + 1 } ?? data.startIndex
             let lines = data[..<end].split(separator: newline, omittingEmptySubsequences: true)
             let records = try MetricsRecord.records(Data(data[..<end]), file: path)
             var kept = Data()
@@ -26,9 +27,13 @@ final class MetricsLog {
             try writeAtomically(kept, to: path)
         }
         if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw UserError("cannot create \(path) (is the folder writable?)") }
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw UserError("cannot create \(path) (is the folder writable?)")
+            }
         }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw UserError("cannot open \(path) for writing") }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw UserError("cannot open \(path) for writing")
+        }
         handle.seekToEndOfFile()
         self.handle = handle
     }
@@ -43,7 +48,8 @@ final class MetricsLog {
         do {
             try handle.write(contentsOf: data)
         } catch {
-            throw UserError("writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
+            throw UserError(
+                "writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
         }
     }
 

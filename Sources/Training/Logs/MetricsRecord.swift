@@ -68,7 +68,8 @@ public struct MetricsRecord: Codable, Equatable, Sendable {
     /// The records of a `metrics.jsonl` file's text, in order; `file` names it in errors.
     public static func records(_ data: Data, file: String) throws -> [MetricsRecord] {
         let decoder = JSONDecoder()
-        return try data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).enumerated().map { index, line in
+        return try data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).enumerated().map {
+            index, line in
             do {
                 return try decoder.decode(MetricsRecord.self, from: Data(line))
             } catch {

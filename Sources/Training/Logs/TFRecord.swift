@@ -30,7 +30,9 @@ public enum TFRecord {
         return length + littleEndian(masked(crc32c(length))) + data + littleEndian(masked(crc32c(data)))
     }
 
-    private static func littleEndian(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
+    private static func littleEndian(_ value: UInt32) -> [UInt8] {
+        (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) }
+    }
 
     /// The records of `bytes`; a bad CRC or a record cut short is an error naming `file` and
     /// the record's offset. A record's length is checked against the bytes left before
@@ -39,16 +41,22 @@ public enum TFRecord {
         func word(_ at: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) } }
         var records: [[UInt8]] = [], offset = 0
         while offset < bytes.count {
-            guard bytes.count - offset >= 12 else { throw UserError("\(file): record at byte \(offset) is cut short in its header") }
+            guard bytes.count - offset >= 12 else {
+                throw UserError("\(file): record at byte \(offset) is cut short in its header")
+            }
             let header = Array(bytes[offset..<(offset + 8)])
-            guard word(offset + 8) == masked(crc32c(header)) else { throw UserError("\(file): record at byte \(offset): the length's CRC does not match") }
+            guard word(offset + 8) == masked(crc32c(header)) else {
+                throw UserError("\(file): record at byte \(offset): the length's CRC does not match")
+            }
             let length = header.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
             guard length <= UInt64(bytes.count - offset - 12), bytes.count - offset - 12 - Int(length) >= 4 else {
                 throw UserError("\(file): record at byte \(offset) claims \(length) bytes, more than the file holds")
             }
             let start = offset + 12, end = start + Int(length)
             let data = Array(bytes[start..<end])
-            guard word(end) == masked(crc32c(data)) else { throw UserError("\(file): record at byte \(offset): the data's CRC does not match") }
+            guard word(end) == masked(crc32c(data)) else {
+                throw UserError("\(file): record at byte \(offset): the data's CRC does not match")
+            }
             records.append(data)
             offset = end + 4
         }

@@ -15,7 +15,10 @@ public struct TensorBoardEvent: Equatable, Sendable {
     public var scalars: [(tag: String, value: Float)]
     public var sessionStart = false
 
-    public init(wallTime: Double, step: Int, fileVersion: String? = nil, scalars: [(tag: String, value: Float)] = [], sessionStart: Bool = false) {
+    public init(
+        wallTime: Double, step: Int, fileVersion: String? = nil, scalars: [(tag: String, value: Float)] = [],
+        sessionStart: Bool = false
+    ) {
         self.wallTime = wallTime
         self.step = step
         self.fileVersion = fileVersion
@@ -24,7 +27,8 @@ public struct TensorBoardEvent: Equatable, Sendable {
     }
 
     public static func == (a: Self, b: Self) -> Bool {
-        a.wallTime == b.wallTime && a.step == b.step && a.fileVersion == b.fileVersion && a.sessionStart == b.sessionStart
+        a.wallTime == b.wallTime && a.step == b.step && a.fileVersion == b.fileVersion
+            && a.sessionStart == b.sessionStart
             && a.scalars.map(\.tag) == b.scalars.map(\.tag) && a.scalars.map(\.value) == b.scalars.map(\.value)
     }
 
@@ -73,7 +77,10 @@ public struct TensorBoardEvent: Equatable, Sendable {
             case (5, 2):
                 var summary = WireReader(bytes: try reader.lengthDelimited())
                 while let (field, wire) = try summary.key() {
-                    guard field == 1, wire == 2 else { try summary.skip(wire: wire); continue }
+                    guard field == 1, wire == 2 else {
+                        try summary.skip(wire: wire)
+                        continue
+                    }
                     var entry = WireReader(bytes: try summary.lengthDelimited())
                     var tag = "", value: Float?
                     while let (field, wire) = try entry.key() {
@@ -123,7 +130,9 @@ struct WireReader {
 
     mutating func fixed(_ count: Int) throws -> UInt64 {
         guard bytes.count >= count else { throw Malformed(description: "a fixed-width field is cut short") }
-        let value = bytes.prefix(count).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        let value = bytes.prefix(count).enumerated().reduce(UInt64(0)) {
+            $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+        }
         bytes = bytes.dropFirst(count)
         return value
     }
@@ -133,7 +142,9 @@ struct WireReader {
 
     mutating func lengthDelimited() throws -> ArraySlice<UInt8> {
         let length = try varint()
-        guard length <= UInt64(bytes.count) else { throw Malformed(description: "a field claims \(length) bytes, \(bytes.count) are left") }
+        guard length <= UInt64(bytes.count) else {
+            throw Malformed(description: "a field claims \(length) bytes, \(bytes.count) are left")
+        }
         let value = bytes.prefix(Int(length))
         bytes = bytes.dropFirst(Int(length))
         return value
@@ -161,8 +172,12 @@ private extension [UInt8] {
     }
 
     mutating func key(_ field: Int, wire: Int) { varint(UInt64(field << 3 | wire)) }
-    mutating func fixed64(_ value: UInt64) { for i in 0..<8 { append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) } }
-    mutating func fixed32(_ value: UInt32) { for i in 0..<4 { append(UInt8(truncatingIfNeeded: value >> (8 * UInt32(i)))) } }
+    mutating func fixed64(_ value: UInt64) {
+        for i in 0..<8 { append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
+    }
+    mutating func fixed32(_ value: UInt32) {
+        for i in 0..<4 { append(UInt8(truncatingIfNeeded: value >> (8 * UInt32(i)))) }
+    }
 
     mutating func bytesField(_ field: Int, _ data: some Collection<UInt8>) {
         key(field, wire: 2)
@@ -188,25 +203,32 @@ final class TensorBoardWriter {
             name = "events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host).\(getpid()).\(copy).sfkd"
         }
         path = (folder as NSString).appendingPathComponent(name)
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+            let handle = FileHandle(forWritingAtPath: path)
+        else {
             throw UserError("cannot create the TensorBoard event file \(path) (is the folder writable?)")
         }
         self.handle = handle
         try write(TensorBoardEvent(wallTime: Date().timeIntervalSince1970, step: 0, fileVersion: "brain.Event:2"))
-        if let step { try write(TensorBoardEvent(wallTime: Date().timeIntervalSince1970, step: step, sessionStart: true)) }
+        if let step {
+            try write(TensorBoardEvent(wallTime: Date().timeIntervalSince1970, step: step, sessionStart: true))
+        }
     }
 
     func write(_ event: TensorBoardEvent) throws {
         do {
             try handle.write(contentsOf: Data(TFRecord.frame(event.encoded())))
         } catch {
-            throw UserError("writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
+            throw UserError(
+                "writing \(path) failed (\(describeWriteError(error))); the last complete checkpoint is intact")
         }
     }
 
     /// A metrics record's numbers as scalars tagged `<kind>/<name>` at its step.
     func log(_ record: MetricsRecord) throws {
-        let scalars = record.values.keys.sorted().map { name in (tag: "\(record.kind.rawValue)/\(name)", value: Float(record.values[name]!)) }
+        let scalars = record.values.keys.sorted().map { name in
+            (tag: "\(record.kind.rawValue)/\(name)", value: Float(record.values[name]!))
+        }
         guard !scalars.isEmpty else { return }
         try write(TensorBoardEvent(wallTime: Date().timeIntervalSince1970, step: record.step, scalars: scalars))
     }
@@ -219,7 +241,9 @@ public enum TensorBoardEventFile {
     public static func read(_ path: String) throws -> [TensorBoardEvent] {
         guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read \(path)") }
         return try TFRecord.records([UInt8](data), file: path).enumerated().map { index, record in
-            do { return try TensorBoardEvent(decoding: record) } catch { throw UserError("\(path): event \(index + 1) is malformed (\(error))") }
+            do { return try TensorBoardEvent(decoding: record) } catch {
+                throw UserError("\(path): event \(index + 1) is malformed (\(error))")
+            }
         }
     }
 }

@@ -28,8 +28,9 @@ public struct EvaluationRecord: Codable, Sendable {
     /// The best epoch these scores make, when they are the best on validation.
     var bestEpoch: BestEpoch? {
         guard isBest, let validation = scores.validation else { return nil }
-        return BestEpoch(epoch: epoch, step: step, valTop1: validation.top1, valTop5: validation.top5, valLoss: validation.loss,
-                         testTop1: scores.test.top1, testTop5: scores.test.top5, testLoss: scores.test.loss)
+        return BestEpoch(
+            epoch: epoch, step: step, valTop1: validation.top1, valTop5: validation.top5, valLoss: validation.loss,
+            testTop1: scores.test.top1, testTop5: scores.test.top5, testLoss: scores.test.loss)
     }
 }
 
@@ -73,18 +74,26 @@ final class MetricsSink: TrainingSink {
         window.add(step)
         epochWindow.add(step)
         guard step.step % logEvery == 0 || step.step == totalSteps else { return }
-        try folder.log(window.record(step: step.step, epoch: step.epoch, learningRate: step.learningRate,
-                                     communication: replicas.takeCommunicationTimes(steps: window.stepCount)))
+        try folder.log(
+            window.record(
+                step: step.step, epoch: step.epoch, learningRate: step.learningRate,
+                communication: replicas.takeCommunicationTimes(steps: window.stepCount)))
     }
 
     func record(_ evaluation: EvaluationRecord) throws {
-        let training = epochWindow.record(step: evaluation.step, epoch: evaluation.epoch, learningRate: evaluation.learningRate, communication: nil)
-        var record = MetricsRecord(kind: .eval, step: evaluation.step, epoch: evaluation.epoch, values: ["lr": training["lr"] ?? 0])
-        for (key, value) in training.values where key == "loss" || key == "top1" || key.hasPrefix("loss_") { record["train_\(key)"] = value }
+        let training = epochWindow.record(
+            step: evaluation.step, epoch: evaluation.epoch, learningRate: evaluation.learningRate, communication: nil)
+        var record = MetricsRecord(
+            kind: .eval, step: evaluation.step, epoch: evaluation.epoch, values: ["lr": training["lr"] ?? 0])
+        for (key, value) in training.values where key == "loss" || key == "top1" || key.hasPrefix("loss_") {
+            record["train_\(key)"] = value
+        }
         let test = evaluation.scores.test
         (record["test_top1"], record["test_top5"], record["test_loss"]) = (test.top1, test.top5, test.loss)
         if let validation = evaluation.scores.validation {
-            (record["val_top1"], record["val_top5"], record["val_loss"]) = (validation.top1, validation.top5, validation.loss)
+            (record["val_top1"], record["val_top5"], record["val_loss"]) = (
+                validation.top1, validation.top5, validation.loss
+            )
         }
         try folder.log(record)
     }
@@ -143,11 +152,14 @@ final class ProgressSink: TrainingSink {
 
     func record(_ evaluation: EvaluationRecord) throws {
         let test = evaluation.scores.test
-        var line = "test top-1 \(percent(test.top1))%, top-5 \(percent(test.top5))%, loss \(String(format: "%.4f", test.loss))"
+        var line =
+            "test top-1 \(percent(test.top1))%, top-5 \(percent(test.top5))%, loss \(String(format: "%.4f", test.loss))"
         if let validation = evaluation.scores.validation {
-            line = "validation top-1 \(percent(validation.top1))%, " + line + (evaluation.isBest ? " (best so far)" : "")
+            line =
+                "validation top-1 \(percent(validation.top1))%, " + line + (evaluation.isBest ? " (best so far)" : "")
         }
-        progress.message("epoch \(evaluation.epoch + 1) step \(evaluation.step): \(line); \(Int(evaluation.imagesPerSecond)) img/s")
+        progress.message(
+            "epoch \(evaluation.epoch + 1) step \(evaluation.step): \(line); \(Int(evaluation.imagesPerSecond)) img/s")
     }
 }
 

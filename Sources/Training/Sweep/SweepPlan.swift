@@ -40,16 +40,29 @@ public struct SweepPlan {
 
     /// Reads `path`; `overrides` (`--set key=value`) replace base settings, or a prepare run's
     /// as `prepare.NAME.key`; `seeds` replaces the file's; runs go under `output`.
-    public init(file path: String, overrides: [(String, String)] = [], seeds seedOverride: [Int]? = nil, output: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw UserError("sweep file \(path) not found or unreadable") }
-        guard data.count <= TrainingConfig.maximumConfigBytes else { throw UserError("sweep file \(path) is \(data.count) bytes; at most \(TrainingConfig.maximumConfigBytes)") }
+    /// Runs a sweep may plan unless told otherwise (`--max-runs`): far more than a person can
+    /// afford to train, far less than what would exhaust memory while planning.
+    public static let defaultMaximumRuns = 10_000
+
+    public init(
+        file path: String, overrides: [(String, String)] = [], seeds seedOverride: [Int]? = nil, output: String,
+        maximumRuns: Int = defaultMaximumRuns
+    ) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UserError("sweep file \(path) not found or unreadable")
+        }
+        guard data.count <= TrainingConfig.maximumConfigBytes else {
+            throw UserError("sweep file \(path) is \(data.count) bytes; at most \(TrainingConfig.maximumConfigBytes)")
+        }
         let text = String(decoding: data, as: UTF8.self), source = "sweep file \(path)"
         if let (line, token) = firstAnchorOrAlias(in: text) {
             throw UserError("\(source): line \(line) uses the YAML anchor or alias '\(token)'; write each value out")
         }
         let mapping: [String: Any], gridOrder: [String], variantOrder: [String]
         do {
-            guard let parsed = try Yams.load(yaml: text) as? [String: Any] else { throw UserError("\(source): expected a mapping at the top level") }
+            guard let parsed = try Yams.load(yaml: text) as? [String: Any] else {
+                throw UserError("\(source): expected a mapping at the top level")
+            }
             mapping = parsed
             let document = try Yams.compose(yaml: text)?.mapping
             gridOrder = document?["grid"]?.mapping?.keys.compactMap(\.string) ?? []
@@ -61,36 +74,48 @@ public struct SweepPlan {
         }
         let unknown = Set(mapping.keys).subtracting(Self.topLevelKeys).sorted()
         guard unknown.isEmpty else {
-            throw UserError("\(source): unknown top-level key(s) \(unknown.joined(separator: ", ")); a sweep file has \(Self.topLevelKeys.sorted().joined(separator: ", "))")
+            throw UserError(
+                "\(source): unknown top-level key(s) \(unknown.joined(separator: ", ")); a sweep file has \(Self.topLevelKeys.sorted().joined(separator: ", "))"
+            )
         }
         name = (mapping["name"] as? String) ?? ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         let directory = (path as NSString).deletingLastPathComponent
 
         func settings(_ value: Any?, _ what: String) throws -> [String: Any] {
             guard let value else { return [:] }
-            guard let settings = value as? [String: Any] else { throw UserError("\(source): '\(what)' must be a mapping of sfkd train keys to values") }
+            guard let settings = value as? [String: Any] else {
+                throw UserError("\(source): '\(what)' must be a mapping of sfkd train keys to values")
+            }
             return settings
         }
         // The prepare runs: standalone configs, trained first, in name order.
         let prepareSettings = try settings(mapping["prepare"], "prepare")
         var preparedFiles: [String: String] = [:]
         for runName in prepareSettings.keys.sorted() {
-            let folder = ((output as NSString).appendingPathComponent("prepare") as NSString).appendingPathComponent(runName)
+            let folder = ((output as NSString).appendingPathComponent("prepare") as NSString).appendingPathComponent(
+                runName)
             preparedFiles[runName] = (folder as NSString).appendingPathComponent("model.safetensors")
         }
         func resolved(_ value: Any, _ what: String) throws -> Any {
             guard let text = value as? String, text.contains("{prepare.") else { return value }
             var result = text
-            for (runName, file) in preparedFiles { result = result.replacingOccurrences(of: "{prepare.\(runName)}", with: file) }
+            for (runName, file) in preparedFiles {
+                result = result.replacingOccurrences(of: "{prepare.\(runName)}", with: file)
+            }
             guard !result.contains("{prepare.") else {
-                throw UserError("\(source): \(what) refers to '\(text)', but 'prepare' has only \(preparedFiles.keys.sorted().joined(separator: ", "))")
+                throw UserError(
+                    "\(source): \(what) refers to '\(text)', but 'prepare' has only \(preparedFiles.keys.sorted().joined(separator: ", "))"
+                )
             }
             return result
         }
         func apply(_ values: [String: Any], to config: inout TrainingConfig, _ what: String) throws {
             if let file = values["config"] {
-                guard let file = file as? String else { throw UserError("\(source): \(what) 'config' names a recipe file") }
-                try config.apply(yamlFile: file.hasPrefix("/") ? file : (directory as NSString).appendingPathComponent(file))
+                guard let file = file as? String else {
+                    throw UserError("\(source): \(what) 'config' names a recipe file")
+                }
+                try config.apply(
+                    yamlFile: file.hasPrefix("/") ? file : (directory as NSString).appendingPathComponent(file))
             }
             for key in values.keys.sorted() where key != "config" {
                 try config.set(key, to: try resolved(values[key]!, "\(what) '\(key)'"), source: "\(source), \(what)")
@@ -118,7 +143,9 @@ public struct SweepPlan {
         }
         for (key, _) in overrides where key.hasPrefix("prepare.") {
             guard prepareSettings.keys.contains(where: { key.hasPrefix("prepare.\($0).") }) else {
-                throw UserError("--set \(key): 'prepare' has only \(prepareSettings.keys.sorted().joined(separator: ", ")) (write prepare.NAME.KEY=VALUE)")
+                throw UserError(
+                    "--set \(key): 'prepare' has only \(prepareSettings.keys.sorted().joined(separator: ", ")) (write prepare.NAME.KEY=VALUE)"
+                )
             }
         }
 
@@ -127,23 +154,44 @@ public struct SweepPlan {
         axes = (variants.isEmpty ? [] : ["variant"]) + (gridOrder.isEmpty ? grid.keys.sorted() : gridOrder)
         var values: [[Any]] = variants.isEmpty ? [] : [variantOrder.isEmpty ? variants.keys.sorted() : variantOrder]
         for key in axes where key != "variant" {
-            guard TrainingConfig.key(named: key) != nil else { throw UserError("\(source): grid key '\(key)' is not a sfkd train key") }
+            guard TrainingConfig.key(named: key) != nil else {
+                throw UserError("\(source): grid key '\(key)' is not a sfkd train key")
+            }
             guard key != "seed" else { throw UserError("\(source): give seeds as 'seeds: [0, 1, 2]', not in the grid") }
-            guard let list = grid[key] as? [Any], !list.isEmpty else { throw UserError("\(source): grid key '\(key)' needs a non-empty list of values") }
+            guard let list = grid[key] as? [Any], !list.isEmpty else {
+                throw UserError("\(source): grid key '\(key)' needs a non-empty list of values")
+            }
             values.append(list)
         }
         if let seedOverride {
-            guard !seedOverride.isEmpty, Set(seedOverride).count == seedOverride.count, seedOverride.allSatisfy({ $0 >= 0 }) else {
+            guard !seedOverride.isEmpty, Set(seedOverride).count == seedOverride.count,
+                seedOverride.allSatisfy({ $0 >= 0 })
+            else {
                 throw UserError("--seeds must be distinct whole numbers >= 0")
             }
             seeds = seedOverride
         } else if let list = mapping["seeds"] {
-            guard let seeds = list as? [Int], !seeds.isEmpty, Set(seeds).count == seeds.count, seeds.allSatisfy({ $0 >= 0 }) else {
+            guard let seeds = list as? [Int], !seeds.isEmpty, Set(seeds).count == seeds.count,
+                seeds.allSatisfy({ $0 >= 0 })
+            else {
                 throw UserError("\(source): 'seeds' must be a list of distinct whole numbers >= 0")
             }
             self.seeds = seeds
         } else {
             seeds = [base.seed]
+        }
+        // Counted before anything is planned: a grid of a million runs is refused, not built.
+        var count = seeds.count
+        for list in values {
+            let (product, overflow) = count.multipliedReportingOverflow(by: list.count)
+            count = overflow ? Int.max : product
+        }
+        guard count <= maximumRuns else {
+            let sizes = zip(axes, values).map { "\($0.0) \($0.1.count)" } + ["seeds \(seeds.count)"]
+            throw UserError(
+                "\(source): the grid makes \(count == Int.max ? "more than \(Int.max)" : "\(count)") runs (\(sizes.joined(separator: " x "))), "
+                    + "more than the \(maximumRuns) a sweep may plan; shrink the grid or raise the cap with --max-runs N"
+            )
         }
         var combinations: [[Any]] = [[]]
         for list in values { combinations = combinations.flatMap { prefix in list.map { prefix + [$0] } } }
@@ -154,16 +202,22 @@ public struct SweepPlan {
                 var described: [(key: String, value: String)] = []
                 for (key, value) in zip(axes, combination) {
                     if key == "variant", let variant = value as? String {
-                        try apply(try settings(variants[variant], "variants.\(variant)"), to: &config, "variants.\(variant)")
+                        try apply(
+                            try settings(variants[variant], "variants.\(variant)"), to: &config, "variants.\(variant)")
                     } else {
-                        try config.set(key, to: try resolved(value, "grid '\(key)'"), source: "\(source), grid '\(key)'")
+                        try config.set(
+                            key, to: try resolved(value, "grid '\(key)'"), source: "\(source), grid '\(key)'")
                     }
                     described.append((key, Self.text(value)))
                 }
                 config.seed = seed
                 let runName = Self.folderName(described + [("seed", "\(seed)")])
-                guard names.insert(runName).inserted else { throw UserError("\(source): two grid combinations give the run name '\(runName)'; make the values distinct") }
-                config.output = ((output as NSString).appendingPathComponent("runs") as NSString).appendingPathComponent(runName)
+                guard names.insert(runName).inserted else {
+                    throw UserError(
+                        "\(source): two grid combinations give the run name '\(runName)'; make the values distinct")
+                }
+                config.output = ((output as NSString).appendingPathComponent("runs") as NSString)
+                    .appendingPathComponent(runName)
                 do {
                     try config.validate()
                 } catch let error as UserError {

@@ -32,7 +32,8 @@ public struct SweepResults {
 
         enum CodingKeys: String, CodingKey {
             case settings, seeds
-            case bestTestTop1 = "best_test_top1", bestValTop1 = "best_val_top1", lastValTop1 = "last_val_top1", lastTestTop1 = "last_test_top1"
+            case bestTestTop1 = "best_test_top1", bestValTop1 = "best_val_top1", lastValTop1 = "last_val_top1",
+                lastTestTop1 = "last_test_top1"
             case helperParameters = "helper_parameters", wallSeconds = "wall_seconds"
         }
     }
@@ -58,7 +59,9 @@ public struct SweepResults {
         seeds = plan.seeds
         let runs = plan.runs.map { run in
             let file = (run.config.output as NSString).appendingPathComponent("summary.json")
-            let summary = FileManager.default.contents(atPath: file).flatMap { try? JSONDecoder().decode(RunSummary.self, from: $0) }
+            let summary = FileManager.default.contents(atPath: file).flatMap {
+                try? JSONDecoder().decode(RunSummary.self, from: $0)
+            }
             let outcome: String
             switch outcomes[run.name] {
             case .reused?: outcome = "reused"
@@ -66,21 +69,23 @@ public struct SweepResults {
             case .failed(let why)?: outcome = "failed: \(why)"
             case nil: outcome = summary == nil ? "not run" : "reused"
             }
-            return RunEntry(name: run.name, settings: Dictionary(uniqueKeysWithValues: run.settings.map { ($0.key, $0.value) }),
-                            seed: run.seed ?? 0, folder: run.config.output, summary: summary, outcome: outcome)
+            return RunEntry(
+                name: run.name, settings: Dictionary(uniqueKeysWithValues: run.settings.map { ($0.key, $0.value) }),
+                seed: run.seed ?? 0, folder: run.config.output, summary: summary, outcome: outcome)
         }
         self.runs = runs
         var order: [[String: String]] = []
         for run in runs where !order.contains(run.settings) { order.append(run.settings) }
         groups = order.map { settings in
             let members = runs.filter { $0.settings == settings }.compactMap(\.summary)
-            return Group(settings: settings, seeds: members.count,
-                         bestTestTop1: Statistic(members.compactMap { $0.best?.testTop1 }),
-                         bestValTop1: Statistic(members.compactMap { $0.best?.valTop1 }),
-                         lastValTop1: Statistic(members.compactMap(\.valTop1)),
-                         lastTestTop1: Statistic(members.map(\.testTop1)),
-                         helperParameters: members.first?.helperParameters ?? 0,
-                         wallSeconds: Statistic(members.map(\.wallSeconds)))
+            return Group(
+                settings: settings, seeds: members.count,
+                bestTestTop1: Statistic(members.compactMap { $0.best?.testTop1 }),
+                bestValTop1: Statistic(members.compactMap { $0.best?.valTop1 }),
+                lastValTop1: Statistic(members.compactMap(\.valTop1)),
+                lastTestTop1: Statistic(members.map(\.testTop1)),
+                helperParameters: members.first?.helperParameters ?? 0,
+                wallSeconds: Statistic(members.map(\.wallSeconds)))
         }
     }
 
@@ -90,26 +95,41 @@ public struct SweepResults {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        return try encoder.encode(File(name: name, axes: axes + ["seed"], seeds: seeds, runs: runs, groups: groups)) + Data("\n".utf8)
+        return try encoder.encode(File(name: name, axes: axes + ["seed"], seeds: seeds, runs: runs, groups: groups))
+            + Data("\n".utf8)
     }
 
     /// The table: a row per setting, mean ± std over seeds (top-1 in percent).
     public func markdown() -> String {
         func cell(_ statistic: Statistic?) -> String {
             guard let statistic else { return "—" }
-            return String(format: "%.2f", 100 * statistic.mean) + (statistic.std.map { String(format: " ± %.2f", 100 * $0) } ?? "")
+            return String(format: "%.2f", 100 * statistic.mean)
+                + (statistic.std.map { String(format: " ± %.2f", 100 * $0) } ?? "")
         }
-        let head = axes + ["seeds", "test top-1 at best val", "best val top-1", "last val top-1", "last test top-1", "extra params", "wall per run"]
-        var lines = ["# Sweep \(name)", "", "\(runs.count) runs, seeds \(seeds.map(String.init).joined(separator: ", ")); mean ± sample standard deviation over seeds; the best epoch is chosen on validation.", "",
-                     "| " + head.joined(separator: " | ") + " |", "|" + String(repeating: "---|", count: head.count)]
+        let head =
+            axes + [
+                "seeds", "test top-1 at best val", "best val top-1", "last val top-1", "last test top-1",
+                "extra params", "wall per run",
+            ]
+        var lines = [
+            "# Sweep \(name)", "",
+            "\(runs.count) runs, seeds \(seeds.map(String.init).joined(separator: ", ")); mean ± sample standard deviation over seeds; the best epoch is chosen on validation.",
+            "",
+            "| " + head.joined(separator: " | ") + " |", "|" + String(repeating: "---|", count: head.count),
+        ]
         for group in groups {
-            let cells = axes.map { group.settings[$0] ?? "" } + ["\(group.seeds)", cell(group.bestTestTop1), cell(group.bestValTop1), cell(group.lastValTop1),
-                                                                cell(group.lastTestTop1), "\(group.helperParameters)",
-                                                                group.wallSeconds.map { "\(Int($0.mean.rounded())) s" } ?? "—"]
+            let cells =
+                axes.map { group.settings[$0] ?? "" } + [
+                    "\(group.seeds)", cell(group.bestTestTop1), cell(group.bestValTop1), cell(group.lastValTop1),
+                    cell(group.lastTestTop1), "\(group.helperParameters)",
+                    group.wallSeconds.map { "\(Int($0.mean.rounded())) s" } ?? "—",
+                ]
             lines.append("| " + cells.joined(separator: " | ") + " |")
         }
         let failed = runs.filter { $0.outcome.hasPrefix("failed") || $0.outcome == "not run" }
-        if !failed.isEmpty { lines += ["", "Missing: " + failed.map { "\($0.name) (\($0.outcome))" }.joined(separator: "; ")] }
+        if !failed.isEmpty {
+            lines += ["", "Missing: " + failed.map { "\($0.name) (\($0.outcome))" }.joined(separator: "; ")]
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -29,12 +29,14 @@ public struct SweepRunner {
     public func run() throws -> [String: Outcome] {
         let fileManager = FileManager.default
         for folder in ["configs", "logs"] {
-            try fileManager.createDirectory(atPath: (output as NSString).appendingPathComponent(folder), withIntermediateDirectories: true)
+            try fileManager.createDirectory(
+                atPath: (output as NSString).appendingPathComponent(folder), withIntermediateDirectories: true)
         }
         var outcomes: [String: Outcome] = [:]
         // Prepare runs use every core, one after another: the grid needs them all.
         for run in plan.prepare {
-            outcomes["prepare.\(run.name)"] = try execute(run, label: "prepare.\(run.name)", threads: threadsPerRun * parallel)
+            outcomes["prepare.\(run.name)"] = try execute(
+                run, label: "prepare.\(run.name)", threads: threadsPerRun * parallel)
             if case .failed(let why) = outcomes["prepare.\(run.name)"]! {
                 throw UserError("sweep: prepare run '\(run.name)' failed (\(why)); the grid needs it")
             }
@@ -51,7 +53,9 @@ public struct SweepRunner {
                 guard index < total else { return }
                 let run = plan.runs[index]
                 let outcome: Outcome
-                do { outcome = try execute(run, label: "[\(index + 1)/\(total)] \(run.name)", threads: threadsPerRun) } catch { outcome = .failed("\(error)") }
+                do {
+                    outcome = try execute(run, label: "[\(index + 1)/\(total)] \(run.name)", threads: threadsPerRun)
+                } catch { outcome = .failed("\(error)") }
                 lock.lock()
                 outcomes[run.name] = outcome
                 lock.unlock()
@@ -69,16 +73,20 @@ public struct SweepRunner {
         }
         var config = run.config
         config.threads = threads
-        let configFile = ((output as NSString).appendingPathComponent("configs") as NSString).appendingPathComponent("\(run.seed == nil ? "prepare-" : "")\(run.name).yaml")
+        let configFile = ((output as NSString).appendingPathComponent("configs") as NSString).appendingPathComponent(
+            "\(run.seed == nil ? "prepare-" : "")\(run.name).yaml")
         try writeAtomically(Data(try config.yaml().utf8), to: configFile)
         var arguments = ["train", "--config", configFile]
         if fileManager.fileExists(atPath: folder) { arguments.append("--resume") }
-        let log = ((output as NSString).appendingPathComponent("logs") as NSString).appendingPathComponent("\(run.seed == nil ? "prepare-" : "")\(run.name).log")
+        let log = ((output as NSString).appendingPathComponent("logs") as NSString).appendingPathComponent(
+            "\(run.seed == nil ? "prepare-" : "")\(run.name).log")
         guard fileManager.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
             throw UserError("sweep: cannot create \(log)")
         }
         defer { try? handle.close() }
-        report("\(label): training\(arguments.contains("--resume") ? " (resuming)" : "") on \(threads) thread(s), log \(log)")
+        report(
+            "\(label): training\(arguments.contains("--resume") ? " (resuming)" : "") on \(threads) thread(s), log \(log)"
+        )
         let started = Date()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -88,7 +96,9 @@ public struct SweepRunner {
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " / ") ?? ""
+            let tail =
+                (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(
+                    separator: " / ") ?? ""
             report("\(label): FAILED (exit \(process.terminationStatus)): \(tail)")
             return .failed("exit \(process.terminationStatus); see \(log)")
         }

@@ -25,14 +25,17 @@ struct AllreduceBenchmark {
             case bytes
             case communicatorSeconds = "communicator_seconds", directSeconds = "direct_seconds"
             case reduceScatterSeconds = "reduce_scatter_seconds", allgatherSeconds = "allgather_seconds"
-            case communicatorBusGBPS = "communicator_bus_gbps", directBusGBPS = "direct_bus_gbps", communicatorVersusDirect = "communicator_vs_direct"
+            case communicatorBusGBPS = "communicator_bus_gbps", directBusGBPS = "direct_bus_gbps",
+                communicatorVersusDirect = "communicator_vs_direct"
         }
     }
 
     struct Fit: Encodable {
         /// Seconds per message, seconds per byte, and the fit's median relative error.
         let alpha: Double, beta: Double, medianRelativeError: Double
-        enum CodingKeys: String, CodingKey { case alpha = "alpha_seconds", beta = "beta_seconds_per_byte", medianRelativeError = "median_relative_error" }
+        enum CodingKeys: String, CodingKey {
+            case alpha = "alpha_seconds", beta = "beta_seconds_per_byte", medianRelativeError = "median_relative_error"
+        }
     }
 
     struct Result: Encodable {
@@ -62,14 +65,18 @@ struct AllreduceBenchmark {
             let probe = stride(from: 0, to: block, by: max(1, block / 1000))
             fill()
             try communicator.allreduce(buffer)
-            for i in stride(from: 0, to: count, by: max(1, count / 1000)) where buffer[i] != expected(i) { verified = false }
+            for i in stride(from: 0, to: count, by: max(1, count / 1000)) where buffer[i] != expected(i) {
+                verified = false
+            }
             fill()
             try communicator.reduceScatter(buffer, block: block)
             for i in probe where buffer[i] != expected(rank * block + i) { verified = false }
             // All-gather: each rank's block holds its rank number; every block must arrive.
             for i in 0..<block { buffer[rank * block + i] = Float(rank) }
             try communicator.allgather(inPlace: buffer, block: block)
-            for r in 0..<ranks where buffer[r * block] != Float(r) || buffer[r * block + block - 1] != Float(r) { verified = false }
+            for r in 0..<ranks where buffer[r * block] != Float(r) || buffer[r * block + block - 1] != Float(r) {
+                verified = false
+            }
 
             var times = [[Double]](repeating: [], count: Collective.allCases.count)
             try communicator.barrier()
@@ -92,12 +99,17 @@ struct AllreduceBenchmark {
             try communicator.allreduce(&medians, .max)
             let busFactor = ranks > 1 ? 2 * Double(ranks - 1) / Double(ranks) : 1
             let actual = count * 4
-            rows.append(Row(bytes: actual, communicatorSeconds: medians[0], directSeconds: medians[1], reduceScatterSeconds: medians[2], allgatherSeconds: medians[3],
-                            communicatorBusGBPS: Double(actual) / medians[0] * busFactor * 1e-9,
-                            directBusGBPS: Double(actual) / medians[1] * busFactor * 1e-9,
-                            communicatorVersusDirect: medians[1] / medians[0]))
+            rows.append(
+                Row(
+                    bytes: actual, communicatorSeconds: medians[0], directSeconds: medians[1],
+                    reduceScatterSeconds: medians[2], allgatherSeconds: medians[3],
+                    communicatorBusGBPS: Double(actual) / medians[0] * busFactor * 1e-9,
+                    directBusGBPS: Double(actual) / medians[1] * busFactor * 1e-9,
+                    communicatorVersusDirect: medians[1] / medians[0]))
         }
-        return Result(worldSize: ranks, verified: verified, repeats: repeats, sizes: rows, fit: fitsModel && ranks > 1 ? Self.fit(rows, ranks: ranks) : nil)
+        return Result(
+            worldSize: ranks, verified: verified, repeats: repeats, sizes: rows,
+            fit: fitsModel && ranks > 1 ? Self.fit(rows, ranks: ranks) : nil)
     }
 
     /// Least squares for (alpha, beta) in t = a alpha + b beta over every (size, collective),
@@ -114,7 +126,11 @@ struct AllreduceBenchmark {
         var aa = 0.0, ab = 0.0, bb = 0.0, at = 0.0, bt = 0.0
         for e in equations {
             let a = e.a / e.t, b = e.b / e.t
-            aa += a * a; ab += a * b; bb += b * b; at += a; bt += b
+            aa += a * a
+            ab += a * b
+            bb += b * b
+            at += a
+            bt += b
         }
         let determinant = aa * bb - ab * ab
         let alpha = determinant != 0 ? (at * bb - bt * ab) / determinant : 0

@@ -25,7 +25,8 @@ struct DataBenchmark {
             case inputSize = "input_size", loaderThreads = "loader_threads"
             case readImagesPerSecond = "read_images_per_sec", decodeImagesPerSecond = "decode_images_per_sec"
             case pipelineImagesPerSecond = "pipeline_images_per_sec_one_thread"
-            case loaderImagesPerSecond = "loader_images_per_sec", loaderImagesPerSecondPerThread = "loader_images_per_sec_per_thread"
+            case loaderImagesPerSecond = "loader_images_per_sec", loaderImagesPerSecondPerThread =
+                "loader_images_per_sec_per_thread"
         }
     }
 
@@ -49,31 +50,53 @@ struct DataBenchmark {
         }
         var read: [Double] = [], decode: [Double] = [], pipeline: [Double] = [], loader: [Double] = []
         for round in 0..<rounds {
-            read.append(Double(count) / seconds {
-                for index in indices { _ = FileManager.default.contents(atPath: paths[index]) }
-            })
-            decode.append(Double(count) / (try seconds {
-                for index in indices { _ = try ImageDecoder.decode(path: paths[index], minimumShortSide: inputSize) }
-            }))
-            pipeline.append(Double(count) / (try seconds {
-                for start in stride(from: 0, to: count, by: 32) {
-                    _ = try BatchLoader.assemble(dataset, indices: Array(indices[start..<min(count, start + 32)]), mean: splits.mean, std: splits.std,
-                                                 augmentation: augmentation, seed: 0, epoch: round)
-                }
-            }))
+            read.append(
+                Double(count)
+                    / seconds {
+                        for index in indices { _ = FileManager.default.contents(atPath: paths[index]) }
+                    })
+            decode.append(
+                Double(count)
+                    / (try seconds {
+                        for index in indices {
+                            _ = try ImageDecoder.decode(path: paths[index], minimumShortSide: inputSize)
+                        }
+                    }))
+            pipeline.append(
+                Double(count)
+                    / (try seconds {
+                        for start in stride(from: 0, to: count, by: 32) {
+                            _ = try BatchLoader.assemble(
+                                dataset, indices: Array(indices[start..<min(count, start + 32)]), mean: splits.mean,
+                                std: splits.std,
+                                augmentation: augmentation, seed: 0, epoch: round)
+                        }
+                    }))
             let batches = stride(from: 0, to: count, by: 32).map { Array(indices[$0..<min(count, $0 + 32)]) }
-            loader.append(Double(count) / (try seconds {
-                let batchLoader = BatchLoader(dataset: dataset, mean: splits.mean, std: splits.std, augmentation: augmentation, seed: 0, epoch: round,
-                                              batches: batches, threads: loaderThreads)
-                while try batchLoader.next() != nil {}
-            }))
-            progress("round \(round + 1): read \(Int(read.last!)) img/s, decode \(Int(decode.last!)) img/s, decode + transforms \(Int(pipeline.last!)) img/s, loader (\(loaderThreads) threads) \(Int(loader.last!)) img/s")
+            loader.append(
+                Double(count)
+                    / (try seconds {
+                        let batchLoader = BatchLoader(
+                            dataset: dataset, mean: splits.mean, std: splits.std, augmentation: augmentation, seed: 0,
+                            epoch: round,
+                            batches: batches, threads: loaderThreads)
+                        while try batchLoader.next() != nil {}
+                    }))
+            progress(
+                "round \(round + 1): read \(Int(read.last!)) img/s, decode \(Int(decode.last!)) img/s, decode + transforms \(Int(pipeline.last!)) img/s, loader (\(loaderThreads) threads) \(Int(loader.last!)) img/s"
+            )
         }
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-        let result = Result(files: count, inputSize: inputSize, loaderThreads: loaderThreads, training: training, randAugment: randAugment?.configuration,
-                            readImagesPerSecond: median(read), decodeImagesPerSecond: median(decode), pipelineImagesPerSecond: median(pipeline),
-                            loaderImagesPerSecond: median(loader), loaderImagesPerSecondPerThread: median(loader) / Double(loaderThreads))
-        progress("\(count) images of \(directory)/train at \(inputSize) (\(training ? "training" : "evaluation") transforms\(randAugment.map { " with \($0.configuration)" } ?? "")), medians of \(rounds) rounds: read \(Int(result.readImagesPerSecond)) img/s, decode \(Int(result.decodeImagesPerSecond)) img/s, decode + transforms \(Int(result.pipelineImagesPerSecond)) img/s on one thread, loader \(Int(result.loaderImagesPerSecond)) img/s on \(loaderThreads) threads (\(Int(result.loaderImagesPerSecondPerThread)) per thread)")
+        let result = Result(
+            files: count, inputSize: inputSize, loaderThreads: loaderThreads, training: training,
+            randAugment: randAugment?.configuration,
+            readImagesPerSecond: median(read), decodeImagesPerSecond: median(decode),
+            pipelineImagesPerSecond: median(pipeline),
+            loaderImagesPerSecond: median(loader),
+            loaderImagesPerSecondPerThread: median(loader) / Double(loaderThreads))
+        progress(
+            "\(count) images of \(directory)/train at \(inputSize) (\(training ? "training" : "evaluation") transforms\(randAugment.map { " with \($0.configuration)" } ?? "")), medians of \(rounds) rounds: read \(Int(result.readImagesPerSecond)) img/s, decode \(Int(result.decodeImagesPerSecond)) img/s, decode + transforms \(Int(result.pipelineImagesPerSecond)) img/s on one thread, loader \(Int(result.loaderImagesPerSecond)) img/s on \(loaderThreads) threads (\(Int(result.loaderImagesPerSecondPerThread)) per thread)"
+        )
         return result
     }
 }

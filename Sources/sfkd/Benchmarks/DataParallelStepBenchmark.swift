@@ -42,10 +42,13 @@ struct DataParallelStepBenchmark {
 
         enum CodingKeys: String, CodingKey {
             case model, ranks, threads, overlap, buckets, steps, gradSync = "grad_sync"
-            case batchSizePerRank = "batch_size_per_rank", bucketMegabytes = "bucket_mb", imagesPerSecond = "images_per_sec"
+            case batchSizePerRank = "batch_size_per_rank", bucketMegabytes = "bucket_mb", imagesPerSecond =
+                "images_per_sec"
             case medianStepMilliseconds = "median_step_ms", localMedianStepMilliseconds = "local_median_step_ms"
-            case localImagesPerSecondPerRank = "local_images_per_sec_per_rank", efficiencyVersusLocal = "efficiency_vs_local"
-            case allreduceMilliseconds = "allreduce_ms", allreduceExposedMilliseconds = "allreduce_exposed_ms", peakResidentMegabytes = "peak_rss_mb"
+            case localImagesPerSecondPerRank = "local_images_per_sec_per_rank", efficiencyVersusLocal =
+                "efficiency_vs_local"
+            case allreduceMilliseconds = "allreduce_ms", allreduceExposedMilliseconds = "allreduce_exposed_ms",
+                peakResidentMegabytes = "peak_rss_mb"
         }
     }
 
@@ -92,14 +95,20 @@ struct DataParallelStepBenchmark {
         }
         // The slowest rank sets the pace: medians per rank, then the maximum over ranks.
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-        var medians = [median(synced), median(local), communication / Double(synced.count), exposed / Double(synced.count)]
+        var medians = [
+            median(synced), median(local), communication / Double(synced.count), exposed / Double(synced.count),
+        ]
         try world.allreduce(&medians, .max)
         let (syncedStep, localStep, allreduce, waited) = (medians[0], medians[1], medians[2], medians[3])
-        return Result(model: config.model, ranks: world.size, gradSync: config.gradientSync.rawValue, batchSizePerRank: batchSize, threads: Threads.count,
-                      overlap: config.overlap, bucketMegabytes: config.bucketMegabytes, buckets: replicas.bucketCount, steps: synced.count,
-                      imagesPerSecond: Double(batchSize * world.size) / syncedStep, medianStepMilliseconds: syncedStep * 1e3,
-                      localMedianStepMilliseconds: localStep * 1e3, localImagesPerSecondPerRank: Double(batchSize) / localStep,
-                      efficiencyVersusLocal: localStep / syncedStep, allreduceMilliseconds: allreduce * 1e3, allreduceExposedMilliseconds: waited * 1e3,
-                      peakResidentMegabytes: peakResidentMegabytes())
+        return Result(
+            model: config.model, ranks: world.size, gradSync: config.gradientSync.rawValue, batchSizePerRank: batchSize,
+            threads: Threads.count,
+            overlap: config.overlap, bucketMegabytes: config.bucketMegabytes, buckets: replicas.bucketCount,
+            steps: synced.count,
+            imagesPerSecond: Double(batchSize * world.size) / syncedStep, medianStepMilliseconds: syncedStep * 1e3,
+            localMedianStepMilliseconds: localStep * 1e3, localImagesPerSecondPerRank: Double(batchSize) / localStep,
+            efficiencyVersusLocal: localStep / syncedStep, allreduceMilliseconds: allreduce * 1e3,
+            allreduceExposedMilliseconds: waited * 1e3,
+            peakResidentMegabytes: peakResidentMegabytes())
     }
 }

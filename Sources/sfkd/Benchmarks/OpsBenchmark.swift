@@ -18,7 +18,8 @@ struct OpsBenchmark {
     /// to the shape are timed in the same rounds for comparison (forward+backward GFLOP/s).
     struct Convolution: Encodable {
         let shape: String, kernel: String
-        let forwardGFLOPS: Double, forwardBackwardGFLOPS: Double, sgemmGFLOPS: Double, forwardBackwardVersusSGEMM: Double
+        let forwardGFLOPS: Double, forwardBackwardGFLOPS: Double, sgemmGFLOPS: Double,
+            forwardBackwardVersusSGEMM: Double
         let alternatives: [String: Double]
 
         enum CodingKeys: String, CodingKey {
@@ -32,7 +33,8 @@ struct OpsBenchmark {
         let forwardMilliseconds: Double, forwardBackwardMilliseconds: Double, forwardBackwardGFLOPS: Double
 
         enum CodingKeys: String, CodingKey {
-            case forwardMilliseconds = "forward_ms", forwardBackwardMilliseconds = "forward_backward_ms", forwardBackwardGFLOPS = "forward_backward_gflops"
+            case forwardMilliseconds = "forward_ms", forwardBackwardMilliseconds = "forward_backward_ms",
+                forwardBackwardGFLOPS = "forward_backward_gflops"
         }
     }
 
@@ -50,7 +52,8 @@ struct OpsBenchmark {
     struct PoolAllocations: Encodable {
         let firstStep: Int, laterSteps: Int, laterStepCount: Int
         enum CodingKeys: String, CodingKey {
-            case firstStep = "first_step_allocations", laterSteps = "later_step_allocations", laterStepCount = "later_steps"
+            case firstStep = "first_step_allocations", laterSteps = "later_step_allocations", laterStepCount =
+                "later_steps"
         }
     }
 
@@ -68,7 +71,8 @@ struct OpsBenchmark {
 
         enum CodingKeys: String, CodingKey {
             case attention, elementwise, pool, threads
-            case sgemmGFLOPS = "sgemm_gflops", convolutions = "conv2d_3x3", narrowHeadAttention = "narrow_head_attention", openblasCore = "openblas_core"
+            case sgemmGFLOPS = "sgemm_gflops", convolutions = "conv2d_3x3", narrowHeadAttention =
+                "narrow_head_attention", openblasCore = "openblas_core"
             case depthwise7x7 = "depthwise_conv2d_7x7", windowAttention = "window_attention"
         }
     }
@@ -87,41 +91,57 @@ struct OpsBenchmark {
                 convolutions.append(c)
                 let others = c.alternatives.sorted { $0.key < $1.key }.map { "\($0.key) \(formatted($0.value))" }
                 let alternatives = others.isEmpty ? "" : "; other kernels \(others.joined(separator: ", ")) GFLOP/s"
-                progress("conv3x3 \(c.shape) \(c.kernel): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s)\(alternatives), timed alternately")
+                progress(
+                    "conv3x3 \(c.shape) \(c.kernel): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s)\(alternatives), timed alternately"
+                )
             }
             results.convolutions = convolutions
             let depthwise = depthwise7x7(batch: 16, channels: 96, size: 56)
             results.depthwise7x7 = depthwise
-            progress("depthwise conv 7x7 16x96x56x56 (convnext_tiny's first stage at 224): forward \(formatted(depthwise.forwardMilliseconds, 2)) ms, forward+backward \(formatted(depthwise.forwardBackwardMilliseconds, 2)) ms (\(formatted(depthwise.forwardBackwardGFLOPS)) GFLOP/s)")
+            progress(
+                "depthwise conv 7x7 16x96x56x56 (convnext_tiny's first stage at 224): forward \(formatted(depthwise.forwardMilliseconds, 2)) ms, forward+backward \(formatted(depthwise.forwardBackwardMilliseconds, 2)) ms (\(formatted(depthwise.forwardBackwardGFLOPS)) GFLOP/s)"
+            )
         }
         if parts.contains(.attention) {
             let attention = attentionBlock(batch: 64, tokens: 65, width: 128, heads: 4)
             results.attention = attention
-            progress("attention block 64x65x128, 4 heads: forward \(formatted(attention.forwardMilliseconds, 2)) ms, forward+backward \(formatted(attention.forwardBackwardMilliseconds, 2)) ms (\(formatted(attention.forwardBackwardGFLOPS)) GFLOP/s)")
+            progress(
+                "attention block 64x65x128, 4 heads: forward \(formatted(attention.forwardMilliseconds, 2)) ms, forward+backward \(formatted(attention.forwardBackwardMilliseconds, 2)) ms (\(formatted(attention.forwardBackwardGFLOPS)) GFLOP/s)"
+            )
             let narrow = narrowHeadAttention(batch: 64, tokens: 256, width: 32, heads: 4)
             results.narrowHeadAttention = narrow
             let windows = windowAttention(images: 8, grid: 56, window: 7, width: 96, heads: 3)
             results.windowAttention = windows
-            progress("window attention 8 images x 64 windows x 49 tokens, 3 heads of 32, bias + shifted mask (swin_tiny's first stage at 224): forward \(formatted(windows.forwardMilliseconds, 2)) ms, forward+backward \(formatted(windows.forwardBackwardMilliseconds, 2)) ms (\(formatted(windows.forwardBackwardGFLOPS)) GFLOP/s)")
-            progress("narrow-head attention 64x256x32, 4 heads of 8 (DS2S's interaction block): forward \(formatted(narrow.forwardMilliseconds, 2)) ms, forward+backward \(formatted(narrow.forwardBackwardMilliseconds, 2)) ms (\(formatted(narrow.forwardBackwardGFLOPS)) GFLOP/s)")
+            progress(
+                "window attention 8 images x 64 windows x 49 tokens, 3 heads of 32, bias + shifted mask (swin_tiny's first stage at 224): forward \(formatted(windows.forwardMilliseconds, 2)) ms, forward+backward \(formatted(windows.forwardBackwardMilliseconds, 2)) ms (\(formatted(windows.forwardBackwardGFLOPS)) GFLOP/s)"
+            )
+            progress(
+                "narrow-head attention 64x256x32, 4 heads of 8 (DS2S's interaction block): forward \(formatted(narrow.forwardMilliseconds, 2)) ms, forward+backward \(formatted(narrow.forwardBackwardMilliseconds, 2)) ms (\(formatted(narrow.forwardBackwardGFLOPS)) GFLOP/s)"
+            )
         }
         if parts.contains(.elementwise) {
-            let memory = elementwise(count: 96 << 17)  // 48 MB per array, beyond any cache; a multiple of 96 for the LayerNorm rows
+            // 48 MB per array, beyond any cache; a multiple of 96 for the LayerNorm rows
+            let memory = elementwise(count: 96 << 17)
             results.elementwise = memory
             progress("memory copy: \(formatted(memory.copyGBPS)) GB/s")
             for kernel in memory.kernels {
-                progress("  \(kernel.name): \(formatted(kernel.gbps)) GB/s = \(formatted(100 * kernel.versusCopy, 0))% of the copy timed alternately")
+                progress(
+                    "  \(kernel.name): \(formatted(kernel.gbps)) GB/s = \(formatted(100 * kernel.versusCopy, 0))% of the copy timed alternately"
+                )
             }
         }
         if parts.contains(.pool) {
             let allocations = poolAllocationsPerStep()
             results.pool = allocations
-            progress("pool: \(allocations.firstStep) fresh buffers in the first step, \(allocations.laterSteps) in the \(allocations.laterStepCount) steps after")
+            progress(
+                "pool: \(allocations.firstStep) fresh buffers in the first step, \(allocations.laterSteps) in the \(allocations.laterStepCount) steps after"
+            )
         }
         return results
     }
 
-    private func randomTensor(_ shape: [Int], _ generator: inout RandomGenerator, requiresGrad: Bool = false) -> Tensor {
+    private func randomTensor(_ shape: [Int], _ generator: inout RandomGenerator, requiresGrad: Bool = false) -> Tensor
+    {
         let t = Tensor(uninitializedShape: shape)
         for i in 0..<t.count { t.data[i] = generator.nextUniform() - 0.5 }
         t.requiresGrad = requiresGrad
@@ -138,7 +158,8 @@ struct OpsBenchmark {
             ConvolutionKernel.pinned(choice) {
                 let y = conv2d(x, weight: w, padding: (1, 1))
                 y.backward(seed: y.detached())
-                x.zeroGrad(); w.zeroGrad()
+                x.zeroGrad()
+                w.zeroGrad()
             }
         }
         let forward = medianSeconds(repeats: repeats) {
@@ -146,15 +167,21 @@ struct OpsBenchmark {
         }
         var bodies: [() -> Void] = [baseline.run, { step(kernel) }]
         let others = [ConvolutionKernel.unfold, .direct, .channelLanes].filter { other in
-            other != kernel && ConvolutionKernel.pinned(other) { conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1)) == other }
+            other != kernel
+                && ConvolutionKernel.pinned(other) {
+                    conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1)) == other
+                }
         }
         for other in others { bodies.append { step(other) } }
         let seconds = alternatingMedianSeconds(repeats: repeats, bodies)
         let gemmRate = baseline.flops / seconds[0] * 1e-9
         let rate = 3 * flops / seconds[1] * 1e-9
-        return Convolution(shape: "\(batch)x\(channels)x\(size)x\(size)", kernel: kernel.rawValue, forwardGFLOPS: flops / forward * 1e-9,
-                           forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate,
-                           alternatives: Dictionary(uniqueKeysWithValues: zip(others.map(\.rawValue), seconds.dropFirst(2).map { 3 * flops / $0 * 1e-9 })))
+        return Convolution(
+            shape: "\(batch)x\(channels)x\(size)x\(size)", kernel: kernel.rawValue,
+            forwardGFLOPS: flops / forward * 1e-9,
+            forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate,
+            alternatives: Dictionary(
+                uniqueKeysWithValues: zip(others.map(\.rawValue), seconds.dropFirst(2).map { 3 * flops / $0 * 1e-9 })))
     }
 
     private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> KernelTiming {
@@ -165,13 +192,15 @@ struct OpsBenchmark {
         let both = medianSeconds(repeats: repeats) {
             let y = attention(x)
             y.backward(seed: y.detached())
-            attention.zeroGrad(); x.zeroGrad()
+            attention.zeroGrad()
+            x.zeroGrad()
         }
         // qkv and proj projections plus the two attention products, times 3 for backward.
         let projections = 2.0 * Double(batch * tokens) * Double(width * width) * 4
         let products = 2.0 * 2 * Double(batch * tokens * tokens * width)
-        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
-                               forwardBackwardGFLOPS: 3 * (projections + products) / both * 1e-9)
+        return KernelTiming(
+            forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
+            forwardBackwardGFLOPS: 3 * (projections + products) / both * 1e-9)
     }
 
     /// The attention kernel alone (no projections) on packed qkv: softmax(Q K^T / sqrt(d)) V.
@@ -186,7 +215,9 @@ struct OpsBenchmark {
         }
         // Forward: Q K^T and P V; backward: dP, dV, dQ and dK, each 2 * B * N * N * width flops.
         let product = 2.0 * Double(batch * tokens * tokens * width)
-        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 6 * product / both * 1e-9)
+        return KernelTiming(
+            forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
+            forwardBackwardGFLOPS: 6 * product / both * 1e-9)
     }
 
     /// ConvNeXt's depthwise convolution: 7x7, padding 3, one filter per channel.
@@ -194,15 +225,20 @@ struct OpsBenchmark {
         var generator = RandomGenerator(seed: 5)
         let x = randomTensor([batch, channels, size, size], &generator, requiresGrad: true)
         let w = randomTensor([channels, 1, 7, 7], &generator, requiresGrad: true)
-        let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = conv2d(x, weight: w, padding: (3, 3), groups: channels) } }
+        let forward = medianSeconds(repeats: repeats) {
+            withNoGrad { _ = conv2d(x, weight: w, padding: (3, 3), groups: channels) }
+        }
         let both = medianSeconds(repeats: repeats) {
             let y = conv2d(x, weight: w, padding: (3, 3), groups: channels)
             y.backward(seed: y.detached())
-            x.zeroGrad(); w.zeroGrad()
+            x.zeroGrad()
+            w.zeroGrad()
         }
         // Forward, input gradient and weight gradient: 2 * 49 flops per output element each.
         let flops = 2.0 * 49 * Double(batch * channels * size * size)
-        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 3 * flops / both * 1e-9)
+        return KernelTiming(
+            forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
+            forwardBackwardGFLOPS: 3 * flops / both * 1e-9)
     }
 
     /// Swin's shifted-window attention kernel (no projections): every image's windows with a
@@ -214,14 +250,19 @@ struct OpsBenchmark {
         let bias = randomTensor([heads, n, n], &generator, requiresGrad: true)
         let mask = Tensor(zeros: [windows, n, n])
         for i in 0..<mask.count where (i / n) % 3 != (i % n) % 3 { mask.data[i] = -100 }
-        let forward = medianSeconds(repeats: repeats) { withNoGrad { _ = packedSelfAttention(qkv, heads: heads, bias: bias, mask: mask) } }
+        let forward = medianSeconds(repeats: repeats) {
+            withNoGrad { _ = packedSelfAttention(qkv, heads: heads, bias: bias, mask: mask) }
+        }
         let both = medianSeconds(repeats: repeats) {
             let y = packedSelfAttention(qkv, heads: heads, bias: bias, mask: mask)
             y.backward(seed: y.detached())
-            qkv.zeroGrad(); bias.zeroGrad()
+            qkv.zeroGrad()
+            bias.zeroGrad()
         }
         let product = 2.0 * Double(images * windows * n * n * width)
-        return KernelTiming(forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3, forwardBackwardGFLOPS: 6 * product / both * 1e-9)
+        return KernelTiming(
+            forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
+            forwardBackwardGFLOPS: 6 * product / both * 1e-9)
     }
 
     private func elementwise(count: Int) -> Elementwise {
@@ -230,19 +271,25 @@ struct OpsBenchmark {
         let bytes = Double(count * MemoryLayout<Float>.stride)
         var results: [Elementwise.Kernel] = []
         let destination = Tensor(uninitializedShape: [count])
-        let channelsLast = a.reshape([count / 96, 96]), gamma = randomTensor([96], &generator), beta = randomTensor([96], &generator)
+        let channelsLast = a.reshape([count / 96, 96]), gamma = randomTensor([96], &generator),
+            beta = randomTensor([96], &generator)
         let copy = { destination.data.update(from: a.data, count: count) }
         // Each kernel is timed alternately with the copy; a copy moves 2 arrays (read + write),
         // a binary op 3, a unary op 2.
         let kernels: [(String, Double, () -> Void)] = [
-            ("add", 3, { _ = a + b }), ("mul", 3, { _ = a * b }), ("relu", 2, { _ = relu(a) }), ("scale", 2, { _ = a * 0.5 }),
+            ("add", 3, { _ = a + b }), ("mul", 3, { _ = a * b }), ("relu", 2, { _ = relu(a) }),
+            ("scale", 2, { _ = a * 0.5 }),
             // ConvNeXt's and Swin's LayerNorm over 96 channels last, with affine.
-            ("layer_norm_96_channels_last", 2, { _ = layerNorm(channelsLast, weight: gamma, bias: beta, epsilon: 1e-6) }),
+            (
+                "layer_norm_96_channels_last", 2,
+                { _ = layerNorm(channelsLast, weight: gamma, bias: beta, epsilon: 1e-6) }
+            ),
         ]
         var copyRates: [Double] = []
         withNoGrad {
             for (name, arrays, kernel) in kernels {
-                let (copySeconds, kernelSeconds) = pairedMedianSeconds(repeats: repeats, baseline: copy, candidate: kernel)
+                let (copySeconds, kernelSeconds) = pairedMedianSeconds(
+                    repeats: repeats, baseline: copy, candidate: kernel)
                 let copyRate = 2 * bytes / copySeconds * 1e-9, rate = arrays * bytes / kernelSeconds * 1e-9
                 copyRates.append(copyRate)
                 results.append(Elementwise.Kernel(name: name, gbps: rate, versusCopy: rate / copyRate))
@@ -260,12 +307,13 @@ struct OpsBenchmark {
         let attention = MultiHeadAttention(dimensions: 16, heads: 2, generator: &generator)
         let head = Linear(inputDimensions: 16, outputDimensions: 10, generator: &generator)
         let parameters = conv.parameters() + norm.parameters() + attention.parameters() + head.parameters()
-        let optimizer = SGD(groups: [ParameterGroup(parameters: parameters, weightDecay: 5e-4)], learningRate: 0.01, momentum: 0.9)
+        let optimizer = SGD(
+            groups: [ParameterGroup(parameters: parameters, weightDecay: 5e-4)], learningRate: 0.01, momentum: 0.9)
         let x = randomTensor([8, 3, 16, 16], &generator)
         let labels = (0..<8).map { $0 % 10 }
         func step() {
             let features = maxPool2d(relu(norm(conv(x))), kernel: (4, 4))  // (8, 16, 4, 4)
-            let tokens = features.flatten(from: 2).transposed(1, 2)        // (8, 16, 16)
+            let tokens = features.flatten(from: 2).transposed(1, 2)  // (8, 16, 16)
             let pooled = attention(tokens).mean(axes: [1])
             let loss = crossEntropy(head(pooled), labels: labels, labelSmoothing: 0.1)
             optimizer.zeroGrad()
@@ -278,6 +326,7 @@ struct OpsBenchmark {
         let laterSteps = 10
         for _ in 0..<laterSteps { step() }
         let afterAll = BufferPool.shared.stats.freshAllocations
-        return PoolAllocations(firstStep: afterFirst - before, laterSteps: afterAll - afterFirst, laterStepCount: laterSteps)
+        return PoolAllocations(
+            firstStep: afterFirst - before, laterSteps: afterAll - afterFirst, laterStepCount: laterSteps)
     }
 }

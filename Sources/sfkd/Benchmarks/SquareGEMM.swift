@@ -16,6 +16,8 @@ struct SquareGEMM {
     var flops: Double { 2 * Double(size * size * size) }
 
     func run() {
-        gemm(transposeA: false, transposeB: false, m: size, n: size, k: size, a: a.data, lda: size, b: b.data, ldb: size, c: c.data, ldc: size)
+        gemm(
+            transposeA: false, transposeB: false, m: size, n: size, k: size, a: a.data, lda: size, b: b.data, ldb: size,
+            c: c.data, ldc: size)
     }
 }

@@ -66,8 +66,10 @@ struct StepBenchmark {
 
         enum CodingKeys: String, CodingKey {
             case method, phases, profile
-            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", versusSGEMM = "vs_sgemm"
-            case medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec", helperParameters = "helper_parameters"
+            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", versusSGEMM =
+                "vs_sgemm"
+            case medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec", helperParameters =
+                "helper_parameters"
             case versusFirst = "vs_first", versusFirstPaired = "vs_first_paired"
         }
     }
@@ -101,7 +103,8 @@ struct StepBenchmark {
             case model, parameters, threads, steps, methods, gradientReady = "gradient_ready"
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
-            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS = "sgemm_gflops", versusSGEMM = "vs_sgemm", profile
+            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS =
+                "sgemm_gflops", versusSGEMM = "vs_sgemm", profile
             case phases, gradientBytes = "gradient_bytes"
         }
     }
@@ -164,12 +167,27 @@ struct StepBenchmark {
         }
         let perStep = 1e3 / Double(steps)
         let families = Set(OpProfile.forward.keys).union(OpProfile.backward.keys)
-        var rows = families.map { FamilyTime(family: $0, forwardMilliseconds: (OpProfile.forward[$0] ?? 0) * perStep, backwardMilliseconds: (OpProfile.backward[$0] ?? 0) * perStep) }
-        rows.sort { $0.forwardMilliseconds + $0.backwardMilliseconds > $1.forwardMilliseconds + $1.backwardMilliseconds }
+        var rows = families.map {
+            FamilyTime(
+                family: $0, forwardMilliseconds: (OpProfile.forward[$0] ?? 0) * perStep,
+                backwardMilliseconds: (OpProfile.backward[$0] ?? 0) * perStep)
+        }
+        rows.sort {
+            $0.forwardMilliseconds + $0.backwardMilliseconds > $1.forwardMilliseconds + $1.backwardMilliseconds
+        }
         let inOpsForward = OpProfile.forward.values.reduce(0, +), inOpsBackward = OpProfile.backward.values.reduce(0, +)
-        rows.append(FamilyTime(family: "between ops (forward glue, metrics)", forwardMilliseconds: max(0, phases.forward - inOpsForward) * perStep, backwardMilliseconds: 0))
-        rows.append(FamilyTime(family: "autograd bookkeeping (accumulation, hooks)", forwardMilliseconds: 0, backwardMilliseconds: max(0, phases.backward - inOpsBackward) * perStep))
-        rows.append(FamilyTime(family: "optimizer (clipping, update)", forwardMilliseconds: 0, backwardMilliseconds: (phases.optimizer + phases.reduce) * perStep))
+        rows.append(
+            FamilyTime(
+                family: "between ops (forward glue, metrics)",
+                forwardMilliseconds: max(0, phases.forward - inOpsForward) * perStep, backwardMilliseconds: 0))
+        rows.append(
+            FamilyTime(
+                family: "autograd bookkeeping (accumulation, hooks)", forwardMilliseconds: 0,
+                backwardMilliseconds: max(0, phases.backward - inOpsBackward) * perStep))
+        rows.append(
+            FamilyTime(
+                family: "optimizer (clipping, update)", forwardMilliseconds: 0,
+                backwardMilliseconds: (phases.optimizer + phases.reduce) * perStep))
         return rows
     }
 
@@ -189,7 +207,8 @@ struct StepBenchmark {
         let batch = try TrainingSetup(config: config, splits: splits).batches(rank: 0).batch(step: 0)
         let images = batch.images
         // Multiply-adds of one step's forward passes (the first warm-up step), the teacher's apart.
-        let teacherMultiplyAdds = teacher.map { teacher in FLOPCounter.multiplyAdds { withNoGrad { _ = teacher.forward(images) } } } ?? 0
+        let teacherMultiplyAdds =
+            teacher.map { teacher in FLOPCounter.multiplyAdds { withNoGrad { _ = teacher.forward(images) } } } ?? 0
         var stepFLOPs: [Double] = []
         for (k, trainingStep) in trainingSteps.enumerated() {
             let counted = try FLOPCounter.multiplyAdds { _ = try trainingStep.run(batch, step: 0, learningRate: 0.01) }
@@ -224,24 +243,35 @@ struct StepBenchmark {
         let medians = seconds.map(median)
         let perMethod = trainingSteps.indices.map { k in
             let p = phases[k]
-            return MethodResult(method: methods[k], medianStepMilliseconds: medians[k] * 1e3, imagesPerSecond: Double(config.batchSize) / medians[k],
-                                helperParameters: trainingSteps[k].modules.helperParameterCount, versusFirst: medians[k] / medians[0],
-                                versusFirstPaired: median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
-                                phases: Phases(forward: median(p.map(\.forward)) * 1e3, teacher: median(p.map(\.teacher)) * 1e3,
-                                               loss: median(p.map(\.loss)) * 1e3, backward: median(p.map(\.backward)) * 1e3,
-                                               reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3),
-                                modelGFLOPPerStep: stepFLOPs[k] * 1e-9, achievedGFLOPS: stepFLOPs[k] / medians[k] * 1e-9,
-                                versusSGEMM: stepFLOPs[k] / medians[k] * 1e-9 / sgemmRate, profile: profiles?[k])
+            return MethodResult(
+                method: methods[k], medianStepMilliseconds: medians[k] * 1e3,
+                imagesPerSecond: Double(config.batchSize) / medians[k],
+                helperParameters: trainingSteps[k].modules.helperParameterCount, versusFirst: medians[k] / medians[0],
+                versusFirstPaired: median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
+                phases: Phases(
+                    forward: median(p.map(\.forward)) * 1e3, teacher: median(p.map(\.teacher)) * 1e3,
+                    loss: median(p.map(\.loss)) * 1e3, backward: median(p.map(\.backward)) * 1e3,
+                    reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3),
+                modelGFLOPPerStep: stepFLOPs[k] * 1e-9, achievedGFLOPS: stepFLOPs[k] / medians[k] * 1e-9,
+                versusSGEMM: stepFLOPs[k] / medians[k] * 1e-9 / sgemmRate, profile: profiles?[k])
         }
-        return Result(model: config.model, parameters: trainingSteps[0].modules.student.parameterCount, batchSize: config.batchSize, threads: Threads.count,
-                      steps: steps, medianStepMilliseconds: medians[0] * 1e3, imagesPerSecond: Double(config.batchSize) / medians[0],
-                      peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel, methods: teacherModel == nil ? nil : perMethod,
-                      modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS, sgemmGFLOPS: sgemmRate,
-                      versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil,
-                      phases: perMethod[0].phases, gradientBytes: 4 * trainingSteps[0].modules.trainableParameters.reduce(0) { $0 + $1.count },
-                      gradientReady: readyClock.map { clock in
-                          zip(clock.parameters, clock.fractions).map { GradientReady(bytes: 4 * $0.count, backwardFraction: $1.isEmpty ? 1 : median($1)) }
-                      } ?? [])
+        return Result(
+            model: config.model, parameters: trainingSteps[0].modules.student.parameterCount,
+            batchSize: config.batchSize, threads: Threads.count,
+            steps: steps, medianStepMilliseconds: medians[0] * 1e3,
+            imagesPerSecond: Double(config.batchSize) / medians[0],
+            peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel,
+            methods: teacherModel == nil ? nil : perMethod,
+            modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS,
+            sgemmGFLOPS: sgemmRate,
+            versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil,
+            phases: perMethod[0].phases,
+            gradientBytes: 4 * trainingSteps[0].modules.trainableParameters.reduce(0) { $0 + $1.count },
+            gradientReady: readyClock.map { clock in
+                zip(clock.parameters, clock.fractions).map {
+                    GradientReady(bytes: 4 * $0.count, backwardFraction: $1.isEmpty ? 1 : median($1))
+                }
+            } ?? [])
     }
 }
 
@@ -255,8 +285,9 @@ func randomImageSplits(shape: [Int], classes: Int, count: Int, seed: UInt64 = 1)
         return ImageDataset(name: "random", shape: shape, classes: classes, pixels: pixels, labels: labels)
     }
     let channels = shape[0]
-    return DatasetSplits(train: split("train"), test: split("test"), mean: [Float](repeating: 0.5, count: channels),
-                         std: [Float](repeating: 0.29, count: channels), defaultAugmentation: .none)
+    return DatasetSplits(
+        train: split("train"), test: split("test"), mean: [Float](repeating: 0.5, count: channels),
+        std: [Float](repeating: 0.29, count: channels), defaultAugmentation: .none)
 }
 
 /// Peak resident set size of this process (getrusage reports kilobytes on Linux).

@@ -17,7 +17,9 @@ func formatted(_ value: Double, _ digits: Int = 1) -> String { String(format: "%
 
 /// Medians of a baseline and a candidate timed alternately, run after run, so that both see
 /// the same machine state on a shared, noisy host; compare them as a ratio.
-func pairedMedianSeconds(repeats: Int, baseline: () -> Void, candidate: () -> Void) -> (baseline: Double, candidate: Double) {
+func pairedMedianSeconds(repeats: Int, baseline: () -> Void, candidate: () -> Void) -> (
+    baseline: Double, candidate: Double
+) {
     withoutActuallyEscaping(baseline) { baseline in
         withoutActuallyEscaping(candidate) { candidate in
             let medians = alternatingMedianSeconds(repeats: repeats, [baseline, candidate])

@@ -19,7 +19,8 @@ struct BenchCommand: ParsableCommand {
 struct DataBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
-        abstract: "Images per second through an image folder's input pipeline (read, decode, timm's transforms, the loader's threads), rounds alternated."
+        abstract:
+            "Images per second through an image folder's input pipeline (read, decode, timm's transforms, the loader's threads), rounds alternated."
     )
 
     @Option(name: .customLong("data-dir"), help: "An image folder (DIR/train/<class>/*).") var dataDirectory: String
@@ -28,13 +29,16 @@ struct DataBenchCommand: ParsableCommand {
     @Option(name: .customLong("loader-threads"), help: "Worker threads of the loader.") var loaderThreads: Int = 1
     @Option(help: "Rounds (medians are reported).") var rounds: Int = 3
     @Flag(help: "Evaluation transforms (resize, centre crop) instead of training ones.") var eval = false
-    @Option(help: "Training transforms with timm's RandAugment (e.g. rand-m9-mstd0.5-inc1), colour jitter off as timm.") var aa: String?
+    @Option(help: "Training transforms with timm's RandAugment (e.g. rand-m9-mstd0.5-inc1), colour jitter off as timm.")
+    var aa: String?
     @Option(name: .long, help: "Threads for the kernels.") var threads: Int = 1
     @Flag(name: .long, help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
         if let aa { _ = try RandAugment(aa) }
-        guard (8...4096).contains(inputSize) else { throw ValidationError("--input-size must be in 8...4096, got \(inputSize)") }
+        guard (8...4096).contains(inputSize) else {
+            throw ValidationError("--input-size must be in 8...4096, got \(inputSize)")
+        }
         guard images >= 1, rounds >= 1, loaderThreads >= 1, threads >= 1 else {
             throw ValidationError("--images, --rounds, --loader-threads and --threads must be at least 1")
         }
@@ -42,7 +46,9 @@ struct DataBenchCommand: ParsableCommand {
 
     func run() throws {
         Threads.configure(threads)
-        var benchmark = DataBenchmark(directory: dataDirectory, inputSize: inputSize, images: images, loaderThreads: loaderThreads, rounds: rounds, training: !eval)
+        var benchmark = DataBenchmark(
+            directory: dataDirectory, inputSize: inputSize, images: images, loaderThreads: loaderThreads,
+            rounds: rounds, training: !eval)
         benchmark.randAugment = try aa.map { try RandAugment($0) }
         let result = try benchmark.run(progress: json ? { _ in } : report)
         if json { try printJSON(result) }
@@ -61,7 +67,11 @@ struct OpsBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 7
 
-    @Option(name: .long, help: "Measure only these parts (repeatable): \(OpsBenchmark.Part.allCases.map(\.rawValue).joined(separator: ", ")). The sgemm baseline always runs.")
+    @Option(
+        name: .long,
+        help:
+            "Measure only these parts (repeatable): \(OpsBenchmark.Part.allCases.map(\.rawValue).joined(separator: ", ")). The sgemm baseline always runs."
+    )
     var only: [OpsBenchmark.Part] = []
 
     @Flag(name: .long, help: "Print one JSON object on stdout.")
@@ -84,59 +94,86 @@ struct OpsBenchCommand: ParsableCommand {
 struct StepBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",
-        abstract: "Images/s of a full training step (forward, backward, SGD momentum) on random 3x32x32 input, 10 classes; median and peak RSS."
+        abstract:
+            "Images/s of a full training step (forward, backward, SGD momentum) on random 3x32x32 input, 10 classes; median and peak RSS."
     )
 
     @Option(help: "Model name.") var model: String
-    @Option(name: .customLong("model-args"), help: "Model keyword arguments, e.g. 'stem=cifar' or 'patch_size=4'.") var modelArgs: String = ""
+    @Option(name: .customLong("model-args"), help: "Model keyword arguments, e.g. 'stem=cifar' or 'patch_size=4'.")
+    var modelArgs: String = ""
     @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize: Int = 64
     @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int = 1
     @Option(help: "Timed steps (the median is reported).") var steps: Int = 20
     @Option(help: "Untimed steps first.") var warmup: Int = 3
-    @Option(name: .customLong("teacher-model"), help: "Time a distillation step from this (randomly initialised, frozen) registry teacher.") var teacherModel: String?
-    @Option(help: "Distillation method(s) with --teacher-model, timed alternately (repeatable): \(MethodRegistry.names.joined(separator: ", ")).") var method: [String] = []
-    @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: "Tap indices for feature methods (default -2,-1).") var kdStages: String = "-2,-1"
-    @Option(name: .customLong("bucket-mb"), help: "Under mpirun: gradient bucket size in MiB after the first 1 MiB bucket.") var bucketMB: Double = 8
-    @Flag(name: .customLong("no-overlap"), help: "Under mpirun: allreduce after backward instead of during it.") var noOverlap = false
-    @Option(name: .customLong("grad-sync"), help: "Under mpirun: gradient averaging, allreduce, bf16 or zero1.") var gradSync: String = "allreduce"
+    @Option(
+        name: .customLong("teacher-model"),
+        help: "Time a distillation step from this (randomly initialised, frozen) registry teacher.") var teacherModel:
+        String?
+    @Option(
+        help:
+            "Distillation method(s) with --teacher-model, timed alternately (repeatable): \(MethodRegistry.names.joined(separator: ", "))."
+    ) var method: [String] = []
+    @Option(
+        name: .customLong("kd-stages"), parsing: .unconditional,
+        help: "Tap indices for feature methods (default -2,-1).") var kdStages: String = "-2,-1"
+    @Option(
+        name: .customLong("bucket-mb"), help: "Under mpirun: gradient bucket size in MiB after the first 1 MiB bucket.")
+    var bucketMB: Double = 8
+    @Flag(name: .customLong("no-overlap"), help: "Under mpirun: allreduce after backward instead of during it.")
+    var noOverlap = false
+    @Option(name: .customLong("grad-sync"), help: "Under mpirun: gradient averaging, allreduce, bf16 or zero1.")
+    var gradSync: String = "allreduce"
     @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
     @Option(name: .customLong("input-size"), help: "Side of the random images (one rank).") var inputSize: Int = 32
     @Option(help: "Class count (one rank).") var classes: Int = 10
-    @Flag(help: "After the timed steps, as many again with the time per op family (GEMM, convolution, attention, normalisation, elementwise, reductions, copies, optimizer, autograd bookkeeping).") var profile = false
+    @Flag(
+        help:
+            "After the timed steps, as many again with the time per op family (GEMM, convolution, attention, normalisation, elementwise, reductions, copies, optimizer, autograd bookkeeping)."
+    ) var profile = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     /// The settings `sfkd train` would run with, read through its settings table (one type,
     /// range and error per key), at lr 0.01 (stable over many steps on random data).
     func trainingConfig() throws -> TrainingConfig {
-        var config = TrainingConfig()
-        let flags: [(String, String)] = [("model", model), ("model_args", modelArgs), ("batch_size", "\(batchSize)"), ("threads", "\(threads)"),
-                                         ("kd_stages", kdStages), ("bucket_mb", "\(bucketMB)"), ("overlap", "\(!noOverlap)"),
-                                         ("grad_sync", gradSync), ("lr", "0.01")]
-        for (key, value) in flags { try config.set(key, to: value, source: "flag --\(key.replacingOccurrences(of: "_", with: "-"))") }
-        return config
+        try SettingFlags.config([
+            ("model", model), ("model_args", modelArgs), ("batch_size", "\(batchSize)"), ("threads", "\(threads)"),
+            ("kd_stages", kdStages), ("bucket_mb", "\(bucketMB)"), ("overlap", "\(!noOverlap)"),
+            ("grad_sync", gradSync),
+            ("lr", "0.01"),
+        ])
     }
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-        guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
+        guard steps >= 1, warmup >= 0 else {
+            throw ValidationError("--steps must be at least 1 and --warmup at least 0")
+        }
     }
 
     /// The op-family table of `--profile`, largest first.
     func reportProfile(_ rows: [StepBenchmark.FamilyTime], indent: String) {
         let total = rows.map { $0.forwardMilliseconds + $0.backwardMilliseconds }.reduce(0, +)
-        report("\(indent)time per step by op family (\(steps) profiled steps after the timed ones; forward / backward / share):")
+        report(
+            "\(indent)time per step by op family (\(steps) profiled steps after the timed ones; forward / backward / share):"
+        )
         for row in rows {
             let both = row.forwardMilliseconds + row.backwardMilliseconds
-            report("\(indent)  \(row.family.padding(toLength: 48, withPad: " ", startingAt: 0)) \(formatted(row.forwardMilliseconds, 2).leftPadded(9)) ms \(formatted(row.backwardMilliseconds, 2).leftPadded(9)) ms \(formatted(100 * both / max(total, 1e-9), 1).leftPadded(6))%")
+            report(
+                "\(indent)  \(row.family.padding(toLength: 48, withPad: " ", startingAt: 0)) \(formatted(row.forwardMilliseconds, 2).leftPadded(9)) ms \(formatted(row.backwardMilliseconds, 2).leftPadded(9)) ms \(formatted(100 * both / max(total, 1e-9), 1).leftPadded(6))%"
+            )
         }
     }
 
     func run() throws {
         Threads.configure(threads)
         if MPIProcess.worldSize > 1 {
-            guard teacherModel == nil else { throw ValidationError("under mpirun, bench step times the data-parallel student step; time distillation methods on one rank") }
+            guard teacherModel == nil else {
+                throw ValidationError(
+                    "under mpirun, bench step times the data-parallel student step; time distillation methods on one rank"
+                )
+            }
             return try runDataParallel()
         }
         for name in method { _ = try MethodRegistry.method(named: name) }
@@ -144,7 +181,9 @@ struct StepBenchCommand: ParsableCommand {
         var benchmark = StepBenchmark(config: try trainingConfig(), steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
         benchmark.profile = profile
-        guard (8...4096).contains(inputSize), (2...100_000).contains(classes) else { throw ValidationError("--input-size must be in 8...4096 and --classes in 2...100000") }
+        guard (8...4096).contains(inputSize), (2...100_000).contains(classes) else {
+            throw ValidationError("--input-size must be in 8...4096 and --classes in 2...100000")
+        }
         benchmark.inputSize = inputSize
         benchmark.classes = classes
         if teacherModel != nil { benchmark.methods = method.isEmpty ? [KD.name] : method }
@@ -152,17 +191,29 @@ struct StepBenchCommand: ParsableCommand {
         if json {
             try printJSON(result)
         } else if let teacherModel, let perMethod = result.methods {
-            report("\(teacherModel) -> \(model), batch \(batchSize), \(threads) thread(s), full distillation steps timed alternately:")
+            report(
+                "\(teacherModel) -> \(model), batch \(batchSize), \(threads) thread(s), full distillation steps timed alternately:"
+            )
             for entry in perMethod {
-                report("  \(entry.method.padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry.imagesPerSecond)) images/s, median step \(formatted(entry.medianStepMilliseconds, 1)) ms = \(formatted(entry.versusFirst, 2))x the first method's (paired per step: \(formatted(entry.versusFirstPaired, 2))x), \(entry.helperParameters) helper parameters")
+                report(
+                    "  \(entry.method.padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry.imagesPerSecond)) images/s, median step \(formatted(entry.medianStepMilliseconds, 1)) ms = \(formatted(entry.versusFirst, 2))x the first method's (paired per step: \(formatted(entry.versusFirstPaired, 2))x), \(entry.helperParameters) helper parameters"
+                )
                 let p = entry.phases
-                report("          forward \(formatted(p.forward)) ms, teacher \(formatted(p.teacher)) ms, loss (method and helpers) \(formatted(p.loss)) ms, backward \(formatted(p.backward)) ms, optimizer \(formatted(p.optimizer)) ms")
-                report("          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step (teacher forward included): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s)")
+                report(
+                    "          forward \(formatted(p.forward)) ms, teacher \(formatted(p.teacher)) ms, loss (method and helpers) \(formatted(p.loss)) ms, backward \(formatted(p.backward)) ms, optimizer \(formatted(p.optimizer)) ms"
+                )
+                report(
+                    "          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step (teacher forward included): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s)"
+                )
                 if let profile = entry.profile { reportProfile(profile, indent: "          ") }
             }
         } else {
-            report("\(model) (\(result.parameters) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB")
-            report("  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s, timed after every step)")
+            report(
+                "\(model) (\(result.parameters) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB"
+            )
+            report(
+                "  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s, timed after every step)"
+            )
             if let profile = result.profile { reportProfile(profile, indent: "  ") }
         }
     }
@@ -171,13 +222,23 @@ struct StepBenchCommand: ParsableCommand {
 extension StepBenchCommand {
     /// Weak scaling under mpirun: `--batch-size` images per rank.
     func runDataParallel() throws {
-        let benchmark = DataParallelStepBenchmark(config: try trainingConfig(), steps: steps, warmup: warmup, rounds: rounds)
+        let benchmark = DataParallelStepBenchmark(
+            config: try trainingConfig(), steps: steps, warmup: warmup, rounds: rounds)
         let result = try benchmark.run()
         guard MPIProcess.worldRank == 0 else { return }
-        if json { try printJSON(result); return }
-        report("\(model), \(result.ranks) ranks x batch \(batchSize), \(threads) thread(s) each, overlap \(noOverlap ? "off" : "on"), \(result.buckets) bucket(s) of up to \(formatted(bucketMB, 1)) MiB; \(result.steps) steps with averaging alternating with as many without:")
-        report("  with gradient averaging:    \(formatted(result.imagesPerSecond)) images/s in all (median step \(formatted(result.medianStepMilliseconds, 1)) ms); allreduce \(formatted(result.allreduceMilliseconds, 2)) ms per step, of which the step waited \(formatted(result.allreduceExposedMilliseconds, 2)) ms")
-        report("  without (each rank alone):  \(formatted(result.localImagesPerSecondPerRank)) images/s per rank (median step \(formatted(result.localMedianStepMilliseconds, 1)) ms)")
+        if json {
+            try printJSON(result)
+            return
+        }
+        report(
+            "\(model), \(result.ranks) ranks x batch \(batchSize), \(threads) thread(s) each, overlap \(noOverlap ? "off" : "on"), \(result.buckets) bucket(s) of up to \(formatted(bucketMB, 1)) MiB; \(result.steps) steps with averaging alternating with as many without:"
+        )
+        report(
+            "  with gradient averaging:    \(formatted(result.imagesPerSecond)) images/s in all (median step \(formatted(result.medianStepMilliseconds, 1)) ms); allreduce \(formatted(result.allreduceMilliseconds, 2)) ms per step, of which the step waited \(formatted(result.allreduceExposedMilliseconds, 2)) ms"
+        )
+        report(
+            "  without (each rank alone):  \(formatted(result.localImagesPerSecondPerRank)) images/s per rank (median step \(formatted(result.localMedianStepMilliseconds, 1)) ms)"
+        )
         report("  efficiency: \(formatted(result.efficiencyVersusLocal, 3))")
     }
 }
@@ -185,17 +246,23 @@ extension StepBenchCommand {
 struct AllreduceBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allreduce",
-        abstract: "Allreduce, reduce-scatter and all-gather time per message size through sfkd's Communicator (allreduce also directly), and the link's alpha and beta fitted to them (run under mpirun)."
+        abstract:
+            "Allreduce, reduce-scatter and all-gather time per message size through sfkd's Communicator (allreduce also directly), and the link's alpha and beta fitted to them (run under mpirun)."
     )
 
     @Option(name: .customLong("min-kb"), help: "Smallest message in KiB.") var minKB: Int = 4
     @Option(name: .customLong("max-mb"), help: "Largest message in MiB.") var maxMB: Int = 64
     @Option(help: "Timed repetitions per size and path (the median is reported).") var repeats: Int = 20
-    @Flag(help: "Fit the ring model's alpha (seconds per message) and beta (seconds per byte) to every size and collective.") var fit = false
+    @Flag(
+        help:
+            "Fit the ring model's alpha (seconds per message) and beta (seconds per byte) to every size and collective."
+    ) var fit = false
     @Flag(help: "Print one JSON object on stdout (rank 0).") var json = false
 
     func validate() throws {
-        guard minKB >= 1, maxMB >= 1, minKB <= maxMB * 1024 else { throw ValidationError("need 1 <= --min-kb <= 1024 * --max-mb") }
+        guard minKB >= 1, maxMB >= 1, minKB <= maxMB * 1024 else {
+            throw ValidationError("need 1 <= --min-kb <= 1024 * --max-mb")
+        }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
     }
 
@@ -203,23 +270,33 @@ struct AllreduceBenchCommand: ParsableCommand {
         let world = Communicator.world
         var sizes: [Int] = []
         var bytes = minKB * 1024
-        while bytes <= maxMB << 20 { sizes.append(bytes); bytes *= 4 }
-        let result = try AllreduceBenchmark(communicator: world, sizesInBytes: sizes, repeats: repeats, fitsModel: fit).run()
+        while bytes <= maxMB << 20 {
+            sizes.append(bytes)
+            bytes *= 4
+        }
+        let result = try AllreduceBenchmark(communicator: world, sizesInBytes: sizes, repeats: repeats, fitsModel: fit)
+            .run()
         guard world.rank == 0 else { return }
         if json {
             try printJSON(result)
             return
         }
-        report("collectives over \(world.size) rank(s), float sum in place, medians of \(repeats) timed in turn (verified: \(result.verified)):")
+        report(
+            "collectives over \(world.size) rank(s), float sum in place, medians of \(repeats) timed in turn (verified: \(result.verified)):"
+        )
         report("     size   allreduce ms (bus GB/s)   direct ms (bus GB/s)   reduce-scatter ms   all-gather ms")
         for row in result.sizes {
             let label = row.bytes >= 1 << 20 ? "\(row.bytes >> 20) MiB" : "\(row.bytes >> 10) KiB"
             let allreduce = "\(formatted(row.communicatorSeconds * 1e3, 3)) (\(formatted(row.communicatorBusGBPS, 2)))"
             let direct = "\(formatted(row.directSeconds * 1e3, 3)) (\(formatted(row.directBusGBPS, 2)))"
-            report("\(label.padding(toLength: 9, withPad: " ", startingAt: 0))   \(allreduce.padding(toLength: 23, withPad: " ", startingAt: 0))   \(direct.padding(toLength: 20, withPad: " ", startingAt: 0))   \(formatted(row.reduceScatterSeconds * 1e3, 3).padding(toLength: 17, withPad: " ", startingAt: 0))   \(formatted(row.allgatherSeconds * 1e3, 3))")
+            report(
+                "\(label.padding(toLength: 9, withPad: " ", startingAt: 0))   \(allreduce.padding(toLength: 23, withPad: " ", startingAt: 0))   \(direct.padding(toLength: 20, withPad: " ", startingAt: 0))   \(formatted(row.reduceScatterSeconds * 1e3, 3).padding(toLength: 17, withPad: " ", startingAt: 0))   \(formatted(row.allgatherSeconds * 1e3, 3))"
+            )
         }
         if let fit = result.fit {
-            report("ring model fit: alpha \(formatted(fit.alpha * 1e6, 2)) us per message, beta \(String(format: "%.3g", fit.beta)) s/byte (\(formatted(1e-9 / max(fit.beta, 1e-30), 2)) GB/s); median relative error \(formatted(100 * fit.medianRelativeError, 1))%")
+            report(
+                "ring model fit: alpha \(formatted(fit.alpha * 1e6, 2)) us per message, beta \(String(format: "%.3g", fit.beta)) s/byte (\(formatted(1e-9 / max(fit.beta, 1e-30), 2)) GB/s); median relative error \(formatted(100 * fit.medianRelativeError, 1))%"
+            )
         }
         if !result.verified { throw UserError("allreduce verification failed: a reduced value was wrong") }
     }

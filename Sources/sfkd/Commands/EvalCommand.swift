@@ -15,10 +15,13 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "model.safetensors written by sfkd train, or a checkpoints/step-N folder.") var checkpoint: String
     @Option(help: "Dataset name.") var dataset: String
     @Option(name: .customLong("data-dir"), help: "Folder with the dataset files.") var dataDirectory: String?
-    @Option(name: .customLong("val-dir"), help: "Dataset folder: the evaluation split's folder (default DATA_DIR/val).") var valDirectory: String?
-    @Option(name: .customLong("crop-pct"), help: "Dataset folder: centre-crop share of the resized shorter side (default 0.875).") var cropPercent: Double?
-    @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize: Int = 500
-    @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int?
+    @Option(name: .customLong("val-dir"), help: "Dataset folder: the evaluation split's folder (default DATA_DIR/val).")
+    var valDirectory: String?
+    @Option(
+        name: .customLong("crop-pct"),
+        help: "Dataset folder: centre-crop share of the resized shorter side (default 0.875).") var cropPercent: String?
+    @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize: String = "500"
+    @Option(help: "Threads for OpenBLAS and the kernels.") var threads: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     struct Report: Encodable {
@@ -26,25 +29,31 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads {
-            guard threads >= 1 else { throw UserError("--threads must be at least 1, got \(threads)") }
-            Threads.configure(threads)
-        }
-        guard batchSize >= 1 else { throw UserError("--batch-size must be at least 1, got \(batchSize)") }
+        let settings = try SettingFlags.config([
+            ("dataset", dataset), ("data_dir", dataDirectory), ("val_dir", valDirectory), ("crop_pct", cropPercent),
+            ("eval_batch_size", batchSize), ("threads", threads),
+        ])
+        if let threads = settings.threads { Threads.configure(threads) }
         let (model, description, file) = try ModelFile.open(checkpoint)
         // An image folder is brought to the size the model was trained at.
         var folder = DatasetRegistry.FolderOptions()
-        folder.valDirectory = valDirectory
+        folder.valDirectory = settings.valDirectory
         folder.pipeline = ImagePipeline(size: description.inputShape[1])
-        if let cropPercent { folder.pipeline.cropPercent = cropPercent }
-        let splits = try DatasetRegistry.load(dataset, directory: dataDirectory, folder: folder)
+        folder.pipeline.cropPercent = settings.cropPercent
+        let splits = try DatasetRegistry.load(settings.dataset, directory: settings.dataDirectory, folder: folder)
         try description.checkCompatible(with: splits, path: file)
-        let result = try Evaluation.run(model, on: splits.test, mean: description.mean, std: description.std, batchSize: batchSize, what: file)
+        let result = try Evaluation.run(
+            model, on: splits.test, mean: description.mean, std: description.std, batchSize: settings.evalBatchSize,
+            what: file)
         if json {
-            try printJSON(Report(model: description.architecture, dataset: splits.name, checkpoint: file, samples: result.samples,
-                                 top1: result.top1, top5: result.top5, loss: result.loss))
+            try printJSON(
+                Report(
+                    model: description.architecture, dataset: splits.name, checkpoint: file, samples: result.samples,
+                    top1: result.top1, top5: result.top5, loss: result.loss))
         } else {
-            print("\(description.architecture) on \(splits.name) (\(result.samples) test images): top-1 \(String(format: "%.2f", 100 * result.top1))%, top-5 \(String(format: "%.2f", 100 * result.top5))%, loss \(String(format: "%.4f", result.loss))")
+            print(
+                "\(description.architecture) on \(splits.name) (\(result.samples) test images): top-1 \(String(format: "%.2f", 100 * result.top1))%, top-5 \(String(format: "%.2f", 100 * result.top5))%, loss \(String(format: "%.4f", result.loss))"
+            )
         }
     }
 }

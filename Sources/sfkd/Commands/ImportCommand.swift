@@ -9,7 +9,8 @@ import Training
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Turn a timm/PyTorch state dict in safetensors into an sfkd model file (usable as --teacher and by eval).",
+        abstract:
+            "Turn a timm/PyTorch state dict in safetensors into an sfkd model file (usable as --teacher and by eval).",
         discussion: """
             WEIGHTS is a state dict as timm, the Hugging Face hub or safetensors.torch.save_file write it (a `module.` \
             prefix from DistributedDataParallel is stripped). Older layouts are converted as timm's checkpoint_filter_fn \
@@ -23,12 +24,16 @@ struct ImportCommand: ParsableCommand {
 
     @Argument(help: "The weights (.safetensors).") var weights: String
     @Option(help: "Model name (sfkd info lists them).") var model: String
-    @Option(name: .customLong("model-args"), help: "Model keyword arguments: 'layers=2,2,2,2 stem=cifar'.") var modelArgs: String = ""
+    @Option(name: .customLong("model-args"), help: "Model keyword arguments: 'layers=2,2,2,2 stem=cifar'.")
+    var modelArgs: String = ""
     @Option(help: "Class count (default: from the classifier's weight).") var classes: Int?
     @Option(help: "Input shape C,H,W the model is for.") var input: String = "3,224,224"
-    @Option(help: "Normalisation mean per channel (default: that of timm's pretrained weights for the model).") var mean: String?
-    @Option(help: "Normalisation std per channel (default: that of timm's pretrained weights for the model).") var std: String?
-    @Option(help: "The dataset the weights are for (a distillation run refuses a teacher of another).") var dataset: String = "imagenet"
+    @Option(help: "Normalisation mean per channel (default: that of timm's pretrained weights for the model).")
+    var mean: String?
+    @Option(help: "Normalisation std per channel (default: that of timm's pretrained weights for the model).") var std:
+        String?
+    @Option(help: "The dataset the weights are for (a distillation run refuses a teacher of another).") var dataset:
+        String = "imagenet"
     @Option(help: "The sfkd model file to write.") var out: String
 
     func run() throws {
@@ -48,12 +53,16 @@ struct ImportCommand: ParsableCommand {
         let result = try job.write(to: out)
         let description = result.description
         for note in result.notes { report("\(weights): \(note)") }
-        report("\(weights) -> \(out): \(model)\(job.arguments.isEmpty ? "" : " (\(job.arguments.text))") for \(description.classes) classes, input \(description.inputShape), mean \(description.mean), std \(description.std), dataset '\(description.dataset)'")
+        report(
+            "\(weights) -> \(out): \(model)\(job.arguments.isEmpty ? "" : " (\(job.arguments.text))") for \(description.classes) classes, input \(description.inputShape), mean \(description.mean), std \(description.std), dataset '\(description.dataset)'"
+        )
     }
 
     private func numbers<T: LosslessStringConvertible>(_ text: String, flag: String, as: T.Type) throws -> [T] {
         let values = text.split(separator: ",").map { T(String($0.trimmingCharacters(in: .whitespaces))) }
-        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw UserError("\(flag) '\(text)': expected comma-separated numbers") }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+            throw UserError("\(flag) '\(text)': expected comma-separated numbers")
+        }
         return values.map { $0! }
     }
 }

@@ -5,7 +5,10 @@ struct SFKDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sfkd",
         abstract: "Data-parallel knowledge distillation for image models on CPUs (OpenBLAS, FFTW, Open MPI).",
-        subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ImportCommand.self, InfoCommand.self, BenchCommand.self]
+        subcommands: [
+            TrainCommand.self, EvalCommand.self, SweepCommand.self, ImportCommand.self, InfoCommand.self,
+            BenchCommand.self,
+        ]
     )
 }
 
@@ -16,7 +19,11 @@ extension SFKDCommand {
         guard let word = arguments.first, !word.hasPrefix("-") else { return }
         let names = configuration.subcommands.map { $0.configuration.commandName ?? "\($0)" } + ["help"]
         guard !names.contains(word) else { return }
-        let nearest = names.min { editDistance($0, word) < editDistance($1, word) }.flatMap { editDistance($0, word) <= 2 ? $0 : nil }
-        throw UserError("'\(word)' is not an sfkd command\(nearest.map { "; did you mean '\($0)'?" } ?? ""); commands: \(names.dropLast().joined(separator: ", "))")
+        let nearest = names.min { editDistance($0, word) < editDistance($1, word) }.flatMap {
+            editDistance($0, word) <= 2 ? $0 : nil
+        }
+        throw UserError(
+            "'\(word)' is not an sfkd command\(nearest.map { "; did you mean '\($0)'?" } ?? ""); commands: \(names.dropLast().joined(separator: ", "))"
+        )
     }
 }

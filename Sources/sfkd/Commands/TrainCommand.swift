@@ -50,7 +50,9 @@ struct TrainCommand: ParsableCommand {
             let argument = arguments[index]
             guard argument.hasPrefix("--"), argument.count > 2 else {
                 if argument == "-h" { throw CleanExit.helpRequest(TrainCommand.self) }
-                throw UserError("unexpected argument '\(argument)'; settings are flags such as --model resnet8 (sfkd train --help lists them)")
+                throw UserError(
+                    "unexpected argument '\(argument)'; settings are flags such as --model resnet8 (sfkd train --help lists them)"
+                )
             }
             var name = String(argument.dropFirst(2))
             var inline: String?
@@ -64,9 +66,13 @@ struct TrainCommand: ParsableCommand {
             case "resume": invocation.options.resume = true
             case "overwrite": invocation.options.overwrite = true
             case "allow-change":
-                let keys = try (inline ?? value(for: argument)).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                let keys = try (inline ?? value(for: argument)).split(separator: ",").map {
+                    $0.trimmingCharacters(in: .whitespaces)
+                }
                 for key in keys where TrainingConfig.key(named: key) == nil {
-                    throw UserError("--allow-change: unknown key '\(key)'; valid keys: \(TrainingConfig.keys.map(\.spec.name).joined(separator: ", "))")
+                    throw UserError(
+                        "--allow-change: unknown key '\(key)'; valid keys: \(TrainingConfig.keys.map(\.spec.name).joined(separator: ", "))"
+                    )
                 }
                 invocation.options.allowedChanges.formUnion(keys)
             default:
@@ -80,11 +86,17 @@ struct TrainCommand: ParsableCommand {
                     } else {
                         invocation.settings.append((key, try inline ?? value(for: argument), "--" + name))
                     }
-                } else if key.hasPrefix("no_"), let spec = TrainingConfig.key(named: String(key.dropFirst(3)))?.spec, spec.kind == .bool, inline == nil {
+                } else if key.hasPrefix("no_"), let spec = TrainingConfig.key(named: String(key.dropFirst(3)))?.spec,
+                    spec.kind == .bool, inline == nil
+                {
                     invocation.settings.append((spec.name, "false", argument))
                 } else {
-                    let close = TrainingConfig.keys.map(\.spec.flag).filter { editDistance(String($0.dropFirst(2)), name) <= 2 }
-                    throw UserError("unknown option '--\(name)'\(close.isEmpty ? "" : "; did you mean \(close.prefix(3).joined(separator: ", "))?") (sfkd train --help lists them)")
+                    let close = TrainingConfig.keys.map(\.spec.flag).filter {
+                        editDistance(String($0.dropFirst(2)), name) <= 2
+                    }
+                    throw UserError(
+                        "unknown option '--\(name)'\(close.isEmpty ? "" : "; did you mean \(close.prefix(3).joined(separator: ", "))?") (sfkd train --help lists them)"
+                    )
                 }
             }
             index += 1
@@ -114,7 +126,9 @@ struct TrainCommand: ParsableCommand {
         if invocation.sets("steps") && !invocation.sets("epochs") { resolved.epochs = nil }
         if folder == nil { resolved.output = "runs/\(resolved.model)-\(resolved.dataset)" }
         let trainer = try Trainer(config: resolved)
-        if !invocation.options.allowedChanges.isEmpty && !invocation.options.resume { throw UserError("--allow-change applies only with --resume") }
+        if !invocation.options.allowedChanges.isEmpty && !invocation.options.resume {
+            throw UserError("--allow-change applies only with --resume")
+        }
         try trainer.run(invocation.options)
     }
 }
