@@ -1,7 +1,6 @@
 import Foundation
 import Settings
 import Tensors
-import Yams
 
 /// A sweep file: every combination of the `grid` settings, each over the `seeds`, on top of
 /// `base` settings, after the `prepare` runs they may refer to (a teacher trained once):
@@ -48,30 +47,9 @@ public struct SweepPlan {
         file path: String, overrides: [(String, String)] = [], seeds seedOverride: [Int]? = nil, output: String,
         maximumRuns: Int = defaultMaximumRuns
     ) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UserError("sweep file \(path) not found or unreadable")
-        }
-        guard data.count <= TrainingConfig.maximumConfigBytes else {
-            throw UserError("sweep file \(path) is \(data.count) bytes; at most \(TrainingConfig.maximumConfigBytes)")
-        }
-        let text = String(decoding: data, as: UTF8.self), source = "sweep file \(path)"
-        if let (line, token) = firstAnchorOrAlias(in: text) {
-            throw UserError("\(source): line \(line) uses the YAML anchor or alias '\(token)'; write each value out")
-        }
-        let mapping: [String: Any], gridOrder: [String], variantOrder: [String]
-        do {
-            guard let parsed = try Yams.load(yaml: text) as? [String: Any] else {
-                throw UserError("\(source): expected a mapping at the top level")
-            }
-            mapping = parsed
-            let document = try Yams.compose(yaml: text)?.mapping
-            gridOrder = document?["grid"]?.mapping?.keys.compactMap(\.string) ?? []
-            variantOrder = document?["variants"]?.mapping?.keys.compactMap(\.string) ?? []
-        } catch let error as UserError {
-            throw error
-        } catch {
-            throw UserError("\(source): not valid YAML: \(error)")
-        }
+        let file = try YAMLFile(path: path, kind: "sweep file")
+        let source = file.source, mapping = file.mapping
+        let gridOrder = file.keyOrder(of: "grid"), variantOrder = file.keyOrder(of: "variants")
         let unknown = Set(mapping.keys).subtracting(Self.topLevelKeys).sorted()
         guard unknown.isEmpty else {
             throw UserError(

@@ -3,57 +3,6 @@ import Foundation
 import Models
 import Settings
 import Tensors
-import Yams
-
-/// One configuration key: its declaration and where its value lives in `TrainingConfig`.
-public struct ConfigKey {
-    public let spec: SettingSpec
-    /// The heading it is listed under in `--help`.
-    public let section: String
-    let get: (TrainingConfig) -> SettingValue
-    let set: (inout TrainingConfig, SettingValue) -> Void
-    /// Reads a YAML value or flag text when the spec's own parsing does not fit (a mapping).
-    var parse: ((Any) throws -> SettingValue)?
-}
-
-/// `model_args`: a YAML mapping (`{layers: [2, 2, 2, 2], stem: cifar}`) or `key=value` text, kept
-/// as the canonical text of `ModelArguments`.
-private let modelArgumentsKey: ConfigKey = {
-    var key = field(
-        "model_args", \.modelArguments, "model and data",
-        help:
-            "Model keyword arguments as timm.create_model takes them: 'layers=1,1,1,1 channels=32,64,128,256 stem=cifar' (sfkd info lists what each model takes)."
-    )
-    key.parse = { raw in
-        if let mapping = raw as? [String: Any] {
-            let pairs = try mapping.keys.sorted().map { name -> String in
-                let value = mapping[name]!
-                if let list = value as? [Any] { return "\(name)=" + list.map { "\($0)" }.joined(separator: ",") }
-                if value is [String: Any] {
-                    throw SettingTypeError(expected: "key: value pairs with numbers, names or lists")
-                }
-                return "\(name)=\(value)"
-            }
-            return .string(try ModelArguments(pairs.joined(separator: " ")).text)
-        }
-        guard let text = raw as? String else { throw SettingTypeError(expected: "key=value pairs or a mapping") }
-        return .string(try ModelArguments(text).text)
-    }
-    return key
-}()
-
-/// A training key stored in a field of `TrainingConfig`; its default is the field's initial value.
-private func field<T: SettingConvertible>(
-    _ name: String, _ path: WritableKeyPath<TrainingConfig, T>, _ section: String,
-    range: SettingRange? = nil, kind: SettingSpec.Kind? = nil, help: String
-) -> ConfigKey {
-    let spec = SettingSpec(
-        name: name, kind: kind ?? T.settingKind, isOptional: T.isOptionalSetting,
-        defaultValue: TrainingConfig()[keyPath: path].settingValue, range: range, help: help)
-    return ConfigKey(
-        spec: spec, section: section, get: { $0[keyPath: path].settingValue },
-        set: { config, value in if let typed = T(settingValue: value) { config[keyPath: path] = typed } })
-}
 
 extension TrainingConfig {
     private static let trainingKeys: [ConfigKey] = [
@@ -71,7 +20,7 @@ extension TrainingConfig {
         field(
             "input_size", \.inputSize, "model and data", range: .between(8, 4096),
             help:
-                "Bring images to this side with timm's transforms (train: RandomResizedCrop, flip, colour jitter, random erasing; eval: resize, centre crop). Image folders default to 224; other datasets keep their own size when unset."
+                "Bring images to this side with timm's transforms (RandomResizedCrop and the rest in training, resize and centre crop in evaluation); image folders default to 224."
         ),
         field(
             "scale", \.scale, "model and data", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1),
@@ -88,7 +37,7 @@ extension TrainingConfig {
         field(
             "aa", \.autoAugment, "model and data",
             help:
-                "With input_size: timm's RandAugment string, e.g. rand-m9-mstd0.5-inc1 (m magnitude 0-10, n ops, p probability, mstd magnitude noise, inc1 increasing ops, t op set weights|3a|3aw); turns color_jitter off, as timm."
+                "With input_size: timm's RandAugment string, e.g. rand-m9-mstd0.5-inc1 (launch/README.md lists its parts); turns color_jitter off, as timm."
         ),
         field(
             "reprob", \.erasingProbability, "model and data", range: .between(0, 1),
@@ -121,13 +70,13 @@ extension TrainingConfig {
         field(
             "normalization", \.normalization, "model and data",
             help:
-                "Per-channel normalisation: the dataset's statistics, or timm's ImageNet (0.485,0.456,0.406 / 0.229,0.224,0.225) or Inception (0.5 / 0.5) constants, as ImageNet-pretrained models expect."
+                "Per-channel normalisation: the dataset's statistics, or timm's ImageNet or Inception constants (as ImageNet-pretrained models expect)."
         ),
         field(
             "val_split", \.valSplit, "model and data",
             range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 100_000_000),
             help:
-                "Hold out this many training images (or this fraction, below 1), stratified by class and fixed by the seed: the best checkpoint (best.safetensors) is chosen on them, never on test."
+                "Hold out this many training images (or this fraction, below 1), stratified by class and seeded: best.safetensors is chosen on them, never on test."
         ),
         field(
             "val_seed", \.valSeed, "model and data", range: .between(0, 9_007_199_254_740_992),
@@ -234,7 +183,7 @@ extension TrainingConfig {
         field(
             "grad_sync", \.gradientSync, "data parallel",
             help:
-                "Gradient averaging: allreduce (float32), bf16 (buckets rounded to bfloat16 on the wire and summed in float32 per combine, as DDP's bf16_compress_hook: half the bytes) or zero1 (ZeRO stage 1: reduce-scatter, each rank updates its shard with 1/R of the optimizer state, all-gather of the parameters; checkpoints hold the full state)."
+                "Gradient averaging: allreduce (float32), bf16 (bfloat16 on the wire, half the bytes) or zero1 (ZeRO stage 1: sharded optimizer state); cluster/README.md says more."
         ),
         field(
             "sync_bn", \.syncBatchNorm, "data parallel",
@@ -287,147 +236,4 @@ extension TrainingConfig {
 
     /// The current value of `key`, as the saved config writes it.
     public func value(of key: String) -> SettingValue? { Self.key(named: key)?.get(self) }
-
-    /// Largest config file read: configs are a few hundred bytes.
-    static let maximumConfigBytes = 1 << 20
-
-    /// Applies a YAML mapping (the contents of `--config FILE`). Anchors and aliases are refused:
-    /// a config never needs them, and their expansion is how a small file becomes a huge one.
-    public mutating func apply(yaml text: String, source: String) throws {
-        if let (line, token) = firstAnchorOrAlias(in: text) {
-            throw UserError(
-                "\(source): line \(line) uses the YAML \(token.hasPrefix("&") ? "anchor" : "alias") '\(token)'; config files may not use anchors or aliases (write each value out)"
-            )
-        }
-        let parsed: Any?
-        do {
-            parsed = try Yams.load(yaml: text)
-        } catch {
-            throw UserError("\(source): not valid YAML: \(error)")
-        }
-        guard let parsed else { return }
-        guard let mapping = parsed as? [String: Any] else {
-            throw UserError("\(source): expected a mapping of keys to values at the top level")
-        }
-        for key in mapping.keys.sorted() {
-            try set(key, to: mapping[key]!, source: source)
-        }
-    }
-
-    public mutating func apply(yamlFile path: String) throws {
-        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
-        guard size <= Self.maximumConfigBytes else {
-            throw UserError(
-                "config file \(path) is \(size) bytes; a config file may be at most \(Self.maximumConfigBytes) bytes")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UserError("config file \(path) not found or unreadable")
-        }
-        try apply(yaml: String(decoding: data, as: UTF8.self), source: "config file \(path)")
-    }
-
-    /// The resolved config as YAML, every key listed (unset optional ones as null).
-    public func yaml() throws -> String {
-        var mapping: [String: Any] = [:]
-        for key in Self.keys {
-            switch key.get(self) {
-            case let .double(v): mapping[key.spec.name] = ExactDouble(value: v)
-            case let .numbers(v): mapping[key.spec.name] = v.map(ExactDouble.init)
-            case let value: mapping[key.spec.name] = value.plain
-            }
-        }
-        return try Yams.dump(object: mapping, sortKeys: true)
-    }
-
-    /// "  --flag VALUE   help..." wrapped to 80 columns with the help in its own column (pre-wrapped,
-    /// so the argument parser leaves the layout alone).
-    public static func helpEntry(_ flag: String, _ text: String) -> String {
-        let column = 30, width = 78
-        var lines: [String] = []
-        var line = "  " + flag
-        if line.count >= column - 1 {
-            lines.append(line)
-            line = ""
-        }
-        line = line.padding(toLength: column, withPad: " ", startingAt: 0)
-        var lineHasWords = false
-        for word in text.split(separator: " ") {
-            if lineHasWords && line.count + 1 + word.count > width {
-                lines.append(line)
-                line = String(repeating: " ", count: column)
-                lineHasWords = false
-            }
-            line += (lineHasWords ? " " : "") + word
-            lineHasWords = true
-        }
-        lines.append(line)
-        return lines.joined(separator: "\n")
-    }
-
-    /// `--help` text for every key, grouped by section: flag, value type, default, range, help
-    /// (and for method settings, the methods that read them).
-    public static var helpText: String {
-        var sections: [String] = []
-        var lines: [String: [String]] = [:]
-        for key in keys {
-            if lines[key.section] == nil { sections.append(key.section) }
-            let spec = key.spec
-            var placeholder: String
-            switch spec.kind {
-            case .bool: placeholder = ""
-            case .int: placeholder = " N"
-            case .float, .double: placeholder = " X"
-            case .string: placeholder = " TEXT"
-            case .ints: placeholder = " I,J,..."
-            case .numbers: placeholder = " LOW,HIGH"
-            case let .choice(options): placeholder = options.count <= 6 ? " " + options.joined(separator: "|") : " NAME"
-            }
-            var facts: [String] = []
-            if spec.defaultValue != .null, spec.name != "model", spec.name != "out" {
-                facts.append("default \(spec.defaultValue.text)")
-            }
-            if let range = spec.range { facts.append(range.phrase) }
-            if key.section == "method settings",
-                let methods = MethodRegistry.settings.first(where: { $0.spec.name == spec.name })?.methods
-            {
-                facts.append("used by " + methods.joined(separator: ", "))
-            }
-            let flag = spec.kind == .bool ? "\(spec.flag), --no-\(spec.flag.dropFirst(2))" : spec.flag + placeholder
-            let text = spec.help + (facts.isEmpty ? "" : " (" + facts.joined(separator: "; ") + ")")
-            lines[key.section, default: []].append(helpEntry(flag, text))
-        }
-        return sections.map { "\($0):\n" + lines[$0]!.joined(separator: "\n") }.joined(separator: "\n\n")
-    }
-}
-
-/// The first YAML anchor (`&name`) or alias (`*name`) outside quotes and comments, with its line.
-func firstAnchorOrAlias(in text: String) -> (line: Int, token: String)? {
-    for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        var quote: Character?
-        var previous: Character = " "
-        var index = line.startIndex
-        while index < line.endIndex {
-            let c = line[index]
-            if let open = quote {
-                if c == open { quote = nil }
-            } else if c == "'" || c == "\"" {
-                quote = c
-            } else if c == "#" && (previous == " " || previous == "\t" || index == line.startIndex) {
-                break
-            } else if (c == "&" || c == "*") && " \t,[{:-".contains(previous) {
-                let rest = line[line.index(after: index)...].prefix { !" \t,[]{}".contains($0) }
-                if !rest.isEmpty { return (number + 1, String(c) + rest) }
-            }
-            previous = c
-            index = line.index(after: index)
-        }
-    }
-    return nil
-}
-
-/// A number written with the shortest digits that read back to the same Double (Yams writes
-/// 15 significant digits, so 4/3 would come back changed and a resume would see a new value).
-private struct ExactDouble: NodeRepresentable {
-    let value: Double
-    func represented() throws -> Node { Node(String(value), Tag(.float)) }
 }
