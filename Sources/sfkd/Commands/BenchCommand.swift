@@ -23,33 +23,31 @@ struct DataBenchCommand: ParsableCommand {
             "Images per second through an image folder's input pipeline (read, decode, timm's transforms, the loader's threads), rounds alternated."
     )
 
-    @Option(name: .customLong("data-dir"), help: "An image folder (DIR/train/<class>/*).") var dataDirectory: String
-    @Option(name: .customLong("input-size"), help: "The side images are brought to.") var inputSize: Int = 224
+    @Option(name: .customLong("data-dir"), help: SettingFlags.help("data_dir")) var dataDirectory: String
+    @Option(name: .customLong("input-size"), help: SettingFlags.help("input_size")) var inputSize: Int = 224
     @Option(help: "Images per round (the first of the train split).") var images: Int = 256
-    @Option(name: .customLong("loader-threads"), help: "Worker threads of the loader.") var loaderThreads: Int = 1
+    @Option(name: .customLong("loader-threads"), help: SettingFlags.help("loader_threads")) var loaderThreads: Int = 1
     @Option(help: "Rounds (medians are reported).") var rounds: Int = 3
     @Flag(help: "Evaluation transforms (resize, centre crop) instead of training ones.") var eval = false
-    @Option(help: "Training transforms with timm's RandAugment (e.g. rand-m9-mstd0.5-inc1), colour jitter off as timm.")
-    var aa: String?
-    @Option(name: .long, help: "Threads for the kernels.") var threads: Int = 1
+    @Option(help: SettingFlags.help("aa")) var aa: String?
+    @Option(name: .long, help: SettingFlags.help("threads")) var threads: Int = 1
     @Flag(name: .long, help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
-        if let aa { _ = try RandAugment(aa) }
-        guard (8...4096).contains(inputSize) else {
-            throw ValidationError("--input-size must be in 8...4096, got \(inputSize)")
-        }
-        guard images >= 1, rounds >= 1, loaderThreads >= 1, threads >= 1 else {
-            throw ValidationError("--images, --rounds, --loader-threads and --threads must be at least 1")
-        }
+        guard images >= 1, rounds >= 1 else { throw ValidationError("--images and --rounds must be at least 1") }
     }
 
     func run() throws {
+        let settings = try SettingFlags.config([
+            ("data_dir", dataDirectory), ("input_size", "\(inputSize)"), ("loader_threads", "\(loaderThreads)"),
+            ("aa", aa),
+            ("threads", "\(threads)"),
+        ])
         Threads.configure(threads)
         var benchmark = DataBenchmark(
             directory: dataDirectory, inputSize: inputSize, images: images, loaderThreads: loaderThreads,
             rounds: rounds, training: !eval)
-        benchmark.randAugment = try aa.map { try RandAugment($0) }
+        benchmark.randAugment = try settings.autoAugment.map { try RandAugment($0) }
         let result = try benchmark.run(progress: json ? { _ in } : report)
         if json { try printJSON(result) }
     }
@@ -98,11 +96,13 @@ struct StepBenchCommand: ParsableCommand {
             "Images/s of a full training step (forward, backward, SGD momentum) on random 3x32x32 input, 10 classes; median and peak RSS."
     )
 
-    @Option(help: "Model name.") var model: String
-    @Option(name: .customLong("model-args"), help: "Model keyword arguments, e.g. 'stem=cifar' or 'patch_size=4'.")
-    var modelArgs: String = ""
-    @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize: Int = 64
-    @Option(help: "Threads for OpenBLAS and the kernels.") var threads: Int = 1
+    @Option(help: SettingFlags.help("model")) var model: String
+    @Option(name: .customLong("model-args"), help: SettingFlags.help("model_args")) var modelArgs: String = ""
+    @Option(
+        name: .customLong("batch-size"),
+        help: SettingFlags.help("batch_size", "In bench step: each rank's batch (weak scaling under mpirun)."))
+    var batchSize: Int = 64
+    @Option(help: SettingFlags.help("threads")) var threads: Int = 1
     @Option(help: "Timed steps (the median is reported).") var steps: Int = 20
     @Option(help: "Untimed steps first.") var warmup: Int = 3
     @Option(
@@ -113,16 +113,12 @@ struct StepBenchCommand: ParsableCommand {
         help:
             "Distillation method(s) with --teacher-model, timed alternately (repeatable): \(MethodRegistry.names.joined(separator: ", "))."
     ) var method: [String] = []
-    @Option(
-        name: .customLong("kd-stages"), parsing: .unconditional,
-        help: "Tap indices for feature methods (default -2,-1).") var kdStages: String = "-2,-1"
-    @Option(
-        name: .customLong("bucket-mb"), help: "Under mpirun: gradient bucket size in MiB after the first 1 MiB bucket.")
-    var bucketMB: Double = 8
-    @Flag(name: .customLong("no-overlap"), help: "Under mpirun: allreduce after backward instead of during it.")
+    @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: SettingFlags.help("kd_stages"))
+    var kdStages: String = "-2,-1"
+    @Option(name: .customLong("bucket-mb"), help: SettingFlags.help("bucket_mb")) var bucketMB: Double = 8
+    @Flag(name: .customLong("no-overlap"), help: SettingFlags.help("overlap", "This flag turns it off."))
     var noOverlap = false
-    @Option(name: .customLong("grad-sync"), help: "Under mpirun: gradient averaging, allreduce, bf16 or zero1.")
-    var gradSync: String = "allreduce"
+    @Option(name: .customLong("grad-sync"), help: SettingFlags.help("grad_sync")) var gradSync: String = "allreduce"
     @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
     @Option(name: .customLong("input-size"), help: "Side of the random images (one rank).") var inputSize: Int = 32
     @Option(help: "Class count (one rank).") var classes: Int = 10
@@ -144,9 +140,8 @@ struct StepBenchCommand: ParsableCommand {
     }
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        // The shared flags are checked by the settings table (trainingConfig); these are the benchmark's own.
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         guard steps >= 1, warmup >= 0 else {
             throw ValidationError("--steps must be at least 1 and --warmup at least 0")
         }
@@ -167,6 +162,7 @@ struct StepBenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        let config = try trainingConfig()
         Threads.configure(threads)
         if MPIProcess.worldSize > 1 {
             guard teacherModel == nil else {
@@ -178,7 +174,7 @@ struct StepBenchCommand: ParsableCommand {
         }
         for name in method { _ = try MethodRegistry.method(named: name) }
         if !method.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
-        var benchmark = StepBenchmark(config: try trainingConfig(), steps: steps, warmup: warmup)
+        var benchmark = StepBenchmark(config: config, steps: steps, warmup: warmup)
         benchmark.teacherModel = teacherModel
         benchmark.profile = profile
         guard (8...4096).contains(inputSize), (2...100_000).contains(classes) else {

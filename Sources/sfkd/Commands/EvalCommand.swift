@@ -13,15 +13,14 @@ struct EvalCommand: ParsableCommand {
     )
 
     @Option(help: "model.safetensors written by sfkd train, or a checkpoints/step-N folder.") var checkpoint: String
-    @Option(help: "Dataset name.") var dataset: String
-    @Option(name: .customLong("data-dir"), help: "Folder with the dataset files.") var dataDirectory: String?
-    @Option(name: .customLong("val-dir"), help: "Dataset folder: the evaluation split's folder (default DATA_DIR/val).")
-    var valDirectory: String?
-    @Option(
-        name: .customLong("crop-pct"),
-        help: "Dataset folder: centre-crop share of the resized shorter side (default 0.875).") var cropPercent: String?
-    @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize: String = "500"
-    @Option(help: "Threads for OpenBLAS and the kernels.") var threads: String?
+    @Option(help: SettingFlags.help("dataset")) var dataset: String
+    @Option(name: .customLong("data-dir"), help: SettingFlags.help("data_dir")) var dataDirectory: String?
+    @Option(name: .customLong("val-dir"), help: SettingFlags.help("val_dir")) var valDirectory: String?
+    @Option(name: .customLong("crop-pct"), help: SettingFlags.help("crop_pct", tableDefault: true)) var cropPercent:
+        String?
+    @Option(name: .customLong("eval-batch-size"), help: SettingFlags.help("eval_batch_size")) var batchSize: String =
+        "500"
+    @Option(help: SettingFlags.help("threads")) var threads: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     struct Report: Encodable {

@@ -23,9 +23,8 @@ struct ImportCommand: ParsableCommand {
     )
 
     @Argument(help: "The weights (.safetensors).") var weights: String
-    @Option(help: "Model name (sfkd info lists them).") var model: String
-    @Option(name: .customLong("model-args"), help: "Model keyword arguments: 'layers=2,2,2,2 stem=cifar'.")
-    var modelArgs: String = ""
+    @Option(help: SettingFlags.help("model")) var model: String
+    @Option(name: .customLong("model-args"), help: SettingFlags.help("model_args")) var modelArgs: String = ""
     @Option(help: "Class count (default: from the classifier's weight).") var classes: Int?
     @Option(help: "Input shape C,H,W the model is for.") var input: String = "3,224,224"
     @Option(help: "Normalisation mean per channel (default: that of timm's pretrained weights for the model).")
@@ -37,8 +36,9 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "The sfkd model file to write.") var out: String
 
     func run() throws {
-        var job = ModelImport(weights: weights, model: model)
-        job.arguments = try ModelArguments(modelArgs)
+        let settings = try SettingFlags.config([("model", model), ("model_args", modelArgs)])
+        var job = ModelImport(weights: weights, model: settings.model)
+        job.arguments = try ModelArguments(settings.modelArguments)
         job.dataset = dataset
         job.inputShape = try numbers(input, flag: "--input", as: Int.self)
         guard job.inputShape.count == 3, job.inputShape.allSatisfy({ (1...8192).contains($0) }) else {

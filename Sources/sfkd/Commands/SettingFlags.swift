@@ -1,3 +1,4 @@
+import ArgumentParser
 import Settings
 import Training
 
@@ -14,5 +15,22 @@ enum SettingFlags {
             try config.set(key, to: text, source: "flag --\(key.replacingOccurrences(of: "_", with: "-"))")
         }
         return config
+    }
+}
+
+extension SettingFlags {
+    /// The help of the settings table's `key` (its text and range), for a command that takes
+    /// the same flag as `sfkd train`; `note` adds what the flag means in that command. The
+    /// argument parser shows the command's own default; `tableDefault` names the table's, for a
+    /// flag the command leaves to the table.
+    static func help(_ key: String, _ note: String? = nil, tableDefault: Bool = false) -> ArgumentHelp {
+        guard let spec = TrainingConfig.key(named: key)?.spec else {
+            fatalError("SettingFlags.help: no setting '\(key)'")
+        }
+        var facts: [String] = []
+        if tableDefault, spec.defaultValue != .null { facts.append("default \(spec.defaultValue.text)") }
+        if let range = spec.range { facts.append(range.phrase) }
+        let text = [spec.help, note].compactMap { $0 }.joined(separator: " ")
+        return ArgumentHelp(text + (facts.isEmpty ? "" : " (" + facts.joined(separator: "; ") + ")"))
     }
 }
