@@ -154,6 +154,17 @@ extension ModelRegistry {
                 depths: try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256), dims: dims,
                 dropPathRate: Float(try arguments.fraction("drop_path_rate")), inputChannels: shape[0],
                 classes: classes, generator: &generator)
-        }.filtering(.convnext)
+        }.filtering(.convnext).estimating { shape, classes, arguments in
+            let dims = try arguments.integers("dims", default: [96, 192, 384, 768], count: 4).map(Double.init)
+            let depths = try arguments.integers("depths", default: [3, 3, 9, 3], count: 4, range: 1...256).map(
+                Double.init)
+            var total = Double(shape[0]) * 16 * dims[0] + 3 * dims[0] + 2 * dims[3] + dims[3] * Double(classes + 1)
+            for stage in 0..<4 {
+                let d = dims[stage]
+                if stage > 0 { total += 2 * dims[stage - 1] + 4 * dims[stage - 1] * d + d }
+                total += depths[stage] * (8 * d * d + 58 * d)
+            }
+            return total
+        }
     ]
 }

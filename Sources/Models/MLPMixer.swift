@@ -113,6 +113,15 @@ extension ModelRegistry {
                 patchSize: patch,
                 width: embed, depth: blocks, tokenMLPWidth: embed / 2, channelMLPWidth: 4 * embed, generator: &generator
             )
-        }.filtering(.resmlp)
+        }.filtering(.resmlp).estimating { shape, classes, arguments in
+            let patch = Double(try arguments.integers("patch_size", default: [16], count: 1)[0])
+            let d = Double(try arguments.integers("embed_dim", default: [width], count: 1)[0])
+            let blocks = Double(try arguments.integers("num_blocks", default: [depth], count: 1, range: 1...256)[0])
+            let n = (Double(shape[1]) / patch).rounded(.down) * (Double(shape[2]) / patch).rounded(.down)
+            // ResMLP: affine norms, a cross-patch linear, layer scales; Mixer: LayerNorms, a token MLP of d/2.
+            let block =
+                residual ? 4 * d + n * n + n + 2 * d + 8 * d * d + 5 * d : 4 * d + n * d + d / 2 + n + 8 * d * d + 5 * d
+            return Double(shape[0]) * patch * patch * d + d + blocks * block + 2 * d + d * Double(classes + 1)
+        }
     }
 }

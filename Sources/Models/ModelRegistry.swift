@@ -1,3 +1,4 @@
+import Foundation
 import Layers
 import Settings
 import Tensors
@@ -35,6 +36,22 @@ public enum ModelRegistry {
             self.arguments = arguments
             self.classifier = classifier
             self.build = build
+        }
+
+        /// The parameter count the model's arguments ask for, worked out without building it, for
+        /// families whose size the arguments set (the others have fixed sizes): `make` refuses a
+        /// model the machine cannot hold before allocating it.
+        public var parameterEstimate:
+            (@Sendable (_ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments) throws -> Double)?
+
+        /// This entry with an estimate of its parameter count.
+        func estimating(
+            _ estimate:
+                @escaping @Sendable (_ inputShape: [Int], _ classes: Int, _ arguments: ModelArguments) throws -> Double
+        ) -> Entry {
+            var entry = self
+            entry.parameterEstimate = estimate
+            return entry
         }
 
         /// This entry with timm's conversion of older checkpoints.
@@ -99,6 +116,9 @@ public enum ModelRegistry {
         }
         let entry = try entry(named: name)
         try arguments.check(accepted: entry.arguments, model: name)
+        if let estimate = try entry.parameterEstimate?(inputShape, classes, arguments) {
+            try checkFits(parameters: estimate, model: name, arguments: arguments)
+        }
         var generator = RandomGenerator(seed: seed)
         return try entry.build(inputShape, classes, arguments, &generator)
     }
@@ -122,6 +142,17 @@ public enum ModelRegistry {
         }
     }
 
+    /// Refuses a model whose float32 weights alone would not fit in this machine's memory.
+    static func checkFits(parameters: Double, model: String, arguments: ModelArguments) throws {
+        let memory = MachineMemory.bytes
+        let weights = 4 * parameters
+        guard weights > Double(memory) else { return }
+        throw UserError(
+            "model '\(model)' with \(arguments.text) has about \(formatCount(parameters)) parameters: \(formatBytes(weights)) of float32 weights "
+                + "(about \(formatBytes(4 * weights)) to train, with gradients and optimizer state), and this machine has "
+                + "\(formatBytes(Double(memory))) of memory; choose smaller arguments")
+    }
+
     /// The taps a model gives for one image of `inputShape`: shape and layout of each.
     public static func describeTaps(_ model: any ImageClassifier, inputShape: [Int]) -> [(
         shape: [Int], layout: TapLayout
@@ -133,4 +164,25 @@ public enum ModelRegistry {
             model.forward(Tensor(zeros: [1] + inputShape)).taps.map { ($0.tensor.shape, $0.layout) }
         }
     }
+}
+
+/// This machine's physical memory.
+public enum MachineMemory {
+    public static var bytes: Int { sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE)) }
+}
+
+/// "12.9 G", "531 M", "4.2 k".
+func formatCount(_ count: Double) -> String {
+    for (limit, suffix) in [(1e9, "G"), (1e6, "M"), (1e3, "k")] where count >= limit {
+        return "\(String(format: "%.1f", count / limit)) \(suffix)"
+    }
+    return String(format: "%.0f", count)
+}
+
+/// "51.5 GB", "24.0 GB".
+func formatBytes(_ bytes: Double) -> String {
+    for (limit, suffix) in [(1e12, "TB"), (1e9, "GB"), (1e6, "MB")] where bytes >= limit {
+        return "\(String(format: "%.1f", bytes / limit)) \(suffix)"
+    }
+    return String(format: "%.0f bytes", bytes)
 }

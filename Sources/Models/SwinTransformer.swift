@@ -286,6 +286,28 @@ extension ModelRegistry {
                 embedDim: try arguments.integers("embed_dim", default: [96], count: 1)[0], depths: depths, heads: heads,
                 mlpRatio: try arguments.number("mlp_ratio", default: 4),
                 dropPathRate: Float(try arguments.fraction("drop_path_rate", default: 0.1)), generator: &generator)
-        }.filtering(.swin)
+        }.filtering(.swin).estimating { shape, classes, arguments in
+            let patch = Double(try arguments.integers("patch_size", default: [4], count: 1)[0])
+            let window = Double(try arguments.integers("window_size", default: [7], count: 1)[0])
+            let embed = Double(try arguments.integers("embed_dim", default: [96], count: 1)[0])
+            let depths = try arguments.integers("depths", default: [2, 2, 6, 2], range: 1...256)
+            let heads = try arguments.integers(
+                "num_heads", default: [3, 6, 12, 24], count: depths.count, range: 1...1024)
+            let ratio = try arguments.number("mlp_ratio", default: 4)
+            var c = embed
+            var total = Double(shape[0]) * patch * patch * c + 3 * c
+            for (stage, depth) in depths.enumerated() {
+                if stage > 0 {
+                    total += 8 * c + 8 * c * c
+                    c *= 2
+                }
+                let hidden = (c * ratio).rounded(.down)
+                let block =
+                    4 * c + 4 * c * c + 4 * c + (2 * window - 1) * (2 * window - 1) * Double(heads[stage])
+                    + 2 * c * hidden + hidden + c
+                total += Double(depth) * block
+            }
+            return total + 2 * c + c * Double(classes + 1)
+        }
     ]
 }

@@ -151,6 +151,13 @@ extension ModelRegistry {
                 architecture: "mobilenetv2_100",
                 channelMultiplier: try arguments.number("channel_multiplier", default: 1),
                 inputChannels: shape[0], classes: classes, generator: &generator)
+        }.estimating { _, classes, arguments in
+            // The body's 1.82 M weights at multiplier 1 (widths scale with it, weights with its
+            // square), the 1x1 head conv from 320 x multiplier channels to 1280 (wider above
+            // multiplier 1), and the classifier.
+            let multiplier = try arguments.number("channel_multiplier", default: 1)
+            let features = 1280 * max(1, multiplier)
+            return 1.82e6 * multiplier * multiplier + 320 * multiplier * features + features * Double(classes + 1)
         }
     ]
 }

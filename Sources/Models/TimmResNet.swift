@@ -204,6 +204,26 @@ extension ModelRegistry {
                 cifarStem: try arguments.choice("stem", default: "imagenet", options: ["imagenet", "cifar"]) == "cifar",
                 dropPathRate: Float(try arguments.fraction("drop_path_rate")),
                 inputChannels: shape[0], classes: classes, generator: &generator)
+        }.estimating { shape, classes, arguments in
+            let layers = try arguments.integers("layers", default: layers, count: 4, range: 1...64)
+            let channels = try arguments.integers("channels", default: [64, 128, 256, 512], count: 4).map(Double.init)
+            let expansion: Double = block == .basic ? 1 : 4
+            let stem =
+                try arguments.choice("stem", default: "imagenet", options: ["imagenet", "cifar"]) == "cifar" ? 9.0 : 49
+            var inputs = 64.0
+            var total = Double(shape[0]) * stem * 64 + 2 * 64
+            for (stage, count) in layers.enumerated() {
+                let planes = channels[stage], outputs = planes * expansion
+                for index in 0..<count {
+                    total +=
+                        block == .basic
+                        ? 9 * inputs * planes + 9 * planes * planes + 4 * planes
+                        : inputs * planes + 9 * planes * planes + planes * outputs + 4 * planes + 2 * outputs
+                    if index == 0 && (stage > 0 || inputs != outputs) { total += inputs * outputs + 2 * outputs }
+                    inputs = outputs
+                }
+            }
+            return total + inputs * Double(classes) + Double(classes)
         }
     }
 }

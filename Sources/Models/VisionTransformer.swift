@@ -143,6 +143,15 @@ extension ModelRegistry {
                 heads: numHeads,
                 mlpWidth: Int(Double(embed) * ratio), dropPathRate: Float(try arguments.fraction("drop_path_rate")),
                 generator: &generator)
-        }.filtering(.visionTransformer)
+        }.filtering(.visionTransformer).estimating { shape, classes, arguments in
+            let patch = Double(try arguments.integers("patch_size", default: [16], count: 1)[0])
+            let d = Double(try arguments.integers("embed_dim", default: [width], count: 1)[0])
+            let blocks = Double(try arguments.integers("depth", default: [depth], count: 1, range: 1...256)[0])
+            let hidden = (d * (try arguments.number("mlp_ratio", default: 4))).rounded(.down)
+            let tokens = (Double(shape[1]) / patch).rounded(.down) * (Double(shape[2]) / patch).rounded(.down) + 1
+            let block = 4 * d + 4 * d * d + 4 * d + 2 * d * hidden + hidden + d
+            return Double(shape[0]) * patch * patch * d + d + tokens * d + d + blocks * block + 2 * d
+                + d * Double(classes) + Double(classes)
+        }
     }
 }

@@ -74,6 +74,14 @@ public final class TrainingSetup {
             stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
         self.method = try method ?? methodType.init(context: context)
         modules = StudentAndHelpers(student: student, helpers: self.method.helpers)
+        // Weights, gradients and up to two optimizer moments per parameter, before any is allocated.
+        let trainingBytes = 16 * Double(modules.parameterCount)
+        guard trainingBytes <= Double(MachineMemory.bytes) else {
+            throw UserError(
+                "config: training \(config.model) (\(modules.parameterCount) parameters with the method's helpers) needs about "
+                    + "\(Int(trainingBytes / 1e9)) GB for weights, gradients and optimizer state; this machine has "
+                    + "\(MachineMemory.bytes / 1_000_000_000) GB")
+        }
         optimizer =
             layout.isStudent
             ? config.makeOptimizer(for: modules, rank: layout.group.rank, ranks: layout.studentRanks)

@@ -140,6 +140,26 @@ final class ImageFolderTests: XCTestCase {
         }
     }
 
+    /// A file name that is not UTF-8 (Latin-1 "café" here) is listed and decoded as torchvision's
+    /// ImageFolder reads it, never dropped; its path prints readably and opens the same file. A
+    /// folder linked into its own class folder is not entered (no endless walk).
+    func testFileNamesThatAreNotUTF8AreReadAndLinkLoopsEnd() throws {
+        let scratch = try temporaryFolder(self)
+        try FileManager.default.copyItem(atPath: "\(fixtures)/folder", toPath: "\(scratch)/data")
+        let latin1: [UInt8] = Array("\(scratch)/data/train/cat/caf".utf8) + [0xE9] + Array(".png".utf8)
+        let source = "\(scratch)/data/train/cat/cat5.png"
+        XCTAssertEqual(rename(source, latin1.map { CChar(bitPattern: $0) } + [0]), 0, "rename to a Latin-1 name")
+        XCTAssertEqual(symlink("\(scratch)/data/train/cat", "\(scratch)/data/train/cat/loop"), 0)
+        let folder = try ImageFolder.scan("\(scratch)/data/train", split: "train")
+        XCTAssertEqual(folder.paths.count, 18, "every image, the Latin-1 one included")
+        let odd = try XCTUnwrap(folder.paths.first { $0.contains("caf") })
+        XCTAssertTrue(odd.hasSuffix("caf\u{F7E9}.png"), odd)
+        let image = try ImageDecoder.decode(path: odd)
+        let original = try ImageDecoder.decode(path: "\(fixtures)/folder/train/cat/cat5.png")
+        XCTAssertEqual(image.pixels, original.pixels)
+        XCTAssertEqual(image.width, original.width)
+    }
+
     /// A batch of the folder dataset at 16x16: each sample is timm's eval transform of its file,
     /// normalised; a bad file stops the batch naming it, or with skipping is replaced and counted.
     func testFolderBatchesAndBadImages() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import Layers
 import Models
 import Tensors
@@ -122,6 +123,41 @@ final class ModelTests: XCTestCase {
                 XCTFail("\(name): \(path) is a module not among the children")
             }
             XCTAssertEqual(model.parameterCount, model.parameters().reduce(0) { $0 + $1.count }, name)
+        }
+    }
+
+    /// The parameter estimates that guard against models too large to build agree with timm's
+    /// full-size counts (Tests/Fixtures/timm/parameter-counts.json) and with the built reduced
+    /// variants; a model whose weights would not fit in memory is refused before allocation.
+    func testParameterEstimatesMatchAndAModelTooLargeIsRefused() throws {
+        let counts = try XCTUnwrap(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: packageRoot.appendingPathComponent("Tests/Fixtures/timm/parameter-counts.json")))
+                as? [String: Any])
+        let parameters = try XCTUnwrap(counts["parameters"] as? [String: Int])
+        for (name, expected) in parameters {
+            let estimate = try XCTUnwrap(ModelRegistry.entry(named: name).parameterEstimate, name)
+            let value = try estimate([3, 224, 224], 1000, ModelArguments())
+            XCTAssertEqual(value, Double(expected), accuracy: 0.02 * Double(expected), name)
+        }
+        for entry in ModelRegistry.entries {
+            guard let estimate = entry.parameterEstimate else { continue }
+            let arguments = try reducedArguments(entry.name)
+            let built = try ModelRegistry.make(
+                entry.name, inputShape: [3, 32, 32], classes: 7, seed: 1, arguments: arguments)
+            let value = try estimate([3, 32, 32], 7, arguments)
+            XCTAssertEqual(
+                value, Double(built.parameterCount), accuracy: 0.25 * Double(built.parameterCount), entry.name)
+        }
+        XCTAssertThrowsError(
+            try ModelRegistry.make(
+                "vit_small_patch16_224", inputShape: [3, 224, 224], classes: 10, seed: 0,
+                arguments: try ModelArguments("embed_dim=65536 num_heads=8"))
+        ) {
+            XCTAssertTrue(
+                "\($0)".contains("model 'vit_small_patch16_224' with embed_dim=65536 num_heads=8 has about 618"),
+                "\($0)")
+            XCTAssertTrue("\($0)".contains("of float32 weights") && "\($0)".contains("of memory"), "\($0)")
         }
     }
 

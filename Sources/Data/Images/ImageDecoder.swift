@@ -46,7 +46,7 @@ public enum ImageDecoder {
     /// side at twice `minimumShortSide` or more: the resize that follows sees the same detail for
     /// a fraction of the work.
     public static func decode(path: String, minimumShortSide: Int? = nil) throws -> PixelImage {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = FileNames.contents(of: path) else {
             throw UserError("image \(path) cannot be read")
         }
         return try data.withUnsafeBytes { bytes in

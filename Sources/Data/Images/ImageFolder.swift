@@ -16,18 +16,15 @@ public struct ImageFolder: Sendable {
     /// Scans `root`; a missing folder, a folder without class folders and a class folder
     /// without images are errors naming the folder.
     public static func scan(_ root: String, split: String) throws -> ImageFolder {
-        let manager = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard manager.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard FileNames.isFolder(root) else {
             throw UserError(
                 "dataset 'folder': the \(split) split \(root) is not a folder (expected \(root)/<class>/<image>.jpg|.jpeg|.png)"
             )
         }
-        let entries = try manager.contentsOfDirectory(atPath: root).filter { !$0.hasPrefix(".") }.sorted()
-        let classNames = entries.filter { name in
-            var directory: ObjCBool = false
-            return manager.fileExists(atPath: "\(root)/\(name)", isDirectory: &directory) && directory.boolValue
-        }
+        // Listed as bytes (FileNames): a name that is not UTF-8 is read, not dropped.
+        let classNames = try FileNames.entries(of: root).filter {
+            !$0.hasPrefix(".") && FileNames.isFolder("\(root)/\($0)")
+        }.sorted()
         guard !classNames.isEmpty else {
             throw UserError(
                 "dataset 'folder': \(root) has no class folders (expected \(root)/<class>/<image>.jpg|.jpeg|.png)")
@@ -35,19 +32,8 @@ public struct ImageFolder: Sendable {
         var paths: [String] = [], labels: [Int32] = []
         for (label, name) in classNames.enumerated() {
             let folder = "\(root)/\(name)"
-            guard let walker = manager.enumerator(atPath: folder) else {
-                throw UserError("dataset 'folder': \(folder) cannot be read")
-            }
             var found: [String] = []
-            while let relative = walker.nextObject() as? String {
-                let file = (relative as NSString).lastPathComponent
-                if file.hasPrefix(".") { continue }
-                guard extensions.contains((file as NSString).pathExtension.lowercased()) else { continue }
-                var directory: ObjCBool = false
-                if manager.fileExists(atPath: "\(folder)/\(relative)", isDirectory: &directory), !directory.boolValue {
-                    found.append("\(folder)/\(relative)")
-                }
-            }
+            try collectImages(in: folder, into: &found)
             guard !found.isEmpty else {
                 throw UserError("dataset 'folder': class folder \(folder) has no .jpg, .jpeg or .png images")
             }
@@ -56,6 +42,19 @@ public struct ImageFolder: Sendable {
             labels += [Int32](repeating: Int32(label), count: found.count)
         }
         return ImageFolder(root: root, classNames: classNames, paths: paths, labels: labels)
+    }
+
+    /// The image files under `folder`, its subfolders included (hidden entries skipped; linked
+    /// folders not entered, as Foundation's walk does not, so a link loop ends).
+    private static func collectImages(in folder: String, into found: inout [String]) throws {
+        for name in try FileNames.entries(of: folder) where !name.hasPrefix(".") {
+            let path = "\(folder)/\(name)"
+            if FileNames.isFolder(path, followingLinks: false) {
+                try collectImages(in: path, into: &found)
+            } else if extensions.contains((name as NSString).pathExtension.lowercased()), FileNames.isFile(path) {
+                found.append(path)
+            }
+        }
     }
 
     /// Both splits, with the same classes: a class in one split but not the other is an error listing them.
