@@ -58,11 +58,7 @@ public final class Trainer {
         let teacherScores = try evaluateTeacher(evaluator)
         let started = Date()
         let batches = setup.batches(rank: replicas.rank)
-        let sinks: [any TrainingSink] = [
-            MetricsSink(folder: folder, replicas: replicas, logEvery: config.logEverySteps, totalSteps: totalSteps),
-            BestModelKeeper(folder: folder, setup: setup),
-            ProgressSink(progress: progress, config: config, totalSteps: totalSteps, stepsPerEpoch: stepsPerEpoch),
-        ]
+        let sinks = makeSinks(replicas)
         var scores: Scores?
         setup.modules.train()
         while state.step < totalSteps {
@@ -87,10 +83,33 @@ public final class Trainer {
             }
             if record.stopRequested { throw stopped(atStep: state.step) }
         }
+        return try finish(state, scores: scores, evaluator: evaluator, teacher: teacherScores, started: started)
+    }
+
+    /// What the loop emits goes to: metrics.jsonl, the event file and summary.csv; best.safetensors;
+    /// the progress line.
+    private func makeSinks(_ replicas: ReplicaGroup) -> [any TrainingSink] {
+        [
+            MetricsSink(
+                folder: folder, replicas: replicas, logEvery: config.logEverySteps, totalSteps: setup.totalSteps),
+            BestModelKeeper(folder: folder, setup: setup),
+            ProgressSink(
+                progress: progress, config: config, totalSteps: setup.totalSteps, stepsPerEpoch: setup.stepsPerEpoch),
+        ]
+    }
+
+    /// model.safetensors and summary.json with rank 0's buffers, after the last evaluation (or
+    /// one now, when the run ended between epochs).
+    private func finish(
+        _ state: TrainingState, scores: Scores?, evaluator: Evaluator, teacher: TeacherRecord?, started: Date
+    )
+        throws -> RunSummary
+    {
+        let replicas = evaluator.replicas
         try replicas.synchronizeBuffers()
         let final = try scores ?? evaluator.scores(model, what: "the student at this step")
         let summary = try RunSummary(
-            setup, state: state, final: final, teacher: teacherScores, wallSeconds: Date().timeIntervalSince(started),
+            setup, state: state, final: final, teacher: teacher, wallSeconds: Date().timeIntervalSince(started),
             badImages: config.skipBadImages ? badImages(replicas) : nil)
         try folder.finish(student: model, description: setup.description, summary: summary)
         progress.message(
