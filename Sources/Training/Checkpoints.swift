@@ -114,7 +114,7 @@ public enum Checkpoints {
         do {
             state = try JSONDecoder().decode(TrainingState.self, from: data)
         } catch {
-            throw UserError("\(stateFile): not a valid training state (\(error))")
+            throw UserError("\(stateFile): not a valid training state (\(describeDecodingError(error)))")
         }
         try FileFormat.check(state.formatVersion, file: stateFile)
         guard state.random.count == 2, state.step >= 0 else {

@@ -49,6 +49,7 @@ public final class TrainingSetup {
         stepsPerEpoch = splits.train.count / config.batchSize
         totalSteps = try config.totalSteps(
             stepsPerEpoch: stepsPerEpoch, splits: splits, studentRanks: layout.studentRanks)
+        try config.checkBatchesFit(imageShape: splits.shape, studentRanks: layout.studentRanks)
 
         let arguments = try ModelArguments(config.modelArguments)
         let student = try ModelRegistry.make(
@@ -215,6 +216,22 @@ extension TrainingConfig {
                 "config: 'epochs' \(epochs ?? 1) x \(stepsPerEpoch) steps per epoch is more steps than can be counted")
         }
         return steps ?? epochSteps
+    }
+
+    /// Refuses a batch whose images alone (float32, the local training batch or the evaluation
+    /// batch) would not fit in memory: `batch_size` and `input_size` are user text whose product
+    /// reaches an allocation.
+    func checkBatchesFit(imageShape: [Int], studentRanks: Int) throws {
+        let image = 4 * Double(imageShape.reduce(1, *))
+        for (key, images) in [("batch_size", batchSize / studentRanks), ("eval_batch_size", evalBatchSize)] {
+            let bytes = Double(images) * image
+            guard bytes <= Double(MachineMemory.bytes) else {
+                throw UserError(
+                    "config: '\(key)' \(images) of \(imageShape.map(String.init).joined(separator: "x")) images needs "
+                        + "\(Int(bytes / 1e9)) GB for one batch of float32 images alone; this machine has "
+                        + "\(MachineMemory.bytes / 1_000_000_000) GB")
+            }
+        }
     }
 
     /// The crop and flip of a dataset at its own size: the dataset's defaults, then the config's.

@@ -189,7 +189,8 @@ final class ResearchWorkflowTests: XCTestCase {
         XCTAssertEqual(back[0], record)
         XCTAssertThrowsError(try MetricsRecord.records(Data("{\"kind\":\"train\",\"step\":1}\n".utf8), file: "m.jsonl"))
         {
-            XCTAssertTrue("\($0)".contains("m.jsonl: line 1"), "\($0)")
+            XCTAssertTrue(
+                "\($0)".contains("m.jsonl: line 1 is not a metrics record (field 'epoch' is missing)"), "\($0)")
         }
     }
 

@@ -199,6 +199,17 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try ModelFile.open(folder + "/older.safetensors").description.architecture, "resnet8")
     }
 
+    /// batch_size and input_size are user text whose product reaches an allocation: a batch that
+    /// cannot fit in memory is refused before anything is allocated for it.
+    func testABatchTooLargeForTheMachineIsRefused() throws {
+        var c = config("resnet8", output: try temporaryFolder(self))
+        c.inputSize = 4096
+        c.evalBatchSize = 1_048_576
+        XCTAssertThrowsError(try TrainingSetup(config: c, splits: tinySplits())) {
+            XCTAssertTrue("\($0)".contains("'eval_batch_size' 1048576 of 3x4096x4096 images needs 211106 GB"), "\($0)")
+        }
+    }
+
     func testCheckpointOfAnotherArchitectureListsTheMismatch() throws {
         let folder = try temporaryFolder(self)
         let small = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 0)

@@ -73,7 +73,7 @@ public struct MetricsRecord: Codable, Equatable, Sendable {
             do {
                 return try decoder.decode(MetricsRecord.self, from: Data(line))
             } catch {
-                throw UserError("\(file): line \(index + 1) is not a metrics record (\(error))")
+                throw UserError("\(file): line \(index + 1) is not a metrics record (\(describeDecodingError(error)))")
             }
         }
     }
