@@ -124,6 +124,17 @@ public struct SettingSpec: Sendable {
 
     public var flag: String { "--" + name.replacingOccurrences(of: "_", with: "-") }
 
+    /// The help line: the text, `note`, then the facts in parentheses (the default when
+    /// `showingDefault`, the range, and `extra` ones such as the methods that read it).
+    public func helpText(note: String? = nil, showingDefault: Bool, extra: [String] = []) -> String {
+        var facts: [String] = []
+        if showingDefault, defaultValue != .null { facts.append("default \(defaultValue.text)") }
+        if let range { facts.append(range.phrase) }
+        facts += extra
+        let text = [help, note].compactMap { $0 }.joined(separator: " ")
+        return text + (facts.isEmpty ? "" : " (" + facts.joined(separator: "; ") + ")")
+    }
+
     /// What the value looks like, for errors and help.
     public var expected: String {
         switch kind {

@@ -47,18 +47,13 @@ extension TrainingConfig {
             case .numbers: placeholder = " LOW,HIGH"
             case let .choice(options): placeholder = options.count <= 6 ? " " + options.joined(separator: "|") : " NAME"
             }
-            var facts: [String] = []
-            if spec.defaultValue != .null, spec.name != "model", spec.name != "out" {
-                facts.append("default \(spec.defaultValue.text)")
-            }
-            if let range = spec.range { facts.append(range.phrase) }
-            if key.section == "method settings",
-                let methods = MethodRegistry.settings.first(where: { $0.spec.name == spec.name })?.methods
-            {
-                facts.append("used by " + methods.joined(separator: ", "))
-            }
+            let readers =
+                key.section == "method settings"
+                ? MethodRegistry.settings.first(where: { $0.spec.name == spec.name })?.methods : nil
             let flag = spec.kind == .bool ? "\(spec.flag), --no-\(spec.flag.dropFirst(2))" : spec.flag + placeholder
-            let text = spec.help + (facts.isEmpty ? "" : " (" + facts.joined(separator: "; ") + ")")
+            let text = spec.helpText(
+                showingDefault: spec.name != "model" && spec.name != "out",
+                extra: readers.map { ["used by " + $0.joined(separator: ", ")] } ?? [])
             lines[key.section, default: []].append(helpEntry(flag, text))
         }
         return sections.map { "\($0):\n" + lines[$0]!.joined(separator: "\n") }.joined(separator: "\n\n")

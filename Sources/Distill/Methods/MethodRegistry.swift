@@ -19,8 +19,13 @@ public enum MethodRegistry {
 
     /// Every method's settings once, in registry order, with the methods that read each.
     /// Two methods that declare a setting of the same name share one declaration.
-    public static let settings: [(spec: SettingSpec, methods: [String])] =
-        (try? settingsTable(methods, reserved: [])) ?? []
+    public static let settings: [(spec: SettingSpec, methods: [String])] = {
+        do {
+            return try settingsTable(methods, reserved: [])
+        } catch {
+            fatalError("\(error)")  // a registration mistake, which MethodRegistryTests name
+        }
+    }()
 
     /// The settings table of `methods`. Refuses a setting named like one of `reserved` (the
     /// training keys: it would be shadowed), two declarations of one name that differ in type,

@@ -195,16 +195,19 @@ struct StepBenchmark {
         let shape = [3, inputSize, inputSize]
         let splits = randomImageSplits(shape: shape, classes: classes, count: config.batchSize)
         let teacher = try teacherModel.map { try ModelRegistry.make($0, inputShape: shape, classes: classes, seed: 3) }
-        let trainingSteps = try methods.map { name -> TrainingStep in
+        let setups = try methods.map { name -> TrainingSetup in
             var config = self.config
             config.method = name
             config.steps = warmup + 2 * steps + 1
             config.epochs = nil
-            let setup = try TrainingSetup(config: config, splits: splits, teacher: teacher)
+            return try TrainingSetup(config: config, splits: splits, teacher: teacher)
+        }
+        let trainingSteps = try setups.map { setup -> TrainingStep in
             setup.modules.train()
             return try setup.makeStep(replicas: try setup.makeReplicas())
         }
-        let batch = try TrainingSetup(config: config, splits: splits).batches(rank: 0).batch(step: 0)
+        // Every method's run draws the same first batch: time them all on it.
+        let batch = try setups[0].batches(rank: 0).batch(step: 0)
         let images = batch.images
         // Multiply-adds of one step's forward passes (the first warm-up step), the teacher's apart.
         let teacherMultiplyAdds =

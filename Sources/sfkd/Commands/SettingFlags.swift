@@ -25,10 +25,6 @@ extension SettingFlags {
         guard let spec = TrainingConfig.key(named: key)?.spec else {
             fatalError("SettingFlags.help: no setting '\(key)'")
         }
-        var facts: [String] = []
-        if tableDefault, spec.defaultValue != .null { facts.append("default \(spec.defaultValue.text)") }
-        if let range = spec.range { facts.append(range.phrase) }
-        let text = [spec.help, note].compactMap { $0 }.joined(separator: " ")
-        return ArgumentHelp(text + (facts.isEmpty ? "" : " (" + facts.joined(separator: "; ") + ")"))
+        return ArgumentHelp(spec.helpText(note: note, showingDefault: tableDefault))
     }
 }
