@@ -40,10 +40,17 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(blas["core_reason"] as? String, "set by the user (OPENBLAS_CORETYPE=Prescott)")
     }
 
+    /// Every bench subcommand reads `--threads` through the training settings table: the
+    /// same range and the same words as `sfkd train --threads`.
     func testBadBenchFlagsAreClearErrors() throws {
-        let result = try runSFKD(["bench", "ops", "--threads", "0"])
-        XCTAssertNotEqual(result.status, 0)
-        XCTAssertTrue(result.stderr.contains("--threads must be at least 1"), result.stderr)
+        for command in [["bench", "ops"], ["bench", "step", "--model", "resnet8"], ["train"]] {
+            let result = try runSFKD(command + ["--threads", "0"])
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertTrue(
+                result.stderr.contains("flag --threads: 'threads' must be in [1, 1024], found 0"), result.stderr)
+        }
+        let word = try runSFKD(["bench", "ops", "--threads", "x"])
+        XCTAssertTrue(word.stderr.contains("key 'threads' expects an integer, found 'x'"), word.stderr)
     }
 
     /// bench step reads its settings through the training settings table: a value outside a

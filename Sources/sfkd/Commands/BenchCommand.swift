@@ -24,13 +24,13 @@ struct DataBenchCommand: ParsableCommand {
     )
 
     @Option(name: .customLong("data-dir"), help: SettingFlags.help("data_dir")) var dataDirectory: String
-    @Option(name: .customLong("input-size"), help: SettingFlags.help("input_size")) var inputSize: Int = 224
+    @Option(name: .customLong("input-size"), help: SettingFlags.help("input_size")) var inputSize = "224"
     @Option(help: "Images per round (the first of the train split).") var images: Int = 256
-    @Option(name: .customLong("loader-threads"), help: SettingFlags.help("loader_threads")) var loaderThreads: Int = 1
+    @Option(name: .customLong("loader-threads"), help: SettingFlags.help("loader_threads")) var loaderThreads = "1"
     @Option(help: "Rounds (medians are reported).") var rounds: Int = 3
     @Flag(help: "Evaluation transforms (resize, centre crop) instead of training ones.") var eval = false
     @Option(help: SettingFlags.help("aa")) var aa: String?
-    @Option(name: .long, help: SettingFlags.help("threads")) var threads: Int = 1
+    @Option(name: .long, help: SettingFlags.help("threads")) var threads = "1"
     @Flag(name: .long, help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -39,13 +39,13 @@ struct DataBenchCommand: ParsableCommand {
 
     func run() throws {
         let settings = try SettingFlags.config([
-            ("data_dir", dataDirectory), ("input_size", "\(inputSize)"), ("loader_threads", "\(loaderThreads)"),
-            ("aa", aa),
-            ("threads", "\(threads)"),
+            ("data_dir", dataDirectory), ("input_size", inputSize), ("loader_threads", loaderThreads), ("aa", aa),
+            ("threads", threads),
         ])
-        Threads.configure(threads)
+        Threads.configure(settings.threads ?? 1)
         var benchmark = DataBenchmark(
-            directory: dataDirectory, inputSize: inputSize, images: images, loaderThreads: loaderThreads,
+            directory: dataDirectory, inputSize: settings.inputSize ?? 224, images: images,
+            loaderThreads: settings.loaderThreads,
             rounds: rounds, training: !eval)
         benchmark.randAugment = try settings.autoAugment.map { try RandAugment($0) }
         let result = try benchmark.run(progress: json ? { _ in } : report)
@@ -59,8 +59,7 @@ struct OpsBenchCommand: ParsableCommand {
         abstract: "sgemm, conv2d, attention and elementwise kernels against sgemm and memory-copy baselines."
     )
 
-    @Option(name: .long, help: "Threads for OpenBLAS and the kernels.")
-    var threads: Int = 1
+    @Option(name: .long, help: SettingFlags.help("threads")) var threads = "1"
 
     @Option(name: .long, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 7
@@ -76,12 +75,11 @@ struct OpsBenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
     }
 
     func run() throws {
-        Threads.configure(threads)
+        Threads.configure(try SettingFlags.config([("threads", threads)]).threads ?? 1)
         var benchmark = OpsBenchmark(repeats: repeats)
         if !only.isEmpty { benchmark.parts = Set(only) }
         let results = benchmark.run(progress: json ? { _ in } : report)
@@ -101,8 +99,8 @@ struct StepBenchCommand: ParsableCommand {
     @Option(
         name: .customLong("batch-size"),
         help: SettingFlags.help("batch_size", "In bench step: each rank's batch (weak scaling under mpirun)."))
-    var batchSize: Int = 64
-    @Option(help: SettingFlags.help("threads")) var threads: Int = 1
+    var batchSize = "64"
+    @Option(help: SettingFlags.help("threads")) var threads = "1"
     @Option(help: "Timed steps (the median is reported).") var steps: Int = 20
     @Option(help: "Untimed steps first.") var warmup: Int = 3
     @Option(
@@ -115,7 +113,7 @@ struct StepBenchCommand: ParsableCommand {
     ) var method: [String] = []
     @Option(name: .customLong("kd-stages"), parsing: .unconditional, help: SettingFlags.help("kd_stages"))
     var kdStages: String = "-2,-1"
-    @Option(name: .customLong("bucket-mb"), help: SettingFlags.help("bucket_mb")) var bucketMB: Double = 8
+    @Option(name: .customLong("bucket-mb"), help: SettingFlags.help("bucket_mb")) var bucketMB = "8"
     @Flag(name: .customLong("no-overlap"), help: SettingFlags.help("overlap", "This flag turns it off."))
     var noOverlap = false
     @Option(name: .customLong("grad-sync"), help: SettingFlags.help("grad_sync")) var gradSync: String = "allreduce"
@@ -132,8 +130,8 @@ struct StepBenchCommand: ParsableCommand {
     /// range and error per key), at lr 0.01 (stable over many steps on random data).
     func trainingConfig() throws -> TrainingConfig {
         try SettingFlags.config([
-            ("model", model), ("model_args", modelArgs), ("batch_size", "\(batchSize)"), ("threads", "\(threads)"),
-            ("kd_stages", kdStages), ("bucket_mb", "\(bucketMB)"), ("overlap", "\(!noOverlap)"),
+            ("model", model), ("model_args", modelArgs), ("batch_size", batchSize), ("threads", threads),
+            ("kd_stages", kdStages), ("bucket_mb", bucketMB), ("overlap", "\(!noOverlap)"),
             ("grad_sync", gradSync),
             ("lr", "0.01"),
         ])
@@ -163,7 +161,7 @@ struct StepBenchCommand: ParsableCommand {
 
     func run() throws {
         let config = try trainingConfig()
-        Threads.configure(threads)
+        Threads.configure(config.threads ?? 1)
         if MPIProcess.worldSize > 1 {
             guard teacherModel == nil else {
                 throw ValidationError(
@@ -188,7 +186,7 @@ struct StepBenchCommand: ParsableCommand {
             try printJSON(result)
         } else if let teacherModel, let perMethod = result.methods {
             report(
-                "\(teacherModel) -> \(model), batch \(batchSize), \(threads) thread(s), full distillation steps timed alternately:"
+                "\(teacherModel) -> \(model), batch \(config.batchSize), \(config.threads ?? 1) thread(s), full distillation steps timed alternately:"
             )
             for entry in perMethod {
                 report(
@@ -205,7 +203,7 @@ struct StepBenchCommand: ParsableCommand {
             }
         } else {
             report(
-                "\(model) (\(result.parameters) parameters), batch \(batchSize), \(threads) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB"
+                "\(model) (\(result.parameters) parameters), batch \(config.batchSize), \(config.threads ?? 1) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB"
             )
             report(
                 "  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s, timed after every step)"
@@ -218,8 +216,9 @@ struct StepBenchCommand: ParsableCommand {
 extension StepBenchCommand {
     /// Weak scaling under mpirun: `--batch-size` images per rank.
     func runDataParallel() throws {
+        let config = try trainingConfig()
         let benchmark = DataParallelStepBenchmark(
-            config: try trainingConfig(), steps: steps, warmup: warmup, rounds: rounds)
+            config: config, steps: steps, warmup: warmup, rounds: rounds)
         let result = try benchmark.run()
         guard MPIProcess.worldRank == 0 else { return }
         if json {
@@ -227,7 +226,7 @@ extension StepBenchCommand {
             return
         }
         report(
-            "\(model), \(result.ranks) ranks x batch \(batchSize), \(threads) thread(s) each, overlap \(noOverlap ? "off" : "on"), \(result.buckets) bucket(s) of up to \(formatted(bucketMB, 1)) MiB; \(result.steps) steps with averaging alternating with as many without:"
+            "\(model), \(result.ranks) ranks x batch \(config.batchSize), \(config.threads ?? 1) thread(s) each, overlap \(noOverlap ? "off" : "on"), \(result.buckets) bucket(s) of up to \(formatted(config.bucketMegabytes, 1)) MiB; \(result.steps) steps with averaging alternating with as many without:"
         )
         report(
             "  with gradient averaging:    \(formatted(result.imagesPerSecond)) images/s in all (median step \(formatted(result.medianStepMilliseconds, 1)) ms); allreduce \(formatted(result.allreduceMilliseconds, 2)) ms per step, of which the step waited \(formatted(result.allreduceExposedMilliseconds, 2)) ms"
