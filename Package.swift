@@ -43,11 +43,12 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CVector"),
 
         // The vocabulary every layer speaks: declared settings and the user-facing error.
         .target(name: "Settings"),
-        .target(name: "Tensors", dependencies: ["CBLAS", "CVector"], swiftSettings: fastMath),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CDNNL", "CVector"], swiftSettings: fastMath),
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Settings", "Layers", "Tensors"], swiftSettings: fastMath),
         // Model files: safetensors, metadata, import of timm's weights, checkpoint filters, position-embedding resampling.

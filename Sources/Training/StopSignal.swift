@@ -14,8 +14,11 @@ enum StopSignal {
         for number in signals { signal(number) { StopSignal.received = $0 } }
     }
 
+    /// After a stop, repeats of SIGTERM and SIGUSR1 are ignored until the process exits with
+    /// the stop's status (a second forwarded SIGUSR1 must not turn a requeue into a kill); a
+    /// second Ctrl-C still ends it at once.
     static func uninstall() {
-        for number in signals { signal(number, SIG_DFL) }
+        for number in signals { signal(number, received != 0 && number != SIGINT ? SIG_IGN : SIG_DFL) }
     }
 
     static func name(_ number: Int32) -> String {

@@ -16,6 +16,8 @@ import Training
 // Must run before anything touches MPI or threads: it may re-execute the binary with a faster
 // OpenBLAS kernel set.
 BLASCore.selectFastCoreOrReexec()
+// Before any thread starts: no signal handler may interrupt a oneDNN kernel.
+SignalShield.install()
 // Never compute with a kernel set that gives wrong numbers on this CPU.
 do {
     try BLASCore.selfCheck()

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 import TestSupport
 import Training
 import XCTest
@@ -26,6 +27,33 @@ final class CLITests: XCTestCase {
         XCTAssertEqual((vit["taps"] as? [[String: Any]])?.first?["prefix_tokens"] as? Int, 1)
         let datasets = try XCTUnwrap(object?["datasets"] as? [[String: Any]])
         XCTAssertTrue(datasets.contains { $0["name"] as? String == "fashion-mnist" })
+        // oneDNN dispatches to what the CPU has: bf16 kernels only where the flags say so.
+        let onednn = try XCTUnwrap(object?["onednn"] as? [String: Any])
+        XCTAssertTrue((onednn["version"] as? String ?? "").hasPrefix("2."), "\(onednn)")
+        let flags = BLASCore.cpuFlags()
+        let isa = onednn["isa"] as? String ?? ""
+        if flags.contains("avx512_bf16") {
+            XCTAssertTrue(["avx512_core_bf16", "avx512_core_amx"].contains(isa), isa)
+            XCTAssertEqual(onednn["bf16_hardware"] as? Bool, true)
+        } else {
+            XCTAssertEqual(onednn["bf16_hardware"] as? Bool, false)
+            if flags.contains("avx2") && !flags.contains("avx512f") { XCTAssertTrue(isa.hasPrefix("avx2"), isa) }
+        }
+        XCTAssertEqual(onednn["gemm"] as? String, "onednn")
+    }
+
+    /// SFKD_GEMM pins the library of every matrix product for a run; a misspelt name stops the
+    /// program with the accepted ones instead of being ignored.
+    func testGEMMLibraryCanBePinnedFromTheEnvironment() throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["SFKD_GEMM"] = "openblas"
+        let pinned = try runSFKD(["info", "--json"], environment: environment)
+        let object = try JSONSerialization.jsonObject(with: Data(pinned.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual((object?["onednn"] as? [String: Any])?["gemm"] as? String, "openblas")
+        environment["SFKD_GEMM"] = "mkl"
+        let wrong = try runSFKD(["info"], environment: environment)
+        XCTAssertEqual(wrong.status, 2)
+        XCTAssertTrue(wrong.stderr.contains("SFKD_GEMM=mkl: expected one of automatic, openblas, onednn"), wrong.stderr)
     }
 
     func testUserSetCoreIsRespected() throws {
@@ -149,6 +177,52 @@ final class TrainCLITests: XCTestCase {
 
     /// SIGTERM, SIGUSR1 (a preemption: status 75, requeue me) and SIGINT (130) stop after a
     /// step, whose checkpoint is written.
+    /// A burst of SIGUSR1 while a ViT trains on oneDNN's AVX-512 GEMMs: the handler runs on
+    /// sfkd's signal thread, never on a thread inside a kernel (oneDNN 2.6's AVX-512 sgemm keeps
+    /// data below the stack pointer, which a handler there overwrote: heap corruption or a crash
+    /// on the first signal). The run stops cleanly at a complete checkpoint.
+    func testSignalsDuringKernelsNeitherCrashNorCorrupt() throws {
+        let out = try temporaryFolder(self) + "/run"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try sfkdExecutable())
+        process.arguments = [
+            "train", "--model", "vit-tiny", "--dataset", "synthetic", "--steps", "2000", "--batch-size", "32",
+            "--log-every", "1", "--threads", "2", "--out", out,
+        ]
+        let result = try runBounded(process, timeout: 300) { process in
+            let deadline = Date().addingTimeInterval(240)
+            while ((try? Data(contentsOf: URL(fileURLWithPath: out + "/metrics.jsonl")))?.count ?? 0) == 0
+                && Date() < deadline
+            { Thread.sleep(forTimeInterval: 0.05) }
+            for _ in 0..<300 {
+                kill(process.processIdentifier, SIGUSR1)
+                usleep(500)
+            }
+        }
+        XCTAssertEqual(result.status, 75, result.stderr)
+        let stop = try XCTUnwrap(
+            result.stderr.firstMatch(of: #/stopped by SIGUSR1 after step (\d+) of 2000/#), result.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoints/step-\(stop.1)/DONE"))
+    }
+
+    /// Before training installs its handlers, SIGTERM and SIGINT keep their default action (the
+    /// process ends by the signal) although sfkd's compute threads block them.
+    func testSignalsOutsideTrainingEndTheProcess() throws {
+        for signal in [SIGTERM, SIGINT] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try sfkdExecutable())
+            process.arguments = ["bench", "step", "--model", "resnet18", "--steps", "10000"]
+            let started = Date()
+            _ = try runBounded(process, timeout: 120) { process in
+                Thread.sleep(forTimeInterval: 2)
+                kill(process.processIdentifier, signal)
+            }
+            XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+            XCTAssertEqual(process.terminationStatus, signal)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 60)
+        }
+    }
+
     func testStopSignalsCheckpointTheStepAndSayWhereResumeContinues() throws {
         let folder = try temporaryFolder(self)
         for (signal, name, status) in [

@@ -75,7 +75,20 @@ final class ConvolutionTests: XCTestCase {
         Case(input: [1, 64, 41, 19], outChannels: 2, kernel: 3, stride: 2, padding: 1, groups: 1, bias: false),
     ]
 
+    /// oneDNN's primitives and sfkd's own kernels (unfolding, the depthwise loop), each pinned,
+    /// on one thread and with two threads each taking a share of the batch.
     func testForwardMatchesNaiveLoops() {
+        let previous = Threads.count
+        defer { Threads.configure(previous) }
+        for kernel in [ConvolutionKernel.oneDNN, .unfold] {
+            for threads in [1, 2] {
+                Threads.configure(threads)
+                ConvolutionKernel.pinned(kernel) { checkForward("\(kernel), \(threads) thread(s)") }
+            }
+        }
+    }
+
+    private func checkForward(_ label: String) {
         for (i, c) in cases.enumerated() {
             let x = randomTensor(c.input, seed: UInt64(i))
             let w = randomTensor([c.outChannels, c.input[1] / c.groups, c.kernel, c.kernel], seed: UInt64(i + 100))
@@ -87,11 +100,20 @@ final class ConvolutionTests: XCTestCase {
             }
             let expected = naiveConv2d(
                 x, w, b, stride: (c.stride, c.stride), padding: (c.padding, c.padding), groups: c.groups)
-            XCTAssertLessThan(maxDifference(y, expected), 1e-4, "case \(i): \(c)")
+            XCTAssertLessThan(maxDifference(y, expected), 1e-4, "\(label) case \(i): \(c)")
         }
     }
 
     func testGradients() {
+        let previous = Threads.count
+        defer { Threads.configure(previous) }
+        for (kernel, threads) in [(ConvolutionKernel.oneDNN, 1), (.oneDNN, 2), (.unfold, 1)] {
+            Threads.configure(threads)
+            ConvolutionKernel.pinned(kernel) { checkGradientCases() }
+        }
+    }
+
+    private func checkGradientCases() {
         for (i, c) in cases.enumerated() {
             let x = randomTensor(c.input, seed: UInt64(i))
             let w = randomTensor([c.outChannels, c.input[1] / c.groups, c.kernel, c.kernel], seed: UInt64(i + 100))
@@ -135,6 +157,10 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    func testOneDNNMatchesNaiveLoopsAndFiniteDifferences() {
+        checkPinned(.oneDNN, directCases + channelLaneCases, seed: 900)
+    }
+
     func testDirectKernelMatchesNaiveLoopsAndFiniteDifferences() {
         checkPinned(.direct, directCases, seed: 300)
     }
@@ -161,26 +187,28 @@ final class ConvolutionTests: XCTestCase {
         checkPinned(.channelLanes, channelLaneCases, seed: 600)
     }
 
-    /// The automatic choice (in release builds) takes the direct kernel on a ResNet-sized wide
-    /// plane and the channel-lane kernel on 8x8 planes (strides 1 and 2); values and gradients
-    /// agree with im2col + GEMM's, on one thread and with two threads each taking a share of the batch.
+    /// The automatic choice takes oneDNN where it has a convolution kernel, except the direct
+    /// kernel on a narrow wide plane (release builds); sfkd's direct and channel-lane kernels and
+    /// oneDNN agree with im2col + GEMM in values and gradients, on one thread and with two
+    /// threads each taking a share of the batch.
     func testDirectKernelsAgreeWithUnfolding() {
-        let shapes: [(input: [Int], outChannels: Int, stride: Int, kernel: ConvolutionKernel)] = [
-            ([5, 16, 32, 32], 16, 1, .direct), ([5, 32, 8, 8], 32, 1, .channelLanes),
-            ([5, 16, 9, 9], 32, 2, .channelLanes),
-            ([5, 32, 16, 16], 64, 2, .channelLanes),
-        ]
-        XCTAssertEqual(conv2dKernel(input: [5, 8, 8, 8], weight: [8, 8, 3, 3], padding: (1, 1)), .unfold)
-        let automatic = { (kernel: ConvolutionKernel) in
-            ConvolutionKernel.automaticPicksDirectKernels ? kernel : .unfold
-        }
+        let direct: ConvolutionKernel = ConvolutionKernel.automaticPicksDirectKernels ? .direct : .oneDNN
+        let shapes:
+            [(input: [Int], outChannels: Int, stride: Int, kernel: ConvolutionKernel, automatic: ConvolutionKernel)] = [
+                ([5, 16, 32, 32], 16, 1, .direct, direct), ([5, 32, 8, 8], 32, 1, .channelLanes, .oneDNN),
+                ([5, 16, 9, 9], 32, 2, .channelLanes, .oneDNN), ([5, 32, 16, 16], 64, 2, .channelLanes, .oneDNN),
+                ([5, 32, 16, 16], 64, 2, .oneDNN, .oneDNN), ([5, 8, 8, 8], 8, 1, .oneDNN, .oneDNN),
+            ]
+        // A depthwise 7x7 on a 2x2 plane: oneDNN would unfold it; sfkd's loop runs it.
+        XCTAssertEqual(
+            conv2dKernel(input: [5, 8, 2, 2], weight: [8, 1, 7, 7], padding: (3, 3), groups: 8), .unfold)
         let previous = Threads.count
         defer { Threads.configure(previous) }
         for (index, shape) in shapes.enumerated() {
             let weight = [shape.outChannels, shape.input[1], 3, 3]
             XCTAssertEqual(
                 conv2dKernel(input: shape.input, weight: weight, stride: (shape.stride, shape.stride), padding: (1, 1)),
-                automatic(shape.kernel))
+                shape.automatic, "\(shape.input)")
             let x = randomTensor(shape.input, seed: UInt64(7 + index)), w = randomTensor(weight, seed: 8),
                 b = randomTensor([shape.outChannels], seed: 9)
             var seed: Tensor?

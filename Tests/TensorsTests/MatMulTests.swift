@@ -21,12 +21,21 @@ final class MatMulTests: XCTestCase {
     }
 
     /// Large products are split across sfkd's threads in row blocks (or column blocks when C has
-    /// few rows), with leading dimensions wider than the matrices; each split must equal the loop.
+    /// few rows), with leading dimensions wider than the matrices; each split must equal the loop,
+    /// on each library and on one thread as on three.
     func testSplitGEMMMatchesTheNaiveProductForEveryTransposeAndShape() {
         let saved = Threads.count
         defer { Threads.configure(saved) }
-        Threads.configure(3)
-        for (m, n, k) in [(203, 77, 61), (9, 1000, 53)] {
+        for kernel in [GEMMKernel.openBLAS, .oneDNN] {
+            for threads in [1, 3] {
+                Threads.configure(threads)
+                GEMMKernel.pinned(kernel) { checkGEMMAgainstTheLoop("\(kernel) on \(threads) threads") }
+            }
+        }
+    }
+
+    private func checkGEMMAgainstTheLoop(_ label: String) {
+        for (m, n, k) in [(203, 77, 61), (9, 1000, 53), (1, 1, 1)] {
             for transposeA in [false, true] {
                 for transposeB in [false, true] {
                     let lda = (transposeA ? m : k) + 3, ldb = (transposeB ? k : n) + 2, ldc = n + 5
@@ -55,7 +64,7 @@ final class MatMulTests: XCTestCase {
                         }
                     }
                     XCTAssertLessThan(
-                        worst, 1e-3, "m \(m) n \(n) k \(k) transposeA \(transposeA) transposeB \(transposeB)")
+                        worst, 1e-3, "\(label): m \(m) n \(n) k \(k) transposeA \(transposeA) transposeB \(transposeB)")
                 }
             }
         }

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""The sfkd registry models in PyTorch, timed like `sfkd bench step`: random 3x32x32 input,
-10 classes, forward + backward + SGD with momentum, median images/s. The CIFAR models are
-built layer for layer here; timm's names (resnet18, deit_tiny_patch16_224, convnext_tiny, ...)
-come from timm itself with `--model-args` as sfkd takes them (`stem=cifar` swaps in the 3x3
-stride-1 stem without max-pool, as sfkd does). Prints one JSON object (parameter count
+"""The sfkd registry models in PyTorch, timed like `sfkd bench step`: random 3xSxS input
+(S = --input-size, 32 by default), --classes classes, forward + backward + SGD with momentum,
+median images/s. The CIFAR models are built layer for layer here; timm's names (resnet18,
+deit_tiny_patch16_224, convnext_tiny, ...) come from timm itself with `--model-args` as sfkd
+takes them (`stem=cifar` swaps in the 3x3 stride-1 stem without max-pool, as sfkd does).
+With --teacher NAME the step is a KD step as sfkd's `bench step --teacher-model NAME --method
+kd`: the frozen teacher's forward (eval mode, no gradient), the student's forward, KL at
+temperature 4 plus cross-entropy, backward and SGD. Prints one JSON object (parameter count
 included, to check that the models match)."""
 import argparse
 import json
@@ -201,7 +204,7 @@ MODELS = {
 }
 
 
-def timm_model(name, text):
+def timm_model(name, text, size=32, classes=10):
     """timm.create_model(name, **arguments) for sfkd's `key=value` model arguments."""
     import timm
     arguments, cifar_stem = {}, False
@@ -213,14 +216,14 @@ def timm_model(name, text):
         values = [float(v) if "." in v else int(v) for v in value.split(",")]
         arguments[key] = tuple(values) if len(values) > 1 or key in ("layers", "channels", "depths", "dims", "num_heads") and name.startswith(("resnet", "convnext", "swin")) else values[0]
     if name.startswith(("deit", "vit", "mixer", "resmlp", "swin")):
-        arguments.setdefault("img_size", 32)  # sfkd sizes token models from the input
+        arguments.setdefault("img_size", size)  # sfkd sizes token models from the input
     if name.startswith(("mixer", "resmlp")):
         from functools import partial
         from timm.models.mlp_mixer import MlpMixer, ResBlock, Affine
         defaults = dict(num_blocks=12, embed_dim=768) if name.startswith("mixer") else \
             dict(num_blocks=12, embed_dim=384, mlp_ratio=4, block_layer=partial(ResBlock, init_values=0.1), norm_layer=Affine)
-        return MlpMixer(num_classes=10, **dict(defaults, **arguments))
-    model = timm.create_model(name, num_classes=10, **arguments)
+        return MlpMixer(num_classes=classes, **dict(defaults, **arguments))
+    model = timm.create_model(name, num_classes=classes, **arguments)
     if cifar_stem:
         model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()
@@ -235,18 +238,42 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--input-size", type=int, default=32)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--teacher", help="a timm teacher: time a KD step")
+    parser.add_argument("--teacher-args", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = MODELS[args.model]() if args.model in MODELS else timm_model(args.model, args.model_args)
+    def build(name, text):
+        if name in MODELS and args.input_size == 32 and args.classes == 10:
+            return MODELS[name]()
+        return timm_model(name, text, args.input_size, args.classes)
+    model = build(args.model, args.model_args)
     model.train()
+    teacher = None
+    if args.teacher:
+        teacher = build(args.teacher, args.teacher_args).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    images = torch.randn(args.batch_size, 3, 32, 32)
-    labels = torch.randint(0, 10, (args.batch_size,))
+    images = torch.randn(args.batch_size, 3, args.input_size, args.input_size)
+    labels = torch.randint(0, args.classes, (args.batch_size,))
+
+    def loss_of(logits):
+        loss = F.cross_entropy(logits, labels)
+        if teacher is None:
+            return loss
+        with torch.no_grad():
+            target = teacher(images)
+        temperature = 4.0
+        kl = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(target / temperature, 1), reduction="batchmean")
+        return loss + kl * temperature ** 2
+
     times = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
-        loss = F.cross_entropy(model(images), labels)
+        loss = loss_of(model(images))
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         optimizer.step()
@@ -255,7 +282,8 @@ def main():
     times.sort()
     median = times[len(times) // 2]
     print(json.dumps({
-        "model": args.model, "parameters": sum(p.numel() for p in model.parameters()), "batch_size": args.batch_size,
+        "model": args.model, "teacher": args.teacher, "parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": args.batch_size,
         "threads": args.threads, "steps": args.steps, "median_step_ms": median * 1e3,
         "images_per_sec": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "torch": torch.__version__,

@@ -1,9 +1,10 @@
 import CBLAS
+import CDNNL
 import Dispatch
 
 /// C = alpha * op(A) * op(B) + beta * C, all row-major. With several threads (and outside a
 /// parallel loop) a large product is split into row blocks of C (column blocks when C has few
-/// rows), one single-threaded OpenBLAS call per thread.
+/// rows), one single-threaded call per thread, on the library `GEMMKernel` chooses.
 public func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
@@ -53,6 +54,14 @@ func gemmOnThisThread(
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
+    if GEMMKernel.effective == .oneDNN {
+        OneDNN.stayOnThisThread()
+        let status = dnnl_sgemm(
+            transposeA ? 84 : 78, transposeB ? 84 : 78, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b,
+            Int64(ldb), beta, c, Int64(ldc))
+        ensure(status == dnnl_success, "oneDNN sgemm \(m)x\(n)x\(k) failed with status \(status.rawValue)")
+        return
+    }
     cblas_sgemm(
         CblasRowMajor,
         transposeA ? CblasTrans : CblasNoTrans,

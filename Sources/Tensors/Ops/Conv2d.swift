@@ -61,13 +61,16 @@ public func conv2d(
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case automatic, unfold, direct
     case channelLanes = "channel-lanes"
+    case oneDNN = "onednn"
 
-    nonisolated(unsafe) public static var choice = ConvolutionKernel.automatic
+    /// `SFKD_CONV=unfold|direct|channel-lanes|onednn` in the environment pins one for a run.
+    nonisolated(unsafe) public static var choice = fromEnvironment("SFKD_CONV") ?? .automatic
 
-    /// Runs `body` with `kernel` pinned, then goes back to `automatic`.
+    /// Runs `body` with `kernel` pinned, then goes back to the previous choice.
     public static func pinned<T>(_ kernel: ConvolutionKernel, _ body: () throws -> T) rethrows -> T {
+        let previous = choice
         choice = kernel
-        defer { choice = .automatic }
+        defer { choice = previous }
         return try body()
     }
 
@@ -79,16 +82,30 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     #else
         public static let automaticPicksDirectKernels = true
     #endif
+
+    /// Whether `automatic` runs `plan` on oneDNN: wherever oneDNN has a convolution kernel for
+    /// the shape, except where sfkd's direct kernel applies to a narrow layer (16 channels or
+    /// fewer, resnet8's first stage). Measured with
+    /// `bench ops` (Zen 4, AVX-512, forward + backward): oneDNN 0.9-1.5x the best of sfkd's
+    /// kernels from 32 channels up, its depthwise 7x7 forward 4x sfkd's loop; the direct kernel
+    /// 1.05x oneDNN on 64x16x32x32 on one thread.
+    static func automaticPicksOneDNN(_ plan: ConvPlan) -> Bool {
+        if plan.direct != nil && plan.inChannels <= 16 && plan.outChannels <= 16 { return false }
+        return plan.oneDNN(images: min(plan.batch, parallelChunking(plan.batch).perChunk))?.hasConvolutionKernel
+            ?? false
+    }
 }
 
-/// The kernel `conv2d` runs for these shapes (groups 1) under the current `ConvolutionKernel.choice`.
-public func conv2dKernel(input: [Int], weight: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int))
-    -> ConvolutionKernel
-{
+/// The kernel `conv2d` runs for these shapes under the current `ConvolutionKernel.choice`
+/// (`unfold` also names the depthwise loop).
+public func conv2dKernel(
+    input: [Int], weight: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int), groups: Int = 1
+) -> ConvolutionKernel {
     let g = ConvGeometry(
         inputHeight: input[2], inputWidth: input[3], kernelHeight: weight[2], kernelWidth: weight[3],
         strideHeight: stride.0, strideWidth: stride.1, paddingHeight: padding.0, paddingWidth: padding.1)
-    let outer = ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: 1, geometry: g)
+    let outer = ConvPlan(batch: input[0], inChannels: input[1], outChannels: weight[0], groups: groups, geometry: g)
+    if outer.usesOneDNN && outer.oneDNN(images: input[0]) != nil { return .oneDNN }
     let plan = outer.subsampled ?? outer
     return plan.direct != nil ? .direct : plan.channelLanes != nil ? .channelLanes : .unfold
 }
@@ -101,7 +118,7 @@ struct ConvPlan {
     var direct: DirectConvolution? {
         guard DirectConvolution.applies(to: geometry, groups: groups) else { return nil }
         switch ConvolutionKernel.choice {
-        case .unfold, .channelLanes: return nil
+        case .unfold, .channelLanes, .oneDNN: return nil
         case .direct: break
         case .automatic:
             if !ConvolutionKernel.automaticPicksDirectKernels { return nil }
@@ -153,7 +170,7 @@ struct ConvPlan {
             geometry.kernelHeight == 3 && geometry.kernelWidth == 3 || isPointwise && outPlane < 256
         else { return nil }
         switch ConvolutionKernel.choice {
-        case .unfold, .direct: return nil
+        case .unfold, .direct, .oneDNN: return nil
         case .channelLanes: break
         case .automatic: if direct != nil || !ConvolutionKernel.automaticPicksDirectKernels { return nil }
         }
@@ -194,6 +211,7 @@ struct ConvPlan {
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
         _ y: UnsafeMutablePointer<Float>
     ) {
+        if usesOneDNN && forwardOnOneDNN(x, w, b, y) { return }
         if isDepthwise {
             parallelFor(batch * outChannels) { range in
                 for index in range {
@@ -412,6 +430,7 @@ struct ConvPlan {
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?
     ) {
+        if usesOneDNN && backwardOnOneDNN(x, w, gy, gx, gw) { return }
         if isDepthwise {
             depthwiseBackward(x, w, gy, gx, gw)
             return
@@ -560,7 +579,7 @@ struct ConvPlan {
         }
     }
 
-    private func depthwiseBackward(
+    func depthwiseBackward(
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?
     ) {

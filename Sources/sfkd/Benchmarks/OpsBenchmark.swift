@@ -4,11 +4,12 @@ import Layers
 import Tensors
 
 /// `sfkd bench ops`: each kernel's speed next to the baseline it should be judged against,
-/// measured in the same process: sgemm GFLOP/s for convolutions, memory-copy GB/s for
-/// elementwise kernels.
+/// measured in the same process: the machine's best dense float32 rate (the faster of OpenBLAS's
+/// and oneDNN's sgemm) for matrix products and convolutions, memory-copy GB/s for elementwise
+/// kernels.
 struct OpsBenchmark {
     enum Part: String, CaseIterable, ExpressibleByArgument {
-        case conv, attention, elementwise, pool
+        case gemm, conv, attention, elementwise, pool
     }
 
     let repeats: Int
@@ -18,23 +19,37 @@ struct OpsBenchmark {
     /// to the shape are timed in the same rounds for comparison (forward+backward GFLOP/s).
     struct Convolution: Encodable {
         let shape: String, kernel: String
-        let forwardGFLOPS: Double, forwardBackwardGFLOPS: Double, sgemmGFLOPS: Double,
-            forwardBackwardVersusSGEMM: Double
+        let forwardGFLOPS: Double, forwardBackwardGFLOPS: Double, denseGFLOPS: Double,
+            forwardBackwardVersusDense: Double
         let alternatives: [String: Double]
 
         enum CodingKeys: String, CodingKey {
             case shape, kernel, alternatives
             case forwardGFLOPS = "forward_gflops", forwardBackwardGFLOPS = "forward_backward_gflops"
-            case sgemmGFLOPS = "sgemm_gflops", forwardBackwardVersusSGEMM = "forward_backward_vs_sgemm"
+            case denseGFLOPS = "dense_gflops", forwardBackwardVersusDense = "forward_backward_vs_dense"
+        }
+    }
+
+    /// A matrix product of a model's step on each library, timed in turn; `chosen` is what
+    /// `automatic` runs.
+    struct Product: Encodable {
+        let shape: String, chosen: String
+        let openblasGFLOPS: Double, onednnGFLOPS: Double, chosenVersusDense: Double
+        enum CodingKeys: String, CodingKey {
+            case shape, chosen
+            case openblasGFLOPS = "openblas_gflops", onednnGFLOPS = "onednn_gflops", chosenVersusDense =
+                "chosen_vs_dense"
         }
     }
 
     struct KernelTiming: Encodable {
         let forwardMilliseconds: Double, forwardBackwardMilliseconds: Double, forwardBackwardGFLOPS: Double
+        /// Forward + backward milliseconds of the other kernels, timed in the same rounds.
+        var alternatives: [String: Double]? = nil
 
         enum CodingKeys: String, CodingKey {
             case forwardMilliseconds = "forward_ms", forwardBackwardMilliseconds = "forward_backward_ms",
-                forwardBackwardGFLOPS = "forward_backward_gflops"
+                forwardBackwardGFLOPS = "forward_backward_gflops", alternatives = "alternatives_forward_backward_ms"
         }
     }
 
@@ -58,7 +73,8 @@ struct OpsBenchmark {
     }
 
     struct Result: Encodable {
-        var sgemmGFLOPS = 0.0
+        var denseRate = DenseRate(openblasGFLOPS: 0, onednnGFLOPS: 0)
+        var products: [Product]?
         var convolutions: [Convolution]?
         var attention: KernelTiming?
         var narrowHeadAttention: KernelTiming?
@@ -67,11 +83,13 @@ struct OpsBenchmark {
         var elementwise: Elementwise?
         var pool: PoolAllocations?
         var openblasCore = BLASCore.coreName
+        var onednnInstructionSet = OneDNN.instructionSet
         var threads = Threads.count
 
         enum CodingKeys: String, CodingKey {
             case attention, elementwise, pool, threads
-            case sgemmGFLOPS = "sgemm_gflops", convolutions = "conv2d_3x3", narrowHeadAttention =
+            case denseRate = "dense_rate", products = "gemm", onednnInstructionSet = "onednn_isa", convolutions =
+                "conv2d_3x3", narrowHeadAttention =
                 "narrow_head_attention", openblasCore = "openblas_core"
             case depthwise7x7 = "depthwise_conv2d_7x7", windowAttention = "window_attention"
         }
@@ -80,9 +98,26 @@ struct OpsBenchmark {
     func run(progress: (String) -> Void) -> Result {
         var results = Result()
         let gemm = SquareGEMM(size: 1024)
-        let gemmRate = gemm.flops / medianSeconds(repeats: repeats) { gemm.run() } * 1e-9
-        results.sgemmGFLOPS = gemmRate
-        progress("sgemm 1024^3: \(formatted(gemmRate)) GFLOP/s")
+        let dense = DenseRate(measuring: gemm, repeats: repeats)
+        results.denseRate = dense
+        progress(
+            "best dense float32 rate: \(dense.summary); OpenBLAS core \(BLASCore.coreName), oneDNN \(OneDNN.version) on \(OneDNN.instructionSet)"
+        )
+        if parts.contains(.gemm) {
+            // Products of the models' steps: resnet18's stages at 32x32 (im2col), ViT and
+            // ConvNeXt linear layers, a classifier, and a narrow one of DS2S.
+            let shapes = [
+                (4096, 384, 384), (12544, 64, 576), (1568, 192, 1728), (4096, 128, 128), (256, 64, 288),
+                (64, 1000, 512), (1024, 32, 32),
+            ]
+            results.products = shapes.map { m, n, k in
+                let product = matrixProduct(m: m, n: n, k: k, dense: dense)
+                progress(
+                    "sgemm \(product.shape): OpenBLAS \(formatted(product.openblasGFLOPS)) GFLOP/s, oneDNN \(formatted(product.onednnGFLOPS)) GFLOP/s; automatic runs \(product.chosen) = \(formatted(100 * product.chosenVersusDense, 0))% of the best dense rate"
+                )
+                return product
+            }
+        }
 
         if parts.contains(.conv) {
             var convolutions: [Convolution] = []
@@ -92,14 +127,14 @@ struct OpsBenchmark {
                 let others = c.alternatives.sorted { $0.key < $1.key }.map { "\($0.key) \(formatted($0.value))" }
                 let alternatives = others.isEmpty ? "" : "; other kernels \(others.joined(separator: ", ")) GFLOP/s"
                 progress(
-                    "conv3x3 \(c.shape) \(c.kernel): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusSGEMM, 0))% of sgemm (\(formatted(c.sgemmGFLOPS)) GFLOP/s)\(alternatives), timed alternately"
+                    "conv3x3 \(c.shape) \(c.kernel): forward \(formatted(c.forwardGFLOPS)) GFLOP/s, forward+backward \(formatted(c.forwardBackwardGFLOPS)) GFLOP/s = \(formatted(100 * c.forwardBackwardVersusDense, 0))% of the best dense rate (\(formatted(c.denseGFLOPS)) GFLOP/s)\(alternatives), timed alternately"
                 )
             }
             results.convolutions = convolutions
             let depthwise = depthwise7x7(batch: 16, channels: 96, size: 56)
             results.depthwise7x7 = depthwise
             progress(
-                "depthwise conv 7x7 16x96x56x56 (convnext_tiny's first stage at 224): forward \(formatted(depthwise.forwardMilliseconds, 2)) ms, forward+backward \(formatted(depthwise.forwardBackwardMilliseconds, 2)) ms (\(formatted(depthwise.forwardBackwardGFLOPS)) GFLOP/s)"
+                "depthwise conv 7x7 16x96x56x56 (convnext_tiny's first stage at 224): forward \(formatted(depthwise.forwardMilliseconds, 2)) ms, forward+backward \(formatted(depthwise.forwardBackwardMilliseconds, 2)) ms (\(formatted(depthwise.forwardBackwardGFLOPS)) GFLOP/s); sfkd's loop \(formatted(depthwise.alternatives?["sfkd loop"] ?? 0, 2)) ms, oneDNN \(formatted(depthwise.alternatives?["onednn"] ?? 0, 2)) ms, timed alternately"
             )
         }
         if parts.contains(.attention) {
@@ -165,8 +200,8 @@ struct OpsBenchmark {
         let forward = medianSeconds(repeats: repeats) {
             withNoGrad { _ = conv2d(x, weight: w, padding: (1, 1)) }
         }
-        var bodies: [() -> Void] = [baseline.run, { step(kernel) }]
-        let others = [ConvolutionKernel.unfold, .direct, .channelLanes].filter { other in
+        var bodies: [() -> Void] = [{ baseline.run(on: .openBLAS) }, { baseline.run(on: .oneDNN) }, { step(kernel) }]
+        let others = [ConvolutionKernel.unfold, .direct, .channelLanes, .oneDNN].filter { other in
             other != kernel
                 && ConvolutionKernel.pinned(other) {
                     conv2dKernel(input: x.shape, weight: w.shape, padding: (1, 1)) == other
@@ -174,14 +209,34 @@ struct OpsBenchmark {
         }
         for other in others { bodies.append { step(other) } }
         let seconds = alternatingMedianSeconds(repeats: repeats, bodies)
-        let gemmRate = baseline.flops / seconds[0] * 1e-9
-        let rate = 3 * flops / seconds[1] * 1e-9
+        let gemmRate = baseline.flops / min(seconds[0], seconds[1]) * 1e-9
+        let rate = 3 * flops / seconds[2] * 1e-9
         return Convolution(
             shape: "\(batch)x\(channels)x\(size)x\(size)", kernel: kernel.rawValue,
             forwardGFLOPS: flops / forward * 1e-9,
-            forwardBackwardGFLOPS: rate, sgemmGFLOPS: gemmRate, forwardBackwardVersusSGEMM: rate / gemmRate,
+            forwardBackwardGFLOPS: rate, denseGFLOPS: gemmRate, forwardBackwardVersusDense: rate / gemmRate,
             alternatives: Dictionary(
-                uniqueKeysWithValues: zip(others.map(\.rawValue), seconds.dropFirst(2).map { 3 * flops / $0 * 1e-9 })))
+                uniqueKeysWithValues: zip(others.map(\.rawValue), seconds.dropFirst(3).map { 3 * flops / $0 * 1e-9 })))
+    }
+
+    private func matrixProduct(m: Int, n: Int, k: Int, dense: DenseRate) -> Product {
+        var generator = RandomGenerator(seed: 3)
+        let a = randomTensor([m, k], &generator), b = randomTensor([k, n], &generator)
+        let c = Tensor(zeros: [m, n])
+        func product(_ kernel: GEMMKernel) {
+            GEMMKernel.pinned(kernel) {
+                gemm(
+                    transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n,
+                    c: c.data, ldc: n)
+            }
+        }
+        let seconds = alternatingMedianSeconds(repeats: repeats, [{ product(.openBLAS) }, { product(.oneDNN) }])
+        let flops = 2 * Double(m * n * k)
+        let chosen = GEMMKernel.automaticChoice
+        return Product(
+            shape: "\(m)x\(n)x\(k)", chosen: chosen.rawValue, openblasGFLOPS: flops / seconds[0] * 1e-9,
+            onednnGFLOPS: flops / seconds[1] * 1e-9,
+            chosenVersusDense: flops / seconds[chosen == .oneDNN ? 1 : 0] * 1e-9 / dense.best)
     }
 
     private func attentionBlock(batch: Int, tokens: Int, width: Int, heads: Int) -> KernelTiming {
@@ -228,17 +283,23 @@ struct OpsBenchmark {
         let forward = medianSeconds(repeats: repeats) {
             withNoGrad { _ = conv2d(x, weight: w, padding: (3, 3), groups: channels) }
         }
-        let both = medianSeconds(repeats: repeats) {
-            let y = conv2d(x, weight: w, padding: (3, 3), groups: channels)
-            y.backward(seed: y.detached())
-            x.zeroGrad()
-            w.zeroGrad()
+        func step(_ kernel: ConvolutionKernel) {
+            ConvolutionKernel.pinned(kernel) {
+                let y = conv2d(x, weight: w, padding: (3, 3), groups: channels)
+                y.backward(seed: y.detached())
+                x.zeroGrad()
+                w.zeroGrad()
+            }
         }
+        // The automatic choice, then sfkd's loop and oneDNN (its weight gradient is sfkd's).
+        let seconds = alternatingMedianSeconds(
+            repeats: repeats, [{ step(.automatic) }, { step(.unfold) }, { step(.oneDNN) }])
         // Forward, input gradient and weight gradient: 2 * 49 flops per output element each.
         let flops = 2.0 * 49 * Double(batch * channels * size * size)
         return KernelTiming(
-            forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: both * 1e3,
-            forwardBackwardGFLOPS: 3 * flops / both * 1e-9)
+            forwardMilliseconds: forward * 1e3, forwardBackwardMilliseconds: seconds[0] * 1e3,
+            forwardBackwardGFLOPS: 3 * flops / seconds[0] * 1e-9,
+            alternatives: ["sfkd loop": seconds[1] * 1e3, "onednn": seconds[2] * 1e3])
     }
 
     /// Swin's shifted-window attention kernel (no projections): every image's windows with a

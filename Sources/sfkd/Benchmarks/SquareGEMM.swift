@@ -15,9 +15,54 @@ struct SquareGEMM {
 
     var flops: Double { 2 * Double(size * size * size) }
 
-    func run() {
-        gemm(
-            transposeA: false, transposeB: false, m: size, n: size, k: size, a: a.data, lda: size, b: b.data, ldb: size,
-            c: c.data, ldc: size)
+    /// One product on `kernel` (the automatic choice by default).
+    func run(on kernel: GEMMKernel = .automatic) {
+        GEMMKernel.pinned(kernel) {
+            gemm(
+                transposeA: false, transposeB: false, m: size, n: size, k: size, a: a.data, lda: size, b: b.data,
+                ldb: size, c: c.data, ldc: size)
+        }
+    }
+}
+
+/// The machine's best dense float32 rate, the limit model FLOP utilisation is measured against:
+/// the faster of OpenBLAS's and oneDNN's sgemm at 1024^3, timed in turn in the same run.
+struct DenseRate: Encodable {
+    let openblasGFLOPS: Double, onednnGFLOPS: Double
+
+    enum CodingKeys: String, CodingKey {
+        case openblasGFLOPS = "openblas_sgemm_gflops", onednnGFLOPS = "onednn_sgemm_gflops", best = "best_gflops",
+            bestKernel = "best_kernel"
+    }
+
+    init(openblasGFLOPS: Double, onednnGFLOPS: Double) {
+        self.openblasGFLOPS = openblasGFLOPS
+        self.onednnGFLOPS = onednnGFLOPS
+    }
+
+    /// Times both libraries on `gemm`'s matrices, alternately, `repeats` rounds.
+    init(measuring gemm: SquareGEMM, repeats: Int) {
+        let seconds = alternatingMedianSeconds(
+            repeats: repeats, [{ gemm.run(on: .openBLAS) }, { gemm.run(on: .oneDNN) }])
+        self.init(openblasGFLOPS: gemm.flops / seconds[0] * 1e-9, onednnGFLOPS: gemm.flops / seconds[1] * 1e-9)
+    }
+
+    var best: Double { max(openblasGFLOPS, onednnGFLOPS) }
+    var bestKernel: String { onednnGFLOPS >= openblasGFLOPS ? "oneDNN sgemm" : "OpenBLAS sgemm" }
+
+    /// "oneDNN sgemm 111.2 GFLOP/s (OpenBLAS 95.0)".
+    var summary: String {
+        let other =
+            onednnGFLOPS >= openblasGFLOPS
+            ? "OpenBLAS \(formatted(openblasGFLOPS))" : "oneDNN \(formatted(onednnGFLOPS))"
+        return "\(bestKernel) \(formatted(best)) GFLOP/s at 1024^3 (\(other))"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(openblasGFLOPS, forKey: .openblasGFLOPS)
+        try container.encode(onednnGFLOPS, forKey: .onednnGFLOPS)
+        try container.encode(best, forKey: .best)
+        try container.encode(bestKernel, forKey: .bestKernel)
     }
 }

@@ -15,8 +15,8 @@ import Training
 ///
 /// Model FLOP utilisation: the step's model FLOPs (`FLOPCounter`'s multiply-adds x 2 of one
 /// forward pass of the student and helpers, tripled for forward + backward, plus the frozen
-/// teacher's forward once) over the median step time, against a 1024^3 sgemm timed after
-/// every step of the same run.
+/// teacher's forward once) over the median step time, against the machine's best dense float32
+/// rate: OpenBLAS's and oneDNN's 1024^3 sgemm, both timed after every step of the same run.
 struct StepBenchmark {
     /// The run's settings (model, model_args, batch_size, optimizer, method settings...), as
     /// `sfkd train` takes them; the benchmark sets the method, the steps and the data.
@@ -58,16 +58,16 @@ struct StepBenchmark {
         /// median is steadier than the ratio of medians on a noisy host.
         let versusFirstPaired: Double
         let phases: Phases
-        /// Model FLOPs per step (x 1e9), the rate achieved, and its share of the run's sgemm rate.
+        /// Model FLOPs per step (x 1e9), the rate achieved, and its share of the run's best dense rate.
         let modelGFLOPPerStep: Double
         let achievedGFLOPS: Double
-        let versusSGEMM: Double
+        let utilisation: Double
         let profile: [FamilyTime]?
 
         enum CodingKeys: String, CodingKey {
             case method, phases, profile
-            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", versusSGEMM =
-                "vs_sgemm"
+            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", utilisation =
+                "utilisation"
             case medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec", helperParameters =
                 "helper_parameters"
             case versusFirst = "vs_first", versusFirstPaired = "vs_first_paired"
@@ -87,8 +87,8 @@ struct StepBenchmark {
         let methods: [MethodResult]?
         let modelGFLOPPerStep: Double
         let achievedGFLOPS: Double
-        let sgemmGFLOPS: Double
-        let versusSGEMM: Double
+        let denseRate: DenseRate
+        let utilisation: Double
         let profile: [FamilyTime]?
         /// The first method's median phases and the gradient bytes its replicas would average
         /// (student and helpers), what `launch/bench/project` models communication from.
@@ -103,8 +103,8 @@ struct StepBenchmark {
             case model, parameters, threads, steps, methods, gradientReady = "gradient_ready"
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
-            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", sgemmGFLOPS =
-                "sgemm_gflops", versusSGEMM = "vs_sgemm", profile
+            case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", denseRate =
+                "dense_rate", utilisation = "utilisation", profile
             case phases, gradientBytes = "gradient_bytes"
         }
     }
@@ -221,7 +221,7 @@ struct StepBenchmark {
         let readyClock = Communicator.world.size == 1 ? ReadyClock(trainingSteps[0].modules.trainableParameters) : nil
         defer { readyClock?.detach() }
         let gemm = SquareGEMM(size: 1024)
-        var gemmSeconds: [Double] = []
+        var gemmSeconds: [[Double]] = [[], []]
         var seconds = [[Double]](repeating: [], count: trainingSteps.count)
         var phases = [[StepPhases]](repeating: [], count: trainingSteps.count)
         for step in 0..<(warmup + steps) {
@@ -236,12 +236,16 @@ struct StepBenchmark {
                 }
             }
             if step >= warmup {
-                let start = DispatchTime.now().uptimeNanoseconds
-                gemm.run()
-                gemmSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                for (index, kernel) in [GEMMKernel.openBLAS, .oneDNN].enumerated() {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    gemm.run(on: kernel)
+                    gemmSeconds[index].append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                }
             }
         }
-        let sgemmRate = gemm.flops / median(gemmSeconds) * 1e-9
+        let dense = DenseRate(
+            openblasGFLOPS: gemm.flops / median(gemmSeconds[0]) * 1e-9,
+            onednnGFLOPS: gemm.flops / median(gemmSeconds[1]) * 1e-9)
         let profiles = try profile ? trainingSteps.map { try profiled($0, batch: batch) } : nil
         let medians = seconds.map(median)
         let perMethod = trainingSteps.indices.map { k in
@@ -256,7 +260,7 @@ struct StepBenchmark {
                     loss: median(p.map(\.loss)) * 1e3, backward: median(p.map(\.backward)) * 1e3,
                     reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3),
                 modelGFLOPPerStep: stepFLOPs[k] * 1e-9, achievedGFLOPS: stepFLOPs[k] / medians[k] * 1e-9,
-                versusSGEMM: stepFLOPs[k] / medians[k] * 1e-9 / sgemmRate, profile: profiles?[k])
+                utilisation: stepFLOPs[k] / medians[k] * 1e-9 / dense.best, profile: profiles?[k])
         }
         return Result(
             model: config.model, parameters: trainingSteps[0].modules.student.parameterCount,
@@ -266,8 +270,8 @@ struct StepBenchmark {
             peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel,
             methods: teacherModel == nil ? nil : perMethod,
             modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS,
-            sgemmGFLOPS: sgemmRate,
-            versusSGEMM: perMethod[0].versusSGEMM, profile: teacherModel == nil ? perMethod[0].profile : nil,
+            denseRate: dense, utilisation: perMethod[0].utilisation,
+            profile: teacherModel == nil ? perMethod[0].profile : nil,
             phases: perMethod[0].phases,
             gradientBytes: 4 * trainingSteps[0].modules.trainableParameters.reduce(0) { $0 + $1.count },
             gradientReady: readyClock.map { clock in

@@ -197,7 +197,7 @@ struct StepBenchCommand: ParsableCommand {
                     "          forward \(formatted(p.forward)) ms, teacher \(formatted(p.teacher)) ms, loss (method and helpers) \(formatted(p.loss)) ms, backward \(formatted(p.backward)) ms, optimizer \(formatted(p.optimizer)) ms"
                 )
                 report(
-                    "          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step (teacher forward included): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s)"
+                    "          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step (teacher forward included): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.utilisation, 0))% of the best dense rate, \(result.denseRate.summary)"
                 )
                 if let profile = entry.profile { reportProfile(profile, indent: "          ") }
             }
@@ -206,7 +206,7 @@ struct StepBenchCommand: ParsableCommand {
                 "\(model) (\(result.parameters) parameters), batch \(config.batchSize), \(config.threads ?? 1) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB"
             )
             report(
-                "  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.versusSGEMM, 0))% of sgemm (\(formatted(result.sgemmGFLOPS)) GFLOP/s, timed after every step)"
+                "  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.utilisation, 0))% of the best dense rate, \(result.denseRate.summary), timed after every step"
             )
             if let profile = result.profile { reportProfile(profile, indent: "  ") }
         }

@@ -28,6 +28,10 @@ struct InfoCommand: ParsableCommand {
             }
         }
         struct Version: Encodable { let version: String }
+        struct OneDNN: Encodable {
+            let version: String, isa: String, bfloat16: Bool, gemm: String
+            enum CodingKeys: String, CodingKey { case version, isa, gemm, bfloat16 = "bf16_hardware" }
+        }
         struct Tap: Encodable {
             let shape: [Int], layout: String, prefixTokens: Int?, grid: [Int]?
             enum CodingKeys: String, CodingKey { case shape, layout, grid, prefixTokens = "prefix_tokens" }
@@ -43,7 +47,7 @@ struct InfoCommand: ParsableCommand {
             let name: String, summary: String, defaultDirectory: String?
             enum CodingKeys: String, CodingKey { case name, summary, defaultDirectory = "default_directory" }
         }
-        let openblas: OpenBLAS, mpi: MPI, fftw: Version, zlib: Version
+        let openblas: OpenBLAS, onednn: OneDNN, mpi: MPI, fftw: Version, zlib: Version
         let models: [Model], methods: [Method], datasets: [Dataset]
     }
 
@@ -53,6 +57,9 @@ struct InfoCommand: ParsableCommand {
             openblas: .init(
                 config: BLASCore.configuration, core: BLASCore.coreName, coreReason: BLASCore.reason,
                 threads: Threads.count),
+            onednn: .init(
+                version: Tensors.OneDNN.version, isa: Tensors.OneDNN.instructionSet,
+                bfloat16: Tensors.OneDNN.hasBFloat16, gemm: GEMMKernel.effective.rawValue),
             mpi: .init(
                 library: MPIProcess.libraryVersion, threadLevel: MPIProcess.threadLevelName,
                 worldSize: MPIProcess.worldSize, rank: MPIProcess.worldRank),
@@ -75,6 +82,7 @@ struct InfoCommand: ParsableCommand {
             """
             OpenBLAS  \(info.openblas.config)
                       core \(info.openblas.core) (\(info.openblas.coreReason)); \(info.openblas.threads) threads (sfkd splits GEMMs itself; OpenBLAS runs single-threaded)
+            oneDNN    \(info.onednn.version) on \(info.onednn.isa) (bf16 in hardware: \(info.onednn.bfloat16 ? "yes" : "no")); matrix products on \(info.onednn.gemm == "onednn" ? "oneDNN" : "OpenBLAS")\(GEMMKernel.choice == .automatic ? "" : " (SFKD_GEMM)")
             MPI       \(info.mpi.library), \(info.mpi.threadLevel), world size \(info.mpi.worldSize)
             FFTW      \(info.fftw.version)
             zlib      \(info.zlib.version)

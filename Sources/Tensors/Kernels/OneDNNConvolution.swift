@@ -1,0 +1,174 @@
+import CDNNL
+import Foundation
+
+/// A convolution on oneDNN's primitives (forward, backward data, backward weights) for one
+/// shape: NCHW input and output, OIHW weight (GOIHW with groups), as sfkd's other kernels. Each
+/// primitive picks its own layouts (`format_tag_any`: blocked nChw16c where its AVX-512 or AVX2
+/// kernels want them) and reorders at its boundary, as PyTorch's CPU convolutions do.
+final class OneDNNConvolution: @unchecked Sendable {
+    struct Shape: Hashable {
+        let batch, inChannels, outChannels, groups: Int
+        let inputHeight, inputWidth, kernelHeight, kernelWidth: Int
+        let strideHeight, strideWidth, paddingHeight, paddingWidth: Int
+    }
+
+    let shape: Shape
+    let forward: OneDNNPrimitive
+    private var backwardDataPrimitive: OneDNNPrimitive?
+    private var backwardWeightsPrimitive: OneDNNPrimitive?
+    private let lock = NSLock()
+
+    private let source, weights, destination: dnnl_memory_desc_t
+    private var strides: [Int64] { [Int64(shape.strideHeight), Int64(shape.strideWidth)] }
+    private var padding: [Int64] { [Int64(shape.paddingHeight), Int64(shape.paddingWidth)] }
+
+    /// Whether oneDNN runs the forward pass with a kernel made for convolutions (its
+    /// "jit:avx512_core", "jit_dw:avx2", ...) rather than by unfolding into a GEMM ("gemm:jit",
+    /// which it takes for a depthwise 7x7 on a 1x1 or 2x2 plane, 20x slower than sfkd's loop)
+    /// or its reference loops.
+    var hasConvolutionKernel: Bool {
+        let name = forward.implementation
+        return !name.contains("gemm") && !name.hasPrefix("ref")
+    }
+
+    private init(_ shape: Shape) throws {
+        self.shape = shape
+        let s = shape
+        let outputHeight = (s.inputHeight + 2 * s.paddingHeight - s.kernelHeight) / s.strideHeight + 1
+        let outputWidth = (s.inputWidth + 2 * s.paddingWidth - s.kernelWidth) / s.strideWidth + 1
+        source = OneDNN.plain([s.batch, s.inChannels, s.inputHeight, s.inputWidth], dnnl_nchw)
+        destination = OneDNN.plain([s.batch, s.outChannels, outputHeight, outputWidth], dnnl_nchw)
+        weights =
+            s.groups == 1
+            ? OneDNN.plain([s.outChannels, s.inChannels, s.kernelHeight, s.kernelWidth], dnnl_oihw)
+            : OneDNN.plain(
+                [s.groups, s.outChannels / s.groups, s.inChannels / s.groups, s.kernelHeight, s.kernelWidth],
+                dnnl_goihw)
+        var any = (
+            source: OneDNN.any(Self.dims(source)), weights: OneDNN.any(Self.dims(weights)),
+            destination: OneDNN.any(Self.dims(destination))
+        )
+        var operation = dnnl_convolution_desc_t()
+        let strides = [Int64(s.strideHeight), Int64(s.strideWidth)]
+        let padding = [Int64(s.paddingHeight), Int64(s.paddingWidth)]
+        try OneDNN.check(
+            dnnl_convolution_forward_desc_init(
+                &operation, dnnl_forward_training, dnnl_convolution_direct, &any.source, &any.weights,
+                nil, &any.destination, strides, padding, padding),
+            "describing a forward convolution")
+        forward = try OneDNNPrimitive(
+            descriptor: try Self.descriptor(&operation, hint: nil),
+            arguments: [
+                .init(name: DNNL_ARG_SRC, plain: source, query: dnnl_query_src_md),
+                .init(name: DNNL_ARG_WEIGHTS, plain: weights, query: dnnl_query_weights_md),
+                .init(name: DNNL_ARG_DST, plain: destination, query: dnnl_query_dst_md, isOutput: true),
+            ])
+    }
+
+    private static func dims(_ descriptor: dnnl_memory_desc_t) -> [Int] {
+        withUnsafeBytes(of: descriptor.dims) { raw in
+            Array(raw.bindMemory(to: Int64.self).prefix(Int(descriptor.ndims))).map(Int.init)
+        }
+    }
+
+    private static func descriptor(_ operation: inout dnnl_convolution_desc_t, hint: dnnl_primitive_desc_t?) throws
+        -> dnnl_primitive_desc_t
+    {
+        var descriptor: dnnl_primitive_desc_t? = nil
+        try OneDNN.check(
+            withUnsafePointer(to: &operation) {
+                dnnl_primitive_desc_create(
+                    &descriptor, UnsafeRawPointer($0), OneDNN.userScratchpad, OneDNN.engine, hint)
+            }, "creating a convolution")
+        return descriptor!
+    }
+
+    /// y = conv(x, w), overwriting y.
+    func runForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        forward.execute([UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: w), y])
+    }
+
+    /// gx = the input gradient of gy, overwriting gx.
+    func runBackwardData(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>) {
+        backwardData.execute([UnsafeMutablePointer(mutating: gy), UnsafeMutablePointer(mutating: w), gx])
+    }
+
+    /// gw = the weight gradient of gy, overwriting gw.
+    func runBackwardWeights(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gw: UnsafeMutablePointer<Float>) {
+        backwardWeights.execute([UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: gy), gw])
+    }
+
+    /// Created on first use: a frozen teacher never runs backward.
+    private var backwardData: OneDNNPrimitive {
+        lock.lock()
+        defer { lock.unlock() }
+        if let backwardDataPrimitive { return backwardDataPrimitive }
+        OneDNN.stayOnThisThread()
+        var any = (
+            source: OneDNN.any(Self.dims(source)), weights: OneDNN.any(Self.dims(weights)),
+            destination: OneDNN.any(Self.dims(destination))
+        )
+        var operation = dnnl_convolution_desc_t()
+        do {
+            try OneDNN.check(
+                dnnl_convolution_backward_data_desc_init(
+                    &operation, dnnl_convolution_direct, &any.source, &any.weights, &any.destination, strides, padding,
+                    padding), "describing a backward-data convolution")
+            let primitive = try OneDNNPrimitive(
+                descriptor: try Self.descriptor(&operation, hint: forward.descriptor),
+                arguments: [
+                    .init(name: DNNL_ARG_DIFF_DST, plain: destination, query: dnnl_query_diff_dst_md),
+                    .init(name: DNNL_ARG_WEIGHTS, plain: weights, query: dnnl_query_weights_md),
+                    .init(name: DNNL_ARG_DIFF_SRC, plain: source, query: dnnl_query_diff_src_md, isOutput: true),
+                ])
+            backwardDataPrimitive = primitive
+            return primitive
+        } catch {
+            fatalError("\(error) for \(shape), whose forward it created")
+        }
+    }
+
+    private var backwardWeights: OneDNNPrimitive {
+        lock.lock()
+        defer { lock.unlock() }
+        if let backwardWeightsPrimitive { return backwardWeightsPrimitive }
+        OneDNN.stayOnThisThread()
+        var any = (
+            source: OneDNN.any(Self.dims(source)), weights: OneDNN.any(Self.dims(weights)),
+            destination: OneDNN.any(Self.dims(destination))
+        )
+        var operation = dnnl_convolution_desc_t()
+        do {
+            try OneDNN.check(
+                dnnl_convolution_backward_weights_desc_init(
+                    &operation, dnnl_convolution_direct, &any.source, &any.weights, nil, &any.destination, strides,
+                    padding, padding), "describing a backward-weights convolution")
+            let primitive = try OneDNNPrimitive(
+                descriptor: try Self.descriptor(&operation, hint: forward.descriptor),
+                arguments: [
+                    .init(name: DNNL_ARG_SRC, plain: source, query: dnnl_query_src_md),
+                    .init(name: DNNL_ARG_DIFF_DST, plain: destination, query: dnnl_query_diff_dst_md),
+                    .init(
+                        name: DNNL_ARG_DIFF_WEIGHTS, plain: weights, query: dnnl_query_diff_weights_md, isOutput: true),
+                ])
+            backwardWeightsPrimitive = primitive
+            return primitive
+        } catch {
+            fatalError("\(error) for \(shape), whose forward it created")
+        }
+    }
+
+    nonisolated(unsafe) private static var cache: [Shape: OneDNNConvolution?] = [:]
+    private static let cacheLock = NSLock()
+
+    /// The convolution for `shape`, created on first use; nil where oneDNN has no kernel for it.
+    static func forShape(_ shape: Shape) -> OneDNNConvolution? {
+        cacheLock.lock()
+        defer { cacheLock.unlock() }
+        if let cached = cache[shape] { return cached }
+        OneDNN.stayOnThisThread()  // creating primitives runs parallel loops too
+        let created = try? OneDNNConvolution(shape)
+        cache[shape] = created
+        return created
+    }
+}
