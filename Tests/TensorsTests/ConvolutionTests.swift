@@ -60,6 +60,10 @@ final class ConvolutionTests: XCTestCase {
         Case(input: [2, 3, 8, 7], outChannels: 6, kernel: 3, stride: 2, padding: 1, groups: 3, bias: false),
         // ConvNeXt's 7x7 depthwise, rows past one vector
         Case(input: [2, 3, 11, 13], outChannels: 3, kernel: 7, stride: 1, padding: 3, groups: 3, bias: true),
+        // ... on planes smaller than the kernel (most taps see only padding), and with a multiplier
+        Case(input: [3, 2, 2, 2], outChannels: 2, kernel: 7, stride: 1, padding: 3, groups: 2, bias: true),
+        Case(input: [2, 3, 1, 1], outChannels: 3, kernel: 7, stride: 1, padding: 3, groups: 3, bias: false),
+        Case(input: [2, 2, 5, 9], outChannels: 4, kernel: 3, stride: 1, padding: 1, groups: 2, bias: false),
         Case(input: [1, 2, 5, 5], outChannels: 3, kernel: 5, stride: 1, padding: 2, groups: 1, bias: true),
         // Several small images per GEMM (also with each of two threads taking a share).
         Case(input: [6, 4, 5, 6], outChannels: 6, kernel: 3, stride: 1, padding: 1, groups: 2, bias: true),

@@ -34,6 +34,14 @@ public struct ConvGeometry: Equatable, Sendable {
 
     /// Output columns [start, end) whose window column `kx` lands inside the image.
     @inline(__always)
+    /// The kernel rows that touch the input for some output row (with a 7x7 kernel padded by 3
+    /// on a 1x1 plane, only the middle one).
+    var validKernelRows: Range<Int> {
+        let first = max(0, paddingHeight - (outputHeight - 1) * strideHeight)
+        let end = min(kernelHeight, inputHeight + paddingHeight)
+        return first..<max(first, end)
+    }
+
     func validColumns(kx: Int) -> (Int, Int) {
         let offset = kx - paddingWidth
         // need 0 <= ox*stride + offset < inputWidth

@@ -559,10 +559,11 @@ struct ConvPlan {
         let yc = y + (n * outChannels + c) * outPlane
         let wc = w + c * kernelArea
         yc.update(repeating: b?[c] ?? 0, count: outPlane)
-        for ky in 0..<g.kernelHeight {
+        for ky in g.validKernelRows {
             for kx in 0..<g.kernelWidth {
                 let weight = wc[ky * g.kernelWidth + kx]
                 let (xStart, xEnd) = g.validColumns(kx: kx)
+                if xEnd <= xStart { continue }
                 for oy in 0..<g.outputHeight {
                     let iy = oy * g.strideHeight + ky - g.paddingHeight
                     if iy < 0 || iy >= g.inputHeight { continue }
@@ -585,6 +586,13 @@ struct ConvPlan {
     ) {
         let g = geometry
         let multiplier = outChannels / inChannels
+        if let gw, DepthwiseWeightGradient.applies(to: g) {
+            DepthwiseWeightGradient(geometry: g, channels: inChannels, multiplier: multiplier)
+                .accumulate(x, gy, batch: batch, into: gw)
+            if gx != nil { depthwiseBackward(x, w, gy, gx, nil) }
+            return
+        }
+        guard gx != nil || gw != nil else { return }
         // Parallel over input channels: each owns its gx planes and its multiplier's weights.
         parallelFor(inChannels) { channels in
             for ic in channels {
@@ -595,11 +603,12 @@ struct ConvPlan {
                         let xc = x + (n * inChannels + ic) * inPlane
                         let gyc = gy + (n * outChannels + c) * outPlane
                         let gxc = gx.map { $0 + (n * inChannels + ic) * inPlane }
-                        for ky in 0..<g.kernelHeight {
+                        for ky in g.validKernelRows {
                             for kx in 0..<g.kernelWidth {
                                 let k = ky * g.kernelWidth + kx
                                 let weight = wc[k]
                                 let (xStart, xEnd) = g.validColumns(kx: kx)
+                                if xEnd <= xStart { continue }
                                 var weightGrad: Float = 0
                                 for oy in 0..<g.outputHeight {
                                     let iy = oy * g.strideHeight + ky - g.paddingHeight
