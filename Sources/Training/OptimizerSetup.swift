@@ -34,7 +34,7 @@ extension TrainingConfig {
     /// The configured update rule (AdamW or SGD) over `groups`.
     func makeRule(_ groups: [ParameterGroup]) -> any Optimizer {
         let lr = Float(resolvedLearningRate)
-        switch optimizer {
+        switch resolvedOptimizer {
         case .adamw: return AdamW(groups: groups, learningRate: lr)
         case .sgd: return SGD(groups: groups, learningRate: lr, momentum: Float(momentum), nesterov: nesterov)
         }
@@ -42,7 +42,7 @@ extension TrainingConfig {
 
     public func makeSchedule(stepsPerEpoch: Int, totalSteps: Int) -> any LearningRateSchedule {
         let lr = Float(resolvedLearningRate)
-        let warmup = Int(warmupEpochs * Double(stepsPerEpoch))
+        let warmup = Int((warmupEpochs ?? 0) * Double(stepsPerEpoch))
         switch schedule {
         case .step:
             return StepDecaySchedule(

@@ -51,8 +51,9 @@ public enum RunRecord {
 
     private static func isCommit(_ text: String) -> Bool { text.count == 40 && text.allSatisfy(\.isHexDigit) }
 
-    /// FNV-1a (64 bits, hex) of the trajectory settings, one `key: value` line each: runs with
-    /// the same hash differ only in paths, threads, logging or placement.
+    /// FNV-1a (64 bits, hex) of the trajectory settings, one `key: value` line each, as the run
+    /// used them (a student recipe's settings filled in): runs with the same hash differ only in
+    /// paths, threads, logging or placement.
     public static func configHash(_ config: TrainingConfig) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in (["model: \(config.model)"] + config.trajectoryLines).joined(separator: "\n").utf8 {

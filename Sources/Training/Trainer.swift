@@ -14,6 +14,7 @@ public final class Trainer {
     public let setup: TrainingSetup
     let folder: RunFolder
     let progress = ProgressReporter()
+    private var divergence: DivergenceGuard
 
     public var config: TrainingConfig { setup.config }
     public var model: any ImageClassifier { setup.student }
@@ -21,6 +22,7 @@ public final class Trainer {
     public init(_ setup: TrainingSetup) {
         self.setup = setup
         progress.enabled = setup.layout.isLeader
+        divergence = DivergenceGuard(factor: setup.config.divergenceFactor, logEvery: setup.config.logEverySteps)
         folder = RunFolder(path: setup.config.output, layout: setup.layout)
     }
 
@@ -145,9 +147,10 @@ public final class Trainer {
         do {
             result = try step.run(batch, step: state.step, learningRate: learningRate)
         } catch let error as NonFiniteLoss {
-            throw UserError(
-                "non-finite loss (\(error.loss)) at step \(state.step) (epoch \(epoch)); stopping: \(folder.recoveryAdvice)"
-            )
+            throw diverged("the loss is \(error.loss)", step: state.step + 1, learningRate: learningRate)
+        }
+        if let reason = divergence.check(Double(result.statistics.loss)) {
+            throw diverged(reason, step: state.step + 1, learningRate: learningRate)
         }
         let seconds = Date().timeIntervalSince(stepStart)
         state.step += 1
@@ -158,6 +161,14 @@ public final class Trainer {
             phases: result.phases,
             dataWait: waited, stepSeconds: seconds, images: config.batchSize, imagesPerSecond: state.imagesPerSecond)
         return (record, result.stopRequested)
+    }
+
+    /// The stop of a diverged run: what diverged, the learning rate and loss weights that led
+    /// there, and the checkpoint to resume from.
+    private func diverged(_ reason: String, step: Int, learningRate: Float) -> UserError {
+        UserError(
+            "training diverged at step \(step): \(reason). Learning rate \(learningRate) (\(config.resolvedOptimizer.rawValue), peak \(config.resolvedLearningRate)); \(type(of: setup.method).name)'s settings: \(config.methodSettingsText). Stopping: \(folder.recoveryAdvice). Lower --lr or the method's loss weights; --divergence-factor 0 trains on past a growing loss"
+        )
     }
 
     /// The epoch's scores; a better validation top-1 than before becomes the state's best.
@@ -246,7 +257,7 @@ public final class Trainer {
             )
         }
         progress.message(
-            "train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize)\(placement), \(setup.totalSteps) steps (\(setup.stepsPerEpoch) per epoch), \(config.optimizer.rawValue) lr \(config.resolvedLearningRate), \(Threads.count) threads"
+            "train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize)\(placement), \(setup.totalSteps) steps (\(setup.stepsPerEpoch) per epoch), \(Threads.count) threads; \(config.optimizerSummary(recipe: setup.recipe))"
         )
     }
 }

@@ -56,13 +56,14 @@ public struct TrainingConfig: Equatable, Sendable {
     public var steps: Int?
     public var batchSize = 128
     public var evalBatchSize = 500
-    public var optimizer = OptimizerChoice.sgd
+    /// nil: the student family's recipe (`StudentRecipe`).
+    public var optimizer: OptimizerChoice?
     public var learningRate: Double?
     public var momentum = 0.9
     public var nesterov = false
     public var weightDecay: Double?
     public var schedule = ScheduleChoice.cosine
-    public var warmupEpochs = 0.0
+    public var warmupEpochs: Double?
     public var minimumLearningRate = 0.0
     public var stepSizeEpochs = 30.0
     public var stepGamma = 0.1
@@ -75,6 +76,8 @@ public struct TrainingConfig: Equatable, Sendable {
     public var logEverySteps = 50
     public var checkpointEverySteps: Int?
     public var keepCheckpoints = 3
+    /// Stop when the loss exceeds this multiple of its first steps' mean (0: never).
+    public var divergenceFactor = 100.0
     public var threads: Int?
     /// An sfkd model file to start from instead of a random initialisation (`--init`).
     public var initialization: String?
@@ -142,9 +145,15 @@ public struct TrainingConfig: Equatable, Sendable {
         return pipeline
     }
 
-    /// The learning rate used when none is given: what works for each optimizer at batch 128.
-    public var resolvedLearningRate: Double { learningRate ?? (optimizer == .adamw ? 1e-3 : 0.05) }
-    public var resolvedWeightDecay: Double { weightDecay ?? (optimizer == .adamw ? 0.05 : 5e-4) }
+    /// The optimizer, learning rate and weight decay used when none is given: with an optimizer
+    /// set, what works for it at batch 128; with none, `withStudentRecipe` fills them in first.
+    public var resolvedOptimizer: OptimizerChoice { optimizer ?? studentRecipe?.optimizer ?? .sgd }
+    public var resolvedLearningRate: Double {
+        learningRate ?? studentRecipe?.learningRate ?? (resolvedOptimizer == .adamw ? 1e-3 : 0.05)
+    }
+    public var resolvedWeightDecay: Double {
+        weightDecay ?? studentRecipe?.weightDecay ?? (resolvedOptimizer == .adamw ? 0.05 : 5e-4)
+    }
 
     /// The registered type of `method`.
     public var methodType: any DistillationMethod.Type {

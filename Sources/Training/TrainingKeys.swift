@@ -117,15 +117,21 @@ extension TrainingConfig {
         field(
             "eval_batch_size", \.evalBatchSize, "schedule", range: .between(1, 1_048_576),
             help: "Batch size for evaluation."),
-        field("optimizer", \.optimizer, "schedule", help: "Optimizer."),
+        field(
+            "optimizer", \.optimizer, "schedule",
+            help:
+                "Optimizer. Unset: OFA's recipe for the student's family (CNN: sgd, lr 0.05, weight decay 2e-3, warm-up 1% of the run; ViT and MLP: adamw, lr 5e-4, weight decay 0.05, warm-up 1/15 of the run, clip_grad_norm 5), each setting you give kept."
+        ),
         field(
             "lr", \.learningRate, "schedule", range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 100),
-            help: "Peak learning rate (default 0.05 for SGD, 1e-3 for AdamW)."),
+            help: "Peak learning rate (with --optimizer set: default 0.05 for SGD, 1e-3 for AdamW)."),
         field("momentum", \.momentum, "schedule", range: .between(0, 1, upperExclusive: true), help: "SGD momentum."),
         field("nesterov", \.nesterov, "schedule", help: "Nesterov momentum."),
         field(
             "weight_decay", \.weightDecay, "schedule", range: .between(0, 10),
-            help: "Weight decay (default 5e-4 for SGD, 0.05 for AdamW); never on biases, norms, embeddings."),
+            help:
+                "Weight decay (with --optimizer set: default 5e-4 for SGD, 0.05 for AdamW); never on biases, norms, embeddings."
+        ),
         field("schedule", \.schedule, "schedule", help: "Learning-rate schedule after the warm-up."),
         field(
             "warmup_epochs", \.warmupEpochs, "schedule", range: .between(0, 1_000_000),
@@ -159,6 +165,11 @@ extension TrainingConfig {
         field(
             "keep_checkpoints", \.keepCheckpoints, "run folder", range: .between(1, 1_000_000),
             help: "Complete checkpoints to keep (the disk must hold one more while the next is written)."),
+        field(
+            "divergence_factor", \.divergenceFactor, "run folder", range: .between(0, 1e12),
+            help:
+                "Stop the run when the loss exceeds this multiple of its mean over the first steps (the first min(log_every, 10)), or is not finite; 0 stops on a non-finite loss only."
+        ),
         field(
             "threads", \.threads, "run folder", range: .between(1, 1024), help: "Threads for OpenBLAS and the kernels."),
 

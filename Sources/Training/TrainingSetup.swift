@@ -14,7 +14,10 @@ import Tensors
 /// averaging, the schedule and the evaluator. `sfkd train`, `sfkd bench step` and the tests
 /// build runs this way only, so a benchmark times what users train.
 public final class TrainingSetup {
+    /// The config as the run uses it: with no optimizer given, the student family's recipe
+    /// filled in (`recipe`), so config.yaml records what ran.
     public let config: TrainingConfig
+    public let recipe: StudentRecipe?
     public let layout: JobLayout
     public let splits: DatasetSplits
     public let description: ModelDescription
@@ -37,7 +40,7 @@ public final class TrainingSetup {
         method: (any DistillationMethod)? = nil, teacher: (any ImageClassifier)? = nil
     ) throws {
         try config.validate(teacherGiven: teacher != nil)
-        self.config = config
+        var config = config
         layout = try JobLayout(world: world, teacherRanks: config.teacherRanks, batchSize: config.batchSize)
         if let threads = config.threads { Threads.configure(threads) }
         GlobalRandom.seed(UInt64(config.seed))
@@ -50,6 +53,9 @@ public final class TrainingSetup {
         totalSteps = try config.totalSteps(
             stepsPerEpoch: stepsPerEpoch, splits: splits, studentRanks: layout.studentRanks)
         try config.checkBatchesFit(imageShape: splits.shape, studentRanks: layout.studentRanks)
+        recipe = config.studentRecipe
+        config = config.withStudentRecipe(runEpochs: Double(totalSteps) / Double(stepsPerEpoch))
+        self.config = config
 
         let arguments = try ModelArguments(config.modelArguments)
         let student = try ModelRegistry.make(

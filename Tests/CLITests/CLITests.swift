@@ -223,6 +223,37 @@ final class TrainCLITests: XCTestCase {
         }
     }
 
+    /// The case that used to end "done" at chance: DKD into vit-tiny from a briefly trained
+    /// resnet8 on Fashion-MNIST at SGD 0.05 diverges (the loss grew 4.5 -> 300,000) and now stops
+    /// with the learning rate, DKD's weights and a non-zero status; with no optimizer given the
+    /// ViT takes OFA's AdamW recipe, says so, and trains.
+    func testDKDWithSGDOnAViTStopsAndTheDefaultsTrain() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") else {
+            throw XCTSkip("dataset-fashion-mnist is not installed (launch/install-deps installs it)")
+        }
+        let folder = try temporaryFolder(self)
+        let teacher = try runSFKD(
+            [
+                "train", "--model", "resnet8", "--dataset", "fashion-mnist", "--steps", "100", "--threads", "2",
+                "--out", folder + "/teacher",
+            ], timeout: 600)
+        XCTAssertEqual(teacher.status, 0, teacher.stderr)
+        let student = [
+            "train", "--model", "vit-tiny", "--dataset", "fashion-mnist", "--steps", "20", "--threads", "1",
+            "--method", "dkd", "--teacher", folder + "/teacher/model.safetensors", "--no-teacher-eval",
+        ]
+        let sgd = try runSFKD(student + ["--optimizer", "sgd", "--lr", "0.05", "--out", folder + "/sgd"], timeout: 600)
+        XCTAssertNotEqual(sgd.status, 0, sgd.stderr)
+        XCTAssertTrue(sgd.stderr.contains("training diverged at step"), sgd.stderr)
+        XCTAssertTrue(sgd.stderr.contains("Learning rate"), sgd.stderr)
+        XCTAssertTrue(sgd.stderr.contains("dkd_beta 8"), sgd.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/sgd/model.safetensors"))
+        let defaults = try runSFKD(student + ["--out", folder + "/defaults"], timeout: 600)
+        XCTAssertEqual(defaults.status, 0, defaults.stderr)
+        XCTAssertTrue(defaults.stderr.contains("adamw lr 0.0005"), defaults.stderr)
+        XCTAssertTrue(defaults.stderr.contains("OFA's recipe for ViT and MLP students"), defaults.stderr)
+    }
+
     func testStopSignalsCheckpointTheStepAndSayWhereResumeContinues() throws {
         let folder = try temporaryFolder(self)
         for (signal, name, status) in [

@@ -55,7 +55,8 @@ final class RunFolderTests: XCTestCase {
         changed.seed = 5
         XCTAssertThrowsError(try Trainer(config: changed, splits: tinySplits()).run(resume: true)) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.contains("lr: null -> 0.2") && text.contains("seed: 0 -> 5"), text)
+            // config.yaml records the learning rate the CNN recipe chose.
+            XCTAssertTrue(text.contains("lr: 0.05 -> 0.2") && text.contains("seed: 0 -> 5"), text)
             XCTAssertTrue(text.contains("pass --allow-change seed,lr"), text)
         }
         // Paths and logging may change; an allowed change goes ahead.

@@ -99,6 +99,9 @@ final class TrainingTests: XCTestCase {
         c.checkpointEverySteps = nil
         c.steps = nil
         c.epochs = 4
+        // SGD at 0.05 with weight decay 5e-4: the settings the learnability check below was made
+        // for (the CNN recipe's 2e-3 lands this 8-image test split on exactly 50%).
+        c.optimizer = .sgd
         let summary = try Trainer(config: c, splits: tinySplits()).run()
         for file in [
             "config.yaml", "metrics.jsonl", "model.safetensors", "summary.json", "checkpoints/step-12/DONE",
@@ -152,11 +155,77 @@ final class TrainingTests: XCTestCase {
         let trainer = try Trainer(config: c, splits: tinySplits(), method: ExplodingObjective())
         XCTAssertThrowsError(try trainer.run()) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.contains("non-finite loss (nan) at step 5"), text)
+            XCTAssertTrue(text.contains("training diverged at step 6: the loss is nan"), text)
             XCTAssertTrue(text.contains("step-4"), text)
         }
         XCTAssertEqual(Checkpoints.complete(in: folder).map(\.step), [4, 2])
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/model.safetensors"))
+    }
+
+    /// Cross-entropy times 3^step: finite, but 100x its first steps' mean by step 6.
+    final class GrowingObjective: DistillationMethod {
+        static let name = "growing"
+        static let summary = "cross-entropy that triples every step"
+        static let needsTeacher = false
+        static let settings: [SettingSpec] = []
+        var helpers: [(String, any Module)] { [] }
+        var teacherTapIndices: [Int] { [] }
+        init(context: MethodContext) {}
+        init() {}
+        func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
+            ObjectiveLoss(
+                total: crossEntropy(student.logits, labels: targets.labels) * Float(pow(3.0, Double(step))), terms: [:])
+        }
+    }
+
+    /// A loss that grows more than 100x over the first steps stops the run with the learning rate,
+    /// the method's settings and the checkpoint to resume from; --divergence-factor 0 trains on.
+    func testAGrowingLossStopsTheRunWithItsSettingsAndCheckpoint() throws {
+        let folder = try temporaryFolder(self)
+        var c = config("resnet8", output: folder)
+        c.checkpointEverySteps = 2
+        c.logEverySteps = 2
+        c.learningRate = 1e-4
+        XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits(), method: GrowingObjective()).run()) { error in
+            let text = "\(error)"
+            // Steps 1-2 average (1 + 3) x CE = 2 CE; step 6 is 243 CE, the first above 100x.
+            XCTAssertTrue(text.contains("training diverged at step 6: the loss"), text)
+            XCTAssertTrue(text.contains("more than 100x its mean over the first 2 steps"), text)
+            XCTAssertTrue(text.contains("Learning rate"), text)
+            XCTAssertTrue(text.contains("step-4"), text)
+        }
+        c.divergenceFactor = 0
+        c.output = folder + "-on"
+        XCTAssertNoThrow(try Trainer(config: c, splits: tinySplits(), method: GrowingObjective()).run())
+    }
+
+    /// With no optimizer given, a CNN student takes OFA's SGD recipe and a ViT OFA's AdamW
+    /// recipe, with the warm-up scaled to the run; config.yaml records what ran; a flag wins.
+    func testStudentsTakeTheirFamilysRecipeAndFlagsWin() throws {
+        for (model, optimizer, lr, decay, clip) in [
+            ("resnet8", OptimizerChoice.sgd, 0.05, 2e-3, nil), ("vit-tiny", .adamw, 5e-4, 0.05, 5.0 as Double?),
+        ] {
+            let c = config(model, output: try temporaryFolder(self))
+            let setup = try TrainingSetup(config: c, splits: tinySplits())
+            XCTAssertEqual(setup.config.optimizer, optimizer, model)
+            XCTAssertEqual(setup.config.learningRate, lr, model)
+            XCTAssertEqual(setup.config.weightDecay, decay, model)
+            XCTAssertEqual(setup.config.clipGradientNorm, clip, model)
+            let runEpochs = Double(setup.totalSteps) / Double(setup.stepsPerEpoch)
+            XCTAssertEqual(
+                setup.config.warmupEpochs ?? -1, (optimizer == .sgd ? 3.0 : 20.0) / 300 * runEpochs, accuracy: 1e-12)
+            XCTAssertNotNil(setup.recipe)
+            try Trainer(setup).run()
+            let yaml = try String(contentsOfFile: c.output + "/config.yaml", encoding: .utf8)
+            XCTAssertTrue(yaml.contains("optimizer: \(optimizer.rawValue)"), yaml)
+        }
+        var explicit = config("vit-tiny", output: try temporaryFolder(self))
+        explicit.optimizer = .sgd
+        let setup = try TrainingSetup(config: explicit, splits: tinySplits())
+        XCTAssertNil(setup.recipe)
+        XCTAssertEqual(setup.config.resolvedOptimizer, .sgd)
+        XCTAssertEqual(setup.config.resolvedLearningRate, 0.05)
+        XCTAssertNil(setup.config.clipGradientNorm)
     }
 
     func testFilesOfANewerFormatAreRefusedAndFilesWithoutAVersionAreRead() throws {

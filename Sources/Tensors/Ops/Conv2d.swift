@@ -1,5 +1,7 @@
 /// 2-D convolution (cross-correlation, as PyTorch) on NCHW input with a
-/// (outChannels, inChannels/groups, kh, kw) weight. Depthwise convolutions are a direct loop;
+/// (outChannels, inChannels/groups, kh, kw) weight. Where oneDNN has a convolution kernel for
+/// the shape it runs there (`ConvolutionKernel.automaticPicksOneDNN`); otherwise, and with
+/// another kernel pinned: depthwise convolutions are a direct loop;
 /// stride-1 3x3 convolutions on wide planes a direct kernel with outputs in the vector lanes
 /// (`DirectConvolution`), other 3x3 convolutions and 1x1 convolutions on small planes, with
 /// output channels in multiples of 16, one with channels in the lanes (`ChannelLaneConvolution`);

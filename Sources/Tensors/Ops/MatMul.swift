@@ -1,4 +1,4 @@
-/// Matrix products on `cblas_sgemm`.
+/// Matrix products on `gemm` (oneDNN's or OpenBLAS's sgemm, as `GEMMKernel` chooses).
 
 /// (..., M, K) x (K, N) -> (..., M, N); or (B, M, K) x (B, K, N) -> (B, M, N).
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {

@@ -127,13 +127,13 @@ struct StepBenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     /// The settings `sfkd train` would run with, read through its settings table (one type,
-    /// range and error per key), at lr 0.01 (stable over many steps on random data).
+    /// range and error per key), with SGD at lr 0.01 (stable over many steps on random data).
     func trainingConfig() throws -> TrainingConfig {
         try SettingFlags.config([
             ("model", model), ("model_args", modelArgs), ("batch_size", batchSize), ("threads", threads),
             ("kd_stages", kdStages), ("bucket_mb", bucketMB), ("overlap", "\(!noOverlap)"),
             ("grad_sync", gradSync),
-            ("lr", "0.01"),
+            ("lr", "0.01"), ("optimizer", "sgd"),
         ])
     }
 
