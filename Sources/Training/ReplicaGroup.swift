@@ -159,17 +159,23 @@ public final class ReplicaGroup {
     /// Mean loss and terms over the global batch and its correct count, and whether any rank
     /// was asked to stop (SIGUSR1, SIGTERM, SIGINT during the step: any stops them all): one
     /// allreduce of a few numbers, after backward so it adds no wait between forward and backward.
-    public func reduce(_ local: StepStatistics, stopRequested: Bool, step: Int) throws -> (
-        statistics: StepStatistics, stopRequested: Bool
+    /// The global batch's statistics, and the requests of any rank (a stop, a checkpoint due).
+    public func reduce(_ local: StepStatistics, requests: StepRequests, step: Int) throws -> (
+        statistics: StepStatistics, requests: StepRequests
     ) {
-        guard size > 1 else { return (local, stopRequested) }
+        guard size > 1 else { return (local, requests) }
         let names = local.terms.keys.sorted()
-        var values = [Double(local.loss), local.correct, stopRequested ? 1 : 0] + names.map { local.terms[$0]! }
+        var values =
+            [Double(local.loss), local.correct, requests.stop ? 1 : 0, requests.checkpoint ? 1 : 0]
+            + names.map { local.terms[$0]! }
         try communicator.allreduce(&values, context: "loss statistics, step \(step + 1)")
         let ranks = Double(size)
         var terms: [String: Double] = [:]
-        for (i, name) in names.enumerated() { terms[name] = values[3 + i] / ranks }
-        return (StepStatistics(loss: Float(values[0] / ranks), correct: values[1], terms: terms), values[2] > 0)
+        for (i, name) in names.enumerated() { terms[name] = values[4 + i] / ranks }
+        return (
+            StepStatistics(loss: Float(values[0] / ranks), correct: values[1], terms: terms),
+            StepRequests(stop: values[2] > 0, checkpoint: values[3] > 0)
+        )
     }
 
     /// Evaluation sums of every replica's shard, added.

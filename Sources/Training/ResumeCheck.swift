@@ -9,7 +9,7 @@ extension TrainingConfig {
     /// Keys that do not change what is computed: they may differ at resume and between ranks.
     public static let placementKeys: Set<String> = [
         "out", "data_dir", "val_dir", "skip_bad_images", "loader_threads", "teacher", "init", "threads", "log_every",
-        "checkpoint_every", "keep_checkpoints", "divergence_factor",
+        "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "divergence_factor",
         "comm_timeout", "bucket_mb", "overlap", "teacher_ranks", "eval_batch_size", "teacher_eval",
     ]
 

@@ -47,7 +47,7 @@ final class RunFolder {
     /// The files a run writes; a folder holding any of them holds a run.
     static let runFiles = [
         "config.yaml", "classes.txt", "metrics.jsonl", "summary.csv", "checkpoints", "model.safetensors",
-        "best.safetensors", "summary.json",
+        "best.safetensors", "summary.json", "restarts.jsonl",
     ]
 
     /// The run files present, TensorBoard event files included.

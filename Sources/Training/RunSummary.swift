@@ -37,10 +37,12 @@ public struct RunSummary: Codable, Equatable, Sendable {
     public var testImages: Int = 0
     public var helperParameters: Int = 0
     public var teacher: TeacherRecord?
+    /// The job's restarts after failures (`launch/sfkd-mpirun --max-restarts`), oldest first.
+    public var restarts: [RestartRecord]?
 
     enum CodingKeys: String, CodingKey {
         case model, dataset, method, parameters, steps, epochs, threads, ranks, best, seed, version, teacher,
-            badImages = "bad_images"
+            restarts, badImages = "bad_images"
         case testTop1 = "test_top1", testTop5 = "test_top5", testLoss = "test_loss", imagesPerSecond = "images_per_sec"
         case valTop1 = "val_top1", valTop5 = "val_top5", valLoss = "val_loss"
         case wallSeconds = "wall_seconds", studentRanks = "student_ranks", teacherRanks = "teacher_ranks"
@@ -114,6 +116,7 @@ extension RunSummary {
         testImages = try value(.testImages, 0)
         helperParameters = try value(.helperParameters, 0)
         teacher = try c.decodeIfPresent(TeacherRecord.self, forKey: .teacher)
+        restarts = try c.decodeIfPresent([RestartRecord].self, forKey: .restarts)
     }
 }
 

@@ -15,6 +15,7 @@ public final class Trainer {
     let folder: RunFolder
     let progress = ProgressReporter()
     private var divergence: DivergenceGuard
+    private var lastCheckpoint = Date()
 
     public var config: TrainingConfig { setup.config }
     public var model: any ImageClassifier { setup.student }
@@ -77,13 +78,18 @@ public final class Trainer {
                 for sink in sinks { try sink.record(evaluation) }
                 scores = evaluation.scores
             }
-            // A stop (a preemption) keeps everything up to this step.
-            if epochEnded || record.stopRequested || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false)
+            // A stop (a preemption) keeps everything up to this step; so does a checkpoint every
+            // `checkpoint_minutes`, which bounds what a failure costs.
+            let requests = record.requests
+            if epochEnded || requests.stop || requests.checkpoint
+                || (config.checkpointEverySteps.map { state.step % $0 == 0 } ?? false)
             {
                 let checkpoint = try self.checkpoint(&state, replicas: replicas)
                 for sink in sinks { try sink.record(checkpoint) }
+                lastCheckpoint = Date()
             }
-            if record.stopRequested { throw stopped(atStep: state.step) }
+            if requests.stop { throw stopped(atStep: state.step) }
+            FailureInjection.afterStep(state.step, rank: layout.world.rank)
         }
         return try finish(state, scores: scores, evaluator: evaluator, teacher: teacherScores, started: started)
     }
@@ -110,9 +116,11 @@ public final class Trainer {
         let replicas = evaluator.replicas
         try replicas.synchronizeBuffers()
         let final = try scores ?? evaluator.scores(model, what: "the student at this step")
-        let summary = try RunSummary(
+        var summary = try RunSummary(
             setup, state: state, final: final, teacher: teacher, wallSeconds: Date().timeIntervalSince(started),
             badImages: config.skipBadImages ? badImages(replicas) : nil)
+        let restarts = try RestartRecord.read(folder: config.output)
+        if !restarts.isEmpty { summary.restarts = restarts }
         try folder.finish(student: model, description: setup.description, summary: summary)
         progress.message(
             "done: test top-1 \(percent(final.test.top1))% after \(state.step) steps; \(folder.file("model.safetensors"))"
@@ -138,14 +146,18 @@ public final class Trainer {
 
     /// One optimizer step at the scheduled learning rate; `state` counts it.
     private func train(_ step: TrainingStep, _ batch: Batch, state: inout TrainingState, waited: Double) throws -> (
-        step: StepRecord, stopRequested: Bool
+        step: StepRecord, requests: StepRequests
     ) {
         let epoch = state.step / setup.stepsPerEpoch
         let learningRate = setup.schedule.learningRate(atStep: state.step)
         let stepStart = Date()
         let result: StepResult
         do {
-            result = try step.run(batch, step: state.step, learningRate: learningRate)
+            // Rank 0's clock decides when a timed checkpoint is due; the step's reduce tells all.
+            let minutes = setup.layout.isLeader ? config.checkpointMinutes : nil, since = lastCheckpoint
+            result = try step.run(batch, step: state.step, learningRate: learningRate) {
+                minutes.map { Date().timeIntervalSince(since) >= $0 * 60 } ?? false
+            }
         } catch let error as NonFiniteLoss {
             throw diverged("the loss is \(error.loss)", step: state.step + 1, learningRate: learningRate)
         }
@@ -160,7 +172,7 @@ public final class Trainer {
             step: state.step, epoch: epoch, learningRate: learningRate, statistics: result.statistics,
             phases: result.phases,
             dataWait: waited, stepSeconds: seconds, images: config.batchSize, imagesPerSecond: state.imagesPerSecond)
-        return (record, result.stopRequested)
+        return (record, result.requests)
     }
 
     /// The stop of a diverged run: what diverged, the learning rate and loss weights that led

@@ -76,6 +76,8 @@ public struct TrainingConfig: Equatable, Sendable {
     public var logEverySteps = 50
     public var checkpointEverySteps: Int?
     public var keepCheckpoints = 3
+    /// Minutes between checkpoints (besides `checkpointEverySteps` and each epoch's end).
+    public var checkpointMinutes: Double?
     /// Stop when the loss exceeds this multiple of its first steps' mean (0: never).
     public var divergenceFactor = 100.0
     public var threads: Int?

@@ -166,6 +166,12 @@ extension TrainingConfig {
             "keep_checkpoints", \.keepCheckpoints, "run folder", range: .between(1, 1_000_000),
             help: "Complete checkpoints to keep (the disk must hold one more while the next is written)."),
         field(
+            "checkpoint_minutes", \.checkpointMinutes, "run folder",
+            range: SettingRange(minimum: 0, minimumIsExclusive: true, maximum: 1e6),
+            help:
+                "Minutes between checkpoints, timed on rank 0 (besides checkpoint_every and each epoch's end): what a failure can cost at most."
+        ),
+        field(
             "divergence_factor", \.divergenceFactor, "run folder", range: .between(0, 1e12),
             help:
                 "Stop the run when the loss exceeds this multiple of its mean over the first steps (the first min(log_every, 10)), or is not finite; 0 stops on a non-finite loss only."

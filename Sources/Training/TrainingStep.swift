@@ -23,12 +23,28 @@ public struct StepPhases: Codable, Sendable {
     public init() {}
 }
 
-/// What a step reports: statistics of the global batch and where this rank's time went.
+/// What a rank asks of the whole job after a step, agreed on through the step's statistics so
+/// that every rank acts after the same step.
+public struct StepRequests: Equatable, Sendable {
+    /// A stop signal arrived: the run checkpoints and ends after the step.
+    public var stop = false
+    /// `checkpoint_minutes` have passed on rank 0's clock since the last checkpoint.
+    public var checkpoint = false
+
+    public init(stop: Bool = false, checkpoint: Bool = false) {
+        self.stop = stop
+        self.checkpoint = checkpoint
+    }
+}
+
+/// What a step reports: statistics of the global batch, where this rank's time went, and the
+/// job's requests.
 public struct StepResult: Sendable {
     public var statistics: StepStatistics
     public var phases: StepPhases
+    public var requests: StepRequests
     /// A rank was asked to stop during the step: the run checkpoints and ends after it.
-    public var stopRequested: Bool
+    public var stopRequested: Bool { requests.stop }
 }
 
 /// A loss that is NaN or infinite on some rank; every rank stops before the update.
@@ -60,8 +76,11 @@ public final class TrainingStep {
     }
 
     /// Runs step `step` (0-based) on `batch` at `learningRate`. Throws `NonFiniteLoss` before
-    /// updating anything when the global loss is not finite.
-    public func run(_ batch: Batch, step: Int, learningRate: Float) throws -> StepResult {
+    /// updating anything when the global loss is not finite. `checkpointDue`, asked when the
+    /// step's statistics are reduced: this rank's wish for a checkpoint after the step.
+    public func run(
+        _ batch: Batch, step: Int, learningRate: Float, checkpointDue: () -> Bool = { false }
+    ) throws -> StepResult {
         var phases = StepPhases()
         var clock = DispatchTime.now().uptimeNanoseconds
         func lap() -> Double {
@@ -86,12 +105,13 @@ public final class TrainingStep {
         let stopReceived = StopSignal.received != 0
         phases.backward = lap()
         try replicas.finishGradients()
-        let (statistics, stopRequested) = try replicas.reduce(local, stopRequested: stopReceived, step: step)
+        let (statistics, requests) = try replicas.reduce(
+            local, requests: StepRequests(stop: stopReceived, checkpoint: checkpointDue()), step: step)
         phases.reduce = lap()
         guard statistics.loss.isFinite else { throw NonFiniteLoss(loss: statistics.loss) }
         try replicas.update(clipNorm: clipNorm)
         phases.optimizer = lap()
-        return StepResult(statistics: statistics, phases: phases, stopRequested: stopRequested)
+        return StepResult(statistics: statistics, phases: phases, requests: requests)
     }
 
     private func countCorrect(_ logits: Tensor, _ labels: [Int]) -> Int {

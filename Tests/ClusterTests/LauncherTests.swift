@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import Training
 import XCTest
 
 /// `launch/sfkd-mpirun` and `cluster/emulate-hosts`, run as a user would.
@@ -122,6 +123,39 @@ final class LauncherTests: XCTestCase {
         XCTAssertEqual(broken.status, 1)
         XCTAssertTrue(broken.stderr.contains("slurm-train: mpirun -n 2 could not run /bin/false info"), broken.stderr)
         XCTAssertFalse(broken.stderr.contains("Traceback"), broken.stderr)
+    }
+
+    /// Elastic recovery: rank 1 dies by SIGKILL after step 12 (`SFKD_FAIL_AT`, as a lost node
+    /// ends it); the supervisor restarts the job from the step-10 checkpoint, and it ends with
+    /// the weights of a 2-rank run that never failed, bit for bit. The failure (rank, signal,
+    /// step resumed from) is in restarts.jsonl and summary.json. An error of the run's own is
+    /// not restarted.
+    func testTheSupervisorRestartsAKilledRankAndEndsWithTheUninterruptedWeights() throws {
+        let runs = try TrainingRuns()
+        let arguments = ["--model", "vit-tiny", "--steps", "24", "--batch-size", "32", "--checkpoint-every", "10"]
+        let whole = try runs.train(2, "whole", arguments)
+        let out = runs.scratch.appendingPathComponent("supervised").path
+        let result = try script(
+            "launch/sfkd-mpirun",
+            ["-n", "2", "--max-restarts", "2", "--", "train", "--dataset", "synthetic", "--threads", "1", "--out", out]
+                + arguments, timeout: 300, environment: ["SFKD_FAIL_AT": "1:12"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("restart 1 of 2 from step 10"), result.stderr)
+        try runs.assertSameParameters(whole, out, tolerance: 0, "restarted after rank 1 was killed")
+        let restarts = try RestartRecord.read(folder: out)
+        XCTAssertEqual(restarts.count, 1)
+        XCTAssertEqual(restarts.first?.failedRank, 1)
+        XCTAssertEqual(restarts.first?.signal, 9)
+        XCTAssertEqual(restarts.first?.resumedFromStep, 10)
+        let summary = try JSONDecoder().decode(
+            RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")))
+        XCTAssertEqual(summary.restarts, restarts)
+
+        let mistaken = try script(
+            "launch/sfkd-mpirun",
+            ["-n", "2", "--max-restarts", "2", "--", "train", "--model", "no-such-model", "--out", out + "-bad"])
+        XCTAssertNotEqual(mistaken.status, 0)
+        XCTAssertFalse(mistaken.stderr.contains("restart 1"), mistaken.stderr)
     }
 
     func testLauncherTrainsOnTwoRanksOverTCP() throws {

@@ -162,6 +162,21 @@ final class TrainingTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/model.safetensors"))
     }
 
+    /// checkpoint_minutes checkpoints whenever that much time has passed on rank 0 since the
+    /// last one: at a few milliseconds, after every step (the newest three kept).
+    func testTimedCheckpointsBoundTheWorkAFailureCosts() throws {
+        let folder = try temporaryFolder(self)
+        var c = config("resnet8", output: folder)
+        c.checkpointEverySteps = nil
+        c.checkpointMinutes = 1e-5
+        try Trainer(config: c, splits: tinySplits()).run()
+        XCTAssertEqual(Checkpoints.complete(in: folder).map(\.step), [8, 7, 6])
+        c.checkpointMinutes = 60
+        c.output = folder + "-hourly"
+        try Trainer(config: c, splits: tinySplits()).run()
+        XCTAssertEqual(Checkpoints.complete(in: c.output).map(\.step), [8, 6], "the epoch's end and the run's only")
+    }
+
     /// Cross-entropy times 3^step: finite, but 100x its first steps' mean by step 6.
     final class GrowingObjective: DistillationMethod {
         static let name = "growing"
