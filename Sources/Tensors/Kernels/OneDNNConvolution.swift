@@ -44,10 +44,7 @@ final class OneDNNConvolution: @unchecked Sendable {
             : OneDNN.plain(
                 [s.groups, s.outChannels / s.groups, s.inChannels / s.groups, s.kernelHeight, s.kernelWidth],
                 dnnl_goihw)
-        var any = (
-            source: OneDNN.any(Self.dims(source)), weights: OneDNN.any(Self.dims(weights)),
-            destination: OneDNN.any(Self.dims(destination))
-        )
+        var any = Self.anyLayouts(source, weights, destination)
         var operation = dnnl_convolution_desc_t()
         let strides = [Int64(s.strideHeight), Int64(s.strideWidth)]
         let padding = [Int64(s.paddingHeight), Int64(s.paddingWidth)]
@@ -100,58 +97,64 @@ final class OneDNNConvolution: @unchecked Sendable {
 
     /// Created on first use: a frozen teacher never runs backward.
     private var backwardData: OneDNNPrimitive {
-        lock.lock()
-        defer { lock.unlock() }
-        if let backwardDataPrimitive { return backwardDataPrimitive }
-        OneDNN.stayOnThisThread()
-        var any = (
-            source: OneDNN.any(Self.dims(source)), weights: OneDNN.any(Self.dims(weights)),
-            destination: OneDNN.any(Self.dims(destination))
-        )
-        var operation = dnnl_convolution_desc_t()
-        do {
-            try OneDNN.check(
-                dnnl_convolution_backward_data_desc_init(
-                    &operation, dnnl_convolution_direct, &any.source, &any.weights, &any.destination, strides, padding,
-                    padding), "describing a backward-data convolution")
-            let primitive = try OneDNNPrimitive(
-                descriptor: try Self.descriptor(&operation, hint: forward.descriptor),
-                arguments: [
-                    .init(name: DNNL_ARG_DIFF_DST, plain: destination, query: dnnl_query_diff_dst_md),
-                    .init(name: DNNL_ARG_WEIGHTS, plain: weights, query: dnnl_query_weights_md),
-                    .init(name: DNNL_ARG_DIFF_SRC, plain: source, query: dnnl_query_diff_src_md, isOutput: true),
-                ])
-            backwardDataPrimitive = primitive
-            return primitive
-        } catch {
-            fatalError("\(error) for \(shape), whose forward it created")
+        backward(\.backwardDataPrimitive, "backward-data") { operation, any in
+            dnnl_convolution_backward_data_desc_init(
+                &operation, dnnl_convolution_direct, &any.source, &any.weights, &any.destination, strides, padding,
+                padding)
+        } arguments: {
+            [
+                .init(name: DNNL_ARG_DIFF_DST, plain: destination, query: dnnl_query_diff_dst_md),
+                .init(name: DNNL_ARG_WEIGHTS, plain: weights, query: dnnl_query_weights_md),
+                .init(name: DNNL_ARG_DIFF_SRC, plain: source, query: dnnl_query_diff_src_md, isOutput: true),
+            ]
         }
     }
 
     private var backwardWeights: OneDNNPrimitive {
+        backward(\.backwardWeightsPrimitive, "backward-weights") { operation, any in
+            dnnl_convolution_backward_weights_desc_init(
+                &operation, dnnl_convolution_direct, &any.source, &any.weights, nil, &any.destination, strides,
+                padding, padding)
+        } arguments: {
+            [
+                .init(name: DNNL_ARG_SRC, plain: source, query: dnnl_query_src_md),
+                .init(name: DNNL_ARG_DIFF_DST, plain: destination, query: dnnl_query_diff_dst_md),
+                .init(name: DNNL_ARG_DIFF_WEIGHTS, plain: weights, query: dnnl_query_diff_weights_md, isOutput: true),
+            ]
+        }
+    }
+
+    /// The layouts a primitive may choose for each argument.
+    private struct AnyLayouts {
+        var source, weights, destination: dnnl_memory_desc_t
+    }
+
+    private static func anyLayouts(
+        _ source: dnnl_memory_desc_t, _ weights: dnnl_memory_desc_t, _ destination: dnnl_memory_desc_t
+    ) -> AnyLayouts {
+        AnyLayouts(
+            source: OneDNN.any(dims(source)), weights: OneDNN.any(dims(weights)),
+            destination: OneDNN.any(dims(destination)))
+    }
+
+    /// The backward primitive cached at `cached`, created from `describe` with the forward as
+    /// its hint. Its forward exists, so oneDNN has a backward for the shape: a failure is a bug.
+    private func backward(
+        _ cached: ReferenceWritableKeyPath<OneDNNConvolution, OneDNNPrimitive?>, _ what: String,
+        describe: (inout dnnl_convolution_desc_t, inout AnyLayouts) -> dnnl_status_t,
+        arguments: () -> [OneDNNPrimitive.Slot]
+    ) -> OneDNNPrimitive {
         lock.lock()
         defer { lock.unlock() }
-        if let backwardWeightsPrimitive { return backwardWeightsPrimitive }
-        OneDNN.stayOnThisThread()
-        var any = (
-            source: OneDNN.any(Self.dims(source)), weights: OneDNN.any(Self.dims(weights)),
-            destination: OneDNN.any(Self.dims(destination))
-        )
+        if let primitive = self[keyPath: cached] { return primitive }
+        OneDNN.stayOnThisThread()  // creating primitives runs parallel loops too
+        var any = Self.anyLayouts(source, weights, destination)
         var operation = dnnl_convolution_desc_t()
         do {
-            try OneDNN.check(
-                dnnl_convolution_backward_weights_desc_init(
-                    &operation, dnnl_convolution_direct, &any.source, &any.weights, nil, &any.destination, strides,
-                    padding, padding), "describing a backward-weights convolution")
+            try OneDNN.check(describe(&operation, &any), "describing a \(what) convolution")
             let primitive = try OneDNNPrimitive(
-                descriptor: try Self.descriptor(&operation, hint: forward.descriptor),
-                arguments: [
-                    .init(name: DNNL_ARG_SRC, plain: source, query: dnnl_query_src_md),
-                    .init(name: DNNL_ARG_DIFF_DST, plain: destination, query: dnnl_query_diff_dst_md),
-                    .init(
-                        name: DNNL_ARG_DIFF_WEIGHTS, plain: weights, query: dnnl_query_diff_weights_md, isOutput: true),
-                ])
-            backwardWeightsPrimitive = primitive
+                descriptor: try Self.descriptor(&operation, hint: forward.descriptor), arguments: arguments())
+            self[keyPath: cached] = primitive
             return primitive
         } catch {
             fatalError("\(error) for \(shape), whose forward it created")
