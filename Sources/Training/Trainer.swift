@@ -24,6 +24,7 @@ public final class Trainer {
         self.setup = setup
         progress.enabled = setup.layout.isLeader
         divergence = DivergenceGuard(factor: setup.config.divergenceFactor, logEvery: setup.config.logEverySteps)
+        _ = FailureInjection.target  // a malformed SFKD_FAIL_AT stops here, before any file is written
         folder = RunFolder(path: setup.config.output, layout: setup.layout)
     }
 

@@ -254,6 +254,20 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(defaults.stderr.contains("OFA's recipe for ViT and MLP students"), defaults.stderr)
     }
 
+    /// The failure injection of the elastic-recovery tests reads its variable before training:
+    /// a malformed one stops the run at once with the expected form.
+    func testAMalformedFailureInjectionIsRefusedBeforeTraining() throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["SFKD_FAIL_AT"] = "rank1"
+        let out = try temporaryFolder(self) + "/run"
+        let result = try runSFKD(
+            ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "2", "--out", out],
+            environment: environment)
+        XCTAssertEqual(result.status, 2)
+        XCTAssertTrue(result.stderr.contains("SFKD_FAIL_AT='rank1': expected RANK:STEP, e.g. 1:12"), result.stderr)
+        XCTAssertFalse(result.stderr.contains("step 1/2"), result.stderr)
+    }
+
     func testStopSignalsCheckpointTheStepAndSayWhereResumeContinues() throws {
         let folder = try temporaryFolder(self)
         for (signal, name, status) in [
