@@ -133,26 +133,30 @@ final class TrainingTests: XCTestCase {
         }
     }
 
-    final class ExplodingObjective: DistillationMethod {
-        static let name = "exploding"
-        static let summary = "cross-entropy that turns NaN at step 5"
+    /// Cross-entropy times `scale(step)`: NaN at step 5, or growing 3x a step.
+    final class ScaledObjective: DistillationMethod {
+        static let name = "scaled"
+        static let summary = "cross-entropy times a factor of the step"
         static let needsTeacher = false
         static let settings: [SettingSpec] = []
         var helpers: [(String, any Module)] { [] }
         var teacherTapIndices: [Int] { [] }
-        init(context: MethodContext) {}
-        init() {}
+        let scale: (Int) -> Float
+        init(context: MethodContext) { scale = { _ in 1 } }
+        init(scale: @escaping (Int) -> Float) { self.scale = scale }
         func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
-            let ce = crossEntropy(student.logits, labels: targets.labels)
-            return ObjectiveLoss(total: step == 5 ? ce * Float.nan : ce, terms: [:])
+            ObjectiveLoss(total: crossEntropy(student.logits, labels: targets.labels) * scale(step), terms: [:])
         }
+
+        static var exploding: ScaledObjective { ScaledObjective { $0 == 5 ? .nan : 1 } }
+        static var growing: ScaledObjective { ScaledObjective { Float(pow(3.0, Double($0))) } }
     }
 
     func testNonFiniteLossStopsAndKeepsTheLastCheckpoint() throws {
         let folder = try temporaryFolder(self)
         var c = config("resnet8", output: folder)
         c.checkpointEverySteps = 2
-        let trainer = try Trainer(config: c, splits: tinySplits(), method: ExplodingObjective())
+        let trainer = try Trainer(config: c, splits: tinySplits(), method: ScaledObjective.exploding)
         XCTAssertThrowsError(try trainer.run()) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("training diverged at step 6: the loss is nan"), text)
@@ -177,22 +181,6 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(Checkpoints.complete(in: c.output).map(\.step), [8, 6], "the epoch's end and the run's only")
     }
 
-    /// Cross-entropy times 3^step: finite, but 100x its first steps' mean by step 6.
-    final class GrowingObjective: DistillationMethod {
-        static let name = "growing"
-        static let summary = "cross-entropy that triples every step"
-        static let needsTeacher = false
-        static let settings: [SettingSpec] = []
-        var helpers: [(String, any Module)] { [] }
-        var teacherTapIndices: [Int] { [] }
-        init(context: MethodContext) {}
-        init() {}
-        func loss(student: ModelOutput, teacher: ModelOutput?, targets: Targets, step: Int) -> ObjectiveLoss {
-            ObjectiveLoss(
-                total: crossEntropy(student.logits, labels: targets.labels) * Float(pow(3.0, Double(step))), terms: [:])
-        }
-    }
-
     /// A loss that grows more than 100x over the first steps stops the run with the learning rate,
     /// the method's settings and the checkpoint to resume from; --divergence-factor 0 trains on.
     func testAGrowingLossStopsTheRunWithItsSettingsAndCheckpoint() throws {
@@ -201,7 +189,8 @@ final class TrainingTests: XCTestCase {
         c.checkpointEverySteps = 2
         c.logEverySteps = 2
         c.learningRate = 1e-4
-        XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits(), method: GrowingObjective()).run()) { error in
+        XCTAssertThrowsError(try Trainer(config: c, splits: tinySplits(), method: ScaledObjective.growing).run()) {
+            error in
             let text = "\(error)"
             // Steps 1-2 average (1 + 3) x CE = 2 CE; step 6 is 243 CE, the first above 100x.
             XCTAssertTrue(text.contains("training diverged at step 6: the loss"), text)
@@ -211,7 +200,7 @@ final class TrainingTests: XCTestCase {
         }
         c.divergenceFactor = 0
         c.output = folder + "-on"
-        XCTAssertNoThrow(try Trainer(config: c, splits: tinySplits(), method: GrowingObjective()).run())
+        XCTAssertNoThrow(try Trainer(config: c, splits: tinySplits(), method: ScaledObjective.growing).run())
     }
 
     /// With no optimizer given, a CNN student takes OFA's SGD recipe and a ViT OFA's AdamW

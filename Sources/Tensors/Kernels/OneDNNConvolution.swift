@@ -26,10 +26,7 @@ final class OneDNNConvolution: @unchecked Sendable {
     /// "jit:avx512_core", "jit_dw:avx2", ...) rather than by unfolding into a GEMM ("gemm:jit",
     /// which it takes for a depthwise 7x7 on a 1x1 or 2x2 plane, 20x slower than sfkd's loop)
     /// or its reference loops.
-    var hasConvolutionKernel: Bool {
-        let name = forward.implementation
-        return !name.contains("gemm") && !name.hasPrefix("ref")
-    }
+    let hasConvolutionKernel: Bool
 
     private init(_ shape: Shape) throws {
         self.shape = shape
@@ -60,6 +57,9 @@ final class OneDNNConvolution: @unchecked Sendable {
                 .init(name: DNNL_ARG_WEIGHTS, plain: weights, query: dnnl_query_weights_md),
                 .init(name: DNNL_ARG_DST, plain: destination, query: dnnl_query_dst_md, isOutput: true),
             ])
+        // Asked once: the automatic choice consults it on every call.
+        let implementation = forward.implementation
+        hasConvolutionKernel = !implementation.contains("gemm") && !implementation.hasPrefix("ref")
     }
 
     private static func dims(_ descriptor: dnnl_memory_desc_t) -> [Int] {
