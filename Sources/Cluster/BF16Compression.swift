@@ -1,5 +1,6 @@
 import CMPI
 import Foundation
+import Tensors
 
 /// DDP's `bf16_compress_hook` (Horovod's `Compression.fp16` in bfloat16): each bucket is
 /// rounded to bfloat16 (to nearest, ties to even), allreduced as 16-bit words with a
@@ -21,7 +22,7 @@ public final class BF16Compression: CommunicationHook {
                     guard let input, let inout_, let length else { return }
                     let a = input.assumingMemoryBound(to: UInt16.self), b = inout_.assumingMemoryBound(to: UInt16.self)
                     for i in 0..<Int(length.pointee) {
-                        b[i] = BF16Compression.bfloat16(BF16Compression.float(a[i]) + BF16Compression.float(b[i]))
+                        b[i] = BFloat16.word(BFloat16.float(a[i]) + BFloat16.float(b[i]))
                     }
                 }, 1, &op), "MPI_Op_create(bfloat16 sum)")
         guard let op else {
@@ -31,18 +32,6 @@ public final class BF16Compression: CommunicationHook {
         operation = op
     }
 
-    /// float32 -> bfloat16, rounding to nearest with ties to even; NaN stays a (quiet) NaN.
-    @inline(__always)
-    public static func bfloat16(_ value: Float) -> UInt16 {
-        let bits = value.bitPattern
-        if value.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
-        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-        return UInt16(truncatingIfNeeded: rounded >> 16)
-    }
-
-    @inline(__always)
-    public static func float(_ word: UInt16) -> Float { Float(bitPattern: UInt32(word) << 16) }
-
     public func reduce(
         _ values: UnsafeMutableBufferPointer<Float>, bucket: GradientSync.Bucket, communicator: Communicator,
         context: String
@@ -51,10 +40,10 @@ public final class BF16Compression: CommunicationHook {
         if words.count < values.count { words = [UInt16](repeating: 0, count: values.count) }
         let count = values.count
         try words.withUnsafeMutableBufferPointer { words in
-            for i in 0..<count { words[i] = Self.bfloat16(values[i]) }
+            for i in 0..<count { words[i] = BFloat16.word(values[i]) }
             try communicator.allreduceWords(words.baseAddress!, count: count, operation: operation, context: context)
             let scale = 1 / Float(communicator.size)
-            for i in 0..<count { values[i] = Self.float(words[i]) * scale }
+            for i in 0..<count { values[i] = BFloat16.float(words[i]) * scale }
         }
     }
 }

@@ -155,17 +155,17 @@ final class DataParallelTests: XCTestCase {
             let tail = (reference.suffix(10).reduce(0, +), compressed.suffix(10).reduce(0, +))
             XCTAssertLessThan(abs(tail.0 - tail.1) / tail.0, 0.03, "\(ranks) ranks: last 10 steps \(tail)")
         }
-        XCTAssertEqual(BF16Compression.bfloat16(1), 0x3F80)
-        XCTAssertEqual(BF16Compression.bfloat16(Float(bitPattern: 0x3F80_8000)), 0x3F80, "a tie rounds to even (down)")
-        XCTAssertEqual(BF16Compression.bfloat16(Float(bitPattern: 0x3F81_8000)), 0x3F82, "a tie rounds to even (up)")
-        XCTAssertEqual(BF16Compression.bfloat16(Float(bitPattern: 0x3F80_8001)), 0x3F81)
-        XCTAssertEqual(BF16Compression.bfloat16(-2.5), 0xC020)
-        XCTAssertEqual(BF16Compression.bfloat16(.infinity), 0x7F80)
+        XCTAssertEqual(BFloat16.word(1), 0x3F80)
+        XCTAssertEqual(BFloat16.word(Float(bitPattern: 0x3F80_8000)), 0x3F80, "a tie rounds to even (down)")
+        XCTAssertEqual(BFloat16.word(Float(bitPattern: 0x3F81_8000)), 0x3F82, "a tie rounds to even (up)")
+        XCTAssertEqual(BFloat16.word(Float(bitPattern: 0x3F80_8001)), 0x3F81)
+        XCTAssertEqual(BFloat16.word(-2.5), 0xC020)
+        XCTAssertEqual(BFloat16.word(.infinity), 0x7F80)
         XCTAssertEqual(
-            BF16Compression.bfloat16(.greatestFiniteMagnitude), 0x7F80,
+            BFloat16.word(.greatestFiniteMagnitude), 0x7F80,
             "rounds up to infinity, as round-to-nearest does")
-        XCTAssertTrue(BF16Compression.float(BF16Compression.bfloat16(.nan)).isNaN)
-        XCTAssertEqual(BF16Compression.float(0x4049), 3.140625)
+        XCTAssertTrue(BFloat16.float(BFloat16.word(.nan)).isNaN)
+        XCTAssertEqual(BFloat16.float(0x4049), 3.140625)
     }
 
     /// ZeRO-1 computes the allreduce average and the same per-element update, so it follows

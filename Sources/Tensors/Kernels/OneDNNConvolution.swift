@@ -4,12 +4,16 @@ import Foundation
 /// A convolution on oneDNN's primitives (forward, backward data, backward weights) for one
 /// shape: NCHW input and output, OIHW weight (GOIHW with groups), as sfkd's other kernels. Each
 /// primitive picks its own layouts (`format_tag_any`: blocked nChw16c where its AVX-512 or AVX2
-/// kernels want them) and reorders at its boundary, as PyTorch's CPU convolutions do.
+/// kernels want them) and reorders at its boundary, as PyTorch's CPU convolutions do. At
+/// bfloat16 the primitives take bfloat16 inputs (the reorders round sfkd's float32 to nearest
+/// even) and write float32: forward (x, w) -> y, backward data (gy, w) -> gx, backward weights
+/// (x, gy) -> gw.
 final class OneDNNConvolution: @unchecked Sendable {
     struct Shape: Hashable {
         let batch, inChannels, outChannels, groups: Int
         let inputHeight, inputWidth, kernelHeight, kernelWidth: Int
         let strideHeight, strideWidth, paddingHeight, paddingWidth: Int
+        var precision: Precision = .float32
     }
 
     let shape: Shape
@@ -41,7 +45,7 @@ final class OneDNNConvolution: @unchecked Sendable {
             : OneDNN.plain(
                 [s.groups, s.outChannels / s.groups, s.inChannels / s.groups, s.kernelHeight, s.kernelWidth],
                 dnnl_goihw)
-        var any = Self.anyLayouts(source, weights, destination)
+        var any = Self.anyLayouts(source, weights, destination, precision: s.precision, output: .destination)
         var operation = dnnl_convolution_desc_t()
         let strides = [Int64(s.strideHeight), Int64(s.strideWidth)]
         let padding = [Int64(s.paddingHeight), Int64(s.paddingWidth)]
@@ -97,7 +101,7 @@ final class OneDNNConvolution: @unchecked Sendable {
 
     /// Created on first use: a frozen teacher never runs backward.
     private var backwardData: OneDNNPrimitive {
-        backward(\.backwardDataPrimitive, "backward-data") { operation, any in
+        backward(\.backwardDataPrimitive, "backward-data", output: .source) { operation, any in
             dnnl_convolution_backward_data_desc_init(
                 &operation, dnnl_convolution_direct, &any.source, &any.weights, &any.destination, strides, padding,
                 padding)
@@ -111,7 +115,7 @@ final class OneDNNConvolution: @unchecked Sendable {
     }
 
     private var backwardWeights: OneDNNPrimitive {
-        backward(\.backwardWeightsPrimitive, "backward-weights") { operation, any in
+        backward(\.backwardWeightsPrimitive, "backward-weights", output: .weights) { operation, any in
             dnnl_convolution_backward_weights_desc_init(
                 &operation, dnnl_convolution_direct, &any.source, &any.weights, nil, &any.destination, strides,
                 padding, padding)
@@ -129,18 +133,27 @@ final class OneDNNConvolution: @unchecked Sendable {
         var source, weights, destination: dnnl_memory_desc_t
     }
 
+    /// Which argument a primitive writes (the others it reads).
+    private enum Output { case source, weights, destination }
+
+    /// Any layout for each argument; at bfloat16 the arguments read are bfloat16 and the one
+    /// written float32.
     private static func anyLayouts(
-        _ source: dnnl_memory_desc_t, _ weights: dnnl_memory_desc_t, _ destination: dnnl_memory_desc_t
+        _ source: dnnl_memory_desc_t, _ weights: dnnl_memory_desc_t, _ destination: dnnl_memory_desc_t,
+        precision: Precision, output: Output
     ) -> AnyLayouts {
-        AnyLayouts(
-            source: OneDNN.any(dims(source)), weights: OneDNN.any(dims(weights)),
-            destination: OneDNN.any(dims(destination)))
+        func type(_ argument: Output) -> dnnl_data_type_t {
+            precision == .bfloat16 && argument != output ? dnnl_bf16 : dnnl_f32
+        }
+        return AnyLayouts(
+            source: OneDNN.any(dims(source), type(.source)), weights: OneDNN.any(dims(weights), type(.weights)),
+            destination: OneDNN.any(dims(destination), type(.destination)))
     }
 
     /// The backward primitive cached at `cached`, created from `describe` with the forward as
     /// its hint. Its forward exists, so oneDNN has a backward for the shape: a failure is a bug.
     private func backward(
-        _ cached: ReferenceWritableKeyPath<OneDNNConvolution, OneDNNPrimitive?>, _ what: String,
+        _ cached: ReferenceWritableKeyPath<OneDNNConvolution, OneDNNPrimitive?>, _ what: String, output: Output,
         describe: (inout dnnl_convolution_desc_t, inout AnyLayouts) -> dnnl_status_t,
         arguments: () -> [OneDNNPrimitive.Slot]
     ) -> OneDNNPrimitive {
@@ -148,7 +161,7 @@ final class OneDNNConvolution: @unchecked Sendable {
         defer { lock.unlock() }
         if let primitive = self[keyPath: cached] { return primitive }
         OneDNN.stayOnThisThread()  // creating primitives runs parallel loops too
-        var any = Self.anyLayouts(source, weights, destination)
+        var any = Self.anyLayouts(source, weights, destination, precision: shape.precision, output: output)
         var operation = dnnl_convolution_desc_t()
         do {
             try OneDNN.check(describe(&operation, &any), "describing a \(what) convolution")

@@ -160,15 +160,19 @@ extension OneDNN {
         ensure(status == dnnl_success, "oneDNN: \(what) failed (status \(status.rawValue))")
     }
 
-    /// A plain float32 memory descriptor of `dims` in `tag`'s layout.
-    static func plain(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
+    /// A memory descriptor of `dims` in `tag`'s layout (float32 unless `type` says otherwise).
+    static func plain(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32)
+        -> dnnl_memory_desc_t
+    {
         var descriptor = dnnl_memory_desc_t()
         let dims = dims.map(Int64.init)
         mustSucceed(
-            dnnl_memory_desc_init_by_tag(&descriptor, Int32(dims.count), dims, dnnl_f32, tag), "a memory descriptor")
+            dnnl_memory_desc_init_by_tag(&descriptor, Int32(dims.count), dims, type, tag), "a memory descriptor")
         return descriptor
     }
 
     /// A descriptor that lets the primitive choose the layout.
-    static func any(_ dims: [Int]) -> dnnl_memory_desc_t { plain(dims, dnnl_format_tag_any) }
+    static func any(_ dims: [Int], _ type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t {
+        plain(dims, dnnl_format_tag_any, type)
+    }
 }

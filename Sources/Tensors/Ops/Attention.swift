@@ -30,16 +30,17 @@ struct ScoreTerms {
 }
 
 /// softmax(Q K^T * scale + terms) V for every (batch, head), forward and backward fused; the
-/// attention probabilities are kept once for backward.
+/// attention probabilities are kept once for backward. At bfloat16 both products round their
+/// inputs (the probabilities and the gradients included) and accumulate in float32; the
+/// softmax and its gradient stay float32.
 private func attention(
     _ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
     out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float,
-    terms: ScoreTerms = .none
+    terms: ScoreTerms = .none, precision: Precision
 ) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
-    // The narrow-head kernels fuse the softmax into their score pass and take no added terms.
-    let narrow = d <= NarrowHeads.limit && terms.isEmpty
+    let narrow = NarrowHeads.apply(width: d, hasTerms: !terms.isEmpty)
     // Small per-head GEMMs: each thread takes whole heads and runs its GEMMs on one core.
     withSingleThreadedBLAS {
         parallelFor(layout.batch * heads) { range in
@@ -55,13 +56,14 @@ private func attention(
                 }
                 gemm(
                     transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: factor,
-                    a: q + layout.queryOffset(b, h), lda: ld, b: k + layout.keyOffset(b, h), ldb: ld, c: scores, ldc: n)
+                    a: q + layout.queryOffset(b, h), lda: ld, b: k + layout.keyOffset(b, h), ldb: ld, c: scores, ldc: n,
+                    precision: precision)
                 terms.add(to: scores, b: b, h: h, tokens: n)
                 for r in 0..<n { softmaxRow(scores + r * n, scores + r * n, n) }
                 gemm(
                     transposeA: false, transposeB: false, m: n, n: d, k: n,
                     a: scores, lda: n, b: v + layout.valueOffset(b, h), ldb: ld, c: out + layout.outputOffset(b, h),
-                    ldc: layout.outputStride)
+                    ldc: layout.outputStride, precision: precision)
             }
         }
     }
@@ -73,11 +75,11 @@ private func attentionBackward(
     _ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
     probabilities pp: UnsafePointer<Float>, gradOut pg: UnsafePointer<Float>,
     gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float,
-    hasTerms: Bool = false, gradBias: UnsafeMutablePointer<Float>? = nil
+    hasTerms: Bool = false, gradBias: UnsafeMutablePointer<Float>? = nil, precision: Precision
 ) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
-    let narrow = d <= NarrowHeads.limit && !hasTerms
+    let narrow = NarrowHeads.apply(width: d, hasTerms: hasTerms)
     // Wide heads keep dP per head; narrow ones need only a row of it, in their workspace.
     let scratch = narrow ? nil : Tensor(uninitializedShape: [layout.batch * heads, n, n])
     withSingleThreadedBLAS {
@@ -97,11 +99,11 @@ private func attentionBackward(
                 // dV = P^T dO
                 gemm(
                     transposeA: true, transposeB: false, m: n, n: d, k: n, a: p, lda: n, b: gh, ldb: ldo,
-                    c: gv + layout.valueOffset(b, h), ldc: ld)
+                    c: gv + layout.valueOffset(b, h), ldc: ld, precision: precision)
                 // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
                 gemm(
                     transposeA: false, transposeB: true, m: n, n: n, k: d, a: gh, lda: ldo,
-                    b: v + layout.valueOffset(b, h), ldb: ld, c: dp, ldc: n)
+                    b: v + layout.valueOffset(b, h), ldb: ld, c: dp, ldc: n, precision: precision)
                 for r in 0..<n {
                     let pr = p + r * n, dr = dp + r * n
                     let inner = dot(pr, dr, count: n)
@@ -110,10 +112,12 @@ private func attentionBackward(
                 // dQ = dS K, dK = dS^T Q
                 gemm(
                     transposeA: false, transposeB: false, m: n, n: d, k: n, a: dp, lda: n,
-                    b: k + layout.keyOffset(b, h), ldb: ld, c: gq + layout.queryOffset(b, h), ldc: ld)
+                    b: k + layout.keyOffset(b, h), ldb: ld, c: gq + layout.queryOffset(b, h), ldc: ld,
+                    precision: precision)
                 gemm(
                     transposeA: true, transposeB: false, m: n, n: d, k: n, a: dp, lda: n,
-                    b: q + layout.queryOffset(b, h), ldb: ld, c: gk + layout.keyOffset(b, h), ldc: ld)
+                    b: q + layout.queryOffset(b, h), ldb: ld, c: gk + layout.keyOffset(b, h), ldc: ld,
+                    precision: precision)
             }
         }
     }
@@ -144,21 +148,32 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     let layout = AttentionLayout(
         batch: slices, heads: 1, tokens: n, width: d, queryOffset: contiguous, keyOffset: contiguous,
         valueOffset: contiguous, inputStride: d, outputOffset: contiguous, outputStride: d)
+    let precision = Autocast.precision
+    let (qIn, kIn, vIn) = [q, k, v].map {
+        NarrowHeads.inputs($0, width: d, hasTerms: false, precision: precision)
+    }.triple
     let probabilities = Tensor(uninitializedShape: [slices, n, n])
     let out = Tensor(uninitializedShape: q.shape)
     FLOPCounter.add(2 * slices * n * n * d)
-    attention(layout, q: q.data, k: k.data, v: v.data, out: out.data, probabilities: probabilities.data, factor: factor)
+    attention(
+        layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data, probabilities: probabilities.data,
+        factor: factor, precision: precision)
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
         let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape),
             gv = Tensor(uninitializedShape: v.shape)
+        let gIn = NarrowHeads.inputs(g, width: d, hasTerms: false, precision: precision)
         attentionBackward(
-            layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data, gradOut: g.data,
-            gq: gq.data, gk: gk.data, gv: gv.data, factor: factor)
+            layout, q: qIn.data, k: kIn.data, v: vIn.data, probabilities: probabilities.data, gradOut: gIn.data,
+            gq: gq.data, gk: gk.data, gv: gv.data, factor: factor, precision: precision)
         accumulateGradient(q, gq)
         accumulateGradient(k, gk)
         accumulateGradient(v, gv)
     }
     return out
+}
+
+extension Array {
+    fileprivate var triple: (Element, Element, Element) { (self[0], self[1], self[2]) }
 }
 
 /// Multi-head self-attention on the packed output of a qkv projection: (B, N, 3C) laid out as
@@ -195,19 +210,22 @@ public func packedSelfAttention(
     let terms = ScoreTerms(
         bias: bias.map { UnsafePointer($0.data) }, mask: mask.map { UnsafePointer($0.data) },
         windows: mask?.shape[0] ?? 1)
+    let precision = Autocast.precision
+    let inputs = NarrowHeads.inputs(qkv, width: d, hasTerms: !terms.isEmpty, precision: precision)
     let probabilities = Tensor(uninitializedShape: [b * heads, n, n])
     let out = Tensor(uninitializedShape: [b, n, c])
     FLOPCounter.add(2 * b * heads * n * n * d)
     attention(
-        layout, q: qkv.data, k: qkv.data, v: qkv.data, out: out.data, probabilities: probabilities.data, factor: factor,
-        terms: terms)
+        layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data, probabilities: probabilities.data,
+        factor: factor, terms: terms, precision: precision)
     Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? []), family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: qkv.shape)
         let gbias = bias?.requiresGrad == true ? Tensor(uninitializedShape: [heads, n, n]) : nil
+        let gIn = NarrowHeads.inputs(g, width: d, hasTerms: !terms.isEmpty, precision: precision)
         attentionBackward(
-            layout, q: qkv.data, k: qkv.data, v: qkv.data, probabilities: probabilities.data, gradOut: g.data,
-            gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor, hasTerms: !terms.isEmpty, gradBias: gbias?.data
-        )
+            layout, q: inputs.data, k: inputs.data, v: inputs.data, probabilities: probabilities.data,
+            gradOut: gIn.data, gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor,
+            hasTerms: !terms.isEmpty, gradBias: gbias?.data, precision: precision)
         accumulateGradient(qkv, gqkv)
         if let bias, let gbias { accumulateGradient(bias, gbias) }
     }

@@ -32,7 +32,8 @@ public func conv2d(
     FLOPCounter.add(
         batch * outChannels * g.outputHeight * g.outputWidth * (inChannels / groups) * weight.shape[2] * weight.shape[3]
     )
-    plan.forward(input.data, weight.data, bias?.data, out.data)
+    let precision = Autocast.precision
+    plan.forward(input.data, weight.data, bias?.data, out.data, precision: precision)
     Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? []), family: .convolution) { gradOut in
         // The stride-1 path overwrites the input gradient; the others accumulate into zeros.
         let gx =
@@ -40,7 +41,7 @@ public func conv2d(
             ? (plan.inputGradientIsConvolution ? Tensor(uninitializedShape: input.shape) : Tensor(zeros: input.shape))
             : nil
         let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
-        plan.backward(input.data, weight.data, gradOut.data, gx?.data, gw?.data)
+        plan.backward(input.data, weight.data, gradOut.data, gx?.data, gw?.data, precision: precision)
         if let gx { accumulateGradient(input, gx) }
         if let gw { accumulateGradient(weight, gw) }
         if let bias, bias.requiresGrad {
@@ -115,6 +116,8 @@ public func conv2dKernel(
 struct ConvPlan {
     let batch, inChannels, outChannels, groups: Int
     let geometry: ConvGeometry
+    /// The arithmetic of the oneDNN primitives it runs (`bfloat16` only on `nativeBFloat16`).
+    var precision: Precision = .float32
 
     /// The direct kernel where it applies and is chosen.
     var direct: DirectConvolution? {

@@ -10,7 +10,7 @@ extension ConvPlan {
                 batch: images, inChannels: inChannels, outChannels: outChannels, groups: groups,
                 inputHeight: g.inputHeight, inputWidth: g.inputWidth, kernelHeight: g.kernelHeight,
                 kernelWidth: g.kernelWidth, strideHeight: g.strideHeight, strideWidth: g.strideWidth,
-                paddingHeight: g.paddingHeight, paddingWidth: g.paddingWidth))
+                paddingHeight: g.paddingHeight, paddingWidth: g.paddingWidth, precision: precision))
     }
 
     var usesOneDNN: Bool {
@@ -66,7 +66,14 @@ extension ConvPlan {
         // oneDNN 2.6 has no fast depthwise weight gradient (it unfolds: 2x the time of all the
         // rest of the convolution); sfkd's own loop computes it.
         let ownWeightGradient = isDepthwise
-        if ownWeightGradient, let gw { depthwiseBackward(x, w, gy, nil, gw) }
+        if ownWeightGradient, let gw {
+            if precision == .bfloat16 {
+                let (xr, gyr) = (rounded(x, count: batch * inChannels * inPlane), rounded(gy, count: gyCount))
+                depthwiseBackward(xr.data, w, gyr.data, nil, gw)
+            } else {
+                depthwiseBackward(x, w, gy, nil, gw)
+            }
+        }
         let weightCount = outChannels * columnsRows
         let partials = gw == nil || ownWeightGradient ? nil : Tensor(uninitializedShape: [shares.count, weightCount])
         parallelChunks(shares.count) { _, range in

@@ -1,4 +1,5 @@
-/// Matrix products on `gemm` (oneDNN's or OpenBLAS's sgemm, as `GEMMKernel` chooses).
+/// Matrix products on `gemm` (oneDNN's or OpenBLAS's sgemm, as `GEMMKernel` chooses), at the
+/// `Autocast` precision of the forward pass, backward included.
 
 /// (..., M, K) x (K, N) -> (..., M, N); or (B, M, K) x (B, K, N) -> (B, M, N).
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
@@ -8,24 +9,25 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
         "matmul: shapes \(a.shape) and \(b.shape) do not multiply")
     let k = b.shape[0], n = b.shape[1]
     let m = a.count / k
+    let precision = Autocast.precision
     let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
     FLOPCounter.add(m * n * k)
     gemm(
         transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data,
-        ldc: n)
+        ldc: n, precision: precision)
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if a.requiresGrad {
             let ga = Tensor(uninitializedShape: a.shape)
             gemm(
                 transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: b.data, ldb: n, c: ga.data,
-                ldc: k)
+                ldc: k, precision: precision)
             accumulateGradient(a, ga)
         }
         if b.requiresGrad {
             let gb = Tensor(uninitializedShape: b.shape)
             gemm(
                 transposeA: true, transposeB: false, m: k, n: n, k: m, a: a.data, lda: k, b: g.data, ldb: n, c: gb.data,
-                ldc: n)
+                ldc: n, precision: precision)
             accumulateGradient(b, gb)
         }
     }
@@ -47,12 +49,14 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
         "batchedMatmul: inner sizes differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
     let out = Tensor(uninitializedShape: [batch, m, n])
     FLOPCounter.add(batch * m * n * k)
+    let precision = Autocast.precision
     let sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2]
     let lda = a.shape[2], ldb = b.shape[2]
     for i in 0..<batch {
         gemm(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-            a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n)
+            a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n,
+            precision: precision)
     }
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if a.requiresGrad {
@@ -63,11 +67,11 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
                     // A^T is (m, k): dA^T = G op(B)^T, so dA (k, m) = op(B) G^T
                     gemm(
                         transposeA: transposeB, transposeB: true, m: k, n: m, k: n, a: bi, lda: ldb, b: gi, ldb: n,
-                        c: out, ldc: lda)
+                        c: out, ldc: lda, precision: precision)
                 } else {
                     gemm(
                         transposeA: false, transposeB: !transposeB, m: m, n: k, k: n, a: gi, lda: n, b: bi, ldb: ldb,
-                        c: out, ldc: lda)
+                        c: out, ldc: lda, precision: precision)
                 }
             }
             accumulateGradient(a, ga)
@@ -80,11 +84,11 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
                     // dB (n, k) = G^T op(A)
                     gemm(
                         transposeA: true, transposeB: transposeA, m: n, n: k, k: m, a: gi, lda: n, b: ai, ldb: lda,
-                        c: out, ldc: ldb)
+                        c: out, ldc: ldb, precision: precision)
                 } else {
                     gemm(
                         transposeA: !transposeA, transposeB: false, m: k, n: n, k: m, a: ai, lda: lda, b: gi, ldb: n,
-                        c: out, ldc: ldb)
+                        c: out, ldc: ldb, precision: precision)
                 }
             }
             accumulateGradient(b, gb)
@@ -101,6 +105,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         "linear: input \(x.shape) does not match weight \(weight.shape)")
     if let bias { ensure(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(weight.shape)") }
     let rows = x.count / inFeatures
+    let precision = Autocast.precision
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
     FLOPCounter.add(rows * inFeatures * outFeatures)
     if let bias {
@@ -109,20 +114,22 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     gemm(
         transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
         a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data,
-        ldc: outFeatures)
+        ldc: outFeatures, precision: precision)
     Tape.current.record(out, inputs: bias.map { [x, weight, $0] } ?? [x, weight], family: .gemm) { g in
         if x.requiresGrad {
             let gx = Tensor(uninitializedShape: x.shape)
             gemm(
                 transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
-                a: g.data, lda: outFeatures, b: weight.data, ldb: inFeatures, c: gx.data, ldc: inFeatures)
+                a: g.data, lda: outFeatures, b: weight.data, ldb: inFeatures, c: gx.data, ldc: inFeatures,
+                precision: precision)
             accumulateGradient(x, gx)
         }
         if weight.requiresGrad {
             let gw = Tensor(uninitializedShape: weight.shape)
             gemm(
                 transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
-                a: g.data, lda: outFeatures, b: x.data, ldb: inFeatures, c: gw.data, ldc: inFeatures)
+                a: g.data, lda: outFeatures, b: x.data, ldb: inFeatures, c: gw.data, ldc: inFeatures,
+                precision: precision)
             accumulateGradient(weight, gw)
         }
         if let bias, bias.requiresGrad {
