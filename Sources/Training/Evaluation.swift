@@ -52,7 +52,7 @@ public enum Evaluation {
     /// data-parallel ranks can split evaluation and add their sums.
     public static func totals(
         _ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
-        shard: Int = 0, shards: Int = 1, loaderThreads: Int = 2
+        shard: Int = 0, shards: Int = 1, loaderThreads: Int = 2, precision: Precision = .float32
     ) throws -> EvaluationTotals {
         let wasTraining = model.isTraining
         model.eval()
@@ -67,7 +67,7 @@ public enum Evaluation {
         var correct1 = 0, correct5 = 0, lossSum = 0.0
         while let batch = try loader.next() {
             withNoGrad {
-                let logits = model.forward(batch.images).logits
+                let logits = Autocast.run(precision) { model.forward(batch.images).logits }
                 let classes = logits.shape[1]
                 lossSum += Double(crossEntropy(logits, labels: batch.labels).item) * Double(batch.labels.count)
                 for (row, label) in batch.labels.enumerated() {
@@ -105,23 +105,39 @@ public struct Evaluator {
     let batchSize: Int
     let loaderThreads: Int
     let replicas: ReplicaGroup
+    /// The arithmetic each model is scored at: the one it trains or teaches at, as timm's
+    /// validation runs under the training's autocast.
+    var studentPrecision = Precision.float32
+    var teacherPrecision = Precision.float32
 
-    /// `classifier`'s scores on validation and test; `what` names it in errors.
+    /// The student's scores on validation and test; `what` names it in errors.
     public func scores(_ classifier: any ImageClassifier, what: String) throws -> Scores {
-        let validation = try splits.validation.map { try evaluate(classifier, on: $0, split: "validation", what: what) }
-        return Scores(
-            validation: validation, test: try evaluate(classifier, on: splits.test, split: "test", what: what))
+        try scores(classifier, what: what, precision: studentPrecision)
     }
 
-    private func evaluate(_ classifier: any ImageClassifier, on dataset: ImageDataset, split: String, what: String)
-        throws -> EvaluationResult
-    {
+    /// The frozen teacher's scores.
+    public func teacherScores(_ teacher: any ImageClassifier) throws -> Scores {
+        try scores(teacher, what: "the teacher", precision: teacherPrecision)
+    }
+
+    private func scores(_ classifier: any ImageClassifier, what: String, precision: Precision) throws -> Scores {
+        let validation = try splits.validation.map {
+            try evaluate(classifier, on: $0, split: "validation", what: what, precision: precision)
+        }
+        return Scores(
+            validation: validation,
+            test: try evaluate(classifier, on: splits.test, split: "test", what: what, precision: precision))
+    }
+
+    private func evaluate(
+        _ classifier: any ImageClassifier, on dataset: ImageDataset, split: String, what: String, precision: Precision
+    ) throws -> EvaluationResult {
         guard dataset.count > 0 else {
             throw UserError("the \(split) split of '\(splits.name)' is empty: nothing to evaluate on")
         }
         let totals = try Evaluation.totals(
             classifier, on: dataset, mean: splits.mean, std: splits.std, batchSize: batchSize,
-            shard: replicas.rank, shards: replicas.size, loaderThreads: loaderThreads)
+            shard: replicas.rank, shards: replicas.size, loaderThreads: loaderThreads, precision: precision)
         let result = try replicas.reduce(totals).result
         try result.checkFinite(what: what, dataset: splits.name)
         return result

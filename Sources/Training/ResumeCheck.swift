@@ -24,6 +24,8 @@ extension TrainingConfig {
             "the epoch's batches are cut differently, so samples of the current epoch are skipped or repeated",
         "dataset": "training continues on other data",
         "seed": "the data order and augmentation of the coming epochs change",
+        "precision": "the student's products round differently from this step on",
+        "teacher_precision": "the teacher's outputs differ slightly from this step on",
     ]
 
     /// The resolved config as "key: value" lines without the placement keys: what every rank

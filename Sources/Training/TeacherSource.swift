@@ -15,16 +15,19 @@ public protocol TeacherSource: AnyObject {
 public final class InlineTeacher: TeacherSource {
     public let model: any ImageClassifier
     public let tapIndices: [Int]
+    /// The arithmetic of its forward (`teacher_precision`).
+    public let precision: Precision
 
-    public init(model: any ImageClassifier, tapIndices: [Int]) {
+    public init(model: any ImageClassifier, tapIndices: [Int], precision: Precision = .float32) {
         model.eval()
         model.freeze()
         self.model = model
         self.tapIndices = tapIndices
+        self.precision = precision
     }
 
     public func outputs(for batch: Batch) -> ModelOutput {
-        let output = withNoGrad { model.forward(batch.images) }
+        let output = withNoGrad { Autocast.run(precision) { model.forward(batch.images) } }
         let declared = Set(tapIndices)
         let taps = output.taps.enumerated().map { index, tap in
             declared.contains(index) ? tap : FeatureTap(tensor: Tensor(zeros: [0]), layout: tap.layout)

@@ -200,7 +200,7 @@ public final class Trainer {
     /// The frozen teacher's own scores on this run's splits, printed before training.
     private func evaluateTeacher(_ evaluator: Evaluator) throws -> TeacherRecord? {
         guard let teacher = setup.teacher, config.evaluateTeacher else { return nil }
-        let scores = try evaluator.scores(teacher, what: "the teacher")
+        let scores = try evaluator.teacherScores(teacher)
         let validation = scores.validation.map { "validation top-1 \(percent($0.top1))%, " } ?? ""
         progress.message(
             "teacher \(teacher.architecture): \(validation)test top-1 \(percent(scores.test.top1))%, top-5 \(percent(scores.test.top5))%"
@@ -268,6 +268,14 @@ public final class Trainer {
             progress.message(
                 "zero1: each rank updates its shard of \(sharded.shards.buckets.count) buckets; rank 0 holds \(sharded.stateCount) of the \(sharded.fullStateCount) floats of optimizer state"
             )
+        }
+        if config.precision == .bfloat16 || config.teacherPrecision == .bfloat16 {
+            let who = [
+                config.precision == .bfloat16 ? "student" : nil, config.teacherPrecision == .bfloat16 ? "teacher" : nil,
+            ]
+            .compactMap { $0 }.joined(separator: " and ")
+            let warning = BFloat16Arithmetic.hardware ? "" : "warning: bf16 brings no speed on this CPU; "
+            progress.message("\(warning)bf16 autocast for the \(who): \(BFloat16Arithmetic.summary)")
         }
         progress.message(
             "train \(config.model) (\(model.parameterCount) parameters) on \(splits.name) \(splits.shape), \(splits.train.count) images, batch \(config.batchSize)\(placement), \(setup.totalSteps) steps (\(setup.stepsPerEpoch) per epoch), \(Threads.count) threads; \(config.optimizerSummary(recipe: setup.recipe))"

@@ -10,6 +10,7 @@ public enum ScheduleChoice: String, SettingChoice { case cosine, step, constant 
 /// (`IMAGENET_DEFAULT_MEAN/STD`, `IMAGENET_INCEPTION_MEAN/STD`), as models pretrained on ImageNet expect.
 public enum NormalizationChoice: String, SettingChoice { case dataset, imagenet, inception }
 extension ReplicaGroup.SyncMethod: SettingChoice {}
+extension Precision: SettingChoice {}
 extension Interpolation: SettingChoice {}
 extension ImagePipeline.TrainInterpolation: SettingChoice {}
 
@@ -97,6 +98,10 @@ public struct TrainingConfig: Equatable, Sendable {
     public var bucketMegabytes = 8.0
     /// Allreduce gradient buckets while backward runs (`--no-overlap` turns it off).
     public var overlap = true
+    /// The student's products and convolutions: float32 or bfloat16 autocast (`--precision`).
+    public var precision = Precision.float32
+    /// The frozen teacher's (`--teacher-precision`).
+    public var teacherPrecision = Precision.float32
     /// How gradient buckets are averaged across student ranks.
     public var gradientSync = ReplicaGroup.SyncMethod.allreduce
     /// BatchNorm with statistics over the global batch (`--sync-bn`).

@@ -180,8 +180,18 @@ extension TrainingConfig {
             "threads", \.threads, "run folder", range: .between(1, 1024), help: "Threads for OpenBLAS and the kernels."),
 
         field(
+            "precision", \.precision, "schedule",
+            help:
+                "The student's arithmetic: fp32, or bf16 (PyTorch's CPU autocast: convolutions, linear layers and attention products take bfloat16 inputs and accumulate in float32; everything else, weights, gradients and optimizer state stay float32). Twice the speed where the CPU has AVX512_BF16 or AMX; emulated, with no speed gained, elsewhere."
+        ),
+        field(
             "teacher", \.teacher, "distillation",
             help: "Frozen teacher: a model.safetensors written by sfkd train on the same dataset."),
+        field(
+            "teacher_precision", \.teacherPrecision, "distillation",
+            help:
+                "The frozen teacher's arithmetic: fp32, or bf16 (its forward under bfloat16 autocast, inline or on teacher ranks; its logits and features handed to the loss in float32)."
+        ),
         field(
             "method", \.method, "distillation", kind: .choice(MethodRegistry.names),
             help: "Distillation method: "

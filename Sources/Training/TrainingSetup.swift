@@ -130,13 +130,13 @@ public final class TrainingSetup {
         TrainingStep(
             modules: modules, method: method, optimizer: optimizer.optimizer, replicas: replicas,
             teacher: try teacherSource(link: teacherLink, firstStep: firstStep),
-            clipNorm: config.clipGradientNorm.map(Float.init))
+            clipNorm: config.clipGradientNorm.map(Float.init), precision: config.precision)
     }
 
     /// Where the step's teacher outputs come from: a teacher rank, the teacher inline, or nowhere.
     private func teacherSource(link: Communicator?, firstStep: Int) throws -> (any TeacherSource)? {
         guard let teacher else { return nil }
-        guard let link else { return InlineTeacher(model: teacher, tapIndices: method.teacherTapIndices) }
+        guard let link else { return inlineTeacher(teacher) }
         return try OffloadedTeacher(
             link: link, teacherRank: layout.teacherRank(serving: layout.group.rank), layout: teacherMessages,
             localBatch: layout.localBatchSize, firstStep: firstStep, totalSteps: totalSteps)
@@ -146,10 +146,14 @@ public final class TrainingSetup {
     func serveTeacherOutputs(link: Communicator, fromStep firstStep: Int) throws {
         guard let teacher else { return }
         try TeacherServer(
-            link: link, teacher: InlineTeacher(model: teacher, tapIndices: method.teacherTapIndices),
+            link: link, teacher: inlineTeacher(teacher),
             layout: teacherMessages, data: data, students: layout.servedStudents
         )
         .serve(fromStep: firstStep)
+    }
+
+    private func inlineTeacher(_ teacher: any ImageClassifier) -> InlineTeacher {
+        InlineTeacher(model: teacher, tapIndices: method.teacherTapIndices, precision: config.teacherPrecision)
     }
 
     private var teacherMessages: TeacherMessageLayout {
@@ -163,7 +167,8 @@ public final class TrainingSetup {
     /// Scores models on this run's validation and test splits over `replicas`.
     public func evaluator(_ replicas: ReplicaGroup) -> Evaluator {
         Evaluator(
-            splits: splits, batchSize: config.evalBatchSize, loaderThreads: config.loaderThreads, replicas: replicas)
+            splits: splits, batchSize: config.evalBatchSize, loaderThreads: config.loaderThreads, replicas: replicas,
+            studentPrecision: config.precision, teacherPrecision: config.teacherPrecision)
     }
 }
 

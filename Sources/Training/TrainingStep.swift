@@ -62,11 +62,14 @@ public final class TrainingStep {
     public let replicas: ReplicaGroup
     let teacher: (any TeacherSource)?
     let clipNorm: Float?
+    /// The arithmetic of the student's forward and the method's loss (the backward follows it).
+    let precision: Precision
 
     public init(
         modules: StudentAndHelpers, method: any DistillationMethod, optimizer: any Optimizer, replicas: ReplicaGroup,
-        teacher: (any TeacherSource)?, clipNorm: Float? = nil
+        teacher: (any TeacherSource)?, clipNorm: Float? = nil, precision: Precision = .float32
     ) {
+        self.precision = precision
         self.modules = modules
         self.method = method
         self.optimizer = optimizer
@@ -89,13 +92,17 @@ public final class TrainingStep {
             return Double(now - clock) * 1e-9
         }
         optimizer.learningRate = learningRate
-        let output = modules.student.forward(batch.images)
+        let output = Autocast.run(precision) { modules.student.forward(batch.images) }
         phases.forward = lap()
         let teacherOutput = try teacher?.outputs(for: batch)
         phases.teacher = lap()
-        let loss = method.loss(
-            student: output, teacher: teacherOutput, targets: Targets(labels: batch.labels, soft: batch.softTargets),
-            step: step)
+        // The method's own modules (projectors, DS2S, OFA's branches) under the student's
+        // precision; its losses are float32 ops whatever it is.
+        let loss = Autocast.run(precision) {
+            method.loss(
+                student: output, teacher: teacherOutput,
+                targets: Targets(labels: batch.labels, soft: batch.softTargets), step: step)
+        }
         let local = StepStatistics(
             loss: loss.total.item, correct: Double(countCorrect(output.logits, batch.labels)),
             terms: loss.terms.mapValues(Double.init))

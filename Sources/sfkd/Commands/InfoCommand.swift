@@ -29,8 +29,10 @@ struct InfoCommand: ParsableCommand {
         }
         struct Version: Encodable { let version: String }
         struct OneDNN: Encodable {
-            let version: String, isa: String, bfloat16: Bool, gemm: String
-            enum CodingKeys: String, CodingKey { case version, isa, gemm, bfloat16 = "bf16_hardware" }
+            let version: String, isa: String, bfloat16: Bool, gemm: String, bfloat16Arithmetic: String
+            enum CodingKeys: String, CodingKey {
+                case version, isa, gemm, bfloat16 = "bf16_hardware", bfloat16Arithmetic = "bf16_arithmetic"
+            }
         }
         struct Tap: Encodable {
             let shape: [Int], layout: String, prefixTokens: Int?, grid: [Int]?
@@ -59,7 +61,8 @@ struct InfoCommand: ParsableCommand {
                 threads: Threads.count),
             onednn: .init(
                 version: Tensors.OneDNN.version, isa: Tensors.OneDNN.instructionSet,
-                bfloat16: Tensors.OneDNN.hasBFloat16, gemm: GEMMKernel.effective.rawValue),
+                bfloat16: Tensors.OneDNN.hasBFloat16, gemm: GEMMKernel.effective.rawValue,
+                bfloat16Arithmetic: BFloat16Arithmetic.effective.rawValue),
             mpi: .init(
                 library: MPIProcess.libraryVersion, threadLevel: MPIProcess.threadLevelName,
                 worldSize: MPIProcess.worldSize, rank: MPIProcess.worldRank),
@@ -83,6 +86,7 @@ struct InfoCommand: ParsableCommand {
             OpenBLAS  \(info.openblas.config)
                       core \(info.openblas.core) (\(info.openblas.coreReason)); \(info.openblas.threads) threads (sfkd splits GEMMs itself; OpenBLAS runs single-threaded)
             oneDNN    \(info.onednn.version) on \(info.onednn.isa) (bf16 in hardware: \(info.onednn.bfloat16 ? "yes" : "no")); matrix products on \(info.onednn.gemm == "onednn" ? "oneDNN" : "OpenBLAS")\(GEMMKernel.choice == .automatic ? "" : " (SFKD_GEMM)")
+            bf16      --precision bf16 runs \(BFloat16Arithmetic.summary)
             MPI       \(info.mpi.library), \(info.mpi.threadLevel), world size \(info.mpi.worldSize)
             FFTW      \(info.fftw.version)
             zlib      \(info.zlib.version)
