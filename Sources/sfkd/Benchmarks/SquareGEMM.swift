@@ -15,12 +15,13 @@ struct SquareGEMM {
 
     var flops: Double { 2 * Double(size * size * size) }
 
-    /// One product on `kernel` (the automatic choice by default).
-    func run(on kernel: GEMMKernel = .automatic) {
+    /// One product on `kernel` (the automatic choice by default), at `precision` (bfloat16:
+    /// the rounding of A and B included, as every product under autocast pays it).
+    func run(on kernel: GEMMKernel = .automatic, precision: Precision = .float32) {
         GEMMKernel.pinned(kernel) {
             gemm(
                 transposeA: false, transposeB: false, m: size, n: size, k: size, a: a.data, lda: size, b: b.data,
-                ldb: size, c: c.data, ldc: size)
+                ldb: size, c: c.data, ldc: size, precision: precision)
         }
     }
 }
@@ -29,15 +30,20 @@ struct SquareGEMM {
 /// the faster of OpenBLAS's and oneDNN's sgemm at 1024^3, timed in turn in the same run.
 struct DenseRate: Encodable {
     let openblasGFLOPS: Double, onednnGFLOPS: Double
+    /// oneDNN's bfloat16 product at 1024^3 (the rounding of its inputs included), measured when
+    /// the benchmark runs at bfloat16: then the best rate is this one (emulated on a CPU without
+    /// bfloat16 instructions, so there no faster than float32).
+    let bfloat16GFLOPS: Double?
 
     enum CodingKeys: String, CodingKey {
         case openblasGFLOPS = "openblas_sgemm_gflops", onednnGFLOPS = "onednn_sgemm_gflops", best = "best_gflops",
-            bestKernel = "best_kernel"
+            bestKernel = "best_kernel", bfloat16GFLOPS = "bf16_gemm_gflops"
     }
 
-    init(openblasGFLOPS: Double, onednnGFLOPS: Double) {
+    init(openblasGFLOPS: Double, onednnGFLOPS: Double, bfloat16GFLOPS: Double? = nil) {
         self.openblasGFLOPS = openblasGFLOPS
         self.onednnGFLOPS = onednnGFLOPS
+        self.bfloat16GFLOPS = bfloat16GFLOPS
     }
 
     /// Times both libraries on `gemm`'s matrices, alternately, `repeats` rounds.
@@ -47,11 +53,18 @@ struct DenseRate: Encodable {
         self.init(openblasGFLOPS: gemm.flops / seconds[0] * 1e-9, onednnGFLOPS: gemm.flops / seconds[1] * 1e-9)
     }
 
-    var best: Double { max(openblasGFLOPS, onednnGFLOPS) }
-    var bestKernel: String { onednnGFLOPS >= openblasGFLOPS ? "oneDNN sgemm" : "OpenBLAS sgemm" }
+    var best: Double { bfloat16GFLOPS ?? max(openblasGFLOPS, onednnGFLOPS) }
+    var bestKernel: String {
+        if bfloat16GFLOPS != nil { return "bf16 gemm (\(BFloat16Arithmetic.effective.rawValue))" }
+        return onednnGFLOPS >= openblasGFLOPS ? "oneDNN sgemm" : "OpenBLAS sgemm"
+    }
 
     /// "oneDNN sgemm 111.2 GFLOP/s (OpenBLAS 95.0)".
     var summary: String {
+        let float32 = "oneDNN sgemm \(formatted(onednnGFLOPS)), OpenBLAS \(formatted(openblasGFLOPS))"
+        if let bfloat16GFLOPS {
+            return "\(bestKernel) \(formatted(bfloat16GFLOPS)) GFLOP/s at 1024^3 (\(float32))"
+        }
         let other =
             onednnGFLOPS >= openblasGFLOPS
             ? "OpenBLAS \(formatted(openblasGFLOPS))" : "oneDNN \(formatted(onednnGFLOPS))"
@@ -64,5 +77,6 @@ struct DenseRate: Encodable {
         try container.encode(onednnGFLOPS, forKey: .onednnGFLOPS)
         try container.encode(best, forKey: .best)
         try container.encode(bestKernel, forKey: .bestKernel)
+        try container.encodeIfPresent(bfloat16GFLOPS, forKey: .bfloat16GFLOPS)
     }
 }

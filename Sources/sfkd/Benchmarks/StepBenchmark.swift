@@ -77,6 +77,10 @@ struct StepBenchmark {
     struct Result: Encodable {
         let model: String
         let parameters: Int
+        let precision: Precision
+        let teacherPrecision: Precision
+        /// How bfloat16 products ran ("native" or "emulated"), when any did.
+        let bfloat16Arithmetic: String?
         let batchSize: Int
         let threads: Int
         let steps: Int
@@ -100,7 +104,8 @@ struct StepBenchmark {
         let gradientReady: [GradientReady]
 
         enum CodingKeys: String, CodingKey {
-            case model, parameters, threads, steps, methods, gradientReady = "gradient_ready"
+            case model, parameters, threads, steps, methods, gradientReady = "gradient_ready", precision
+            case teacherPrecision = "teacher_precision", bfloat16Arithmetic = "bf16_arithmetic"
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
             case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", denseRate =
@@ -211,7 +216,11 @@ struct StepBenchmark {
         let images = batch.images
         // Multiply-adds of one step's forward passes (the first warm-up step), the teacher's apart.
         let teacherMultiplyAdds =
-            teacher.map { teacher in FLOPCounter.multiplyAdds { withNoGrad { _ = teacher.forward(images) } } } ?? 0
+            teacher.map { teacher in
+                FLOPCounter.multiplyAdds {
+                    withNoGrad { Autocast.run(config.teacherPrecision) { _ = teacher.forward(images) } }
+                }
+            } ?? 0
         var stepFLOPs: [Double] = []
         for (k, trainingStep) in trainingSteps.enumerated() {
             let counted = try FLOPCounter.multiplyAdds { _ = try trainingStep.run(batch, step: 0, learningRate: 0.01) }
@@ -221,7 +230,9 @@ struct StepBenchmark {
         let readyClock = Communicator.world.size == 1 ? ReadyClock(trainingSteps[0].modules.trainableParameters) : nil
         defer { readyClock?.detach() }
         let gemm = SquareGEMM(size: 1024)
-        var gemmSeconds: [[Double]] = [[], []]
+        // At bfloat16 the rate to compare with is the bfloat16 product's.
+        let bfloat16 = config.precision == .bfloat16
+        var gemmSeconds: [[Double]] = [[], [], []]
         var seconds = [[Double]](repeating: [], count: trainingSteps.count)
         var phases = [[StepPhases]](repeating: [], count: trainingSteps.count)
         for step in 0..<(warmup + steps) {
@@ -236,16 +247,19 @@ struct StepBenchmark {
                 }
             }
             if step >= warmup {
-                for (index, kernel) in [GEMMKernel.openBLAS, .oneDNN].enumerated() {
+                let products: [(GEMMKernel, Precision)] =
+                    [(.openBLAS, .float32), (.oneDNN, .float32)] + (bfloat16 ? [(.oneDNN, .bfloat16)] : [])
+                for (index, (kernel, precision)) in products.enumerated() {
                     let start = DispatchTime.now().uptimeNanoseconds
-                    gemm.run(on: kernel)
+                    gemm.run(on: kernel, precision: precision)
                     gemmSeconds[index].append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
                 }
             }
         }
         let dense = DenseRate(
             openblasGFLOPS: gemm.flops / median(gemmSeconds[0]) * 1e-9,
-            onednnGFLOPS: gemm.flops / median(gemmSeconds[1]) * 1e-9)
+            onednnGFLOPS: gemm.flops / median(gemmSeconds[1]) * 1e-9,
+            bfloat16GFLOPS: bfloat16 ? gemm.flops / median(gemmSeconds[2]) * 1e-9 : nil)
         let profiles = try profile ? trainingSteps.map { try profiled($0, batch: batch) } : nil
         let medians = seconds.map(median)
         let perMethod = trainingSteps.indices.map { k in
@@ -264,6 +278,9 @@ struct StepBenchmark {
         }
         return Result(
             model: config.model, parameters: trainingSteps[0].modules.student.parameterCount,
+            precision: config.precision, teacherPrecision: config.teacherPrecision,
+            bfloat16Arithmetic: bfloat16 || config.teacherPrecision == .bfloat16
+                ? BFloat16Arithmetic.effective.rawValue : nil,
             batchSize: config.batchSize, threads: Threads.count,
             steps: steps, medianStepMilliseconds: medians[0] * 1e3,
             imagesPerSecond: Double(config.batchSize) / medians[0],

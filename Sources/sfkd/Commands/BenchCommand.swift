@@ -117,6 +117,9 @@ struct StepBenchCommand: ParsableCommand {
     @Flag(name: .customLong("no-overlap"), help: SettingFlags.help("overlap", "This flag turns it off."))
     var noOverlap = false
     @Option(name: .customLong("grad-sync"), help: SettingFlags.help("grad_sync")) var gradSync: String = "allreduce"
+    @Option(help: SettingFlags.help("precision")) var precision = "fp32"
+    @Option(name: .customLong("teacher-precision"), help: SettingFlags.help("teacher_precision"))
+    var teacherPrecision = "fp32"
     @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
     @Option(name: .customLong("input-size"), help: "Side of the random images (one rank).") var inputSize: Int = 32
     @Option(help: "Class count (one rank).") var classes: Int = 10
@@ -132,7 +135,7 @@ struct StepBenchCommand: ParsableCommand {
         try SettingFlags.config([
             ("model", model), ("model_args", modelArgs), ("batch_size", batchSize), ("threads", threads),
             ("kd_stages", kdStages), ("bucket_mb", bucketMB), ("overlap", "\(!noOverlap)"),
-            ("grad_sync", gradSync),
+            ("grad_sync", gradSync), ("precision", precision), ("teacher_precision", teacherPrecision),
             ("lr", "0.01"), ("optimizer", "sgd"),
         ])
     }
@@ -157,6 +160,13 @@ struct StepBenchCommand: ParsableCommand {
                 "\(indent)  \(row.family.padding(toLength: 48, withPad: " ", startingAt: 0)) \(formatted(row.forwardMilliseconds, 2).leftPadded(9)) ms \(formatted(row.backwardMilliseconds, 2).leftPadded(9)) ms \(formatted(100 * both / max(total, 1e-9), 1).leftPadded(6))%"
             )
         }
+    }
+
+    /// ", student bf16, teacher fp32 (bf16 native)"; empty at float32.
+    private func precisionText(_ config: TrainingConfig) -> String {
+        guard config.precision == .bfloat16 || config.teacherPrecision == .bfloat16 else { return "" }
+        let teacher = teacherModel == nil ? "" : ", teacher \(config.teacherPrecision.rawValue)"
+        return ", student \(config.precision.rawValue)\(teacher) (bf16 \(BFloat16Arithmetic.effective.rawValue))"
     }
 
     func run() throws {
@@ -186,7 +196,7 @@ struct StepBenchCommand: ParsableCommand {
             try printJSON(result)
         } else if let teacherModel, let perMethod = result.methods {
             report(
-                "\(teacherModel) -> \(model), batch \(config.batchSize), \(config.threads ?? 1) thread(s), full distillation steps timed alternately:"
+                "\(teacherModel) -> \(model), batch \(config.batchSize), \(config.threads ?? 1) thread(s)\(precisionText(config)), full distillation steps timed alternately:"
             )
             for entry in perMethod {
                 report(
@@ -203,7 +213,7 @@ struct StepBenchCommand: ParsableCommand {
             }
         } else {
             report(
-                "\(model) (\(result.parameters) parameters), batch \(config.batchSize), \(config.threads ?? 1) thread(s): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB"
+                "\(model) (\(result.parameters) parameters), batch \(config.batchSize), \(config.threads ?? 1) thread(s)\(precisionText(config)): \(formatted(result.imagesPerSecond)) images/s (median step \(formatted(result.medianStepMilliseconds, 2)) ms), peak RSS \(formatted(result.peakResidentMegabytes)) MB"
             )
             report(
                 "  model FLOPs \(formatted(result.modelGFLOPPerStep, 2)) GFLOP per step: \(formatted(result.achievedGFLOPS)) GFLOP/s = \(formatted(100 * result.utilisation, 0))% of the best dense rate, \(result.denseRate.summary), timed after every step"
