@@ -84,23 +84,43 @@ final class OneDNNConvolution: @unchecked Sendable {
         return descriptor!
     }
 
-    /// y = conv(x, w), overwriting y.
-    func runForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        forward.execute([UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: w), y])
+    /// Where each primitive takes the weights (or writes their gradient) among its arguments.
+    static let weightsArgument = 1, weightGradientArgument = 2
+
+    /// y = conv(x, w), overwriting y; `w` in the forward's chosen layout when `weightsChosen`.
+    func runForward(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+        weightsChosen: Bool = false
+    ) {
+        forward.execute(
+            [UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: w), y],
+            chosenLayout: weightsChosen ? [Self.weightsArgument] : [])
     }
 
-    /// gx = the input gradient of gy, overwriting gx.
-    func runBackwardData(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>) {
-        backwardData.execute([UnsafeMutablePointer(mutating: gy), UnsafeMutablePointer(mutating: w), gx])
+    /// gx = the input gradient of gy, overwriting gx; `w` as in `runForward` (the backward-data
+    /// primitive's layout).
+    func runBackwardData(
+        _ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>,
+        weightsChosen: Bool = false
+    ) {
+        backwardData.execute(
+            [UnsafeMutablePointer(mutating: gy), UnsafeMutablePointer(mutating: w), gx],
+            chosenLayout: weightsChosen ? [Self.weightsArgument] : [])
     }
 
-    /// gw = the weight gradient of gy, overwriting gw.
-    func runBackwardWeights(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gw: UnsafeMutablePointer<Float>) {
-        backwardWeights.execute([UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: gy), gw])
+    /// gw = the weight gradient of gy, overwriting gw (in the primitive's chosen layout when
+    /// `gradientChosen`).
+    func runBackwardWeights(
+        _ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gw: UnsafeMutablePointer<Float>,
+        gradientChosen: Bool = false
+    ) {
+        backwardWeights.execute(
+            [UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: gy), gw],
+            chosenLayout: gradientChosen ? [Self.weightGradientArgument] : [])
     }
 
     /// Created on first use: a frozen teacher never runs backward.
-    private var backwardData: OneDNNPrimitive {
+    var backwardData: OneDNNPrimitive {
         backward(\.backwardDataPrimitive, "backward-data", output: .source) { operation, any in
             dnnl_convolution_backward_data_desc_init(
                 &operation, dnnl_convolution_direct, &any.source, &any.weights, &any.destination, strides, padding,
@@ -114,7 +134,7 @@ final class OneDNNConvolution: @unchecked Sendable {
         }
     }
 
-    private var backwardWeights: OneDNNPrimitive {
+    var backwardWeights: OneDNNPrimitive {
         backward(\.backwardWeightsPrimitive, "backward-weights", output: .weights) { operation, any in
             dnnl_convolution_backward_weights_desc_init(
                 &operation, dnnl_convolution_direct, &any.source, &any.weights, nil, &any.destination, strides,

@@ -77,46 +77,104 @@ final class OneDNNPrimitive: @unchecked Sendable {
         withUnsafePointer(to: a) { a in withUnsafePointer(to: b) { b in dnnl_memory_desc_equal(a, b) != 0 } }
     }
 
-    /// Runs the primitive on the calling thread with `pointers` (one per argument, in the
-    /// order of `arguments`, in plain layouts).
-    func execute(_ pointers: [UnsafeMutablePointer<Float>]) {
+    /// Whether argument `index` takes the same layout here as in `other` (primitives of one
+    /// convolution for different image counts): then one reorder of it serves both.
+    func choosesLike(_ other: OneDNNPrimitive, argument index: Int) -> Bool {
+        Self.equal(arguments[index].chosen, other.arguments[index].chosen)
+    }
+
+    /// Input `index` at `pointer` in the layout (and type) this primitive chose, for several
+    /// executions to share (the weights, read by every share of a batch); nil where that is the
+    /// plain layout already.
+    func chosenCopy(ofInput index: Int, _ pointer: UnsafePointer<Float>) -> Tensor? {
+        let argument = arguments[index]
+        guard let reorder = argument.reorder, !argument.isOutput else { return nil }
+        let buffer = Tensor(uninitializedShape: [argument.chosenFloats])
+        withStream { stream, memory in
+            run(
+                reorder, from: memory(argument.plain, UnsafeMutableRawPointer(mutating: pointer)),
+                to: memory(argument.chosen, buffer.data), stream: stream)
+        }
+        return buffer
+    }
+
+    /// A buffer for output `index` in the layout this primitive chose (nil where that is plain).
+    func chosenBuffer(forOutput index: Int) -> Tensor? {
+        arguments[index].reorder == nil ? nil : Tensor(uninitializedShape: [arguments[index].chosenFloats])
+    }
+
+    /// Floats of argument `index` in the chosen layout (padding included).
+    func chosenCount(_ index: Int) -> Int { arguments[index].chosenFloats }
+
+    /// Output `index` from its chosen layout at `buffer` into plain `target`.
+    func copyToPlain(output index: Int, _ buffer: UnsafeMutablePointer<Float>, into target: UnsafeMutablePointer<Float>)
+    {
+        let argument = arguments[index]
+        guard let reorder = argument.reorder else {
+            target.update(from: buffer, count: argument.chosenFloats)
+            return
+        }
+        withStream { stream, memory in
+            run(reorder, from: memory(argument.chosen, buffer), to: memory(argument.plain, target), stream: stream)
+        }
+    }
+
+    /// A stream and a way to make memory objects, all released afterwards.
+    private func withStream(
+        _ body: (dnnl_stream_t?, (dnnl_memory_desc_t, UnsafeMutableRawPointer) -> dnnl_memory_t) -> Void
+    ) {
         OneDNN.stayOnThisThread()
         var stream: dnnl_stream_t? = nil
         OneDNN.mustSucceed(dnnl_stream_create(&stream, OneDNN.engine, dnnl_stream_default_flags.rawValue), "a stream")
-        defer { dnnl_stream_destroy(stream) }
         var memories: [dnnl_memory_t?] = []
-        var temporaries: [Tensor] = []
-        defer { for memory in memories { dnnl_memory_destroy(memory) } }
-        func memory(_ descriptor: dnnl_memory_desc_t, _ pointer: UnsafeMutableRawPointer) -> dnnl_memory_t {
+        defer {
+            for memory in memories { dnnl_memory_destroy(memory) }
+            dnnl_stream_destroy(stream)
+        }
+        body(stream) { descriptor, pointer in
             var memory: dnnl_memory_t? = nil
             var descriptor = descriptor
             OneDNN.mustSucceed(dnnl_memory_create(&memory, &descriptor, OneDNN.engine, pointer), "a memory object")
             memories.append(memory)
             return memory!
         }
-        let scratch = Tensor(uninitializedShape: [max(scratchpadFloats, 1)])
-        var execution = [dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: memory(scratchpad, scratch.data))]
-        var outputs: [(from: dnnl_memory_t, to: dnnl_memory_t, reorder: dnnl_primitive_t)] = []
-        for (argument, pointer) in zip(arguments, pointers) {
-            let plain = memory(argument.plain, pointer)
-            guard let reorder = argument.reorder else {
-                execution.append(dnnl_exec_arg_t(arg: argument.name, memory: plain))
-                continue
-            }
-            let buffer = Tensor(uninitializedShape: [argument.chosenFloats])
-            temporaries.append(buffer)
-            let chosen = memory(argument.chosen, buffer.data)
-            execution.append(dnnl_exec_arg_t(arg: argument.name, memory: chosen))
-            if argument.isOutput {
-                outputs.append((chosen, plain, reorder))
-            } else {
-                run(reorder, from: plain, to: chosen, stream: stream)
-            }
-        }
-        OneDNN.mustSucceed(
-            dnnl_primitive_execute(primitive, stream, Int32(execution.count), &execution), "executing a primitive")
-        for output in outputs { run(output.reorder, from: output.from, to: output.to, stream: stream) }
         dnnl_stream_wait(stream)
+    }
+
+    /// Runs the primitive on the calling thread with `pointers` (one per argument, in the
+    /// order of `arguments`), in plain layouts except the arguments in `chosenLayout`, which
+    /// are in the layout the primitive chose (`chosenCopy`, `chosenBuffer`).
+    func execute(_ pointers: [UnsafeMutablePointer<Float>], chosenLayout: Set<Int> = []) {
+        var temporaries: [Tensor] = []
+        withStream { stream, memory in
+            let scratch = Tensor(uninitializedShape: [max(scratchpadFloats, 1)])
+            temporaries.append(scratch)
+            var execution = [dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: memory(scratchpad, scratch.data))]
+            var outputs: [(from: dnnl_memory_t, to: dnnl_memory_t, reorder: dnnl_primitive_t)] = []
+            for (index, (argument, pointer)) in zip(arguments, pointers).enumerated() {
+                if chosenLayout.contains(index) {
+                    execution.append(dnnl_exec_arg_t(arg: argument.name, memory: memory(argument.chosen, pointer)))
+                    continue
+                }
+                let plain = memory(argument.plain, pointer)
+                guard let reorder = argument.reorder else {
+                    execution.append(dnnl_exec_arg_t(arg: argument.name, memory: plain))
+                    continue
+                }
+                let buffer = Tensor(uninitializedShape: [argument.chosenFloats])
+                temporaries.append(buffer)
+                let chosen = memory(argument.chosen, buffer.data)
+                execution.append(dnnl_exec_arg_t(arg: argument.name, memory: chosen))
+                if argument.isOutput {
+                    outputs.append((chosen, plain, reorder))
+                } else {
+                    run(reorder, from: plain, to: chosen, stream: stream)
+                }
+            }
+            OneDNN.mustSucceed(
+                dnnl_primitive_execute(primitive, stream, Int32(execution.count), &execution), "executing a primitive")
+            for output in outputs { run(output.reorder, from: output.from, to: output.to, stream: stream) }
+        }
     }
 
     private func run(_ reorder: dnnl_primitive_t, from: dnnl_memory_t, to: dnnl_memory_t, stream: dnnl_stream_t?) {

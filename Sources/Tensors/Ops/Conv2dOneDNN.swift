@@ -27,20 +27,32 @@ extension ConvPlan {
         return (0..<chunks).map { $0 * perChunk..<min(batch, ($0 + 1) * perChunk) }
     }
 
+    /// `w` reordered once into the layout every share's primitive chose for it (nil where they
+    /// take it plain, or choose differently: then each reorders its own).
+    private func sharedWeights(
+        _ w: UnsafePointer<Float>, _ primitives: [OneDNNPrimitive]
+    ) -> Tensor? {
+        let argument = OneDNNConvolution.weightsArgument
+        guard primitives.allSatisfy({ $0.choosesLike(primitives[0], argument: argument) }) else { return nil }
+        return primitives[0].chosenCopy(ofInput: argument, w)
+    }
+
     /// Forward on oneDNN; false when it does not run this shape (the caller takes another kernel).
     func forwardOnOneDNN(
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
         _ y: UnsafeMutablePointer<Float>
     ) -> Bool {
         let shares = self.shares
-        let convolutions = shares.map { oneDNN(images: $0.count) }
-        guard convolutions.allSatisfy({ $0 != nil }) else { return false }
+        let found = shares.map { oneDNN(images: $0.count) }
+        guard found.allSatisfy({ $0 != nil }) else { return false }
+        let convolutions = found.map { $0! }
+        let weights = sharedWeights(w, convolutions.map(\.forward))
         parallelChunks(shares.count) { _, range in
             for share in range {
                 let images = shares[share]
-                convolutions[share]!.runForward(
-                    x + images.lowerBound * inChannels * inPlane, w, y + images.lowerBound * outChannels * outPlane
-                )
+                convolutions[share].runForward(
+                    x + images.lowerBound * inChannels * inPlane, weights.map { UnsafePointer($0.data) } ?? w,
+                    y + images.lowerBound * outChannels * outPlane, weightsChosen: weights != nil)
             }
         }
         if let b {
@@ -55,38 +67,60 @@ extension ConvPlan {
     }
 
     /// Backward on oneDNN: overwrites gx, adds into gw (either may be nil). False when oneDNN
-    /// does not run this shape.
+    /// does not run this shape. The weights are reordered once for all shares, and the shares'
+    /// weight gradients summed in the primitive's layout and reordered once.
     func backwardOnOneDNN(
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?
     ) -> Bool {
         let shares = self.shares
-        let convolutions = shares.map { oneDNN(images: $0.count) }
-        guard convolutions.allSatisfy({ $0 != nil }) else { return false }
+        let found = shares.map { oneDNN(images: $0.count) }
+        guard found.allSatisfy({ $0 != nil }) else { return false }
+        let convolutions = found.map { $0! }
         // oneDNN 2.6 has no fast depthwise weight gradient (it unfolds: 2x the time of all the
         // rest of the convolution); sfkd's own loop computes it.
         let ownWeightGradient = isDepthwise
         if ownWeightGradient, let gw {
             if precision == .bfloat16 {
-                let (xr, gyr) = (rounded(x, count: batch * inChannels * inPlane), rounded(gy, count: gyCount))
+                let (xr, gyr) = (rounded(x, count: inputCount), rounded(gy, count: gyCount))
                 depthwiseBackward(xr.data, w, gyr.data, nil, gw)
             } else {
                 depthwiseBackward(x, w, gy, nil, gw)
             }
         }
-        let weightCount = outChannels * columnsRows
-        let partials = gw == nil || ownWeightGradient ? nil : Tensor(uninitializedShape: [shares.count, weightCount])
+        let weights = gx == nil ? nil : sharedWeights(w, convolutions.map(\.backwardData))
+        let gradient = OneDNNConvolution.weightGradientArgument
+        let backwardWeights = gw == nil || ownWeightGradient ? [] : convolutions.map(\.backwardWeights)
+        let gradientChosen = backwardWeights.allSatisfy { $0.choosesLike(backwardWeights[0], argument: gradient) }
+        let partialCount = backwardWeights.first.map { gradientChosen ? $0.chosenCount(gradient) : weightCount } ?? 0
+        let partials = backwardWeights.isEmpty ? nil : Tensor(uninitializedShape: [shares.count, partialCount])
         parallelChunks(shares.count) { _, range in
             for share in range {
-                let images = shares[share], convolution = convolutions[share]!
+                let images = shares[share], convolution = convolutions[share]
                 let xs = x + images.lowerBound * inChannels * inPlane
                 let gys = gy + images.lowerBound * outChannels * outPlane
-                if let gx { convolution.runBackwardData(gys, w, gx + images.lowerBound * inChannels * inPlane) }
-                if let partials { convolution.runBackwardWeights(xs, gys, partials.data + share * weightCount) }
+                if let gx {
+                    convolution.runBackwardData(
+                        gys, weights.map { UnsafePointer($0.data) } ?? w, gx + images.lowerBound * inChannels * inPlane,
+                        weightsChosen: weights != nil)
+                }
+                if let partials {
+                    convolution.runBackwardWeights(
+                        xs, gys, partials.data + share * partialCount, gradientChosen: gradientChosen)
+                }
             }
         }
-        if let gw, let partials {
-            for share in shares.indices { add(gw, partials.data + share * weightCount, into: gw, count: weightCount) }
+        guard let gw, let partials else { return true }
+        // Summed in share order, so results do not depend on timing.
+        for share in shares.indices.dropFirst() {
+            add(partials.data, partials.data + share * partialCount, into: partials.data, count: partialCount)
+        }
+        if gradientChosen {
+            let plain = Tensor(uninitializedShape: [weightCount])
+            backwardWeights[0].copyToPlain(output: gradient, partials.data, into: plain.data)
+            add(gw, plain.data, into: gw, count: weightCount)
+        } else {
+            add(gw, partials.data, into: gw, count: weightCount)
         }
         return true
     }
