@@ -6,8 +6,11 @@ deit_tiny_patch16_224, convnext_tiny, ...) come from timm itself with `--model-a
 takes them (`stem=cifar` swaps in the 3x3 stride-1 stem without max-pool, as sfkd does).
 With --teacher NAME the step is a KD step as sfkd's `bench step --teacher-model NAME --method
 kd`: the frozen teacher's forward (eval mode, no gradient), the student's forward, KL at
-temperature 4 plus cross-entropy, backward and SGD. Prints one JSON object (parameter count
-included, to check that the models match)."""
+temperature 4 plus cross-entropy, backward and SGD. With --precision bf16 the forward passes
+and the loss run under torch.autocast("cpu", dtype=torch.bfloat16), as timm's and OFAKD's
+--amp do on a CPU. Prints one JSON object (parameter count included, to check that the models
+match)."""
+import contextlib
 import argparse
 import json
 import resource
@@ -242,6 +245,7 @@ def main():
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--teacher", help="a timm teacher: time a KD step")
     parser.add_argument("--teacher-args", default="")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -270,10 +274,16 @@ def main():
         kl = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(target / temperature, 1), reduction="batchmean")
         return loss + kl * temperature ** 2
 
+    def autocast():
+        if args.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     times = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
-        loss = loss_of(model(images))
+        with autocast():
+            loss = loss_of(model(images))
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         optimizer.step()
@@ -286,7 +296,7 @@ def main():
         "batch_size": args.batch_size,
         "threads": args.threads, "steps": args.steps, "median_step_ms": median * 1e3,
         "images_per_sec": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "precision": args.precision,
     }))
 
 
