@@ -38,12 +38,13 @@ public enum Evaluation {
     /// Refuses an empty split and a non-finite loss (a broken model), naming `what` (the checkpoint).
     public static func run(
         _ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
-        what: String = "the model"
+        what: String = "the model", precision: Precision = .float32
     ) throws -> EvaluationResult {
         guard dataset.count > 0 else {
             throw UserError("the test split of '\(dataset.name)' is empty: nothing to evaluate \(what) on")
         }
-        let result = try totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize).result
+        let result = try totals(model, on: dataset, mean: mean, std: std, batchSize: batchSize, precision: precision)
+            .result
         try result.checkFinite(what: what, dataset: dataset.name)
         return result
     }
@@ -54,40 +55,72 @@ public enum Evaluation {
         _ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
         shard: Int = 0, shards: Int = 1, loaderThreads: Int = 2, precision: Precision = .float32
     ) throws -> EvaluationTotals {
+        let samples = Array(stride(from: shard, to: dataset.count, by: shards))
+        var correct1 = 0, correct5 = 0, lossSum = 0.0
+        try forEachBatch(
+            model, on: dataset, samples: samples, mean: mean, std: std, batchSize: batchSize,
+            loaderThreads: loaderThreads, precision: precision
+        ) { logits, labels in
+            let classes = logits.shape[1]
+            lossSum += Double(crossEntropy(logits, labels: labels).item) * Double(labels.count)
+            for (row, label) in labels.enumerated() {
+                let scores = logits.data + row * classes
+                let target = scores[label]
+                // Rank of the true class: how many classes score higher (ties count against it).
+                // A non-finite score anywhere in the row never counts as a hit.
+                var higher = 0, finite = target.isFinite
+                for c in 0..<classes where c != label {
+                    if !scores[c].isFinite { finite = false }
+                    if scores[c] >= target { higher += 1 }
+                }
+                if finite && higher == 0 { correct1 += 1 }
+                if finite && higher < 5 { correct5 += 1 }
+            }
+        }
+        return EvaluationTotals(
+            correctTop1: Double(correct1), correctTop5: Double(correct5), lossSum: lossSum,
+            samples: Double(samples.count))
+    }
+
+    /// The top-1 class of every image of `dataset` (the first of equal scores).
+    public static func predictions(
+        _ model: any ImageClassifier, on dataset: ImageDataset, mean: [Float], std: [Float], batchSize: Int,
+        precision: Precision
+    ) throws -> [Int] {
+        var predicted: [Int] = []
+        try forEachBatch(
+            model, on: dataset, samples: Array(0..<dataset.count), mean: mean, std: std, batchSize: batchSize,
+            loaderThreads: 2, precision: precision
+        ) { logits, labels in
+            let classes = logits.shape[1]
+            for row in labels.indices {
+                let scores = logits.data + row * classes
+                var best = 0
+                for c in 1..<classes where scores[c] > scores[best] { best = c }
+                predicted.append(best)
+            }
+        }
+        return predicted
+    }
+
+    /// The model's logits on `samples` of `dataset`, batch by batch, in eval mode without
+    /// gradients, at `precision`.
+    private static func forEachBatch(
+        _ model: any ImageClassifier, on dataset: ImageDataset, samples: [Int], mean: [Float], std: [Float],
+        batchSize: Int, loaderThreads: Int, precision: Precision, _ body: (Tensor, [Int]) -> Void
+    ) throws {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
-        let samples = Array(stride(from: shard, to: dataset.count, by: shards))
         let batches = stride(from: 0, to: samples.count, by: batchSize).map {
             Array(samples[$0..<min(samples.count, $0 + batchSize)])
         }
         let loader = BatchLoader(
             dataset: dataset, mean: mean, std: std, augmentation: nil, seed: 0, epoch: 0, batches: batches,
             threads: loaderThreads)
-        var correct1 = 0, correct5 = 0, lossSum = 0.0
         while let batch = try loader.next() {
-            withNoGrad {
-                let logits = Autocast.run(precision) { model.forward(batch.images).logits }
-                let classes = logits.shape[1]
-                lossSum += Double(crossEntropy(logits, labels: batch.labels).item) * Double(batch.labels.count)
-                for (row, label) in batch.labels.enumerated() {
-                    let scores = logits.data + row * classes
-                    let target = scores[label]
-                    // Rank of the true class: how many classes score higher (ties count against it).
-                    // A non-finite score anywhere in the row never counts as a hit.
-                    var higher = 0, finite = target.isFinite
-                    for c in 0..<classes where c != label {
-                        if !scores[c].isFinite { finite = false }
-                        if scores[c] >= target { higher += 1 }
-                    }
-                    if finite && higher == 0 { correct1 += 1 }
-                    if finite && higher < 5 { correct5 += 1 }
-                }
-            }
+            withNoGrad { body(Autocast.run(precision) { model.forward(batch.images).logits }, batch.labels) }
         }
-        return EvaluationTotals(
-            correctTop1: Double(correct1), correctTop5: Double(correct5), lossSum: lossSum,
-            samples: Double(samples.count))
     }
 }
 
