@@ -56,6 +56,43 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(wrong.stderr.contains("SFKD_GEMM=mkl: expected one of automatic, openblas, onednn"), wrong.stderr)
     }
 
+    /// Where the CPU has no bfloat16 (here emulated by capping oneDNN at AVX2, as on a Zen 3),
+    /// `--precision bf16` runs the emulation and says at start-up that it brings no speed;
+    /// SFKD_BF16 pins the emulation, and refuses `native` without the instructions.
+    func testBF16ArithmeticFollowsTheCPUAndSaysSo() throws {
+        func arithmetic(_ environment: [String: String]) throws -> (String?, Bool?) {
+            let result = try runSFKD(["info", "--json"], environment: environment)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            let onednn = object?["onednn"] as? [String: Any]
+            return (onednn?["bf16_arithmetic"] as? String, onednn?["bf16_hardware"] as? Bool)
+        }
+        let base = ProcessInfo.processInfo.environment
+        let (native, hardware) = try arithmetic(base)
+        XCTAssertEqual(native, hardware == true ? "native" : "emulated")
+        XCTAssertEqual(try arithmetic(base.merging(["SFKD_BF16": "emulated"]) { $1 }).0, "emulated")
+        let avx2 = base.merging(["DNNL_MAX_CPU_ISA": "AVX2"]) { $1 }
+        let capped = try arithmetic(avx2)
+        XCTAssertEqual(capped.0, "emulated")
+        XCTAssertEqual(capped.1, false)
+        let refused = try runSFKD(["info"], environment: avx2.merging(["SFKD_BF16": "native"]) { $1 })
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertTrue(
+            refused.stderr.contains("SFKD_BF16=native: this CPU has no bfloat16 instructions"), refused.stderr)
+        let folder = try temporaryFolder(self)
+        let run = try runSFKD(
+            [
+                "train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "2", "--batch-size", "8",
+                "--precision", "bf16", "--threads", "1", "--out", folder + "/run",
+            ], environment: avx2)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stderr.contains("warning: bf16 brings no speed on this CPU"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("emulated (no AVX512_BF16 or AMX"), run.stderr)
+        let wrong = try runSFKD(["train", "--model", "resnet8", "--dataset", "synthetic", "--precision", "fp16"])
+        XCTAssertNotEqual(wrong.status, 0)
+        XCTAssertTrue(wrong.stderr.contains("'precision' expects one of fp32, bf16, found 'fp16'"), wrong.stderr)
+    }
+
     func testUserSetCoreIsRespected() throws {
         // Runs a child with an explicit core: sfkd must keep it and say the user chose it.
         var environment = ProcessInfo.processInfo.environment

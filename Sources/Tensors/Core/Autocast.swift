@@ -49,15 +49,18 @@ public enum BFloat16Arithmetic: String, Sendable, CaseIterable {
     public static var hardware: Bool { OneDNN.hasBFloat16 }
 
     /// The arithmetic bfloat16 ops run with. `native` pinned on a CPU without bfloat16 stops
-    /// the program: oneDNN would refuse or run a slow emulation of its own.
+    /// the program with exit status 2: oneDNN would refuse or run a slow emulation of its own.
     public static var effective: BFloat16Arithmetic {
         switch choice {
         case .automatic: return hardware ? .native : .emulated
         case .emulated: return .emulated
         case .native:
-            ensure(
-                hardware,
-                "SFKD_BF16=native: this CPU has no bfloat16 instructions (oneDNN runs \(OneDNN.instructionSet))")
+            if !hardware {
+                fputs(
+                    "Error: SFKD_BF16=native: this CPU has no bfloat16 instructions (oneDNN runs \(OneDNN.instructionSet)); unset it to emulate bf16\n",
+                    stderr)
+                exit(2)
+            }
             return .native
         }
     }
