@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 import TestSupport
 import XCTest
 
@@ -62,6 +63,11 @@ final class RecipeTests: XCTestCase {
         XCTAssertTrue(
             config.contains("optimizer: adamw") && config.contains("mixup: 0.8") && config.contains("reprob: 0.25"),
             config)
+        // bf16 where the CPU computes it, as OFA's --amp, and said so.
+        let precision = BFloat16Arithmetic.hardware ? "bf16" : "fp32"
+        XCTAssertTrue(
+            config.contains("\nprecision: \(precision)") && config.contains("teacher_precision: \(precision)"), config)
+        XCTAssertTrue(distilled.stderr.contains("precision: \(precision) ("), distilled.stderr)
         // A second pass finds every run finished and trains nothing.
         let again = try run("distill", ["--out", "\(scratch)/runs", "--"] + small + ["--steps", "2"], binary: binary)
         XCTAssertEqual(again.status, 0, again.stderr)
