@@ -27,11 +27,34 @@ public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
     // buffer comes from the pool like every other.
     let argmax = Tensor(uninitializedShape: out.shape)
     let px = x.data, po = out.data, pa = argmax.data
+    // Windows wholly inside the plane (all but the border ones) skip the bounds checks.
+    let interiorX = (0..<g.outputWidth).filter {
+        $0 * g.strideWidth - g.paddingWidth >= 0 && $0 * g.strideWidth - g.paddingWidth + g.kernelWidth <= g.inputWidth
+    }
+    let firstInteriorX = interiorX.first ?? g.outputWidth, interiorEndX = (interiorX.last ?? -1) + 1
     parallelFor(planes) { range in
         for p in range {
             let src = px + p * inPlane
             for oy in 0..<g.outputHeight {
+                let y0 = oy * g.strideHeight - g.paddingHeight
+                let rowsInside = y0 >= 0 && y0 + g.kernelHeight <= g.inputHeight
                 for ox in 0..<g.outputWidth {
+                    if rowsInside && ox >= firstInteriorX && ox < interiorEndX {
+                        // The first tap starts the search, later ones replace it only when larger.
+                        let x0 = ox * g.strideWidth - g.paddingWidth
+                        var bestIndex = y0 * g.inputWidth + x0
+                        var best = src[bestIndex]
+                        for ky in 0..<g.kernelHeight {
+                            let row = (y0 + ky) * g.inputWidth + x0
+                            for kx in 0..<g.kernelWidth where src[row + kx] > best {
+                                best = src[row + kx]
+                                bestIndex = row + kx
+                            }
+                        }
+                        po[p * outPlane + oy * g.outputWidth + ox] = best
+                        pa[p * outPlane + oy * g.outputWidth + ox] = Float(bestIndex)
+                        continue
+                    }
                     var best = -Float.infinity, bestIndex = -1
                     for ky in 0..<g.kernelHeight {
                         let iy = oy * g.strideHeight + ky - g.paddingHeight
