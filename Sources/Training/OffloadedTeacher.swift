@@ -156,6 +156,7 @@ struct TeacherServer {
                 buffers += pieces
             }
             inFlight.append(StepSends(step: step, buffers: buffers, headers: headers, requests: requests))
+            FailureInjection.afterStep(step + 1, rank: Communicator.world.rank)
             // One step ahead: before computing the next step, the one before this must be delivered.
             if inFlight.count >= 2 { try inFlight.removeFirst().complete() }
         }

@@ -301,7 +301,9 @@ final class TrainCLITests: XCTestCase {
             ["train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "2", "--out", out],
             environment: environment)
         XCTAssertEqual(result.status, 2)
-        XCTAssertTrue(result.stderr.contains("SFKD_FAIL_AT='rank1': expected RANK:STEP, e.g. 1:12"), result.stderr)
+        XCTAssertTrue(
+            result.stderr.contains("SFKD_FAIL_AT='rank1': expected RANK:STEP or RANK:STEP:ATTEMPTS, e.g. 1:12"),
+            result.stderr)
         XCTAssertFalse(result.stderr.contains("step 1/2"), result.stderr)
     }
 

@@ -158,6 +158,80 @@ final class LauncherTests: XCTestCase {
         XCTAssertFalse(mistaken.stderr.contains("restart 1"), mistaken.stderr)
     }
 
+    /// A teacher rank that dies is recovered like a student rank: the job restarts with its
+    /// teacher rank and ends with the uninterrupted run's weights. A failure that comes back in
+    /// every attempt uses up the restarts and ends the job non-zero, saying where to resume.
+    func testATeacherRankFailureRecoversAndRestartsRunOut() throws {
+        let runs = try TrainingRuns()
+        let teacher =
+            try runs.train(1, "teacher", ["--model", "resnet8", "--steps", "3", "--batch-size", "16"])
+            + "/model.safetensors"
+        let arguments = [
+            "--model", "vit-tiny", "--teacher", teacher, "--method", "kd", "--teacher-ranks", "1", "--steps", "16",
+            "--batch-size", "16", "--checkpoint-every", "5",
+        ]
+        let whole = try runs.train(3, "whole", arguments)
+        let out = runs.scratch.appendingPathComponent("supervised").path
+        let supervised = ["-n", "3", "--max-restarts", "2", "--", "train", "--dataset", "synthetic", "--threads", "1"]
+        let result = try script(
+            "launch/sfkd-mpirun", supervised + ["--out", out] + arguments, timeout: 300,
+            environment: ["SFKD_FAIL_AT": "2:8"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("restart 1 of 2 from step 5"), result.stderr)
+        try runs.assertSameParameters(whole, out, tolerance: 0, "restarted after the teacher rank was killed")
+        XCTAssertEqual(try RestartRecord.read(folder: out).first?.failedRank, 2)
+
+        let exhausted = runs.scratch.appendingPathComponent("exhausted").path
+        let failing = try script(
+            "launch/sfkd-mpirun", supervised + ["--out", exhausted] + arguments, timeout: 300,
+            environment: ["SFKD_FAIL_AT": "0:7:3"])
+        XCTAssertNotEqual(failing.status, 0)
+        XCTAssertTrue(failing.stderr.contains("used all 2 restarts; giving up"), failing.stderr)
+        XCTAssertTrue(
+            failing.stderr.contains("continue later with --resume from step 5 of \(exhausted)"), failing.stderr)
+        XCTAssertEqual(try RestartRecord.read(folder: exhausted).map(\.failedRank), [0, 0])
+    }
+
+    /// Four emulated hosts; host 4 is torn down after step 12. The supervisor finds it gone,
+    /// restarts on the three left with two student ranks (32 images do not split over three)
+    /// from the step-10 checkpoint, and the job ends with the weights of a run that never
+    /// failed. Asking for at least four ranks instead ends the job with the reason.
+    func testALostHostIsDroppedAndTheJobFinishesOnFewerRanks() throws {
+        let runs = try TrainingRuns()
+        let run = ["--model", "vit-tiny", "--steps", "24", "--batch-size", "32", "--checkpoint-every", "5"]
+        let whole = try runs.train(1, "whole", run)
+        // A vanished host is detected by its closed connections, else by the watchdog's 30 s.
+        let arguments = run + ["--dataset", "synthetic", "--log-every", "1", "--comm-timeout", "30"]
+        func lose(host: Int, minimum: Int, keep: String) throws -> (status: Int32, stderr: String) {
+            let result = try script(
+                "cluster/emulate-hosts",
+                [
+                    "--hosts", "4", "--supervise", "--max-restarts 2 --min-ranks \(minimum)", "--fail-host", "\(host)",
+                    "--fail-after-step", "12", "--keep-output", keep, "--",
+                ] + arguments, timeout: 400, environment: ["SFKD_EMULATE_TIMEOUT": "300"])
+            if result.status == 77 { throw XCTSkip("cluster/emulate-hosts cannot run here: \(result.stderr)") }
+            return (result.status, result.stderr)
+        }
+        let kept = runs.scratch.appendingPathComponent("elastic").path
+        let shrunk = try lose(host: 4, minimum: 2, keep: kept)
+        XCTAssertEqual(shrunk.status, 0, shrunk.stderr)
+        XCTAssertTrue(shrunk.stderr.contains("no longer answer; restarting on 2 ranks"), shrunk.stderr)
+        try runs.assertSameParameters(whole, kept, tolerance: 1e-4, "finished on 2 of 4 hosts")
+        let record = try XCTUnwrap(RestartRecord.read(folder: kept).first)
+        XCTAssertEqual(record.droppedHosts?.count, 1)
+        XCTAssertTrue(record.droppedHosts?.first?.hasSuffix("node4") == true, "\(record)")
+        XCTAssertEqual(record.restartedRanks, 2)
+        XCTAssertEqual(record.resumedFromStep, 10)
+
+        let refused = try lose(host: 2, minimum: 4, keep: runs.scratch.appendingPathComponent("refused").path)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("hold no student rank count of at least 4"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("continue later with --resume from step 10"), refused.stderr)
+        // Nothing is left behind.
+        let namespaces = try String(decoding: Process.output("/usr/sbin/ip", ["netns", "list"]), as: UTF8.self)
+        XCTAssertFalse(namespaces.contains("sfkd-"), namespaces)
+    }
+
     func testLauncherTrainsOnTwoRanksOverTCP() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("sfkd-launch-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: out) }

@@ -14,11 +14,17 @@ public struct RestartRecord: Codable, Equatable, Sendable {
     /// From the checkpoint resumed from to the failure: the work done again.
     public var lostSeconds: Double
     public var time: String
+    /// With `--min-ranks`: the hosts that no longer answered, and the ranks (teacher ranks
+    /// among them) the job restarted on without them.
+    public var droppedHosts: [String]?
+    public var restartedRanks: Int?
+    public var teacherRanks: Int?
 
     enum CodingKeys: String, CodingKey {
         case attempt, signal, time
         case exitStatus = "exit_status", failedRank = "failed_rank", failedHost = "failed_host",
-            resumedFromStep = "resumed_from_step", lostSeconds = "lost_seconds"
+            resumedFromStep = "resumed_from_step", lostSeconds = "lost_seconds", droppedHosts = "dropped_hosts",
+            restartedRanks = "restarted_ranks", teacherRanks = "teacher_ranks"
     }
 
     /// The records of the run folder `folder` (none when the job never restarted).
