@@ -10,6 +10,51 @@ final class SweepTests: XCTestCase {
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
     }
 
+    /// SIGTERM to the sweep (a job's time limit, a kill) reaches the run in progress, which
+    /// checkpoints and stops; the sweep starts nothing more and exits 75, leaving no orphan.
+    func testAStopSignalReachesTheRunInProgressAndLeavesNoOrphan() throws {
+        let scratch = try temporaryFolder(self)
+        let file = "\(scratch)/long.yaml"
+        try """
+        name: long
+        base: {model: resnet8, dataset: synthetic, steps: 100000, batch_size: 8, log_every: 1}
+        grid:
+          lr: [0.01, 0.02]
+        seeds: [0]
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let out = "\(scratch)/sweep"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try sfkdExecutable(preferring: "release"))
+        process.arguments = ["sweep", file, "--out", out, "--threads", "1"]
+        process.environment = environmentWithoutMPI()
+        let result = try runBounded(process, timeout: 120) { sweep in
+            // Once the first run has logged a step, stop the sweep as a job's time limit would.
+            let deadline = Date().addingTimeInterval(90)
+            while Date() < deadline {
+                let logs = (try? FileManager.default.contentsOfDirectory(atPath: "\(out)/logs")) ?? []
+                let text = logs.compactMap { try? String(contentsOfFile: "\(out)/logs/\($0)", encoding: .utf8) }
+                if text.contains(where: { $0.contains("step 2/") || $0.contains("\"step\":2") }) { break }
+                if text.contains(where: { $0.contains("loss") }) { break }
+                usleep(100_000)
+            }
+            kill(sweep.processIdentifier, SIGTERM)
+        }
+        XCTAssertEqual(result.status, 75, result.stderr)
+        XCTAssertTrue(result.stderr.contains("sweep stopped by SIGTERM"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("stopped (exit 75)"), result.stderr)
+        XCTAssertFalse(result.stderr.contains("[2/2] lr-0.02_seed-0: training"), "no new run starts: \(result.stderr)")
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: "\(out)/runs/lr-0.01_seed-0/checkpoints")
+        XCTAssertFalse(checkpoints.isEmpty, "the stopped run wrote its checkpoint")
+        // No training process of this sweep is left running.
+        let orphans = try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { entry in
+            guard Int(entry) != nil,
+                let command = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8)
+            else { return false }
+            return command.contains(scratch)
+        }
+        XCTAssertEqual(orphans, [], "runs left behind")
+    }
+
     func testASweepTrainsTheGridReusesFinishedRunsAndReportsMeansOverSeeds() throws {
         let scratch = try temporaryFolder(self)
         let folder = packageRoot.appendingPathComponent("Tests/Fixtures/images/folder").path

@@ -6,7 +6,9 @@ import Tensors
 /// Runs a sweep's runs as `sfkd train` processes: the prepare runs first, then the grid,
 /// `parallel` at a time with the cores split between them. A run whose folder holds a
 /// `summary.json` is reused; one interrupted is resumed from its newest checkpoint; each run's
-/// output goes to `logs/NAME.log`. A failed run is reported and the others go on.
+/// output goes to `logs/NAME.log`. A failed run is reported and the others go on. SIGINT,
+/// SIGTERM or SIGUSR1 is passed on to the runs in progress, which checkpoint and stop; no new
+/// run starts, and the sweep ends with `TrainingStopped` (running it again continues).
 public struct SweepRunner {
     public let plan: SweepPlan
     public let output: String
@@ -27,6 +29,21 @@ public struct SweepRunner {
 
     /// Runs everything; returns each run's outcome by name (prepare runs included).
     public func run() throws -> [String: Outcome] {
+        StopSignal.install()
+        defer { StopSignal.uninstall() }
+        let outcomes = try runAll()
+        let signal = StopSignal.received
+        guard signal == 0 else {
+            throw TrainingStopped(
+                signal: signal,
+                description:
+                    "sweep stopped by \(StopSignal.name(signal)): the runs in progress wrote their checkpoints; run the same command again to continue (finished runs are reused, interrupted ones resume)",
+                everyRankStopped: true)
+        }
+        return outcomes
+    }
+
+    private func runAll() throws -> [String: Outcome] {
         let fileManager = FileManager.default
         for folder in ["configs", "logs"] {
             try fileManager.createDirectory(
@@ -37,6 +54,7 @@ public struct SweepRunner {
         for run in plan.prepare {
             outcomes["prepare.\(run.name)"] = try execute(
                 run, label: "prepare.\(run.name)", threads: threadsPerRun * parallel)
+            if StopSignal.received != 0 { return outcomes }
             if case .failed(let why) = outcomes["prepare.\(run.name)"]! {
                 throw UserError("sweep: prepare run '\(run.name)' failed (\(why)); the grid needs it")
             }
@@ -50,7 +68,7 @@ public struct SweepRunner {
                 let index = next
                 next += 1
                 lock.unlock()
-                guard index < total else { return }
+                guard index < total, StopSignal.received == 0 else { return }
                 let run = plan.runs[index]
                 let outcome: Outcome
                 do {
@@ -94,7 +112,20 @@ public struct SweepRunner {
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
+        // A stop signal reaches the run too: it checkpoints and exits with 75 (130 for SIGINT).
+        var forwarded = false
+        while process.isRunning {
+            if StopSignal.received != 0 && !forwarded {
+                kill(process.processIdentifier, StopSignal.received)
+                forwarded = true
+            }
+            usleep(50_000)
+        }
         process.waitUntilExit()
+        if StopSignal.received != 0 {
+            report("\(label): stopped (exit \(process.terminationStatus)); it resumes when the sweep runs again")
+            return .failed("stopped by \(StopSignal.name(StopSignal.received))")
+        }
         guard process.terminationStatus == 0 else {
             let tail =
                 (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(
