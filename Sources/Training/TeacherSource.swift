@@ -24,6 +24,10 @@ public final class InlineTeacher: TeacherSource {
         self.model = model
         self.tapIndices = tapIndices
         self.precision = precision
+        // Its weights never change: at bf16 each matrix is converted once, not per product.
+        if precision == .bfloat16 && BFloat16Arithmetic.effective == .native {
+            for weight in model.parameters() where weight.rank == 2 { weight.keepBFloat16Copy() }
+        }
     }
 
     public func outputs(for batch: Batch) -> ModelOutput {

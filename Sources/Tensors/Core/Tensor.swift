@@ -20,6 +20,8 @@ public final class Tensor: @unchecked Sendable {
     public var gradientReadyHook: ((Tensor) -> Void)?
     /// Tape bookkeeping: the generation in which this leaf was first used.
     var tapeGeneration: Int = -1
+    /// A constant weight's values as bfloat16, converted once (`keepBFloat16Copy`).
+    public internal(set) var bfloat16Copy: BFloat16.Words?
 
     public init(shape: [Int], storage: Storage, offset: Int = 0, requiresGrad: Bool = false) {
         let count = shape.reduce(1, *)

@@ -51,7 +51,31 @@ public enum BFloat16 {
     }
 }
 
+extension BFloat16 {
+    /// bfloat16 words held for a tensor's lifetime.
+    public final class Words: @unchecked Sendable {
+        public let pointer: UnsafeMutablePointer<UInt16>
+        public let count: Int
+
+        init(_ values: UnsafePointer<Float>, count: Int) {
+            self.count = count
+            pointer = .allocate(capacity: max(count, 1))
+            BFloat16.words(values, into: pointer, count: count)
+        }
+
+        deinit { pointer.deallocate() }
+    }
+}
+
 extension Tensor {
+    /// Converts this weight to bfloat16 once, for every bfloat16 product that takes it from now
+    /// on (a frozen teacher's weights: they never change afterwards, which is the caller's
+    /// promise; a trained weight changes every step and is converted per product).
+    public func keepBFloat16Copy() {
+        ensure(!requiresGrad, "keepBFloat16Copy: a weight that trains changes every step")
+        bfloat16Copy = BFloat16.Words(data, count: count)
+    }
+
     /// A copy with every value rounded to bfloat16 (still float32 storage).
     public func roundedToBFloat16() -> Tensor {
         let copy = Tensor(uninitializedShape: shape)

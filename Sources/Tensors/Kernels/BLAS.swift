@@ -7,19 +7,21 @@ import Dispatch
 /// rows), one single-threaded call per thread, on the library `GEMMKernel` chooses. At
 /// `.bfloat16` (see `Autocast`) A and B are rounded to bfloat16 and the products accumulate in
 /// float32: on oneDNN's bfloat16 kernels where the CPU has them, otherwise by the float32
-/// kernels on the rounded values.
+/// kernels on the rounded values. `bWords`: B already in bfloat16 (a constant weight's
+/// `bfloat16Copy`, dense), used by the native kernels instead of converting B again.
 public func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
-    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, precision: Precision = .float32
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, precision: Precision = .float32,
+    bWords: BFloat16.Words? = nil
 ) {
     guard m > 0 && n > 0 else { return }
     let product = Product(
         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, lda: lda, ldb: ldb,
         beta: beta, ldc: ldc)
     if precision == .bfloat16 && k > 0 {
-        product.inBFloat16(a: a, b: b, c: c)
+        product.inBFloat16(a: a, b: b, c: c, bWords: bWords)
         return
     }
     product.inBlocks { rows, columns in
@@ -71,7 +73,9 @@ private struct Product {
     /// The product of A and B rounded to bfloat16, accumulated in float32. Each operand is
     /// rounded into a dense copy of just its rows and columns (an attention head's slice of a
     /// packed qkv, say), then multiplied.
-    func inBFloat16(a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+    func inBFloat16(
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, bWords: BFloat16.Words?
+    ) {
         let (rowsA, columnsA) = storedA, (rowsB, columnsB) = storedB
         if BFloat16Arithmetic.effective == .emulated {
             let roundedA = Tensor(uninitializedShape: [rowsA * columnsA])
@@ -84,11 +88,16 @@ private struct Product {
             return
         }
         let countA = rowsA * columnsA, countB = rowsB * columnsB
-        let words = Tensor(uninitializedShape: [(countA + 1) / 2 + (countB + 1) / 2])  // two words per float
+        let converted = bWords.map { ldb == columnsB && $0.count == countB } ?? false
+        // Two words per float of a pooled buffer.
+        let words = Tensor(uninitializedShape: [(countA + 1) / 2 + (converted ? 0 : (countB + 1) / 2)])
         words.data.withMemoryRebound(to: UInt16.self, capacity: 2 * words.count) { words in
-            let wordsA = words, wordsB = words + 2 * ((countA + 1) / 2)
+            let wordsA = words
             Self.copy(rowsA, columnsA, from: a, ld: lda) { BFloat16.words($0, into: wordsA + $1, count: $2) }
-            Self.copy(rowsB, columnsB, from: b, ld: ldb) { BFloat16.words($0, into: wordsB + $1, count: $2) }
+            let wordsB = converted ? bWords!.pointer : words + 2 * ((countA + 1) / 2)
+            if !converted {
+                Self.copy(rowsB, columnsB, from: b, ld: ldb) { BFloat16.words($0, into: wordsB + $1, count: $2) }
+            }
             let dense = Product(
                 transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, lda: columnsA,
                 ldb: columnsB, beta: beta, ldc: ldc)

@@ -14,13 +14,13 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     FLOPCounter.add(m * n * k)
     gemm(
         transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data,
-        ldc: n, precision: precision)
+        ldc: n, precision: precision, bWords: b.bfloat16Copy)
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if a.requiresGrad {
             let ga = Tensor(uninitializedShape: a.shape)
             gemm(
                 transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: b.data, ldb: n, c: ga.data,
-                ldc: k, precision: precision)
+                ldc: k, precision: precision, bWords: b.bfloat16Copy)
             accumulateGradient(a, ga)
         }
         if b.requiresGrad {
@@ -114,14 +114,14 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     gemm(
         transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
         a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data,
-        ldc: outFeatures, precision: precision)
+        ldc: outFeatures, precision: precision, bWords: weight.bfloat16Copy)
     Tape.current.record(out, inputs: bias.map { [x, weight, $0] } ?? [x, weight], family: .gemm) { g in
         if x.requiresGrad {
             let gx = Tensor(uninitializedShape: x.shape)
             gemm(
                 transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
                 a: g.data, lda: outFeatures, b: weight.data, ldb: inFeatures, c: gx.data, ldc: inFeatures,
-                precision: precision)
+                precision: precision, bWords: weight.bfloat16Copy)
             accumulateGradient(x, gx)
         }
         if weight.requiresGrad {
