@@ -128,6 +128,24 @@ final class CLITests: XCTestCase {
             result.stderr)
     }
 
+    /// `bench step --precision fp32 --precision bf16` times both alternately in one run, each
+    /// against the dense rate of its precision (oneDNN's bf16 product measured in the same run).
+    func testBenchStepTimesPrecisionsAlternately() throws {
+        let result = try runSFKD([
+            "bench", "step", "--model", "resnet8", "--precision", "fp32", "--precision", "bf16", "--steps", "2",
+            "--warmup", "1", "--batch-size", "8", "--json",
+        ])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let entries = try XCTUnwrap(object?["methods"] as? [[String: Any]])
+        XCTAssertEqual(entries.compactMap { $0["precision"] as? String }, ["fp32", "bf16"])
+        let dense = try XCTUnwrap(object?["dense_rate"] as? [String: Any])
+        XCTAssertGreaterThan(dense["bf16_gemm_gflops"] as? Double ?? 0, 0)
+        XCTAssertNotNil(object?["bf16_arithmetic"] as? String)
+        let wrong = try runSFKD(["bench", "step", "--model", "resnet8", "--precision", "fp16"])
+        XCTAssertTrue(wrong.stderr.contains("'precision' expects one of fp32, bf16, found 'fp16'"), wrong.stderr)
+    }
+
     /// eval reads its shared flags through the same table as train: the same ranges and words.
     func testEvalFlagsHaveTrainsRanges() throws {
         let result = try runSFKD([

@@ -54,6 +54,11 @@ struct DenseRate: Encodable {
     }
 
     var best: Double { bfloat16GFLOPS ?? max(openblasGFLOPS, onednnGFLOPS) }
+
+    /// The best rate of products at `precision`.
+    func rate(for precision: Precision) -> Double {
+        precision == .bfloat16 ? bfloat16GFLOPS ?? best : max(openblasGFLOPS, onednnGFLOPS)
+    }
     var bestKernel: String {
         if bfloat16GFLOPS != nil { return "bf16 gemm (\(BFloat16Arithmetic.effective.rawValue))" }
         return onednnGFLOPS >= openblasGFLOPS ? "oneDNN sgemm" : "OpenBLAS sgemm"

@@ -10,8 +10,9 @@ import Training
 /// `sfkd bench step`: the training step users run (`TrainingStep`: forward, teacher, loss,
 /// backward, SGD with momentum) of a registry model on random 3 x S x S images (S = 32 unless --input-size) with 10 classes (--classes);
 /// the median over the timed steps. With a teacher model and methods, a full distillation step
-/// per method (teacher forward included), the methods timed alternately, step after step, so
-/// their ratio is fair on a noisy host.
+/// per method (teacher forward included); with several precisions, each method at each
+/// (student and teacher at that precision unless the teacher's is fixed). All are timed
+/// alternately, step after step, so their ratios are fair on a noisy host.
 ///
 /// Model FLOP utilisation: the step's model FLOPs (`FLOPCounter`'s multiply-adds x 2 of one
 /// forward pass of the student and helpers, tripled for forward + backward, plus the frozen
@@ -25,6 +26,23 @@ struct StepBenchmark {
     let warmup: Int
     var teacherModel: String?
     var methods: [String] = [CrossEntropyOnly.name]
+    /// The student's precisions to time (the config's when empty).
+    var precisions: [Precision] = []
+    /// The teacher's precision: fixed, or (nil) the student's of each variant.
+    var teacherPrecision: Precision?
+
+    /// One timed step: a method at a precision.
+    struct Variant {
+        let method: String
+        let precision: Precision
+        let teacherPrecision: Precision
+    }
+
+    var variants: [Variant] {
+        (precisions.isEmpty ? [config.precision] : precisions).flatMap { precision in
+            methods.map { Variant(method: $0, precision: precision, teacherPrecision: teacherPrecision ?? precision) }
+        }
+    }
     /// Random 3 x size x size images for `classes` classes.
     var inputSize = 32
     var classes = 10
@@ -50,6 +68,8 @@ struct StepBenchmark {
 
     struct MethodResult: Encodable {
         let method: String
+        let precision: Precision
+        let teacherPrecision: Precision
         let medianStepMilliseconds: Double
         let imagesPerSecond: Double
         let helperParameters: Int
@@ -65,7 +85,7 @@ struct StepBenchmark {
         let profile: [FamilyTime]?
 
         enum CodingKeys: String, CodingKey {
-            case method, phases, profile
+            case method, phases, profile, precision, teacherPrecision = "teacher_precision"
             case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", utilisation =
                 "utilisation"
             case medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec", helperParameters =
@@ -200,9 +220,12 @@ struct StepBenchmark {
         let shape = [3, inputSize, inputSize]
         let splits = randomImageSplits(shape: shape, classes: classes, count: config.batchSize)
         let teacher = try teacherModel.map { try ModelRegistry.make($0, inputShape: shape, classes: classes, seed: 3) }
-        let setups = try methods.map { name -> TrainingSetup in
+        let variants = self.variants
+        let setups = try variants.map { variant -> TrainingSetup in
             var config = self.config
-            config.method = name
+            config.method = variant.method
+            config.precision = variant.precision
+            config.teacherPrecision = variant.teacherPrecision
             config.steps = warmup + 2 * steps + 1
             config.epochs = nil
             return try TrainingSetup(config: config, splits: splits, teacher: teacher)
@@ -216,22 +239,19 @@ struct StepBenchmark {
         let images = batch.images
         // Multiply-adds of one step's forward passes (the first warm-up step), the teacher's apart.
         let teacherMultiplyAdds =
-            teacher.map { teacher in
-                FLOPCounter.multiplyAdds {
-                    withNoGrad { Autocast.run(config.teacherPrecision) { _ = teacher.forward(images) } }
-                }
-            } ?? 0
+            teacher.map { teacher in FLOPCounter.multiplyAdds { withNoGrad { _ = teacher.forward(images) } } } ?? 0
         var stepFLOPs: [Double] = []
         for (k, trainingStep) in trainingSteps.enumerated() {
             let counted = try FLOPCounter.multiplyAdds { _ = try trainingStep.run(batch, step: 0, learningRate: 0.01) }
-            let teacherPart = try MethodRegistry.method(named: methods[k]).needsTeacher ? teacherMultiplyAdds : 0
+            let teacherPart =
+                try MethodRegistry.method(named: variants[k].method).needsTeacher ? teacherMultiplyAdds : 0
             stepFLOPs.append(2 * (3 * Double(counted - teacherPart) + Double(teacherPart)))
         }
         let readyClock = Communicator.world.size == 1 ? ReadyClock(trainingSteps[0].modules.trainableParameters) : nil
         defer { readyClock?.detach() }
         let gemm = SquareGEMM(size: 1024)
         // At bfloat16 the rate to compare with is the bfloat16 product's.
-        let bfloat16 = config.precision == .bfloat16
+        let bfloat16 = variants.contains { $0.precision == .bfloat16 }
         var gemmSeconds: [[Double]] = [[], [], []]
         var seconds = [[Double]](repeating: [], count: trainingSteps.count)
         var phases = [[StepPhases]](repeating: [], count: trainingSteps.count)
@@ -265,7 +285,8 @@ struct StepBenchmark {
         let perMethod = trainingSteps.indices.map { k in
             let p = phases[k]
             return MethodResult(
-                method: methods[k], medianStepMilliseconds: medians[k] * 1e3,
+                method: variants[k].method, precision: variants[k].precision,
+                teacherPrecision: variants[k].teacherPrecision, medianStepMilliseconds: medians[k] * 1e3,
                 imagesPerSecond: Double(config.batchSize) / medians[k],
                 helperParameters: trainingSteps[k].modules.helperParameterCount, versusFirst: medians[k] / medians[0],
                 versusFirstPaired: median(zip(seconds[k], seconds[0]).map { $0 / $1 }),
@@ -274,18 +295,19 @@ struct StepBenchmark {
                     loss: median(p.map(\.loss)) * 1e3, backward: median(p.map(\.backward)) * 1e3,
                     reduce: median(p.map(\.reduce)) * 1e3, optimizer: median(p.map(\.optimizer)) * 1e3),
                 modelGFLOPPerStep: stepFLOPs[k] * 1e-9, achievedGFLOPS: stepFLOPs[k] / medians[k] * 1e-9,
-                utilisation: stepFLOPs[k] / medians[k] * 1e-9 / dense.best, profile: profiles?[k])
+                utilisation: stepFLOPs[k] / medians[k] * 1e-9 / dense.rate(for: variants[k].precision),
+                profile: profiles?[k])
         }
         return Result(
             model: config.model, parameters: trainingSteps[0].modules.student.parameterCount,
-            precision: config.precision, teacherPrecision: config.teacherPrecision,
-            bfloat16Arithmetic: bfloat16 || config.teacherPrecision == .bfloat16
+            precision: variants[0].precision, teacherPrecision: variants[0].teacherPrecision,
+            bfloat16Arithmetic: variants.contains { $0.precision == .bfloat16 || $0.teacherPrecision == .bfloat16 }
                 ? BFloat16Arithmetic.effective.rawValue : nil,
             batchSize: config.batchSize, threads: Threads.count,
             steps: steps, medianStepMilliseconds: medians[0] * 1e3,
             imagesPerSecond: Double(config.batchSize) / medians[0],
             peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel,
-            methods: teacherModel == nil ? nil : perMethod,
+            methods: teacherModel == nil && variants.count == 1 ? nil : perMethod,
             modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS,
             denseRate: dense, utilisation: perMethod[0].utilisation,
             profile: teacherModel == nil ? perMethod[0].profile : nil,

@@ -117,9 +117,14 @@ struct StepBenchCommand: ParsableCommand {
     @Flag(name: .customLong("no-overlap"), help: SettingFlags.help("overlap", "This flag turns it off."))
     var noOverlap = false
     @Option(name: .customLong("grad-sync"), help: SettingFlags.help("grad_sync")) var gradSync: String = "allreduce"
-    @Option(help: SettingFlags.help("precision")) var precision = "fp32"
-    @Option(name: .customLong("teacher-precision"), help: SettingFlags.help("teacher_precision"))
-    var teacherPrecision = "fp32"
+    @Option(
+        help: SettingFlags.help(
+            "precision", "Repeatable: each method is timed at each precision, alternately (default fp32).")
+    ) var precision: [String] = []
+    @Option(
+        name: .customLong("teacher-precision"),
+        help: SettingFlags.help("teacher_precision", "Default: the student's precision of each timed step."))
+    var teacherPrecision: String?
     @Option(help: "Under mpirun: alternating rounds of steps with and without gradient averaging.") var rounds: Int = 3
     @Option(name: .customLong("input-size"), help: "Side of the random images (one rank).") var inputSize: Int = 32
     @Option(help: "Class count (one rank).") var classes: Int = 10
@@ -135,7 +140,8 @@ struct StepBenchCommand: ParsableCommand {
         try SettingFlags.config([
             ("model", model), ("model_args", modelArgs), ("batch_size", batchSize), ("threads", threads),
             ("kd_stages", kdStages), ("bucket_mb", bucketMB), ("overlap", "\(!noOverlap)"),
-            ("grad_sync", gradSync), ("precision", precision), ("teacher_precision", teacherPrecision),
+            ("grad_sync", gradSync), ("precision", precision.first ?? "fp32"),
+            ("teacher_precision", teacherPrecision ?? precision.first ?? "fp32"),
             ("lr", "0.01"), ("optimizer", "sgd"),
         ])
     }
@@ -164,6 +170,7 @@ struct StepBenchCommand: ParsableCommand {
 
     /// ", student bf16, teacher fp32 (bf16 native)"; empty at float32.
     private func precisionText(_ config: TrainingConfig) -> String {
+        guard precision.count <= 1 else { return ", bf16 \(BFloat16Arithmetic.effective.rawValue)" }
         guard config.precision == .bfloat16 || config.teacherPrecision == .bfloat16 else { return "" }
         let teacher = teacherModel == nil ? "" : ", teacher \(config.teacherPrecision.rawValue)"
         return ", student \(config.precision.rawValue)\(teacher) (bf16 \(BFloat16Arithmetic.effective.rawValue))"
@@ -183,6 +190,9 @@ struct StepBenchCommand: ParsableCommand {
         for name in method { _ = try MethodRegistry.method(named: name) }
         if !method.isEmpty && teacherModel == nil { throw ValidationError("--method needs --teacher-model NAME") }
         var benchmark = StepBenchmark(config: config, steps: steps, warmup: warmup)
+        // Each precision through the settings table: one message for a misspelt value.
+        benchmark.precisions = try precision.map { try SettingFlags.config([("precision", $0)]).precision }
+        benchmark.teacherPrecision = teacherPrecision == nil ? nil : config.teacherPrecision
         benchmark.teacherModel = teacherModel
         benchmark.profile = profile
         guard (8...4096).contains(inputSize), (2...100_000).contains(classes) else {
@@ -194,20 +204,22 @@ struct StepBenchCommand: ParsableCommand {
         let result = try benchmark.run()
         if json {
             try printJSON(result)
-        } else if let teacherModel, let perMethod = result.methods {
+        } else if let perMethod = result.methods {
             report(
-                "\(teacherModel) -> \(model), batch \(config.batchSize), \(config.threads ?? 1) thread(s)\(precisionText(config)), full distillation steps timed alternately:"
+                "\(teacherModel.map { "\($0) -> " } ?? "")\(model), batch \(config.batchSize), \(config.threads ?? 1) thread(s)\(precisionText(config)), \(teacherModel == nil ? "steps" : "full distillation steps") timed alternately:"
             )
+            report("  best dense rates at 1024^3, timed after every step: \(result.denseRate.summary)")
             for entry in perMethod {
+                let label = precision.count > 1 ? "\(entry.method) \(entry.precision.rawValue)" : entry.method
                 report(
-                    "  \(entry.method.padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatted(entry.imagesPerSecond)) images/s, median step \(formatted(entry.medianStepMilliseconds, 1)) ms = \(formatted(entry.versusFirst, 2))x the first method's (paired per step: \(formatted(entry.versusFirstPaired, 2))x), \(entry.helperParameters) helper parameters"
+                    "  \(label.padding(toLength: 10, withPad: " ", startingAt: 0)) \(formatted(entry.imagesPerSecond)) images/s, median step \(formatted(entry.medianStepMilliseconds, 1)) ms = \(formatted(entry.versusFirst, 2))x the first's (paired per step: \(formatted(entry.versusFirstPaired, 2))x), \(entry.helperParameters) helper parameters"
                 )
                 let p = entry.phases
                 report(
                     "          forward \(formatted(p.forward)) ms, teacher \(formatted(p.teacher)) ms, loss (method and helpers) \(formatted(p.loss)) ms, backward \(formatted(p.backward)) ms, optimizer \(formatted(p.optimizer)) ms"
                 )
                 report(
-                    "          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step (teacher forward included): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.utilisation, 0))% of the best dense rate, \(result.denseRate.summary)"
+                    "          model FLOPs \(formatted(entry.modelGFLOPPerStep, 2)) GFLOP per step\(teacherModel == nil ? "" : " (teacher forward included)"): \(formatted(entry.achievedGFLOPS)) GFLOP/s = \(formatted(100 * entry.utilisation, 0))% of the best \(entry.precision.rawValue) dense rate, \(formatted(result.denseRate.rate(for: entry.precision))) GFLOP/s"
                 )
                 if let profile = entry.profile { reportProfile(profile, indent: "          ") }
             }
