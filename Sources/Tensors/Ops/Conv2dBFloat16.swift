@@ -44,8 +44,10 @@ extension ConvPlan {
     ) {
         guard precision == .bfloat16 else { return backward(x, w, gy, gx, gw) }
         if let native = nativeBFloat16, native.backwardOnOneDNN(x, w, gy, gx, gw) { return }
-        let (xr, wr) = (rounded(x, count: inputCount), rounded(w, count: weightCount))
+        // Only what each gradient reads: the weight for gx, the input for gw.
+        let xr = gw == nil ? nil : rounded(x, count: inputCount)
+        let wr = gx == nil ? nil : rounded(w, count: weightCount)
         let gyr = rounded(gy, count: gyCount)
-        backward(xr.data, wr.data, gyr.data, gx, gw)
+        backward(xr.map { UnsafePointer($0.data) } ?? x, wr.map { UnsafePointer($0.data) } ?? w, gyr.data, gx, gw)
     }
 }
