@@ -98,11 +98,6 @@ final class OneDNNPrimitive: @unchecked Sendable {
         return buffer
     }
 
-    /// A buffer for output `index` in the layout this primitive chose (nil where that is plain).
-    func chosenBuffer(forOutput index: Int) -> Tensor? {
-        arguments[index].reorder == nil ? nil : Tensor(uninitializedShape: [arguments[index].chosenFloats])
-    }
-
     /// Floats of argument `index` in the chosen layout (padding included).
     func chosenCount(_ index: Int) -> Int { arguments[index].chosenFloats }
 
@@ -143,7 +138,7 @@ final class OneDNNPrimitive: @unchecked Sendable {
 
     /// Runs the primitive on the calling thread with `pointers` (one per argument, in the
     /// order of `arguments`), in plain layouts except the arguments in `chosenLayout`, which
-    /// are in the layout the primitive chose (`chosenCopy`, `chosenBuffer`).
+    /// are in the layout the primitive chose (`chosenCopy`, a buffer of `chosenCount` floats).
     func execute(_ pointers: [UnsafeMutablePointer<Float>], chosenLayout: Set<Int> = []) {
         var temporaries: [Tensor] = []
         withStream { stream, memory in
