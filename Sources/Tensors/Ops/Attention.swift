@@ -29,22 +29,61 @@ struct ScoreTerms {
     }
 }
 
+/// How attention's products run at the op's precision. At bfloat16 both products take
+/// bfloat16 inputs (queries, keys, values, the probabilities and the gradients) and accumulate
+/// in float32; the softmax and its gradient stay float32.
+enum AttentionArithmetic: Equatable {
+    case float32
+    /// Each head's products on the bfloat16 GEMM, which converts its inputs per product.
+    case bfloat16Products
+    /// Queries, keys, values (and the output gradient) rounded once for all heads, the products
+    /// in float32, the probabilities and score gradients rounded where they enter a product:
+    /// the same numbers, for heads too small for the bfloat16 GEMM's conversions and calls to
+    /// pay (fewer than 2^20 multiply-adds per product: Swin's windows) and for the fused
+    /// narrow-head kernels (which keep the probabilities in float32).
+    case roundedInputs
+
+    init(_ precision: Precision, tokens n: Int, width d: Int, hasTerms: Bool) {
+        if precision == .float32 {
+            self = .float32
+        } else if NarrowHeads.apply(width: d, hasTerms: hasTerms) || n * n * d < 1 << 20 {
+            self = .roundedInputs
+        } else {
+            self = .bfloat16Products
+        }
+    }
+
+    /// `tensor` as the heads read it.
+    func inputs(_ tensor: Tensor) -> Tensor { self == .roundedInputs ? tensor.roundedToBFloat16() : tensor }
+
+    var productPrecision: Precision { self == .bfloat16Products ? .bfloat16 : .float32 }
+
+    /// An n x n operand as a product takes it: rounded into `scratch` when the inputs are rounded.
+    func operand(_ matrix: UnsafePointer<Float>, count: Int, scratch: UnsafeMutablePointer<Float>?)
+        -> UnsafePointer<Float>
+    {
+        guard self == .roundedInputs, let scratch else { return matrix }
+        BFloat16.round(matrix, into: scratch, count: count)
+        return UnsafePointer(scratch)
+    }
+}
+
 /// softmax(Q K^T * scale + terms) V for every (batch, head), forward and backward fused; the
-/// attention probabilities are kept once for backward. At bfloat16 both products round their
-/// inputs (the probabilities and the gradients included) and accumulate in float32; the
-/// softmax and its gradient stay float32.
+/// attention probabilities are kept once for backward.
 private func attention(
     _ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
     out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float,
-    terms: ScoreTerms = .none, precision: Precision
+    terms: ScoreTerms = .none, arithmetic: AttentionArithmetic
 ) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
     let narrow = NarrowHeads.apply(width: d, hasTerms: !terms.isEmpty)
+    let precision = arithmetic.productPrecision
     // Small per-head GEMMs: each thread takes whole heads and runs its GEMMs on one core.
     withSingleThreadedBLAS {
         parallelFor(layout.batch * heads) { range in
             let workspace = narrow ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
+            let rounded = !narrow && arithmetic == .roundedInputs ? Tensor(uninitializedShape: [n * n]) : nil
             for index in range {
                 let b = index / heads, h = index % heads
                 let scores = pp + index * n * n
@@ -62,7 +101,8 @@ private func attention(
                 for r in 0..<n { softmaxRow(scores + r * n, scores + r * n, n) }
                 gemm(
                     transposeA: false, transposeB: false, m: n, n: d, k: n,
-                    a: scores, lda: n, b: v + layout.valueOffset(b, h), ldb: ld, c: out + layout.outputOffset(b, h),
+                    a: arithmetic.operand(scores, count: n * n, scratch: rounded?.data), lda: n,
+                    b: v + layout.valueOffset(b, h), ldb: ld, c: out + layout.outputOffset(b, h),
                     ldc: layout.outputStride, precision: precision)
             }
         }
@@ -75,16 +115,18 @@ private func attentionBackward(
     _ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
     probabilities pp: UnsafePointer<Float>, gradOut pg: UnsafePointer<Float>,
     gq: UnsafeMutablePointer<Float>, gk: UnsafeMutablePointer<Float>, gv: UnsafeMutablePointer<Float>, factor: Float,
-    hasTerms: Bool = false, gradBias: UnsafeMutablePointer<Float>? = nil, precision: Precision
+    hasTerms: Bool = false, gradBias: UnsafeMutablePointer<Float>? = nil, arithmetic: AttentionArithmetic
 ) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
     let ld = layout.inputStride
     let narrow = NarrowHeads.apply(width: d, hasTerms: hasTerms)
+    let precision = arithmetic.productPrecision
     // Wide heads keep dP per head; narrow ones need only a row of it, in their workspace.
     let scratch = narrow ? nil : Tensor(uninitializedShape: [layout.batch * heads, n, n])
     withSingleThreadedBLAS {
         parallelFor(layout.batch * heads) { range in
             let workspace = narrow ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
+            let rounded = !narrow && arithmetic == .roundedInputs ? Tensor(uninitializedShape: [n * n]) : nil
             for index in range {
                 let b = index / heads, h = index % heads
                 let p = pp + index * n * n
@@ -98,7 +140,8 @@ private func attentionBackward(
                 let gh = pg + layout.outputOffset(b, h), ldo = layout.outputStride
                 // dV = P^T dO
                 gemm(
-                    transposeA: true, transposeB: false, m: n, n: d, k: n, a: p, lda: n, b: gh, ldb: ldo,
+                    transposeA: true, transposeB: false, m: n, n: d, k: n,
+                    a: arithmetic.operand(p, count: n * n, scratch: rounded?.data), lda: n, b: gh, ldb: ldo,
                     c: gv + layout.valueOffset(b, h), ldc: ld, precision: precision)
                 // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
                 gemm(
@@ -109,13 +152,14 @@ private func attentionBackward(
                     let inner = dot(pr, dr, count: n)
                     for c in 0..<n { dr[c] = pr[c] * (dr[c] - inner) * factor }
                 }
-                // dQ = dS K, dK = dS^T Q
+                // dQ = dS K, dK = dS^T Q (dS kept as it is for the bias gradient)
+                let ds = arithmetic.operand(dp, count: n * n, scratch: rounded?.data)
                 gemm(
-                    transposeA: false, transposeB: false, m: n, n: d, k: n, a: dp, lda: n,
+                    transposeA: false, transposeB: false, m: n, n: d, k: n, a: ds, lda: n,
                     b: k + layout.keyOffset(b, h), ldb: ld, c: gq + layout.queryOffset(b, h), ldc: ld,
                     precision: precision)
                 gemm(
-                    transposeA: true, transposeB: false, m: n, n: d, k: n, a: dp, lda: n,
+                    transposeA: true, transposeB: false, m: n, n: d, k: n, a: ds, lda: n,
                     b: q + layout.queryOffset(b, h), ldb: ld, c: gk + layout.keyOffset(b, h), ldc: ld,
                     precision: precision)
             }
@@ -148,23 +192,21 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     let layout = AttentionLayout(
         batch: slices, heads: 1, tokens: n, width: d, queryOffset: contiguous, keyOffset: contiguous,
         valueOffset: contiguous, inputStride: d, outputOffset: contiguous, outputStride: d)
-    let precision = Autocast.precision
-    let (qIn, kIn, vIn) = [q, k, v].map {
-        NarrowHeads.inputs($0, width: d, hasTerms: false, precision: precision)
-    }.triple
+    let arithmetic = AttentionArithmetic(Autocast.precision, tokens: n, width: d, hasTerms: false)
+    let (qIn, kIn, vIn) = [q, k, v].map(arithmetic.inputs).triple
     let probabilities = Tensor(uninitializedShape: [slices, n, n])
     let out = Tensor(uninitializedShape: q.shape)
     FLOPCounter.add(2 * slices * n * n * d)
     attention(
         layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data, probabilities: probabilities.data,
-        factor: factor, precision: precision)
+        factor: factor, arithmetic: arithmetic)
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
         let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape),
             gv = Tensor(uninitializedShape: v.shape)
-        let gIn = NarrowHeads.inputs(g, width: d, hasTerms: false, precision: precision)
         attentionBackward(
-            layout, q: qIn.data, k: kIn.data, v: vIn.data, probabilities: probabilities.data, gradOut: gIn.data,
-            gq: gq.data, gk: gk.data, gv: gv.data, factor: factor, precision: precision)
+            layout, q: qIn.data, k: kIn.data, v: vIn.data, probabilities: probabilities.data,
+            gradOut: arithmetic.inputs(g).data, gq: gq.data, gk: gk.data, gv: gv.data, factor: factor,
+            arithmetic: arithmetic)
         accumulateGradient(q, gq)
         accumulateGradient(k, gk)
         accumulateGradient(v, gv)
@@ -210,22 +252,21 @@ public func packedSelfAttention(
     let terms = ScoreTerms(
         bias: bias.map { UnsafePointer($0.data) }, mask: mask.map { UnsafePointer($0.data) },
         windows: mask?.shape[0] ?? 1)
-    let precision = Autocast.precision
-    let inputs = NarrowHeads.inputs(qkv, width: d, hasTerms: !terms.isEmpty, precision: precision)
+    let arithmetic = AttentionArithmetic(Autocast.precision, tokens: n, width: d, hasTerms: !terms.isEmpty)
+    let inputs = arithmetic.inputs(qkv)
     let probabilities = Tensor(uninitializedShape: [b * heads, n, n])
     let out = Tensor(uninitializedShape: [b, n, c])
     FLOPCounter.add(2 * b * heads * n * n * d)
     attention(
         layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data, probabilities: probabilities.data,
-        factor: factor, terms: terms, precision: precision)
+        factor: factor, terms: terms, arithmetic: arithmetic)
     Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? []), family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: qkv.shape)
         let gbias = bias?.requiresGrad == true ? Tensor(uninitializedShape: [heads, n, n]) : nil
-        let gIn = NarrowHeads.inputs(g, width: d, hasTerms: !terms.isEmpty, precision: precision)
         attentionBackward(
             layout, q: inputs.data, k: inputs.data, v: inputs.data, probabilities: probabilities.data,
-            gradOut: gIn.data, gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor,
-            hasTerms: !terms.isEmpty, gradBias: gbias?.data, precision: precision)
+            gradOut: arithmetic.inputs(g).data, gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor,
+            hasTerms: !terms.isEmpty, gradBias: gbias?.data, arithmetic: arithmetic)
         accumulateGradient(qkv, gqkv)
         if let bias, let gbias { accumulateGradient(bias, gbias) }
     }

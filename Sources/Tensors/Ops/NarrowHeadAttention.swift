@@ -9,13 +9,8 @@ enum NarrowHeads {
 
     /// Whether attention over heads of `width` runs here: these kernels fuse the softmax into
     /// their score pass and take no added score terms. They multiply in float32; at bfloat16
-    /// their inputs arrive rounded (`rounded(_:width:hasTerms:)`).
+    /// their inputs arrive rounded (`AttentionArithmetic.roundedInputs`).
     static func apply(width: Int, hasTerms: Bool) -> Bool { width <= limit && !hasTerms }
-
-    /// `tensor`, rounded to bfloat16 when these kernels run at that precision.
-    static func inputs(_ tensor: Tensor, width: Int, hasTerms: Bool, precision: Precision) -> Tensor {
-        precision == .bfloat16 && apply(width: width, hasTerms: hasTerms) ? tensor.roundedToBFloat16() : tensor
-    }
 
     /// Floats of per-thread workspace for heads of `width` over `tokens` tokens.
     static func workspaceCount(tokens n: Int, width d: Int) -> Int { d * n + 3 * n * lanes(d) + 4 * n }
