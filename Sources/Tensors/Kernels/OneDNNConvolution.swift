@@ -92,9 +92,7 @@ final class OneDNNConvolution: @unchecked Sendable {
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
         weightsChosen: Bool = false
     ) {
-        forward.execute(
-            [UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: w), y],
-            chosenLayout: weightsChosen ? [Self.weightsArgument] : [])
+        Self.run(forward, x, w, y, chosen: weightsChosen ? Self.weightsArgument : nil)
     }
 
     /// gx = the input gradient of gy, overwriting gx; `w` as in `runForward` (the backward-data
@@ -103,9 +101,7 @@ final class OneDNNConvolution: @unchecked Sendable {
         _ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>,
         weightsChosen: Bool = false
     ) {
-        backwardData.execute(
-            [UnsafeMutablePointer(mutating: gy), UnsafeMutablePointer(mutating: w), gx],
-            chosenLayout: weightsChosen ? [Self.weightsArgument] : [])
+        Self.run(backwardData, gy, w, gx, chosen: weightsChosen ? Self.weightsArgument : nil)
     }
 
     /// gw = the weight gradient of gy, overwriting gw (in the primitive's chosen layout when
@@ -114,9 +110,17 @@ final class OneDNNConvolution: @unchecked Sendable {
         _ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ gw: UnsafeMutablePointer<Float>,
         gradientChosen: Bool = false
     ) {
-        backwardWeights.execute(
-            [UnsafeMutablePointer(mutating: x), UnsafeMutablePointer(mutating: gy), gw],
-            chosenLayout: gradientChosen ? [Self.weightGradientArgument] : [])
+        Self.run(backwardWeights, x, gy, gw, chosen: gradientChosen ? Self.weightGradientArgument : nil)
+    }
+
+    /// Two inputs and an output, plain except the argument `chosen` (in the primitive's layout).
+    private static func run(
+        _ primitive: OneDNNPrimitive, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        _ output: UnsafeMutablePointer<Float>, chosen: Int?
+    ) {
+        primitive.execute(
+            [UnsafeMutablePointer(mutating: a), UnsafeMutablePointer(mutating: b), output],
+            chosenLayout: chosen.map { [$0] } ?? [])
     }
 
     /// Created on first use: a frozen teacher never runs backward.
