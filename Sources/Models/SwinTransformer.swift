@@ -124,19 +124,19 @@ final class SwinBlock: Layer {
 
 /// timm's `PatchMerging`: each 2x2 neighbourhood's channels concatenated (odd sizes zero-padded),
 /// LayerNorm over 4C, a Linear to the next width without bias.
-final class PatchMerging: Layer {
+public final class PatchMerging: Layer {
     let norm: LayerNorm, reduction: Linear
-    var isTraining = true
+    public var isTraining = true
 
-    init(width: Int, outputWidth: Int, generator: inout RandomGenerator) {
+    public init(width: Int, outputWidth: Int, generator: inout RandomGenerator) {
         norm = LayerNorm(dimensions: 4 * width)
         reduction = Linear(
             inputDimensions: 4 * width, outputDimensions: outputWidth, bias: false, generator: &generator)
     }
 
-    var children: [(String, any Module)] { [("norm", norm), ("reduction", reduction)] }
+    public var children: [(String, any Module)] { [("norm", norm), ("reduction", reduction)] }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         var y = x
         let padH = x.shape[1] % 2, padW = x.shape[2] % 2
         if padH > 0 || padW > 0 { y = y.padded([(0, 0), (0, padH), (0, padW), (0, 0)]) }

@@ -10,12 +10,12 @@ public final class TransformerBlock: Layer {
     public var isTraining = true
 
     public init(
-        width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, dropPathRate: Float = 0,
+        width: Int, heads: Int, mlpWidth: Int, epsilon: Float = 1e-6, dropPathRate: Float = 0, qkvBias: Bool = true,
         generator: inout RandomGenerator
     ) {
         self.dropPathRate = dropPathRate
         norm1 = LayerNorm(dimensions: width, epsilon: epsilon)
-        attn = MultiHeadAttention(dimensions: width, heads: heads, generator: &generator)
+        attn = MultiHeadAttention(dimensions: width, heads: heads, qkvBias: qkvBias, generator: &generator)
         norm2 = LayerNorm(dimensions: width, epsilon: epsilon)
         mlp = MLP(inputDimensions: width, hiddenDimensions: mlpWidth, generator: &generator)
     }

@@ -30,12 +30,16 @@ public final class OFA: DistillationMethod {
         pairs = try resolveStagePairs(
             context.settings[SharedSettings.stages], student: taps, teacher: context.teacherTaps, method: Self.name)
         var generator = RandomGenerator.derived(seed: context.seed, 0xD157)
-        let last = spatialShape(taps[taps.count - 1])
+        let finalWidths = (
+            student: spatialShape(taps[taps.count - 1])[0],
+            teacher: spatialShape(context.teacherTaps[context.teacherTaps.count - 1])[0]
+        )
         branches = pairs.map { s, _ in
             let tap = taps[s]
             return OFABranch(
                 tapShape: [1] + (tap.layout == .spatial ? spatialShape(tap) : Array(tap.shape.dropFirst())),
-                layout: tap.layout, finalGrid: (last[1], last[2]), classes: context.classes, generator: &generator)
+                layout: tap.layout, stage: s, tapCount: taps.count, finalWidths: finalWidths,
+                classes: context.classes, generator: &generator)
         }
     }
 
