@@ -222,6 +222,44 @@ final class DistillationObjectiveTests: XCTestCase {
         }
     }
 
+    /// SFKD logs raw<k>, the distance of the aligned student map from the teacher's before DS2S;
+    /// lambda_raw adds it to the loss; gffl_on: student takes DS2S out of the frequency loss.
+    func testSFKDRawDistanceAndFrequencyInput() throws {
+        let teacher = try ModelRegistry.make("resnet8", inputShape: [3, 8, 8], classes: 4, seed: 1)
+        teacher.eval()
+        let student = try ModelRegistry.make("vit-tiny", inputShape: [3, 8, 8], classes: 4, seed: 2)
+        let images = randomTensor([4, 3, 8, 8], seed: 3, requiresGrad: false)
+        let (studentOutput, teacherOutput) = withNoGrad { (student.forward(images), teacher.forward(images)) }
+        func spec(_ name: String) -> SettingSpec { SFKD.settings.first { $0.name == name }! }
+        func loss(_ configure: (inout SettingValues) -> Void = { _ in }, perturbRefiner: Bool = false) throws
+            -> ObjectiveLoss
+        {
+            let sfkd = try method("sfkd", configure: configure)
+            if perturbRefiner {
+                for (prefix, module) in sfkd.helpers where prefix.hasPrefix("ds2s") {
+                    for p in module.parameters() { p.data[0] += 0.5 }
+                }
+            }
+            return sfkd.loss(
+                student: studentOutput, teacher: teacherOutput, targets: Targets(labels: [0, 1, 2, 3]), step: 0)
+        }
+        let plain = try loss()
+        let raw = try XCTUnwrap(plain.terms["raw0"])
+        XCTAssertGreaterThan(raw, 0)
+        XCTAssertNotNil(plain.terms["raw1"])
+        let weighted = try loss { $0.set(spec("lambda_raw"), to: .double(2)) }
+        XCTAssertEqual(weighted.terms["raw0"]!, raw, accuracy: 1e-6)
+        XCTAssertEqual(
+            weighted.total.item - plain.total.item, 2 * (raw + plain.terms["raw1"]!), accuracy: 1e-4)
+
+        let onStudent: (inout SettingValues) -> Void = { $0.set(spec("gffl_on"), to: .string("student")) }
+        let refined = try loss(), refinedPerturbed = try loss(perturbRefiner: true)
+        XCTAssertNotEqual(refined.terms["frequency0"]!, refinedPerturbed.terms["frequency0"]!)
+        let direct = try loss(onStudent), directPerturbed = try loss(onStudent, perturbRefiner: true)
+        XCTAssertEqual(direct.terms["frequency0"]!, directPerturbed.terms["frequency0"]!)
+        XCTAssertNotEqual(direct.terms["frequency0"]!, refined.terms["frequency0"]!)
+    }
+
     func testBadStagesLevelsAndWidthsAreClearErrors() throws {
         XCTAssertThrowsError(try method("sfkd", stages: [3])) { error in
             let text = "\(error)"

@@ -15,6 +15,8 @@ public final class SFKD: DistillationMethod {
     public static let needsTeacher = true
 
     public enum LogitLoss: String, SettingChoice { case kd, ofa, none }
+    /// What the frequency loss compares with the teacher map.
+    public enum FrequencyInput: String, SettingChoice { case refined, student }
 
     static let logitLoss = Setting<LogitLoss>("logit_loss", default: .kd, help: "SFKD's logit term.")
     static let levels = Setting<Int>(
@@ -34,13 +36,21 @@ public final class SFKD: DistillationMethod {
         "gffl_rho", default: 0.25, range: .between(0.01, 10), help: "Gaussian width as a fraction of min(H, W).")
     static let focalAlpha = Setting<Float>(
         "gffl_alpha", default: 0, range: .between(0, 10), help: "Focal exponent of the frequency loss (0: off).")
+    static let frequencyInput = Setting<FrequencyInput>(
+        "gffl_on", default: .refined,
+        help: "The frequency loss on the inverse transform of the refined bands, or on the aligned student map itself.")
+    static let lambdaRaw = Setting<Float>(
+        "lambda_raw", default: 0, range: .nonNegative,
+        help:
+            "Weight of the MSE between the aligned student map and the teacher map before DS2S (logged as raw<k> at 0)."
+    )
 
     public static let settings = [
         SharedSettings.lambdaCE.spec, SharedSettings.lambdaKD.spec, SharedSettings.temperature.spec,
         SharedSettings.stages.spec,
         SharedSettings.featureNormalization.spec, SharedSettings.ofaEpsilon.spec, SharedSettings.ofaTemperature.spec,
         logitLoss.spec, levels.spec, width.spec, lambdaLow.spec, lambdaHigh.spec, lambdaWavelet.spec,
-        lambdaFrequency.spec, rho.spec, focalAlpha.spec,
+        lambdaFrequency.spec, rho.spec, focalAlpha.spec, frequencyInput.spec, lambdaRaw.spec,
     ]
 
     let labelSmoothing: Float, lambdaCE: Float, lambdaKD: Float, temperature: Float
@@ -48,6 +58,7 @@ public final class SFKD: DistillationMethod {
     let logit: LogitLoss
     let normalization: FeatureNormalization
     let lambdaLow: Float, lambdaHigh: Float, lambdaWavelet: Float, lambdaFrequency: Float, rho: Float, focalAlpha: Float
+    let frequencyInput: FrequencyInput, lambdaRaw: Float
     let pairs: [(student: Int, teacher: Int)]
     let aligners: [Aligner]
     let refiners: [DS2S]
@@ -70,6 +81,8 @@ public final class SFKD: DistillationMethod {
         lambdaFrequency = s[Self.lambdaFrequency]
         rho = s[Self.rho]
         focalAlpha = s[Self.focalAlpha]
+        frequencyInput = s[Self.frequencyInput]
+        lambdaRaw = s[Self.lambdaRaw]
         pairs = try resolveStagePairs(
             s[SharedSettings.stages], student: context.studentTaps, teacher: context.teacherTaps, method: Self.name)
         var generator = RandomGenerator.derived(seed: context.seed, 0xD157)
@@ -137,6 +150,15 @@ public final class SFKD: DistillationMethod {
             total = total + wavelet * lambdaWavelet + frequency * lambdaFrequency
             terms["wavelet\(k)"] = wavelet.item
             terms["frequency\(k)"] = frequency.item
+            // How far the student's own aligned map is from the teacher's before DS2S refines
+            // it (FitNet's distance): logged always, a loss term with lambda_raw > 0.
+            if lambdaRaw > 0 {
+                let raw = mseLoss(aligned, target)
+                total = total + raw * lambdaRaw
+                terms["raw\(k)"] = raw.item
+            } else {
+                terms["raw\(k)"] = withNoGrad { mseLoss(aligned, target) }.item
+            }
         }
         return ObjectiveLoss(total: total, terms: terms)
     }
@@ -155,8 +177,8 @@ public final class SFKD: DistillationMethod {
         }
         let detailMean = high! * (1 / Float(3 * levels))
         let wavelet = mseLoss(refined.approximation, teacherBands.approximation) * lambdaLow + detailMean * lambdaHigh
-        let reconstruction = haarIDWT(refined)
-        let frequency = gaussianFrequencyLoss(reconstruction, teacher, rho: rho, focalAlpha: focalAlpha)
+        let compared = frequencyInput == .refined ? haarIDWT(refined) : student
+        let frequency = gaussianFrequencyLoss(compared, teacher, rho: rho, focalAlpha: focalAlpha)
         return (wavelet, frequency)
     }
 }
