@@ -374,6 +374,9 @@ public struct SettingValues: Equatable, Sendable {
 
     public func value(of spec: SettingSpec) -> SettingValue { values[spec.name] ?? spec.defaultValue }
 
+    /// The names of the settings given a value other than their default.
+    public var changedNames: [String] { values.keys.sorted() }
+
     public mutating func set(_ spec: SettingSpec, to value: SettingValue) {
         values[spec.name] = value == spec.defaultValue ? nil : value
     }

@@ -269,6 +269,11 @@ public final class Trainer {
                 "zero1: each rank updates its shard of \(sharded.shards.buckets.count) buckets; rank 0 holds \(sharded.stateCount) of the \(sharded.fullStateCount) floats of optimizer state"
             )
         }
+        if let unread = try? config.unreadMethodSettings, !unread.isEmpty {
+            progress.message(
+                "warning: method \(config.method) does not read \(unread.map { "'\($0)'" }.joined(separator: ", ")); \(unread.count == 1 ? "it has" : "they have") no effect"
+            )
+        }
         if config.precision == .bfloat16 || config.teacherPrecision == .bfloat16 {
             let who = [
                 config.precision == .bfloat16 ? "student" : nil, config.teacherPrecision == .bfloat16 ? "teacher" : nil,

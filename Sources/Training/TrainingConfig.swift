@@ -167,6 +167,15 @@ public struct TrainingConfig: Equatable, Sendable {
         get throws { try MethodRegistry.method(named: method) }
     }
 
+    /// Method settings given a value that the selected method does not read (another
+    /// method's), which the start-up warns about.
+    public var unreadMethodSettings: [String] {
+        get throws {
+            let read = Set(try methodType.settings.map(\.name))
+            return distillation.changedNames.filter { !read.contains($0) }
+        }
+    }
+
     /// Checks every value against its declared range, then values that must agree; errors name
     /// the key. `teacherGiven`: the caller brings the teacher model itself (benchmarks).
     public func validate(teacherGiven: Bool = false) throws {

@@ -431,9 +431,13 @@ final class TrainCLITests: XCTestCase {
         let train = try runSFKD(
             [
                 "train", "--model", "resnet8", "--dataset", "synthetic", "--steps", "6", "--batch-size", "32",
-                "--out", folder + "/run", "--threads", "1",
+                "--out", folder + "/run", "--threads", "1", "--tau", "2",
             ], timeout: 600)
         XCTAssertEqual(train.status, 0, train.stderr)
+        // Another method's setting is said to have no effect.
+        XCTAssertTrue(
+            (train.stdout + train.stderr).contains("warning: method none does not read 'tau'; it has no effect"),
+            train.stdout)
         let eval = try runSFKD(
             ["eval", "--checkpoint", folder + "/run/model.safetensors", "--dataset", "synthetic", "--json"],
             timeout: 300)
