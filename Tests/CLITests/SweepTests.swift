@@ -10,23 +10,6 @@ final class SweepTests: XCTestCase {
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
     }
 
-    /// Every sweep of launch/recipes plans its runs (keys, values and the configs it names
-    /// check out) without training any.
-    func testEveryRecipeSweepPlans() throws {
-        let recipes = packageRoot.appendingPathComponent("launch/recipes").path
-        let sweeps = try FileManager.default.contentsOfDirectory(atPath: recipes).filter { name in
-            guard name.hasSuffix(".yaml") else { return false }
-            return try String(contentsOfFile: "\(recipes)/\(name)", encoding: .utf8).contains("\nbase:")
-        }
-        XCTAssertGreaterThanOrEqual(sweeps.count, 4, "\(sweeps)")
-        for sweep in sweeps {
-            let out = try temporaryFolder(self)
-            let result = try runSFKD(["sweep", "\(recipes)/\(sweep)", "--out", out, "--dry-run"], timeout: 120)
-            XCTAssertEqual(result.status, 0, "\(sweep): \(result.stderr)")
-            XCTAssertTrue(result.stdout.contains("_seed-0\t"), "\(sweep): \(result.stdout)")
-        }
-    }
-
     /// SIGTERM to the sweep (a job's time limit, a kill) reaches the run in progress, which
     /// checkpoints and stops; the sweep starts nothing more and exits 75, leaving no orphan.
     func testAStopSignalReachesTheRunInProgressAndLeavesNoOrphan() throws {

@@ -133,7 +133,9 @@ final class RecipeTests: XCTestCase {
         let recipes = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".yaml") }
         XCTAssertGreaterThanOrEqual(recipes.count, 8)
         // The sweep files: every run's settings valid, the grid as large as it says.
-        let sweeps = ["compare-methods.yaml": 36, "ablate-sfkd.yaml": 18, "bf16-accuracy.yaml": 8]
+        let sweeps = [
+            "compare-methods.yaml": 36, "ablate-sfkd.yaml": 18, "bf16-accuracy.yaml": 8, "sfkd-vs-fitnet.yaml": 18,
+        ]
         for (recipe, runs) in sweeps {
             let plan = try SweepPlan(file: folder + "/" + recipe, output: "/tmp/unused")
             XCTAssertEqual(plan.runs.count, runs, recipe)

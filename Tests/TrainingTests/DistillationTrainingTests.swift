@@ -65,9 +65,10 @@ final class DistillationTrainingTests: XCTestCase {
         XCTAssertEqual(
             try trainLines(straight).suffix(4).map { $0["loss"]! },
             try trainLines(interrupted).suffix(4).map { $0["loss"]! })
-        // Each term of the SFKD loss is logged.
+        // Each term of the SFKD loss is logged (no logit term by default), and the distance before DS2S.
         let last = try XCTUnwrap(try trainLines(straight).last)
-        for term in ["loss_ce", "loss_kd", "loss_wavelet0", "loss_frequency1"] { XCTAssertNotNil(last[term], term) }
+        for term in ["loss_ce", "loss_wavelet0", "loss_frequency1", "loss_raw1"] { XCTAssertNotNil(last[term], term) }
+        XCTAssertNil(last["loss_kd"])
         // The student alone goes into model.safetensors; the DS2S and aligner weights only into checkpoints.
         let model = try SafeTensors.read(straight + "/model.safetensors")
         XCTAssertFalse(model.names.contains { $0.hasPrefix("aux.") })
