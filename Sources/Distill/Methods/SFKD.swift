@@ -155,13 +155,9 @@ public final class SFKD: DistillationMethod {
             terms["frequency\(k)"] = frequency.item
             // How far the student's own aligned map is from the teacher's before DS2S refines
             // it (FitNet's distance): logged always, a loss term with lambda_raw > 0.
-            if lambdaRaw > 0 {
-                let raw = mseLoss(aligned, target)
-                total = total + raw * lambdaRaw
-                terms["raw\(k)"] = raw.item
-            } else {
-                terms["raw\(k)"] = withNoGrad { mseLoss(aligned, target) }.item
-            }
+            let raw = lambdaRaw > 0 ? mseLoss(aligned, target) : withNoGrad { mseLoss(aligned, target) }
+            if lambdaRaw > 0 { total = total + raw * lambdaRaw }
+            terms["raw\(k)"] = raw.item
         }
         return ObjectiveLoss(total: total, terms: terms)
     }
