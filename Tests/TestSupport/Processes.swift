@@ -33,8 +33,10 @@ public func temporaryFolder(_ test: XCTestCase) throws -> String {
     return path
 }
 
-/// Runs `process` to its end, at most `timeout` seconds (then interrupts it and fails the test),
-/// collecting its output; `whileRunning` gets it once started.
+/// Runs `process` to its end, at most `timeout` seconds (then interrupts its process group, kills
+/// it 10 s later, and fails the test), collecting its output; `whileRunning` gets it once started.
+/// Descendants that outlive it (an orphaned rank, a hung mpirun in a group of its own) are killed
+/// 30 s after it ended, failing the test instead of hanging the suite.
 public func runBounded(_ process: Process, timeout: TimeInterval, whileRunning: ((Process) -> Void)? = nil) throws -> (
     status: Int32, stdout: String, stderr: String
 ) {
@@ -42,40 +44,97 @@ public func runBounded(_ process: Process, timeout: TimeInterval, whileRunning: 
     process.standardOutput = out
     process.standardError = err
     try process.run()
-    // Both pipes are drained on their own threads (a full pipe would block the child); the
-    // group's wait orders those writes before the reads below.
-    let outData = Collected(), errData = Collected()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-        outData.data = out.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
-    }
-    group.enter()
-    DispatchQueue.global().async {
-        errData.data = err.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
-    }
+    // Foundation starts the child as the leader of its own process group, so signalling the
+    // group reaches the launcher and whatever it started that stayed in the group.
+    let pid = process.processIdentifier
+    // Foundation reaps the child (and clears isRunning) only once every process holding the socket
+    // it inherited has closed it, descendants included; those and the pipes name what to kill.
+    let inherited = Set(descriptorTargets(of: pid).filter { $0.hasPrefix("socket:") } + [out, err].map(pipeName))
+    // Both pipes are drained on their own threads (a full pipe would block the child).
+    let outData = Collected(out.fileHandleForReading), errData = Collected(err.fileHandleForReading)
     whileRunning?(process)
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-    if process.isRunning {
-        process.interrupt()
-        XCTFail(
-            "\(process.executableURL!.path) \(process.arguments!.joined(separator: " ")) did not finish within \(timeout) s"
-        )
+    let command = "\(process.executableURL!.path) \(process.arguments!.joined(separator: " "))"
+    func waitForEnd(until deadline: Date) -> Bool {
+        while !hasEnded(pid) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        return hasEnded(pid)
+    }
+    if !waitForEnd(until: Date().addingTimeInterval(timeout)) {
+        kill(-pid, SIGINT)
+        if !waitForEnd(until: Date().addingTimeInterval(10)) { kill(-pid, SIGKILL) }
+        XCTFail("\(command) did not finish within \(timeout) s")
+    }
+    let settled = Date().addingTimeInterval(30)
+    while process.isRunning && Date() < settled { Thread.sleep(forTimeInterval: 0.05) }
+    if process.isRunning || !(outData.waitForEnd(seconds: 1) && errData.waitForEnd(seconds: 1)) {
+        let holders = processesHolding(inherited)
+        let names = holders.map { holder in
+            let arguments = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(holder)/cmdline"))) ?? Data()
+            return "\(holder) " + String(decoding: arguments.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+        }
+        for holder in holders { kill(holder, SIGKILL) }
+        XCTFail("\(command) ended, but what it started was still running 30 s later and is killed now: \(names)")
     }
     process.waitUntilExit()
-    group.wait()
-    return (
-        process.terminationStatus, String(decoding: outData.data, as: UTF8.self),
-        String(decoding: errData.data, as: UTF8.self)
-    )
+    _ = outData.waitForEnd(seconds: 10) && errData.waitForEnd(seconds: 10)
+    return (process.terminationStatus, outData.text, errData.text)
 }
 
-/// Bytes a reader thread collects for `runBounded`.
+/// Whether `pid` has exited (a zombie not yet reaped counts as ended).
+private func hasEnded(_ pid: pid_t) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let name = stat.lastIndex(of: ")"), let state = stat[name...].dropFirst(2).first
+    else { return true }
+    return state == "Z" || state == "X"
+}
+
+/// What the descriptors of `pid` point at ("pipe:[123]", "socket:[456]", paths).
+private func descriptorTargets(of pid: pid_t) -> [String] {
+    let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+    return descriptors.compactMap {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")
+    }
+}
+
+private func pipeName(_ pipe: Pipe) -> String {
+    var status = stat()
+    fstat(pipe.fileHandleForReading.fileDescriptor, &status)
+    return "pipe:[\(status.st_ino)]"
+}
+
+/// Other processes with a descriptor on any of `targets` (found in /proc).
+private func processesHolding(_ targets: Set<String>) -> [pid_t] {
+    let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return processes.compactMap { entry in
+        guard let pid = pid_t(entry), pid != getpid() else { return nil }
+        return descriptorTargets(of: pid).contains(where: targets.contains) ? pid : nil
+    }
+}
+
+/// Bytes a reader thread collects from a pipe for `runBounded`, readable while it still reads.
 private final class Collected: @unchecked Sendable {
-    var data = Data()
+    private let lock = NSLock()
+    private var data = Data()
+    private let ended = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { data.append(chunk) }
+            }
+            ended.signal()
+        }
+    }
+
+    /// Whether the writers closed the pipe within `seconds`.
+    func waitForEnd(seconds: Double) -> Bool {
+        guard ended.wait(timeout: .now() + seconds) == .success else { return false }
+        ended.signal()
+        return true
+    }
+
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
 }
 
 /// Runs the built `sfkd` as a user would, bounded in time.

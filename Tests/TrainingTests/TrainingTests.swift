@@ -329,18 +329,13 @@ final class TrainingTests: XCTestCase {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", script]
-        let pipe = Pipe(), errors = Pipe()
-        process.standardOutput = pipe
-        process.standardError = errors
-        try process.run()
-        process.waitUntilExit()
-        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        if errorText.contains("No module named") {
+        let result = try runBounded(process, timeout: 120)
+        if result.stderr.contains("No module named") {
             throw XCTSkip(
                 "Python's safetensors is not installed (pip install safetensors numpy); skipping the cross-check")
         }
-        XCTAssertEqual(process.terminationStatus, 0, errorText)
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let output = result.stdout
         XCTAssertEqual(
             output.trimmingCharacters(in: .whitespacesAndNewlines), "['layer.bias', 'layer.weight'] (2, 3) 6.0 -0.5")
     }
