@@ -146,7 +146,7 @@ final class FailureTests: XCTestCase {
         // Which collective rank 0 waits in depends on where rank 1 was stopped: one of the step's
         // gradient buckets, or the loss statistics after them. Either is named with its step.
         let named = try Regex(
-            #"MPI_Allreduce #\d+ on 'students' \((gradient bucket \d+ of \d+, [\d.]+ MB|loss statistics), step \d+\)"#)
+            #"MPI_Allreduce #\d+ on '\w+' \((gradient bucket \d+ of \d+, [\d.]+ MB|loss statistics), step \d+\)"#)
         XCTAssertNotNil(result.stderr.firstMatch(of: named), "names the operation and its step: \(result.stderr)")
         XCTAssertTrue(
             result.stderr.contains("Ranks still missing: rank 1 (no answer"), "names the missing rank: \(result.stderr)"

@@ -26,6 +26,35 @@ final class TapeAndPoolTests: XCTestCase {
         XCTAssertEqual(Tape.current.recordCount, 0)
     }
 
+    /// The tape keeps only what a backward reads: a sum's output is freed once nothing else holds
+    /// it; a product's input is kept as it is at float32 and, under bfloat16 autocast, only as
+    /// its bfloat16 copy, with the gradient the rounded input gives.
+    func testTheTapeKeepsOnlyTheValuesABackwardReads() {
+        let x = randomTensor([4, 5], seed: 5), w = randomTensor([3, 5], seed: 6)
+        for precision in Precision.allCases {
+            weak var sum: Tensor?
+            weak var productInput: Tensor?
+            var rounded: [Float] = []
+            let loss = Autocast.run(precision) {
+                let h = (x + 1) * 2
+                rounded = h.roundedToBFloat16().array
+                sum = h.sum()
+                productInput = h
+                return linear(h, weight: w, bias: nil).sum()
+            }
+            XCTAssertNil(sum, "the sum's output is not kept (\(precision))")
+            XCTAssertEqual(productInput == nil, precision == .bfloat16, "the product's input (\(precision))")
+            w.zeroGrad()
+            loss.backward()
+            // d(sum of x W^T)/dW[o][i] = sum over rows of the input's column i, as the product read it.
+            let input = precision == .bfloat16 ? rounded : ((x + 1) * 2).array
+            let columns = (0..<5).map { i in (0..<4).reduce(Float(0)) { $0 + input[$1 * 5 + i] } }
+            for (found, expected) in zip(w.grad!.array, Array((0..<3).map { _ in columns }.joined())) {
+                XCTAssertEqual(found, expected, accuracy: 1e-5 * max(1, Swift.abs(expected)), "\(precision)")
+            }
+        }
+    }
+
     func testLeafGradientsAccumulateAcrossBackwardCallsUntilZeroed() {
         let w = randomTensor([3], seed: 4)
         (w * 2).sum().backward()

@@ -5,7 +5,9 @@
 /// gradient allreduces start while backward is still running).
 public final class Tape: @unchecked Sendable {
     struct Record {
-        let output: Tensor
+        /// The output's node only: the output's values are kept by the backward closures that
+        /// need them, not by the tape.
+        let output: GradientNode
         let backward: (Tensor) -> Void
         /// What the op is, for `OpProfile`.
         let family: OpFamily
@@ -29,13 +31,13 @@ public final class Tape: @unchecked Sendable {
         if OpProfile.isEnabled { OpProfile.forwardOp(family) }
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return false }
         var finalizes: [Tensor] = []
-        for input in inputs where input.requiresGrad && input.isLeaf && input.tapeGeneration != generation {
-            input.tapeGeneration = generation
+        for input in inputs where input.requiresGrad && input.isLeaf && input.node.tapeGeneration != generation {
+            input.node.tapeGeneration = generation
             finalizes.append(input)
         }
         output.requiresGrad = true
-        output.isLeaf = false
-        records.append(Record(output: output, backward: backward, family: family, finalizes: finalizes))
+        output.node.isLeaf = false
+        records.append(Record(output: output.node, backward: backward, family: family, finalizes: finalizes))
         return true
     }
 
@@ -72,33 +74,39 @@ public final class Tape: @unchecked Sendable {
     }
 }
 
-/// Adds `gradient` into `tensor.grad`. The first contribution to a non-leaf is adopted without
+/// Adds `gradient` into `tensor.grad`.
+public func accumulateGradient(_ tensor: Tensor, _ gradient: Tensor) {
+    accumulateGradient(tensor.node, gradient)
+}
+
+/// Adds `gradient` into `node.grad`. The first contribution to a non-leaf is adopted without
 /// a copy; a second one replaces the alias by an owned sum, so shared gradients are never
 /// written in place.
-public func accumulateGradient(_ tensor: Tensor, _ gradient: Tensor) {
-    guard tensor.requiresGrad else { return }
+public func accumulateGradient(_ node: GradientNode, _ gradient: Tensor) {
+    guard node.requiresGrad else { return }
+    let count = node.shape.reduce(1, *)
     ensure(
-        gradient.count == tensor.count,
-        "autograd: gradient of shape \(gradient.shape) for tensor of shape \(tensor.shape)")
-    if let existing = tensor.grad {
-        if tensor.ownsGrad {
+        gradient.count == count,
+        "autograd: gradient of shape \(gradient.shape) for tensor of shape \(node.shape)")
+    if let existing = node.grad {
+        if node.ownsGrad {
             addInPlace(existing.data, gradient.data, count: existing.count)
         } else {
-            let sum = Tensor(uninitializedShape: tensor.shape)
+            let sum = Tensor(uninitializedShape: node.shape)
             add(existing.data, gradient.data, into: sum.data, count: sum.count)
-            tensor.grad = sum
-            tensor.ownsGrad = true
+            node.grad = sum
+            node.ownsGrad = true
         }
-    } else if tensor.isLeaf {
-        let owned = Tensor(uninitializedShape: tensor.shape)
+    } else if node.isLeaf {
+        let owned = Tensor(uninitializedShape: node.shape)
         owned.data.update(from: gradient.data, count: owned.count)
-        tensor.grad = owned
-        tensor.ownsGrad = true
+        node.grad = owned
+        node.ownsGrad = true
     } else {
-        tensor.grad =
-            gradient.shape == tensor.shape
-            ? gradient : Tensor(shape: tensor.shape, storage: gradient.storage, offset: gradient.offset)
-        tensor.ownsGrad = false
+        node.grad =
+            gradient.shape == node.shape
+            ? gradient : Tensor(shape: node.shape, storage: gradient.storage, offset: gradient.offset)
+        node.ownsGrad = false
     }
 }
 

@@ -8,18 +8,30 @@ public final class Tensor: @unchecked Sendable {
     public let offset: Int
     public let count: Int
 
+    /// Autograd's view of this tensor: its gradient and place in the graph, without its values,
+    /// so the tape and the backward closures can hold it while the values are freed.
+    public let node: GradientNode
+
     /// Whether gradients flow to (a leaf) or through (an op result) this tensor.
-    public var requiresGrad: Bool
+    public var requiresGrad: Bool {
+        get { node.requiresGrad }
+        set { node.requiresGrad = newValue }
+    }
     /// Leaves are tensors no recorded op produced: parameters and inputs.
-    public internal(set) var isLeaf: Bool = true
+    public var isLeaf: Bool { node.isLeaf }
     /// The accumulated gradient, same shape. Leaves keep theirs across steps until `zeroGrad`.
-    public var grad: Tensor?
-    /// Whether `grad` is this tensor's own buffer (false while it aliases an op's output gradient).
-    var ownsGrad = false
+    public var grad: Tensor? {
+        get { node.grad }
+        set { node.grad = newValue }
+    }
     /// Called once per backward pass, the moment this leaf's gradient is final.
-    public var gradientReadyHook: ((Tensor) -> Void)?
-    /// Tape bookkeeping: the generation in which this leaf was first used.
-    var tapeGeneration: Int = -1
+    public var gradientReadyHook: ((Tensor) -> Void)? {
+        get { node.gradientReadyHook }
+        set { node.gradientReadyHook = newValue }
+    }
+    /// This activation's values as bfloat16, as ops that run at bfloat16 saved them for backward
+    /// (`SavedActivation`); activations are not written after the op that made them.
+    var savedWords: BFloat16.Words?
     /// A constant weight's values as bfloat16, converted once (`keepBFloat16Copy`).
     public internal(set) var bfloat16Copy: BFloat16.Words?
 
@@ -33,7 +45,7 @@ public final class Tensor: @unchecked Sendable {
         self.storage = storage
         self.offset = offset
         self.count = count
-        self.requiresGrad = requiresGrad
+        self.node = GradientNode(shape: shape, requiresGrad: requiresGrad)
     }
 
     /// Uninitialised tensor from the pool; every op writes all of its output.
@@ -106,17 +118,36 @@ public final class Tensor: @unchecked Sendable {
             isLeaf && buffer.count == count,
             "attachGradientBuffer: buffer of \(buffer.count) elements for a leaf of shape \(shape)")
         grad = buffer.shape == shape ? buffer : Tensor(shape: shape, storage: buffer.storage, offset: buffer.offset)
-        ownsGrad = true
+        node.ownsGrad = true
     }
 
     /// Clears the gradient for the next step, keeping the buffer.
     public func zeroGrad() {
-        if let grad, ownsGrad {
+        if let grad, node.ownsGrad {
             grad.fill(0)
         } else {
             grad = nil
-            ownsGrad = false
+            node.ownsGrad = false
         }
+    }
+}
+
+/// A tensor's place in autograd, apart from its values: what the tape records for an op's
+/// output and what a backward closure holds for an input it only passes a gradient to.
+public final class GradientNode: @unchecked Sendable {
+    public let shape: [Int]
+    public var requiresGrad: Bool
+    public internal(set) var isLeaf = true
+    public var grad: Tensor?
+    /// Whether `grad` is this tensor's own buffer (false while it aliases an op's output gradient).
+    var ownsGrad = false
+    public var gradientReadyHook: ((Tensor) -> Void)?
+    /// Tape bookkeeping: the generation in which this leaf was first used.
+    var tapeGeneration: Int = -1
+
+    init(shape: [Int], requiresGrad: Bool) {
+        self.shape = shape
+        self.requiresGrad = requiresGrad
     }
 }
 

@@ -43,6 +43,15 @@ public enum BFloat16 {
         }
     }
 
+    /// Writes `count` bfloat16 words as float32 (exact).
+    public static func widen(_ source: UnsafePointer<UInt16>, into target: UnsafeMutablePointer<Float>, count: Int) {
+        target.withMemoryRebound(to: UInt32.self, capacity: count) { output in
+            convert(count) { start, end in
+                for i in start..<end { output[i] = UInt32(source[i]) << 16 }
+            }
+        }
+    }
+
     /// Memory-bound: split across threads only when large, in blocks of whole vectors.
     private static func convert(_ count: Int, _ body: (_ start: Int, _ end: Int) -> Void) {
         parallelFor((count + 15) / 16, grain: 4096) { blocks in

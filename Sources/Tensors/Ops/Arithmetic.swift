@@ -111,7 +111,7 @@ extension Tensor {
         ensure(resultShape == shape, "broadcast: shape \(self.shape) cannot broadcast to \(shape)")
         if self.shape == shape { return self }
         let out = broadcastKernel(.copyFirst, self, self, outputShape: shape)
-        let source = self
+        let source = node
         Tape.current.record(out, inputs: [self], family: .elementwise) { g in
             accumulateGradient(source, sumToShape(g, source.shape))
         }
@@ -122,36 +122,44 @@ extension Tensor {
 private func binary(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, op: String) -> Tensor {
     let shape = BroadcastLayout.outputShape(a.shape, b.shape, op: op)
     let out = broadcastKernel(kind, a, b, outputShape: shape)
+    guard Tape.current.willRecord([a, b]) else { return out }
+    // Only the values a gradient reads are kept: sums keep none.
+    let (aNode, bNode) = (a.node, b.node)
+    let keptA = kind == .multiply && b.requiresGrad ? a : nil
+    let keptB = (kind == .multiply && a.requiresGrad) || kind == .divide ? b : nil
+    let keptOut = kind == .divide && b.requiresGrad ? out.detached() : nil
     Tape.current.record(out, inputs: [a, b], family: .elementwise) { g in
         switch kind {
         case .add:
-            if a.requiresGrad { accumulateGradient(a, sumToShape(g, a.shape)) }
-            if b.requiresGrad { accumulateGradient(b, sumToShape(g, b.shape)) }
+            if aNode.requiresGrad { accumulateGradient(aNode, sumToShape(g, aNode.shape)) }
+            if bNode.requiresGrad { accumulateGradient(bNode, sumToShape(g, bNode.shape)) }
         case .subtract:
-            if a.requiresGrad { accumulateGradient(a, sumToShape(g, a.shape)) }
-            if b.requiresGrad {
-                let reduced = sumToShape(g, b.shape)
-                let negated = Tensor(uninitializedShape: b.shape)
+            if aNode.requiresGrad { accumulateGradient(aNode, sumToShape(g, aNode.shape)) }
+            if bNode.requiresGrad {
+                let reduced = sumToShape(g, bNode.shape)
+                let negated = Tensor(uninitializedShape: bNode.shape)
                 scale(reduced.data, by: -1, into: negated.data, count: negated.count)
-                accumulateGradient(b, negated)
+                accumulateGradient(bNode, negated)
             }
         case .multiply:
-            if a.requiresGrad {
-                accumulateGradient(a, sumToShape(broadcastKernel(.multiply, g, b, outputShape: shape), a.shape))
+            if let keptB {
+                accumulateGradient(
+                    aNode, sumToShape(broadcastKernel(.multiply, g, keptB, outputShape: shape), aNode.shape))
             }
-            if b.requiresGrad {
-                accumulateGradient(b, sumToShape(broadcastKernel(.multiply, g, a, outputShape: shape), b.shape))
+            if let keptA {
+                accumulateGradient(
+                    bNode, sumToShape(broadcastKernel(.multiply, g, keptA, outputShape: shape), bNode.shape))
             }
         case .divide:
-            let gOverB = broadcastKernel(.divide, g, b, outputShape: shape)
-            if a.requiresGrad { accumulateGradient(a, sumToShape(gOverB, a.shape)) }
-            if b.requiresGrad {
+            let gOverB = broadcastKernel(.divide, g, keptB!, outputShape: shape)
+            if aNode.requiresGrad { accumulateGradient(aNode, sumToShape(gOverB, aNode.shape)) }
+            if let keptOut {
                 // d(a/b)/db = -(a/b)/b = -out/b
-                let term = broadcastKernel(.multiply, gOverB, out.detached(), outputShape: shape)
-                let reduced = sumToShape(term, b.shape)
-                let negated = Tensor(uninitializedShape: b.shape)
+                let term = broadcastKernel(.multiply, gOverB, keptOut, outputShape: shape)
+                let reduced = sumToShape(term, bNode.shape)
+                let negated = Tensor(uninitializedShape: bNode.shape)
                 scale(reduced.data, by: -1, into: negated.data, count: negated.count)
-                accumulateGradient(b, negated)
+                accumulateGradient(bNode, negated)
             }
         case .copyFirst:
             fatalError("copyFirst is not a differentiable binary op")
@@ -174,10 +182,11 @@ public func affine(_ x: Tensor, scale factor: Float, shift: Float) -> Tensor {
     parallelFor(x.count, grain: 1 << 15) { r in
         for i in r { po[i] = px[i] * factor + shift }
     }
+    let node = x.node
     Tape.current.record(out, inputs: [x], family: .elementwise) { g in
-        let gx = Tensor(uninitializedShape: x.shape)
+        let gx = Tensor(uninitializedShape: node.shape)
         scale(g.data, by: factor, into: gx.data, count: gx.count)
-        accumulateGradient(x, gx)
+        accumulateGradient(node, gx)
     }
     return out
 }

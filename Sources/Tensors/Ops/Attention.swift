@@ -58,6 +58,9 @@ enum AttentionArithmetic: Equatable {
 
     var productPrecision: Precision { self == .bfloat16Products ? .bfloat16 : .float32 }
 
+    /// The precision the backward reads queries, keys and values at (kept at it).
+    var inputPrecision: Precision { self == .float32 ? .float32 : .bfloat16 }
+
     /// An n x n operand as a product takes it: rounded into `scratch` when the inputs are rounded.
     func operand(_ matrix: UnsafePointer<Float>, count: Int, scratch: UnsafeMutablePointer<Float>?)
         -> UnsafePointer<Float>
@@ -200,16 +203,22 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     attention(
         layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data, probabilities: probabilities.data,
         factor: factor, arithmetic: arithmetic)
+    guard Tape.current.willRecord([q, k, v]) else { return out }
+    let nodes = [q, k, v].map(\.node)
+    let saved = [qIn, kIn, vIn].map { SavedActivation($0, precision: arithmetic.inputPrecision) }
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
-        let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(uninitializedShape: k.shape),
-            gv = Tensor(uninitializedShape: v.shape)
-        attentionBackward(
-            layout, q: qIn.data, k: kIn.data, v: vIn.data, probabilities: probabilities.data,
-            gradOut: arithmetic.inputs(g).data, gq: gq.data, gk: gk.data, gv: gv.data, factor: factor,
-            arithmetic: arithmetic)
-        accumulateGradient(q, gq)
-        accumulateGradient(k, gk)
-        accumulateGradient(v, gv)
+        let (gq, gk, gv) = nodes.map { Tensor(uninitializedShape: $0.shape) }.triple
+        saved[0].withValues { q in
+            saved[1].withValues { k in
+                saved[2].withValues { v in
+                    attentionBackward(
+                        layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data,
+                        gradOut: arithmetic.inputs(g).data, gq: gq.data, gk: gk.data, gv: gv.data, factor: factor,
+                        arithmetic: arithmetic)
+                }
+            }
+        }
+        for (node, gradient) in zip(nodes, [gq, gk, gv]) { accumulateGradient(node, gradient) }
     }
     return out
 }
@@ -260,14 +269,19 @@ public func packedSelfAttention(
     attention(
         layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data, probabilities: probabilities.data,
         factor: factor, terms: terms, arithmetic: arithmetic)
-    Tape.current.record(out, inputs: [qkv] + (bias.map { [$0] } ?? []), family: .attention) { g in
-        let gqkv = Tensor(uninitializedShape: qkv.shape)
+    let recorded = [qkv] + (bias.map { [$0] } ?? [])
+    guard Tape.current.willRecord(recorded) else { return out }
+    let (node, saved) = (qkv.node, SavedActivation(inputs, precision: arithmetic.inputPrecision))
+    Tape.current.record(out, inputs: recorded, family: .attention) { g in
+        let gqkv = Tensor(uninitializedShape: node.shape)
         let gbias = bias?.requiresGrad == true ? Tensor(uninitializedShape: [heads, n, n]) : nil
-        attentionBackward(
-            layout, q: inputs.data, k: inputs.data, v: inputs.data, probabilities: probabilities.data,
-            gradOut: arithmetic.inputs(g).data, gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor,
-            hasTerms: !terms.isEmpty, gradBias: gbias?.data, arithmetic: arithmetic)
-        accumulateGradient(qkv, gqkv)
+        saved.withValues { inputs in
+            attentionBackward(
+                layout, q: inputs.data, k: inputs.data, v: inputs.data, probabilities: probabilities.data,
+                gradOut: arithmetic.inputs(g).data, gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor,
+                hasTerms: !terms.isEmpty, gradBias: gbias?.data, arithmetic: arithmetic)
+        }
+        accumulateGradient(node, gqkv)
         if let bias, let gbias { accumulateGradient(bias, gbias) }
     }
     return out

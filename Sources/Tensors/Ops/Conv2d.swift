@@ -34,15 +34,22 @@ public func conv2d(
     )
     let precision = Autocast.precision
     plan.forward(input.data, weight.data, bias?.data, out.data, precision: precision)
-    Tape.current.record(out, inputs: [input, weight] + (bias.map { [$0] } ?? []), family: .convolution) { gradOut in
+    let inputs = [input, weight] + (bias.map { [$0] } ?? [])
+    guard Tape.current.willRecord(inputs) else { return out }
+    // The input at the convolution's precision: at bfloat16 the backward reads it only rounded.
+    let (inputNode, savedInput) = (input.node, SavedActivation(input, precision: precision))
+    Tape.current.record(out, inputs: inputs, family: .convolution) { gradOut in
         // The stride-1 path overwrites the input gradient; the others accumulate into zeros.
+        let shape = inputNode.shape
         let gx =
-            input.requiresGrad
-            ? (plan.inputGradientIsConvolution ? Tensor(uninitializedShape: input.shape) : Tensor(zeros: input.shape))
+            inputNode.requiresGrad
+            ? (plan.inputGradientIsConvolution ? Tensor(uninitializedShape: shape) : Tensor(zeros: shape))
             : nil
         let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
-        plan.backward(input.data, weight.data, gradOut.data, gx?.data, gw?.data, precision: precision)
-        if let gx { accumulateGradient(input, gx) }
+        savedInput.withValues { input in
+            plan.backward(input.data, weight.data, gradOut.data, gx?.data, gw?.data, precision: precision)
+        }
+        if let gx { accumulateGradient(inputNode, gx) }
         if let gw { accumulateGradient(weight, gw) }
         if let bias, bias.requiresGrad {
             let gb = Tensor(zeros: bias.shape)

@@ -10,11 +10,12 @@ public func dropout(_ x: Tensor, probability p: Float, training: Bool, generator
     let out = Tensor(uninitializedShape: x.shape)
     let px = x.data, po = out.data
     for i in 0..<x.count { po[i] = px[i] * pm[i] }
+    let node = x.node
     Tape.current.record(out, inputs: [x], family: .elementwise) { g in
         let pm = mask.data
-        let gx = Tensor(uninitializedShape: x.shape)
-        for i in 0..<x.count { gx.data[i] = g.data[i] * pm[i] }
-        accumulateGradient(x, gx)
+        let gx = Tensor(uninitializedShape: node.shape)
+        for i in 0..<gx.count { gx.data[i] = g.data[i] * pm[i] }
+        accumulateGradient(node, gx)
     }
     return out
 }

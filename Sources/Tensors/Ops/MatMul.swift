@@ -15,20 +15,30 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     gemm(
         transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data,
         ldc: n, precision: precision, bWords: b.bfloat16Copy)
+    guard Tape.current.willRecord([a, b]) else { return out }
+    // Each operand is kept only for the other's gradient, at the product's precision.
+    let (aNode, bNode) = (a.node, b.node)
+    let savedA = b.requiresGrad ? SavedActivation(a, precision: precision) : nil
+    let savedB = a.requiresGrad ? SavedActivation(b, precision: precision) : nil
+    let bWords = b.bfloat16Copy
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
-        if a.requiresGrad {
-            let ga = Tensor(uninitializedShape: a.shape)
-            gemm(
-                transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: b.data, ldb: n, c: ga.data,
-                ldc: k, precision: precision, bWords: b.bfloat16Copy)
-            accumulateGradient(a, ga)
+        if let savedB {
+            let ga = Tensor(uninitializedShape: aNode.shape)
+            savedB.withValues { b in
+                gemm(
+                    transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: b.data, ldb: n,
+                    c: ga.data, ldc: k, precision: precision, bWords: bWords)
+            }
+            accumulateGradient(aNode, ga)
         }
-        if b.requiresGrad {
-            let gb = Tensor(uninitializedShape: b.shape)
-            gemm(
-                transposeA: true, transposeB: false, m: k, n: n, k: m, a: a.data, lda: k, b: g.data, ldb: n, c: gb.data,
-                ldc: n, precision: precision)
-            accumulateGradient(b, gb)
+        if let savedA {
+            let gb = Tensor(uninitializedShape: bNode.shape)
+            savedA.withValues { a in
+                gemm(
+                    transposeA: true, transposeB: false, m: k, n: n, k: m, a: a.data, lda: k, b: g.data, ldb: n,
+                    c: gb.data, ldc: n, precision: precision)
+            }
+            accumulateGradient(bNode, gb)
         }
     }
     return out
@@ -58,9 +68,15 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
             a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n,
             precision: precision)
     }
+    guard Tape.current.willRecord([a, b]) else { return out }
+    let (aNode, bNode) = (a.node, b.node)
+    let savedA = b.requiresGrad ? SavedActivation(a, precision: precision) : nil
+    let savedB = a.requiresGrad ? SavedActivation(b, precision: precision) : nil
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
-        if a.requiresGrad {
-            let ga = Tensor(uninitializedShape: a.shape)
+        if let savedB {
+            let b = savedB.tensor()
+            let ga = Tensor(uninitializedShape: aNode.shape)
+            defer { withExtendedLifetime(b) {} }
             for i in 0..<batch {
                 let gi = g.data + i * m * n, bi = b.data + i * sb, out = ga.data + i * sa
                 if transposeA {
@@ -74,10 +90,12 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
                         c: out, ldc: lda, precision: precision)
                 }
             }
-            accumulateGradient(a, ga)
+            accumulateGradient(aNode, ga)
         }
-        if b.requiresGrad {
-            let gb = Tensor(uninitializedShape: b.shape)
+        if let savedA {
+            let a = savedA.tensor()
+            let gb = Tensor(uninitializedShape: bNode.shape)
+            defer { withExtendedLifetime(a) {} }
             for i in 0..<batch {
                 let gi = g.data + i * m * n, ai = a.data + i * sa, out = gb.data + i * sb
                 if transposeB {
@@ -91,7 +109,7 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
                         c: out, ldc: ldb, precision: precision)
                 }
             }
-            accumulateGradient(b, gb)
+            accumulateGradient(bNode, gb)
         }
     }
     return out
@@ -115,21 +133,28 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
         a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data,
         ldc: outFeatures, precision: precision, bWords: weight.bfloat16Copy)
-    Tape.current.record(out, inputs: bias.map { [x, weight, $0] } ?? [x, weight], family: .gemm) { g in
-        if x.requiresGrad {
-            let gx = Tensor(uninitializedShape: x.shape)
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    guard Tape.current.willRecord(inputs) else { return out }
+    // The input is kept only for the weight's gradient, at the product's precision.
+    let xNode = x.node
+    let savedX = weight.requiresGrad ? SavedActivation(x, precision: precision) : nil
+    Tape.current.record(out, inputs: inputs, family: .gemm) { g in
+        if xNode.requiresGrad {
+            let gx = Tensor(uninitializedShape: xNode.shape)
             gemm(
                 transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
                 a: g.data, lda: outFeatures, b: weight.data, ldb: inFeatures, c: gx.data, ldc: inFeatures,
                 precision: precision, bWords: weight.bfloat16Copy)
-            accumulateGradient(x, gx)
+            accumulateGradient(xNode, gx)
         }
-        if weight.requiresGrad {
+        if let savedX {
             let gw = Tensor(uninitializedShape: weight.shape)
-            gemm(
-                transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
-                a: g.data, lda: outFeatures, b: x.data, ldb: inFeatures, c: gw.data, ldc: inFeatures,
-                precision: precision)
+            savedX.withValues { x in
+                gemm(
+                    transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
+                    a: g.data, lda: outFeatures, b: x.data, ldb: inFeatures, c: gw.data, ldc: inFeatures,
+                    precision: precision)
+            }
             accumulateGradient(weight, gw)
         }
         if let bias, bias.requiresGrad {

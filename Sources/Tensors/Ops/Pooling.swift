@@ -75,15 +75,16 @@ public func maxPool2d(_ x: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil
             }
         }
     }
+    let node = x.node
     Tape.current.record(out, inputs: [x], family: .pooling) { gy in
-        let gx = Tensor(zeros: x.shape)
+        let gx = Tensor(zeros: node.shape)
         let pg = gy.data, pgx = gx.data, pa = argmax.data
         parallelFor(planes) { range in
             for p in range {
                 for i in 0..<outPlane { pgx[p * inPlane + Int(pa[p * outPlane + i])] += pg[p * outPlane + i] }
             }
         }
-        accumulateGradient(x, gx)
+        accumulateGradient(node, gx)
     }
     return out
 }
@@ -142,8 +143,9 @@ private func windowAverage(
             }
         }
     }
+    let node = x.node
     Tape.current.record(out, inputs: [x], family: .pooling) { gy in
-        let gx = Tensor(zeros: x.shape)
+        let gx = Tensor(zeros: node.shape)
         let pg = gy.data, pgx = gx.data
         parallelFor(planes) { range in
             for p in range {
@@ -154,7 +156,7 @@ private func windowAverage(
                 }
             }
         }
-        accumulateGradient(x, gx)
+        accumulateGradient(node, gx)
     }
     return out
 }

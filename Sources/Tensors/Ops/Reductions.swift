@@ -14,7 +14,7 @@ extension Tensor {
         let (keep, drop) = reducedShape(chosen, op: "sum")
         let reduced = sumToShape(self.detached(), keep)
         let out = keepDims ? reduced : Tensor(shape: drop, storage: reduced.storage, offset: reduced.offset)
-        let source = self
+        let source = node
         Tape.current.record(out, inputs: [self], family: .reductions) { g in
             let expanded = broadcastKernel(
                 .copyFirst, Tensor(shape: keep, storage: g.storage, offset: g.offset), g, outputShape: source.shape)

@@ -30,8 +30,9 @@ public func bilinearResize(_ x: Tensor, size: (Int, Int)) -> Tensor {
             }
         }
     }
+    let node = x.node
     Tape.current.record(out, inputs: [x], family: .copies) { gy in
-        let gx = Tensor(zeros: x.shape)
+        let gx = Tensor(zeros: node.shape)
         let pg = gy.data, pgx = gx.data
         parallelFor(planes) { range in
             for p in range {
@@ -47,7 +48,7 @@ public func bilinearResize(_ x: Tensor, size: (Int, Int)) -> Tensor {
                 }
             }
         }
-        accumulateGradient(x, gx)
+        accumulateGradient(node, gx)
     }
     return out
 }

@@ -11,7 +11,7 @@ extension Tensor {
         }
         ensure(resolved.reduce(1, *) == count, "reshape: cannot reshape \(shape) (\(count) elements) to \(newShape)")
         let out = Tensor(shape: resolved, storage: storage, offset: offset)
-        let source = self
+        let source = node
         Tape.current.record(out, inputs: [self], family: .copies) { g in
             accumulateGradient(source, Tensor(shape: source.shape, storage: g.storage, offset: g.offset))
         }
@@ -29,7 +29,7 @@ extension Tensor {
         if order == Array(0..<rank) { return self }
         let out = Tensor(uninitializedShape: order.map { shape[$0] })
         permuteCopy(data, shape: shape, order: order, into: out.data)
-        let source = self
+        let source = node
         Tape.current.record(out, inputs: [self], family: .copies) { g in
             var inverse = [Int](repeating: 0, count: order.count)
             for (i, o) in order.enumerated() { inverse[o] = i }
@@ -62,7 +62,7 @@ extension Tensor {
         for o in 0..<outer {
             (dst + o * rowOut).update(from: src + o * rowIn + range.lowerBound * inner, count: rowOut)
         }
-        let source = self
+        let source = node
         Tape.current.record(out, inputs: [self], family: .copies) { g in
             let gx = Tensor(zeros: source.shape)
             for o in 0..<outer {
@@ -95,7 +95,7 @@ extension Tensor {
         let out = Tensor(zeros: outShape)
         copyBlock(
             from: data, shape: shape, into: out.data, outShape: outShape, offsets: full.map { $0.0 }, reverse: false)
-        let source = self
+        let source = node
         Tape.current.record(out, inputs: [self], family: .copies) { g in
             let gx = Tensor(uninitializedShape: source.shape)
             copyBlock(
@@ -132,8 +132,9 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
         for o in 0..<outer { (out.data + o * rowOut + start).update(from: t.data + o * rowIn, count: rowIn) }
         start += rowIn
     }
+    let nodes = tensors.map(\.node)
     Tape.current.record(out, inputs: tensors, family: .copies) { g in
-        for (t, s) in zip(tensors, starts) where t.requiresGrad {
+        for (t, s) in zip(nodes, starts) where t.requiresGrad {
             let rowIn = t.shape[a] * inner
             let gt = Tensor(uninitializedShape: t.shape)
             for o in 0..<outer { (gt.data + o * rowIn).update(from: g.data + o * rowOut + s, count: rowIn) }
@@ -236,7 +237,7 @@ extension Tensor {
         let row = count / Swift.max(shape[0], 1)
         let out = Tensor(uninitializedShape: [indices.count] + shape.dropFirst())
         for (i, index) in indices.enumerated() { (out.data + i * row).update(from: data + index * row, count: row) }
-        let source = self
+        let source = node
         Tape.current.record(out, inputs: [self], family: .copies) { g in
             let gx = Tensor(zeros: source.shape)
             for (i, index) in indices.enumerated() { addInPlace(gx.data + index * row, g.data + i * row, count: row) }

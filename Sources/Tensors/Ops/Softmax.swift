@@ -59,8 +59,9 @@ public func softmax(_ x: Tensor) -> Tensor {
     parallelFor(rows, grain: max(1, 4096 / n)) { range in
         for r in range { softmaxRow(px + r * n, py + r * n, n) }
     }
+    let node = x.node
     Tape.current.record(out, inputs: [x], family: .reductions) { g in
-        let gx = Tensor(uninitializedShape: x.shape)
+        let gx = Tensor(uninitializedShape: node.shape)
         let pg = g.data, pgx = gx.data, py = out.data
         parallelFor(rows, grain: max(1, 4096 / n)) { range in
             for r in range {
@@ -69,7 +70,7 @@ public func softmax(_ x: Tensor) -> Tensor {
                 for i in 0..<n { dst[i] = y[i] * (gy[i] - inner) }
             }
         }
-        accumulateGradient(x, gx)
+        accumulateGradient(node, gx)
     }
     return out
 }
@@ -82,8 +83,9 @@ public func logSoftmax(_ x: Tensor) -> Tensor {
     parallelFor(rows, grain: max(1, 4096 / n)) { range in
         for r in range { logSoftmaxRow(px + r * n, py + r * n, n) }
     }
+    let node = x.node
     Tape.current.record(out, inputs: [x], family: .reductions) { g in
-        let gx = Tensor(uninitializedShape: x.shape)
+        let gx = Tensor(uninitializedShape: node.shape)
         let pg = g.data, pgx = gx.data, py = out.data
         parallelFor(rows, grain: max(1, 4096 / n)) { range in
             for r in range {
@@ -92,7 +94,7 @@ public func logSoftmax(_ x: Tensor) -> Tensor {
                 for i in 0..<n { dst[i] = gy[i] - Foundation.exp(y[i]) * total }
             }
         }
-        accumulateGradient(x, gx)
+        accumulateGradient(node, gx)
     }
     return out
 }

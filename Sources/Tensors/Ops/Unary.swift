@@ -39,22 +39,27 @@ private func unaryForward(
     }
 }
 
-/// gx = g * f'(x), using whichever of x and y = f(x) is cheaper.
+/// Whether f' is computed from the input x; the others compute it from the output y = f(x).
+private func derivativeReadsInput(_ kind: UnaryKind) -> Bool { [.gelu, .log, .square, .abs].contains(kind) }
+
+/// gx = g * f'(x), from `kept`: x where `derivativeReadsInput`, otherwise y = f(x).
 private func unaryBackward(
-    _ kind: UnaryKind, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
-    _ gx: UnsafeMutablePointer<Float>, _ range: Range<Int>
+    _ kind: UnaryKind, _ kept: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ gx: UnsafeMutablePointer<Float>,
+    _ range: Range<Int>
 ) {
+    let (x, y) = (kept, kept)
     switch kind {
     case .relu:
+        // From the output (y <= 0 exactly where x <= 0), which the next op usually keeps anyway.
         let base = range.lowerBound
         mapLanes(range.count) { i, n in
-            let v = loadLanes(x, base + i, n)
+            let v = loadLanes(y, base + i, n)
             storeLanes(loadLanes(g, base + i, n).replacing(with: 0, where: v .<= 0), gx, base + i, n)
         }
     case .relu6:
         let base = range.lowerBound
         mapLanes(range.count) { i, n in
-            let v = loadLanes(x, base + i, n)
+            let v = loadLanes(y, base + i, n)
             storeLanes(loadLanes(g, base + i, n).replacing(with: 0, where: (v .<= 0) .| (v .>= 6)), gx, base + i, n)
         }
     case .gelu:
@@ -80,11 +85,21 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
     let px = x.data, po = out.data
     let grain = kind == .relu || kind == .relu6 || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
     parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
+    guard Tape.current.willRecord([x]) else { return out }
+    // Only the side the derivative reads is kept: the input or the output.
+    // Under bfloat16 autocast a ReLU keeps its output's bfloat16 copy, which the product after
+    // it keeps anyway: rounding keeps the sign, so the mask is the same (float32 subnormals
+    // aside, which round to zero).
+    let precision = kind == .relu ? Autocast.precision : .float32
+    let node = x.node
+    let kept = SavedActivation(derivativeReadsInput(kind) ? x : out, precision: precision)
     Tape.current.record(out, inputs: [x], family: .elementwise) { g in
-        let gx = Tensor(uninitializedShape: x.shape)
-        let pg = g.data, pgx = gx.data, py = out.data
-        parallelFor(x.count, grain: grain) { unaryBackward(kind, px, py, pg, pgx, $0) }
-        accumulateGradient(x, gx)
+        let gx = Tensor(uninitializedShape: node.shape)
+        kept.withValues { kept in
+            let pg = g.data, pgx = gx.data, pk = kept.data
+            parallelFor(gx.count, grain: grain) { unaryBackward(kind, pk, pg, pgx, $0) }
+        }
+        accumulateGradient(node, gx)
     }
     return out
 }
