@@ -104,13 +104,35 @@ final class TapeAndPoolTests: XCTestCase {
             w.zeroGrad()
             w2.zeroGrad()
         }
-        step()
-        step()
+        // Three steps to settle: a request may take a free buffer of up to twice its size, so the
+        // second step can leave buffers where the third needs one more.
+        for _ in 0..<3 { step() }
         let before = BufferPool.shared.stats
-        for _ in 0..<5 { step() }
+        for _ in 0..<10 { step() }
         let after = BufferPool.shared.stats
         XCTAssertEqual(after.freshAllocations, before.freshAllocations, "steady-state steps allocated new buffers")
         XCTAssertEqual(after.bytesHeld, before.bytesHeld)
         XCTAssertGreaterThan(after.reuses, before.reuses)
+    }
+
+    /// A request with no free buffer of its own size takes a free one of up to twice its size,
+    /// and gives it back at that size; a larger one is left for requests it fits better.
+    func testARequestTakesAFreeBufferOfUpToTwiceItsSize() {
+        let pool = BufferPool()
+        let (large, largeCapacity) = pool.acquire(count: 1500)
+        let (huge, hugeCapacity) = pool.acquire(count: 5000)
+        pool.release(large, capacity: largeCapacity)
+        pool.release(huge, capacity: hugeCapacity)
+        let held = pool.stats.bytesHeld
+        let (borrowed, capacity) = pool.acquire(count: 1000)
+        XCTAssertEqual(borrowed, large)
+        XCTAssertEqual(capacity, largeCapacity)
+        XCTAssertEqual(pool.stats.bytesHeld, held, "nothing new was allocated")
+        let (fresh, freshCapacity) = pool.acquire(count: 1000)
+        XCTAssertNotEqual(fresh, huge, "five times the size is not taken")
+        XCTAssertEqual(pool.stats.peakBytesInUse, (largeCapacity + hugeCapacity) * 4)
+        pool.release(borrowed, capacity: capacity)
+        pool.release(fresh, capacity: freshCapacity)
+        XCTAssertEqual(pool.stats.bytesInUse, 0)
     }
 }

@@ -16,11 +16,17 @@ public final class BufferPool: @unchecked Sendable {
         public var reuses: Int
         /// Bytes held by the pool in total, whether in use or free.
         public var bytesHeld: Int
+        /// Bytes of the buffers tensors hold now, and the most they held at once.
+        public var bytesInUse = 0
+        public var peakBytesInUse = 0
     }
 
     private var freeLists: [Int: [UnsafeMutablePointer<Float>]] = [:]
     private var statistics = Statistics(freshAllocations: 0, reuses: 0, bytesHeld: 0)
     private let lock = NSLock()
+
+    /// A pool of its own (tensors use `shared`).
+    public init() {}
 
     public static func bucketCapacity(for count: Int) -> Int {
         if count <= 16 { return 16 }
@@ -32,14 +38,29 @@ public final class BufferPool: @unchecked Sendable {
         return capacity
     }
 
-    func acquire(count: Int) -> (UnsafeMutablePointer<Float>, Int) {
+    /// A buffer of at least `count` Floats and its capacity, to hand back with `release`.
+    public func acquire(count: Int) -> (UnsafeMutablePointer<Float>, Int) {
         let capacity = Self.bucketCapacity(for: count)
         lock.lock()
+        statistics.bytesInUse += capacity * MemoryLayout<Float>.stride
+        statistics.peakBytesInUse = max(statistics.peakBytesInUse, statistics.bytesInUse)
         if var list = freeLists[capacity], let pointer = list.popLast() {
             freeLists[capacity] = list
             statistics.reuses += 1
             lock.unlock()
             return (pointer, capacity)
+        }
+        // A free buffer of up to twice the size serves too: a step's shapes change from layer to
+        // layer (and from teacher to student), and buffers kept for one size would otherwise sit
+        // idle while another size allocates more memory.
+        if let larger = freeLists.keys.filter({ $0 > capacity && $0 <= 2 * capacity && !freeLists[$0]!.isEmpty }).min(),
+            let pointer = freeLists[larger]!.popLast()
+        {
+            statistics.reuses += 1
+            statistics.bytesInUse += (larger - capacity) * MemoryLayout<Float>.stride
+            statistics.peakBytesInUse = max(statistics.peakBytesInUse, statistics.bytesInUse)
+            lock.unlock()
+            return (pointer, larger)
         }
         statistics.freshAllocations += 1
         statistics.bytesHeld += capacity * MemoryLayout<Float>.stride
@@ -48,9 +69,10 @@ public final class BufferPool: @unchecked Sendable {
         return (raw.bindMemory(to: Float.self, capacity: capacity), capacity)
     }
 
-    func release(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+    public func release(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
         lock.lock()
         freeLists[capacity, default: []].append(pointer)
+        statistics.bytesInUse -= capacity * MemoryLayout<Float>.stride
         lock.unlock()
     }
 

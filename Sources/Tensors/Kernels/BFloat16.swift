@@ -62,17 +62,19 @@ public enum BFloat16 {
 
 extension BFloat16 {
     /// bfloat16 words held for a tensor's lifetime.
+    /// In the tensors' buffer pool (two words per float), so that the copies a step saves for
+    /// backward reuse its memory like the activations they stand for.
     public final class Words: @unchecked Sendable {
         public let pointer: UnsafeMutablePointer<UInt16>
         public let count: Int
+        private let storage: Storage
 
         init(_ values: UnsafePointer<Float>, count: Int) {
             self.count = count
-            pointer = .allocate(capacity: max(count, 1))
+            storage = Storage(count: (count + 1) / 2)
+            pointer = UnsafeMutableRawPointer(storage.base).bindMemory(to: UInt16.self, capacity: 2 * storage.capacity)
             BFloat16.words(values, into: pointer, count: count)
         }
-
-        deinit { pointer.deallocate() }
     }
 }
 

@@ -107,6 +107,9 @@ struct StepBenchmark {
         let medianStepMilliseconds: Double
         let imagesPerSecond: Double
         let peakResidentMegabytes: Double
+        /// The most tensor storage live at once, and what the buffer pool holds (live or free).
+        let peakTensorMegabytes: Double
+        let poolMegabytes: Double
         let teacherModel: String?
         let methods: [MethodResult]?
         let modelGFLOPPerStep: Double
@@ -128,6 +131,7 @@ struct StepBenchmark {
             case teacherPrecision = "teacher_precision", bfloat16Arithmetic = "bf16_arithmetic"
             case batchSize = "batch_size", medianStepMilliseconds = "median_step_ms", imagesPerSecond = "images_per_sec"
             case peakResidentMegabytes = "peak_rss_mb", teacherModel = "teacher_model"
+            case peakTensorMegabytes = "peak_tensor_mb", poolMegabytes = "pool_mb"
             case modelGFLOPPerStep = "model_gflop_per_step", achievedGFLOPS = "achieved_gflops", denseRate =
                 "dense_rate", utilisation = "utilisation", profile
             case phases, gradientBytes = "gradient_bytes"
@@ -306,7 +310,9 @@ struct StepBenchmark {
             batchSize: config.batchSize, threads: Threads.count,
             steps: steps, medianStepMilliseconds: medians[0] * 1e3,
             imagesPerSecond: Double(config.batchSize) / medians[0],
-            peakResidentMegabytes: peakResidentMegabytes(), teacherModel: teacherModel,
+            peakResidentMegabytes: peakResidentMegabytes(),
+            peakTensorMegabytes: Double(BufferPool.shared.stats.peakBytesInUse) / 1_048_576,
+            poolMegabytes: Double(BufferPool.shared.stats.bytesHeld) / 1_048_576, teacherModel: teacherModel,
             methods: teacherModel == nil && variants.count == 1 ? nil : perMethod,
             modelGFLOPPerStep: perMethod[0].modelGFLOPPerStep, achievedGFLOPS: perMethod[0].achievedGFLOPS,
             denseRate: dense, utilisation: perMethod[0].utilisation,
