@@ -24,6 +24,9 @@ public struct SavedActivation {
         }
     }
 
+    /// The bfloat16 words, when saved so (the native products take them as they are).
+    public var bfloat16Words: BFloat16.Words? { words }
+
     /// Runs `body` with the saved values as float32, alive until it returns (`body` may take
     /// raw pointers to them).
     public func withValues<R>(_ body: (Tensor) throws -> R) rethrows -> R {

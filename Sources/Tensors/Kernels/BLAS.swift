@@ -7,21 +7,22 @@ import Dispatch
 /// rows), one single-threaded call per thread, on the library `GEMMKernel` chooses. At
 /// `.bfloat16` (see `Autocast`) A and B are rounded to bfloat16 and the products accumulate in
 /// float32: on oneDNN's bfloat16 kernels where the CPU has them, otherwise by the float32
-/// kernels on the rounded values. `bWords`: B already in bfloat16 (a constant weight's
-/// `bfloat16Copy`, dense), used by the native kernels instead of converting B again.
+/// kernels on the rounded values. `aWords`, `bWords`: A or B already in bfloat16 (a constant
+/// weight's `bfloat16Copy`, an input an op saved for backward; dense), used by the native
+/// kernels instead of converting it again.
 public func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, precision: Precision = .float32,
-    bWords: BFloat16.Words? = nil
+    aWords: BFloat16.Words? = nil, bWords: BFloat16.Words? = nil
 ) {
     guard m > 0 && n > 0 else { return }
     let product = Product(
         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, lda: lda, ldb: ldb,
         beta: beta, ldc: ldc)
     if precision == .bfloat16 && k > 0 {
-        product.inBFloat16(a: a, b: b, c: c, bWords: bWords)
+        product.inBFloat16(a: a, b: b, c: c, aWords: aWords, bWords: bWords)
         return
     }
     product.inBlocks { rows, columns in
@@ -74,7 +75,8 @@ private struct Product {
     /// rounded into a dense copy of just its rows and columns (an attention head's slice of a
     /// packed qkv, say), then multiplied.
     func inBFloat16(
-        a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, bWords: BFloat16.Words?
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, aWords: BFloat16.Words?,
+        bWords: BFloat16.Words?
     ) {
         let (rowsA, columnsA) = storedA, (rowsB, columnsB) = storedB
         if BFloat16Arithmetic.effective == .emulated {
@@ -88,14 +90,18 @@ private struct Product {
             return
         }
         let countA = rowsA * columnsA, countB = rowsB * columnsB
-        let converted = bWords.map { ldb == columnsB && $0.count == countB } ?? false
+        let convertedA = aWords.map { lda == columnsA && $0.count == countA } ?? false
+        let convertedB = bWords.map { ldb == columnsB && $0.count == countB } ?? false
         // Two words per float of a pooled buffer.
-        let words = Tensor(uninitializedShape: [(countA + 1) / 2 + (converted ? 0 : (countB + 1) / 2)])
+        let sizeA = convertedA ? 0 : (countA + 1) / 2
+        let words = Tensor(uninitializedShape: [max(1, sizeA + (convertedB ? 0 : (countB + 1) / 2))])
         words.data.withMemoryRebound(to: UInt16.self, capacity: 2 * words.count) { words in
-            let wordsA = words
-            Self.copy(rowsA, columnsA, from: a, ld: lda) { BFloat16.words($0, into: wordsA + $1, count: $2) }
-            let wordsB = converted ? bWords!.pointer : words + 2 * ((countA + 1) / 2)
-            if !converted {
+            let wordsA = convertedA ? aWords!.pointer : words
+            if !convertedA {
+                Self.copy(rowsA, columnsA, from: a, ld: lda) { BFloat16.words($0, into: wordsA + $1, count: $2) }
+            }
+            let wordsB = convertedB ? bWords!.pointer : words + 2 * sizeA
+            if !convertedB {
                 Self.copy(rowsB, columnsB, from: b, ld: ldb) { BFloat16.words($0, into: wordsB + $1, count: $2) }
             }
             let dense = Product(

@@ -12,15 +12,17 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     let precision = Autocast.precision
     let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
     FLOPCounter.add(m * n * k)
+    // Each operand is kept only for the other's gradient, at the product's precision; at
+    // bfloat16 the kept words are also what the product multiplies.
+    let recording = Tape.current.willRecord([a, b])
+    let savedA = recording && b.requiresGrad ? SavedActivation(a, precision: precision) : nil
+    let savedB = recording && a.requiresGrad ? SavedActivation(b, precision: precision) : nil
+    let bWords = b.bfloat16Copy ?? savedB?.bfloat16Words
     gemm(
         transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data,
-        ldc: n, precision: precision, bWords: b.bfloat16Copy)
-    guard Tape.current.willRecord([a, b]) else { return out }
-    // Each operand is kept only for the other's gradient, at the product's precision.
+        ldc: n, precision: precision, aWords: savedA?.bfloat16Words, bWords: bWords)
+    guard recording else { return out }
     let (aNode, bNode) = (a.node, b.node)
-    let savedA = b.requiresGrad ? SavedActivation(a, precision: precision) : nil
-    let savedB = a.requiresGrad ? SavedActivation(b, precision: precision) : nil
-    let bWords = b.bfloat16Copy
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if let savedB {
             let ga = Tensor(uninitializedShape: aNode.shape)
@@ -36,7 +38,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
             savedA.withValues { a in
                 gemm(
                     transposeA: true, transposeB: false, m: k, n: n, k: m, a: a.data, lda: k, b: g.data, ldb: n,
-                    c: gb.data, ldc: n, precision: precision)
+                    c: gb.data, ldc: n, precision: precision, aWords: savedA.bfloat16Words)
             }
             accumulateGradient(bNode, gb)
         }
@@ -129,15 +131,17 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     if let bias {
         for r in 0..<rows { (out.data + r * outFeatures).update(from: bias.data, count: outFeatures) }
     }
+    // The input is kept only for the weight's gradient, at the product's precision; at bfloat16
+    // the kept words are also what the product multiplies.
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    let recording = Tape.current.willRecord(inputs)
+    let savedX = recording && weight.requiresGrad ? SavedActivation(x, precision: precision) : nil
     gemm(
         transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
         a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data,
-        ldc: outFeatures, precision: precision, bWords: weight.bfloat16Copy)
-    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
-    guard Tape.current.willRecord(inputs) else { return out }
-    // The input is kept only for the weight's gradient, at the product's precision.
+        ldc: outFeatures, precision: precision, aWords: savedX?.bfloat16Words, bWords: weight.bfloat16Copy)
+    guard recording else { return out }
     let xNode = x.node
-    let savedX = weight.requiresGrad ? SavedActivation(x, precision: precision) : nil
     Tape.current.record(out, inputs: inputs, family: .gemm) { g in
         if xNode.requiresGrad {
             let gx = Tensor(uninitializedShape: xNode.shape)
@@ -153,7 +157,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
                 gemm(
                     transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
                     a: g.data, lda: outFeatures, b: x.data, ldb: inFeatures, c: gw.data, ldc: inFeatures,
-                    precision: precision)
+                    precision: precision, bWords: savedX.bfloat16Words)
             }
             accumulateGradient(weight, gw)
         }
