@@ -55,6 +55,28 @@ final class TapeAndPoolTests: XCTestCase {
         }
     }
 
+    /// ReLU6 under bfloat16 autocast keeps a mask, not its float32 output, and passes the
+    /// gradient exactly where the output is inside (0, 6), values just below 6 included.
+    func testReLU6UnderBFloat16KeepsAMaskWithTheSameGradient() {
+        let values: [Float] = [-1, 0, 0.5, 5.99, 6, 7, 3, 5.999]
+        var gradients: [[Float]] = []
+        for precision in Precision.allCases {
+            let x = Tensor(values, shape: [8], requiresGrad: true)
+            weak var output: Tensor?
+            let loss = Autocast.run(precision) {
+                let y = relu6(x)
+                output = y
+                return (y * Tensor(Array(1...8).map(Float.init), shape: [8])).sum()
+            }
+            XCTAssertEqual(output == nil, precision == .bfloat16, "the output is kept only at float32")
+            loss.backward()
+            gradients.append(x.grad!.array)
+        }
+        // 5.99 and 5.999 round to 6 in bfloat16: a mask taken from a bfloat16 copy would drop them.
+        XCTAssertEqual(gradients[0], [0, 0, 3, 4, 0, 0, 7, 8])
+        XCTAssertEqual(gradients[1], gradients[0])
+    }
+
     func testLeafGradientsAccumulateAcrossBackwardCallsUntilZeroed() {
         let w = randomTensor([3], seed: 4)
         (w * 2).sum().backward()

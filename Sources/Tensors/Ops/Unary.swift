@@ -86,6 +86,7 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
     let grain = kind == .relu || kind == .relu6 || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
     parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
     guard Tape.current.willRecord([x]) else { return out }
+    if kind == .relu6 && Autocast.precision == .bfloat16 { return recordRelu6Mask(x, out) }
     // Only the side the derivative reads is kept: the input or the output.
     // Under bfloat16 autocast a ReLU keeps its output's bfloat16 copy, which the product after
     // it keeps anyway: rounding keeps the sign, so the mask is the same (float32 subnormals
@@ -98,6 +99,30 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
         kept.withValues { kept in
             let pg = g.data, pgx = gx.data, pk = kept.data
             parallelFor(gx.count, grain: grain) { unaryBackward(kind, pk, pg, pgx, $0) }
+        }
+        accumulateGradient(node, gx)
+    }
+    return out
+}
+
+/// ReLU6 under bfloat16 autocast keeps a byte per value, whether the output is inside (0, 6),
+/// instead of its float32 output: the product after it keeps a bfloat16 copy, but rounding can
+/// move a value onto 6, so the mask cannot come from that copy.
+private func recordRelu6Mask(_ x: Tensor, _ out: Tensor) -> Tensor {
+    let mask = Storage(count: (x.count + 3) / 4)
+    let inside = UnsafeMutableRawPointer(mask.base).bindMemory(to: UInt8.self, capacity: 4 * mask.capacity)
+    let py = out.data
+    parallelFor(x.count, grain: 1 << 15) { range in
+        for i in range { inside[i] = py[i] > 0 && py[i] < 6 ? 1 : 0 }
+    }
+    let node = x.node
+    Tape.current.record(out, inputs: [x], family: .elementwise) { g in
+        let gx = Tensor(uninitializedShape: node.shape)
+        let pg = g.data, pgx = gx.data
+        withExtendedLifetime(mask) {
+            parallelFor(gx.count, grain: 1 << 15) { range in
+                for i in range { pgx[i] = inside[i] != 0 ? pg[i] : 0 }
+            }
         }
         accumulateGradient(node, gx)
     }
