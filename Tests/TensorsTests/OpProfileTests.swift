@@ -19,4 +19,17 @@ final class OpProfileTests: XCTestCase {
         XCTAssertNotNil(OpProfile.forward["reductions, softmax, losses"])
         XCTAssertNil(OpProfile.forward["GEMM (matmul, linear)"], "no matmul ran")
     }
+
+    /// Ops with nothing to record (a frozen teacher's, under no-grad) are timed under their own
+    /// family too, not the next op that records.
+    func testOpsWithoutGradientsAreTimedByTheirFamily() {
+        let x = Tensor(repeating: 0.5, shape: [64, 64]), w = Tensor(repeating: 0.1, shape: [64, 64])
+        OpProfile.reset()
+        OpProfile.isEnabled = true
+        defer { OpProfile.isEnabled = false }
+        _ = withNoGrad { relu(linear(x, weight: w, bias: nil)).reshape([4096]) }
+        for family in [OpFamily.gemm, .elementwise, .copies] {
+            XCTAssertGreaterThan(OpProfile.forward[family.rawValue] ?? 0, 0, family.rawValue)
+        }
+    }
 }

@@ -48,4 +48,10 @@ extension Tape {
     public func willRecord(_ inputs: [Tensor]) -> Bool {
         GradMode.isEnabled && inputs.contains { $0.requiresGrad }
     }
+
+    /// Counts an op that skips `record` (nothing to record) in the profile, as `record` would:
+    /// a frozen teacher's ops are timed under their own family, not the next recorded op's.
+    public func countUnrecorded(_ family: OpFamily) {
+        if OpProfile.isEnabled { OpProfile.forwardOp(family) }
+    }
 }

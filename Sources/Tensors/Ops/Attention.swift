@@ -203,7 +203,10 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     attention(
         layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data, probabilities: probabilities.data,
         factor: factor, arithmetic: arithmetic)
-    guard Tape.current.willRecord([q, k, v]) else { return out }
+    guard Tape.current.willRecord([q, k, v]) else {
+        Tape.current.countUnrecorded(.attention)
+        return out
+    }
     let nodes = [q, k, v].map(\.node)
     let saved = [qIn, kIn, vIn].map { SavedActivation($0, precision: arithmetic.inputPrecision) }
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
@@ -270,7 +273,10 @@ public func packedSelfAttention(
         layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data, probabilities: probabilities.data,
         factor: factor, terms: terms, arithmetic: arithmetic)
     let recorded = [qkv] + (bias.map { [$0] } ?? [])
-    guard Tape.current.willRecord(recorded) else { return out }
+    guard Tape.current.willRecord(recorded) else {
+        Tape.current.countUnrecorded(.attention)
+        return out
+    }
     let (node, saved) = (qkv.node, SavedActivation(inputs, precision: arithmetic.inputPrecision))
     Tape.current.record(out, inputs: recorded, family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: node.shape)

@@ -21,7 +21,10 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     gemm(
         transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data,
         ldc: n, precision: precision, aWords: savedA?.bfloat16Words, bWords: bWords)
-    guard recording else { return out }
+    guard recording else {
+        Tape.current.countUnrecorded(.gemm)
+        return out
+    }
     let (aNode, bNode) = (a.node, b.node)
     Tape.current.record(out, inputs: [a, b], family: .gemm) { g in
         if let savedB {
@@ -70,7 +73,10 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
             a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n,
             precision: precision)
     }
-    guard Tape.current.willRecord([a, b]) else { return out }
+    guard Tape.current.willRecord([a, b]) else {
+        Tape.current.countUnrecorded(.gemm)
+        return out
+    }
     let (aNode, bNode) = (a.node, b.node)
     let savedA = b.requiresGrad ? SavedActivation(a, precision: precision) : nil
     let savedB = a.requiresGrad ? SavedActivation(b, precision: precision) : nil
@@ -140,7 +146,10 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
         a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data,
         ldc: outFeatures, precision: precision, aWords: savedX?.bfloat16Words, bWords: weight.bfloat16Copy)
-    guard recording else { return out }
+    guard recording else {
+        Tape.current.countUnrecorded(.gemm)
+        return out
+    }
     let xNode = x.node
     Tape.current.record(out, inputs: inputs, family: .gemm) { g in
         if xNode.requiresGrad {
