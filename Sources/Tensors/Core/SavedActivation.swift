@@ -54,4 +54,12 @@ extension Tape {
     public func countUnrecorded(_ family: OpFamily) {
         if OpProfile.isEnabled { OpProfile.forwardOp(family) }
     }
+
+    /// `willRecord`, for an op that has run its kernels: when it will not record, it is counted
+    /// in the profile now.
+    public func recording(_ inputs: [Tensor], family: OpFamily) -> Bool {
+        if willRecord(inputs) { return true }
+        countUnrecorded(family)
+        return false
+    }
 }

@@ -122,10 +122,7 @@ extension Tensor {
 private func binary(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, op: String) -> Tensor {
     let shape = BroadcastLayout.outputShape(a.shape, b.shape, op: op)
     let out = broadcastKernel(kind, a, b, outputShape: shape)
-    guard Tape.current.willRecord([a, b]) else {
-        Tape.current.countUnrecorded(.elementwise)
-        return out
-    }
+    guard Tape.current.recording([a, b], family: .elementwise) else { return out }
     // Only the values a gradient reads are kept: sums keep none.
     let (aNode, bNode) = (a.node, b.node)
     let keptA = kind == .multiply && b.requiresGrad ? a : nil

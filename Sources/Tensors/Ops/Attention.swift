@@ -203,23 +203,18 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     attention(
         layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data, probabilities: probabilities.data,
         factor: factor, arithmetic: arithmetic)
-    guard Tape.current.willRecord([q, k, v]) else {
-        Tape.current.countUnrecorded(.attention)
-        return out
-    }
+    guard Tape.current.recording([q, k, v], family: .attention) else { return out }
     let nodes = [q, k, v].map(\.node)
     let saved = [qIn, kIn, vIn].map { SavedActivation($0, precision: arithmetic.inputPrecision) }
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
         let (gq, gk, gv) = nodes.map { Tensor(uninitializedShape: $0.shape) }.triple
-        saved[0].withValues { q in
-            saved[1].withValues { k in
-                saved[2].withValues { v in
-                    attentionBackward(
-                        layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data,
-                        gradOut: arithmetic.inputs(g).data, gq: gq.data, gk: gk.data, gv: gv.data, factor: factor,
-                        arithmetic: arithmetic)
-                }
-            }
+        let values = saved.map { $0.tensor() }
+        withExtendedLifetime(values) {
+            let (q, k, v) = values.triple
+            attentionBackward(
+                layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data,
+                gradOut: arithmetic.inputs(g).data, gq: gq.data, gk: gk.data, gv: gv.data, factor: factor,
+                arithmetic: arithmetic)
         }
         for (node, gradient) in zip(nodes, [gq, gk, gv]) { accumulateGradient(node, gradient) }
     }
@@ -273,10 +268,7 @@ public func packedSelfAttention(
         layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data, probabilities: probabilities.data,
         factor: factor, terms: terms, arithmetic: arithmetic)
     let recorded = [qkv] + (bias.map { [$0] } ?? [])
-    guard Tape.current.willRecord(recorded) else {
-        Tape.current.countUnrecorded(.attention)
-        return out
-    }
+    guard Tape.current.recording(recorded, family: .attention) else { return out }
     let (node, saved) = (qkv.node, SavedActivation(inputs, precision: arithmetic.inputPrecision))
     Tape.current.record(out, inputs: recorded, family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: node.shape)

@@ -35,10 +35,7 @@ public func conv2d(
     let precision = Autocast.precision
     plan.forward(input.data, weight.data, bias?.data, out.data, precision: precision)
     let inputs = [input, weight] + (bias.map { [$0] } ?? [])
-    guard Tape.current.willRecord(inputs) else {
-        Tape.current.countUnrecorded(.convolution)
-        return out
-    }
+    guard Tape.current.recording(inputs, family: .convolution) else { return out }
     // The input at the convolution's precision: at bfloat16 the backward reads it only rounded.
     let (inputNode, savedInput) = (input.node, SavedActivation(input, precision: precision))
     Tape.current.record(out, inputs: inputs, family: .convolution) { gradOut in

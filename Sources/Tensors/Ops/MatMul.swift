@@ -73,10 +73,7 @@ public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, tr
             a: a.data + i * sa, lda: lda, b: b.data + i * sb, ldb: ldb, c: out.data + i * m * n, ldc: n,
             precision: precision)
     }
-    guard Tape.current.willRecord([a, b]) else {
-        Tape.current.countUnrecorded(.gemm)
-        return out
-    }
+    guard Tape.current.recording([a, b], family: .gemm) else { return out }
     let (aNode, bNode) = (a.node, b.node)
     let savedA = b.requiresGrad ? SavedActivation(a, precision: precision) : nil
     let savedB = a.requiresGrad ? SavedActivation(b, precision: precision) : nil

@@ -85,15 +85,12 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
     let px = x.data, po = out.data
     let grain = kind == .relu || kind == .relu6 || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
     parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
-    guard Tape.current.willRecord([x]) else {
-        Tape.current.countUnrecorded(.elementwise)
-        return out
-    }
+    guard Tape.current.recording([x], family: .elementwise) else { return out }
     if kind == .relu6 && Autocast.precision == .bfloat16 { return recordRelu6Mask(x, out) }
-    // Only the side the derivative reads is kept: the input or the output.
-    // Under bfloat16 autocast a ReLU keeps its output's bfloat16 copy, which the product after
-    // it keeps anyway: rounding keeps the sign, so the mask is the same (float32 subnormals
-    // aside, which round to zero).
+    // Only the side the derivative reads is kept: the input or the output. Under bfloat16
+    // autocast a ReLU keeps its output's bfloat16 copy, which the product after it keeps anyway:
+    // rounding keeps the sign, so the mask is the same (float32 subnormals aside, which round
+    // to zero).
     let precision = kind == .relu ? Autocast.precision : .float32
     let node = x.node
     let kept = SavedActivation(derivativeReadsInput(kind) ? x : out, precision: precision)
