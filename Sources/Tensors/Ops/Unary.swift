@@ -19,24 +19,41 @@ private func unaryForward(
     case .relu6:
         let base = range.lowerBound
         mapLanes(range.count) { i, n in storeLanes(clamp(loadLanes(x, base + i, n), 0, 6), y, base + i, n) }
-    case .gelu:
-        let base = range.lowerBound
-        mapLanes(range.count) { i, n in
-            let v = loadLanes(x, base + i, n)
-            storeLanes(0.5 * v * (1 + fastErf(v * inverseSqrt2)), y, base + i, n)
-        }
-    case .sigmoid:
-        let base = range.lowerBound
-        mapLanes(range.count) { i, n in storeLanes(1 / (1 + fastExp(-loadLanes(x, base + i, n))), y, base + i, n) }
+    case .gelu: transformLanes(GELULanes.self, x, y, range)
+    case .sigmoid: transformLanes(SigmoidLanes.self, x, y, range)
     case .tanh: for i in range { y[i] = Foundation.tanh(x[i]) }
-    case .exp:
-        let base = range.lowerBound
-        mapLanes(range.count) { i, n in storeLanes(fastExp(loadLanes(x, base + i, n)), y, base + i, n) }
+    case .exp: transformLanes(ExpLanes.self, x, y, range)
     case .log: for i in range { y[i] = Foundation.log(x[i]) }
     case .square: for i in range { y[i] = x[i] * x[i] }
     case .sqrt: for i in range { y[i] = x[i].squareRoot() }
     case .abs: for i in range { y[i] = Swift.abs(x[i]) }
     }
+}
+
+// The vectorised functions as types, so that the loops specialised on them inline them.
+private enum GELULanes: LaneFunction {
+    @inline(__always)
+    static func callAsFunction(_ v: SIMD8<Float>) -> SIMD8<Float> { 0.5 * v * (1 + fastErf(v * inverseSqrt2)) }
+}
+
+/// g * GELU'(x), from (x, g).
+private enum GELUDerivativeLanes: LaneFunction2 {
+    @inline(__always)
+    static func callAsFunction(_ v: SIMD8<Float>, _ g: SIMD8<Float>) -> SIMD8<Float> {
+        let cdf = 0.5 * (1 + fastErf(v * inverseSqrt2))
+        let pdf = inverseSqrt2Pi * fastExp(-0.5 * v * v)
+        return g * multiplyAdd(v, pdf, cdf)
+    }
+}
+
+private enum SigmoidLanes: LaneFunction {
+    @inline(__always)
+    static func callAsFunction(_ v: SIMD8<Float>) -> SIMD8<Float> { 1 / (1 + fastExp(-v)) }
+}
+
+private enum ExpLanes: LaneFunction {
+    @inline(__always)
+    static func callAsFunction(_ v: SIMD8<Float>) -> SIMD8<Float> { fastExp(v) }
 }
 
 /// Whether f' is computed from the input x; the others compute it from the output y = f(x).
@@ -62,14 +79,7 @@ private func unaryBackward(
             let v = loadLanes(y, base + i, n)
             storeLanes(loadLanes(g, base + i, n).replacing(with: 0, where: (v .<= 0) .| (v .>= 6)), gx, base + i, n)
         }
-    case .gelu:
-        let base = range.lowerBound
-        mapLanes(range.count) { i, n in
-            let v = loadLanes(x, base + i, n)
-            let cdf = 0.5 * (1 + fastErf(v * inverseSqrt2))
-            let pdf = inverseSqrt2Pi * fastExp(-0.5 * v * v)
-            storeLanes(loadLanes(g, base + i, n) * (cdf + v * pdf), gx, base + i, n)
-        }
+    case .gelu: transformLanes(GELUDerivativeLanes.self, x, g, gx, range)
     case .sigmoid: for i in range { gx[i] = g[i] * y[i] * (1 - y[i]) }
     case .tanh: for i in range { gx[i] = g[i] * (1 - y[i] * y[i]) }
     case .exp: for i in range { gx[i] = g[i] * y[i] }

@@ -339,7 +339,7 @@ struct OpsBenchmark {
         // a binary op 3, a unary op 2.
         let kernels: [(String, Double, () -> Void)] = [
             ("add", 3, { _ = a + b }), ("mul", 3, { _ = a * b }), ("relu", 2, { _ = relu(a) }),
-            ("scale", 2, { _ = a * 0.5 }),
+            ("scale", 2, { _ = a * 0.5 }), ("gelu", 2, { _ = gelu(a) }),
             // ConvNeXt's and Swin's LayerNorm over 96 channels last, with affine.
             (
                 "layer_norm_96_channels_last", 2,
