@@ -125,6 +125,33 @@ final class PackedAttentionTests: XCTestCase {
         }
     }
 
+    /// Without a tape (a frozen teacher) the scores live in a per-thread scratch instead of the
+    /// probabilities kept for backward: the same outputs, bit for bit, at both precisions and for
+    /// heads on the GEMM path (width 20, 70 tokens) and the narrow loops (width 4).
+    func testOutputsWithoutATapeEqualThoseRecorded() {
+        let batch = 4, windows = 2, heads = 2
+        for (n, width) in [(6, 4), (70, 20)] {
+            let qkv = randomTensor([batch, n, 3 * heads * width], seed: 23)
+            let bias = randomTensor([heads, n, n], seed: 24)
+            let mask = Tensor(zeros: [windows, n, n])
+            for i in 0..<mask.count where i % 5 == 0 { mask.data[i] = -100 }
+            for precision in Precision.allCases {
+                Autocast.run(precision) {
+                    let recorded = packedSelfAttention(qkv, heads: heads, bias: bias, mask: mask)
+                    let unrecorded = withNoGrad { packedSelfAttention(qkv, heads: heads, bias: bias, mask: mask) }
+                    XCTAssertEqual(unrecorded.array, recorded.array, "\(precision), width \(width): packed")
+                    let parts = withNoGrad {
+                        qkv.reshape([batch, n, 3, heads, width]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0)
+                            .map { $0.reshape([batch, heads, n, width]) }
+                    }
+                    for part in parts { part.requiresGrad = true }
+                    let attend = { scaledDotProductAttention(query: parts[0], key: parts[1], value: parts[2]) }
+                    XCTAssertEqual(withNoGrad(attend).array, attend().array, "\(precision), width \(width)")
+                }
+            }
+        }
+    }
+
     func testBiasGradientsAgainstFiniteDifferences() {
         let qkv = randomTensor([4, 5, 3 * 2 * 4], seed: 23), bias = randomTensor([2, 5, 5], seed: 24)
         let mask = Tensor(zeros: [2, 5, 5])

@@ -72,10 +72,12 @@ enum AttentionArithmetic: Equatable {
 }
 
 /// softmax(Q K^T * scale + terms) V for every (batch, head), forward and backward fused; the
-/// attention probabilities are kept once for backward.
+/// attention probabilities are kept once for backward in `probabilities`. Without it (nothing
+/// records: a frozen teacher, evaluation) each thread reuses one head's scores, which stay in
+/// its cache between the two products.
 private func attention(
     _ layout: AttentionLayout, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-    out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>, factor: Float,
+    out: UnsafeMutablePointer<Float>, probabilities pp: UnsafeMutablePointer<Float>?, factor: Float,
     terms: ScoreTerms = .none, arithmetic: AttentionArithmetic
 ) {
     let n = layout.tokens, d = layout.width, heads = layout.heads
@@ -87,9 +89,10 @@ private func attention(
         parallelFor(layout.batch * heads) { range in
             let workspace = narrow ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
             let rounded = !narrow && arithmetic == .roundedInputs ? Tensor(uninitializedShape: [n * n]) : nil
+            let scratch = pp == nil ? Tensor(uninitializedShape: [n * n]) : nil
             for index in range {
                 let b = index / heads, h = index % heads
-                let scores = pp + index * n * n
+                let scores = pp.map { $0 + index * n * n } ?? scratch!.data
                 if let workspace {
                     NarrowHeads.forward(
                         layout, b: b, h: h, q: q, k: k, v: v, out: out, scores: scores, factor: factor,
@@ -197,13 +200,17 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
         valueOffset: contiguous, inputStride: d, outputOffset: contiguous, outputStride: d)
     let arithmetic = AttentionArithmetic(Autocast.precision, tokens: n, width: d, hasTerms: false)
     let (qIn, kIn, vIn) = [q, k, v].map(arithmetic.inputs).triple
-    let probabilities = Tensor(uninitializedShape: [slices, n, n])
+    let recording = Tape.current.willRecord([q, k, v])
+    let probabilities = recording ? Tensor(uninitializedShape: [slices, n, n]) : nil
     let out = Tensor(uninitializedShape: q.shape)
     FLOPCounter.add(2 * slices * n * n * d)
     attention(
-        layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data, probabilities: probabilities.data,
-        factor: factor, arithmetic: arithmetic)
-    guard Tape.current.recording([q, k, v], family: .attention) else { return out }
+        layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data,
+        probabilities: probabilities?.data, factor: factor, arithmetic: arithmetic)
+    guard let probabilities else {
+        Tape.current.countUnrecorded(.attention)
+        return out
+    }
     let nodes = [q, k, v].map(\.node)
     let saved = [qIn, kIn, vIn].map { SavedActivation($0, precision: arithmetic.inputPrecision) }
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
@@ -261,14 +268,18 @@ public func packedSelfAttention(
         windows: mask?.shape[0] ?? 1)
     let arithmetic = AttentionArithmetic(Autocast.precision, tokens: n, width: d, hasTerms: !terms.isEmpty)
     let inputs = arithmetic.inputs(qkv)
-    let probabilities = Tensor(uninitializedShape: [b * heads, n, n])
+    let recorded = [qkv] + (bias.map { [$0] } ?? [])
+    let recording = Tape.current.willRecord(recorded)
+    let probabilities = recording ? Tensor(uninitializedShape: [b * heads, n, n]) : nil
     let out = Tensor(uninitializedShape: [b, n, c])
     FLOPCounter.add(2 * b * heads * n * n * d)
     attention(
-        layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data, probabilities: probabilities.data,
-        factor: factor, terms: terms, arithmetic: arithmetic)
-    let recorded = [qkv] + (bias.map { [$0] } ?? [])
-    guard Tape.current.recording(recorded, family: .attention) else { return out }
+        layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data,
+        probabilities: probabilities?.data, factor: factor, terms: terms, arithmetic: arithmetic)
+    guard let probabilities else {
+        Tape.current.countUnrecorded(.attention)
+        return out
+    }
     let (node, saved) = (qkv.node, SavedActivation(inputs, precision: arithmetic.inputPrecision))
     Tape.current.record(out, inputs: recorded, family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: node.shape)
