@@ -90,6 +90,9 @@ private func attention(
             let workspace = narrow ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
             let rounded = !narrow && arithmetic == .roundedInputs ? Tensor(uninitializedShape: [n * n]) : nil
             let scratch = pp == nil ? Tensor(uninitializedShape: [n * n]) : nil
+            // Their pointers outlive each use of the tensors: keep them to the chunk's end (the
+            // buffers would otherwise go back to the pool, to another thread, mid-head).
+            defer { withExtendedLifetime((workspace, rounded, scratch)) {} }
             for index in range {
                 let b = index / heads, h = index % heads
                 let scores = pp.map { $0 + index * n * n } ?? scratch!.data
@@ -133,6 +136,7 @@ private func attentionBackward(
         parallelFor(layout.batch * heads) { range in
             let workspace = narrow ? Tensor(uninitializedShape: [NarrowHeads.workspaceCount(tokens: n, width: d)]) : nil
             let rounded = !narrow && arithmetic == .roundedInputs ? Tensor(uninitializedShape: [n * n]) : nil
+            defer { withExtendedLifetime((workspace, rounded)) {} }
             for index in range {
                 let b = index / heads, h = index % heads
                 let p = pp + index * n * n
@@ -204,9 +208,13 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     let probabilities = recording ? Tensor(uninitializedShape: [slices, n, n]) : nil
     let out = Tensor(uninitializedShape: q.shape)
     FLOPCounter.add(2 * slices * n * n * d)
-    attention(
-        layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data,
-        probabilities: probabilities?.data, factor: factor, arithmetic: arithmetic)
+    // The rounded copies must outlive the kernel: released after their `data` is read, their
+    // buffers could serve the kernel's own scratch from the pool.
+    withExtendedLifetime((qIn, kIn, vIn)) {
+        attention(
+            layout, q: qIn.data, k: kIn.data, v: vIn.data, out: out.data,
+            probabilities: probabilities?.data, factor: factor, arithmetic: arithmetic)
+    }
     guard let probabilities else {
         Tape.current.countUnrecorded(.attention)
         return out
@@ -215,12 +223,12 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     let saved = [qIn, kIn, vIn].map { SavedActivation($0, precision: arithmetic.inputPrecision) }
     Tape.current.record(out, inputs: [q, k, v], family: .attention) { g in
         let (gq, gk, gv) = nodes.map { Tensor(uninitializedShape: $0.shape) }.triple
-        let values = saved.map { $0.tensor() }
-        withExtendedLifetime(values) {
+        let values = saved.map { $0.tensor() }, gradOut = arithmetic.inputs(g)
+        withExtendedLifetime((values, gradOut)) {
             let (q, k, v) = values.triple
             attentionBackward(
                 layout, q: q.data, k: k.data, v: v.data, probabilities: probabilities.data,
-                gradOut: arithmetic.inputs(g).data, gq: gq.data, gk: gk.data, gv: gv.data, factor: factor,
+                gradOut: gradOut.data, gq: gq.data, gk: gk.data, gv: gv.data, factor: factor,
                 arithmetic: arithmetic)
         }
         for (node, gradient) in zip(nodes, [gq, gk, gv]) { accumulateGradient(node, gradient) }
@@ -273,9 +281,12 @@ public func packedSelfAttention(
     let probabilities = recording ? Tensor(uninitializedShape: [b * heads, n, n]) : nil
     let out = Tensor(uninitializedShape: [b, n, c])
     FLOPCounter.add(2 * b * heads * n * n * d)
-    attention(
-        layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data,
-        probabilities: probabilities?.data, factor: factor, terms: terms, arithmetic: arithmetic)
+    // As in `scaledDotProductAttention`: the rounded copy outlives the kernel.
+    withExtendedLifetime(inputs) {
+        attention(
+            layout, q: inputs.data, k: inputs.data, v: inputs.data, out: out.data,
+            probabilities: probabilities?.data, factor: factor, terms: terms, arithmetic: arithmetic)
+    }
     guard let probabilities else {
         Tape.current.countUnrecorded(.attention)
         return out
@@ -284,11 +295,14 @@ public func packedSelfAttention(
     Tape.current.record(out, inputs: recorded, family: .attention) { g in
         let gqkv = Tensor(uninitializedShape: node.shape)
         let gbias = bias?.requiresGrad == true ? Tensor(uninitializedShape: [heads, n, n]) : nil
+        let gradOut = arithmetic.inputs(g)
         saved.withValues { inputs in
-            attentionBackward(
-                layout, q: inputs.data, k: inputs.data, v: inputs.data, probabilities: probabilities.data,
-                gradOut: arithmetic.inputs(g).data, gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor,
-                hasTerms: !terms.isEmpty, gradBias: gbias?.data, arithmetic: arithmetic)
+            withExtendedLifetime(gradOut) {
+                attentionBackward(
+                    layout, q: inputs.data, k: inputs.data, v: inputs.data, probabilities: probabilities.data,
+                    gradOut: gradOut.data, gq: gqkv.data, gk: gqkv.data, gv: gqkv.data, factor: factor,
+                    hasTerms: !terms.isEmpty, gradBias: gbias?.data, arithmetic: arithmetic)
+            }
         }
         accumulateGradient(node, gqkv)
         if let bias, let gbias { accumulateGradient(bias, gbias) }
