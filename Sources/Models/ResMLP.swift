@@ -40,7 +40,8 @@ final class ResMLPBlock: Layer {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        let tokens = linearTokens(norm1(x).transposed(1, 2)).transposed(1, 2) * ls1
+        let mixed = linearAcrossTokens(norm1(x), weight: linearTokens.weight, bias: linearTokens.bias)
+        let tokens = mixed * ls1
         let h = x + dropPath(tokens, probability: dropPathRate, training: isTraining)
         return h + dropPath(mlpChannels(norm2(h)) * ls2, probability: dropPathRate, training: isTraining)
     }

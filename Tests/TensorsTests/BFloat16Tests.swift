@@ -56,6 +56,9 @@ final class BFloat16Tests: XCTestCase {
     let ops: [Op] = [
         Op(name: "matmul", shapes: [[3, 37, 70], [70, 45]]) { matmul($0[0], $0[1]) },
         Op(name: "linear", shapes: [[4, 9, 64], [48, 64], [48]]) { linear($0[0], weight: $0[1], bias: $0[2]) },
+        Op(name: "linearAcrossTokens", shapes: [[3, 40, 24], [36, 40], [36]]) {
+            linearAcrossTokens($0[0], weight: $0[1], bias: $0[2])
+        },
         Op(name: "batchedMatmul^T", shapes: [[3, 40, 33], [3, 29, 40]]) {
             batchedMatmul($0[0], $0[1], transposeA: true, transposeB: true)
         },

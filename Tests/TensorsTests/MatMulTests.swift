@@ -106,4 +106,28 @@ final class MatMulTests: XCTestCase {
         for k in 0..<5 { t += x.data[5 + k] * w.data[2 * 5 + k] }
         XCTAssertEqual(y.data[4 + 2], t, accuracy: 1e-5)
     }
+
+    /// A linear layer over the token axis equals `linear` on the transposed tokens, transposed
+    /// back (ResMLP's cross-patch layer as timm writes it), forward and gradients; and its
+    /// gradients agree with finite differences.
+    func testLinearAcrossTokensIsLinearOnTheTransposedTokens() {
+        let x = randomTensor([3, 6, 10], seed: 9), w = randomTensor([4, 6], seed: 10), b = randomTensor([4], seed: 11)
+        checkGradients([x, w, b]) { linearAcrossTokens(x, weight: w, bias: b) }
+        checkGradients([x, w]) { linearAcrossTokens(x, weight: w, bias: nil) }
+        let seed = randomTensor([3, 4, 10], seed: 12, requiresGrad: false)
+        var results: [[[Float]]] = []
+        for across in [true, false] {
+            for t in [x, w, b] { t.grad = nil }
+            let y =
+                across
+                ? linearAcrossTokens(x, weight: w, bias: b)
+                : linear(x.transposed(1, 2), weight: w, bias: b).transposed(1, 2)
+            XCTAssertEqual(y.shape, [3, 4, 10])
+            y.backward(seed: seed)
+            results.append([y.array, x.grad!.array, w.grad!.array, b.grad!.array])
+        }
+        for (index, (a, b)) in zip(results[0], results[1]).enumerated() {
+            XCTAssertLessThan(maxDifference(Tensor(a, shape: [a.count]), b), 1e-5, "output or gradient \(index)")
+        }
+    }
 }

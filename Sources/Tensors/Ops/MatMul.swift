@@ -175,3 +175,83 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     }
     return out
 }
+
+/// y[b] = W x[b] + bias[:, None] for x (B, N, C) and weight (M, N): a linear layer over the
+/// token axis, as ResMLP's cross-patch layer applies `Linear(N, M)` to the transposed tokens
+/// (`linear(x.transposed(1, 2)).transposed(1, 2)`), without the two transposed copies. At
+/// bfloat16 the products round their inputs as `linear`'s do.
+public func linearAcrossTokens(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    ensure(
+        x.rank == 3 && weight.rank == 2 && weight.shape[1] == x.shape[1],
+        "linearAcrossTokens: input \(x.shape) is not (B, \(weight.shape.last ?? 0), C) for weight \(weight.shape)")
+    let batch = x.shape[0], tokensIn = x.shape[1], width = x.shape[2], tokensOut = weight.shape[0]
+    if let bias {
+        ensure(bias.shape == [tokensOut], "linearAcrossTokens: bias \(bias.shape) for weight \(weight.shape)")
+    }
+    let precision = Autocast.precision
+    let out = Tensor(uninitializedShape: [batch, tokensOut, width])
+    let slice = tokensIn * width, outSlice = tokensOut * width
+    FLOPCounter.add(batch * tokensOut * tokensIn * width)
+    if let bias {
+        parallelFor(batch * tokensOut, grain: 256) { rows in
+            for row in rows { (out.data + row * width).initialize(repeating: bias.data[row % tokensOut], count: width) }
+        }
+    }
+    // One image's product per thread at a time (a product this size splits poorly).
+    parallelFor(batch) { images in
+        for b in images {
+            gemm(
+                transposeA: false, transposeB: false, m: tokensOut, n: width, k: tokensIn, a: weight.data,
+                lda: tokensIn, b: x.data + b * slice, ldb: width, beta: bias == nil ? 0 : 1,
+                c: out.data + b * outSlice, ldc: width, precision: precision, aWords: weight.bfloat16Copy)
+        }
+    }
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    guard Tape.current.recording(inputs, family: .gemm) else { return out }
+    let xNode = x.node
+    let savedX = weight.requiresGrad ? SavedActivation(x, precision: precision) : nil
+    Tape.current.record(out, inputs: inputs, family: .gemm) { g in
+        if xNode.requiresGrad {
+            // dx[b] = W^T g[b]
+            let gx = Tensor(uninitializedShape: xNode.shape)
+            parallelFor(batch) { images in
+                for b in images {
+                    gemm(
+                        transposeA: true, transposeB: false, m: tokensIn, n: width, k: tokensOut, a: weight.data,
+                        lda: tokensIn, b: g.data + b * outSlice, ldb: width, c: gx.data + b * slice, ldc: width,
+                        precision: precision, aWords: weight.bfloat16Copy)
+                }
+            }
+            accumulateGradient(xNode, gx)
+        }
+        if let savedX {
+            // dW = sum over b of g[b] x[b]^T
+            // Each thread sums its images' products, then the partial sums add in chunk order.
+            let (chunks, _) = parallelChunking(batch)
+            let partials = Tensor(uninitializedShape: [chunks, tokensOut, tokensIn])
+            savedX.withValues { x in
+                parallelChunks(batch) { chunk, images in
+                    for b in images {
+                        gemm(
+                            transposeA: false, transposeB: true, m: tokensOut, n: tokensIn, k: width,
+                            a: g.data + b * outSlice, lda: width, b: x.data + b * slice, ldb: width,
+                            beta: b == images.lowerBound ? 0 : 1, c: partials.data + chunk * weight.count,
+                            ldc: tokensIn, precision: precision)
+                    }
+                }
+            }
+            let gw = partials.sum(axes: [0])
+            accumulateGradient(weight, gw)
+        }
+        if let bias, bias.requiresGrad {
+            let gb = Tensor(uninitializedShape: [tokensOut])
+            for i in 0..<tokensOut {
+                var sum: Float = 0
+                for b in 0..<batch { sum += Tensors.sum(g.data + b * outSlice + i * width, count: width) }
+                gb.data[i] = sum
+            }
+            accumulateGradient(bias, gb)
+        }
+    }
+    return out
+}
