@@ -18,6 +18,13 @@ public final class MLP: Layer {
     public var children: [(String, any Module)] { [("fc1", fc1), ("fc2", fc2)] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { fc2(gelu(fc1(x))) }
+
+    /// The MLP over the token axis of (B, N, C): `self(x.transposed(1, 2)).transposed(1, 2)`
+    /// without the transposed copies (MLP-Mixer's token mixing).
+    public func acrossTokens(_ x: Tensor) -> Tensor {
+        let hidden = gelu(linearAcrossTokens(x, weight: fc1.weight, bias: fc1.bias))
+        return linearAcrossTokens(hidden, weight: fc2.weight, bias: fc2.bias)
+    }
 }
 
 /// Layers applied in order, named "0", "1", ... as in `nn.Sequential`.

@@ -18,7 +18,7 @@ final class MixerBlock: Layer {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        let mixed = x + mlpTokens(norm1(x).transposed(1, 2)).transposed(1, 2)
+        let mixed = x + mlpTokens.acrossTokens(norm1(x))
         return mixed + mlpChannels(norm2(mixed))
     }
 }
