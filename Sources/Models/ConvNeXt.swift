@@ -47,8 +47,12 @@ final class ConvNeXtBlock: Layer {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let channelsLast = convDW(x).permute([0, 2, 3, 1])
-        let branch = (mlp(norm(channelsLast)) * gamma).permute([0, 3, 1, 2])
-        return dropPath(branch, probability: dropPathRate, training: isTraining) + x
+        let branch = mlp(norm(channelsLast))
+        if isTraining && dropPathRate > 0 {
+            let scaled = (branch * gamma).permute([0, 3, 1, 2])
+            return dropPath(scaled, probability: dropPathRate, training: isTraining) + x
+        }
+        return layerScaledResidual(x, branchChannelsLast: branch, gamma: gamma)
     }
 }
 

@@ -56,6 +56,30 @@ final class ArithmeticGradientTests: XCTestCase {
         checkGradients([positive]) { sqrt(positive) }
     }
 
+    /// ConvNeXt's block end in one op equals its composition (scale, permute to channels first,
+    /// add the residual), forward and gradients; and its gradients agree with finite differences.
+    func testLayerScaledResidualIsTheScaledPermutedSum() {
+        let residual = randomTensor([2, 5, 3, 4], seed: 30), branch = randomTensor([2, 3, 4, 5], seed: 31)
+        let gamma = randomTensor([5], seed: 32)
+        checkGradients([residual, branch, gamma]) {
+            layerScaledResidual(residual, branchChannelsLast: branch, gamma: gamma)
+        }
+        let seed = randomTensor([2, 5, 3, 4], seed: 33, requiresGrad: false)
+        var results: [[[Float]]] = []
+        for fused in [true, false] {
+            for t in [residual, branch, gamma] { t.grad = nil }
+            let y =
+                fused
+                ? layerScaledResidual(residual, branchChannelsLast: branch, gamma: gamma)
+                : (branch * gamma).permute([0, 3, 1, 2]) + residual
+            y.backward(seed: seed)
+            results.append([y.array, residual.grad!.array, branch.grad!.array, gamma.grad!.array])
+        }
+        for (index, (a, b)) in zip(results[0], results[1]).enumerated() {
+            XCTAssertLessThan(maxDifference(Tensor(a, shape: [a.count]), b), 1e-5, "output or gradient \(index)")
+        }
+    }
+
     func testGELUIsTheErfForm() {
         let x = Tensor([-3, -1, -0.5, 0, 0.5, 1, 3], shape: [7])
         let y = withNoGrad { gelu(x) }
