@@ -195,6 +195,27 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    /// Under bf16 a GELU writes its output's bfloat16 words as it goes, for the product after
+    /// it: the same products as converting the output there (a copy without the words), on a
+    /// size whose parallel chunks and 2048-value blocks end mid-vector.
+    func testAGELUsWordsAreItsRoundedOutput() {
+        let x = randomTensor([3, 1001, 24], seed: 5, requiresGrad: false)
+        let weight = randomTensor([16, 24], seed: 6, requiresGrad: false)
+        for arithmetic in arithmetics {
+            BFloat16Arithmetic.pinned(arithmetic) {
+                let (fused, plain) = Autocast.run(.bfloat16) {
+                    withNoGrad {
+                        let y = gelu(x), copy = Tensor(y.array, shape: y.shape)
+                        return (
+                            linear(y, weight: weight, bias: nil).array, linear(copy, weight: weight, bias: nil).array
+                        )
+                    }
+                }
+                XCTAssertEqual(fused, plain, "\(arithmetic)")
+            }
+        }
+    }
+
     /// A constant weight converted once (a frozen teacher's) gives the products that converting
     /// it per product gives, bit for bit.
     func testAWeightConvertedOnceGivesTheSameProducts() throws {

@@ -36,10 +36,15 @@ public enum BFloat16 {
 
     /// Writes `count` values of `source` as bfloat16 words into `target`.
     public static func words(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<UInt16>, count: Int) {
+        convert(count) { start, end in wordsOnThisThread(source + start, into: target + start, count: end - start) }
+    }
+
+    /// `words` on the calling thread (for a kernel's own parallel loop).
+    @inline(__always)
+    static func wordsOnThisThread(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<UInt16>, count: Int)
+    {
         source.withMemoryRebound(to: UInt32.self, capacity: count) { input in
-            convert(count) { start, end in
-                for i in start..<end { target[i] = UInt16(truncatingIfNeeded: roundedBits(input[i]) &>> 16) }
-            }
+            for i in 0..<count { target[i] = UInt16(truncatingIfNeeded: roundedBits(input[i]) &>> 16) }
         }
     }
 
@@ -69,11 +74,16 @@ extension BFloat16 {
         public let count: Int
         private let storage: Storage
 
-        init(_ values: UnsafePointer<Float>, count: Int) {
+        convenience init(_ values: UnsafePointer<Float>, count: Int) {
+            self.init(uninitializedCount: count)
+            BFloat16.words(values, into: pointer, count: count)
+        }
+
+        /// Room for `count` words, for a kernel to write.
+        init(uninitializedCount count: Int) {
             self.count = count
             storage = Storage(count: (count + 1) / 2)
             pointer = UnsafeMutableRawPointer(storage.base).bindMemory(to: UInt16.self, capacity: 2 * storage.capacity)
-            BFloat16.words(values, into: pointer, count: count)
         }
     }
 }

@@ -142,7 +142,8 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     gemm(
         transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
         a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: out.data,
-        ldc: outFeatures, precision: precision, aWords: savedX?.bfloat16Words, bWords: weight.bfloat16Copy)
+        ldc: outFeatures, precision: precision, aWords: savedX?.bfloat16Words ?? x.savedWords,
+        bWords: weight.bfloat16Copy)
     guard recording else {
         Tape.current.countUnrecorded(.gemm)
         return out

@@ -94,7 +94,24 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: x.shape)
     let px = x.data, po = out.data
     let grain = kind == .relu || kind == .relu6 || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
-    parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
+    if kind == .gelu && Autocast.precision == .bfloat16 {
+        // Under bfloat16 autocast a GELU feeds a product (an MLP's second layer), which takes its
+        // output as bfloat16: written here, each block while it is in cache, instead of by a
+        // conversion pass over the whole output in the product.
+        let words = BFloat16.Words(uninitializedCount: x.count)
+        parallelFor(x.count, grain: grain) { range in
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let end = min(range.upperBound, start + 2048)
+                unaryForward(kind, px, po, start..<end)
+                BFloat16.wordsOnThisThread(po + start, into: words.pointer + start, count: end - start)
+                start = end
+            }
+        }
+        out.savedWords = words
+    } else {
+        parallelFor(x.count, grain: grain) { unaryForward(kind, px, po, $0) }
+    }
     guard Tape.current.recording([x], family: .elementwise) else { return out }
     if kind == .relu6 && Autocast.precision == .bfloat16 { return recordRelu6Mask(x, out) }
     // Only the side the derivative reads is kept: the input or the output. Under bfloat16
