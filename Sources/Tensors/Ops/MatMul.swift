@@ -226,8 +226,8 @@ public func linearAcrossTokens(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Te
             accumulateGradient(xNode, gx)
         }
         if let savedX {
-            // dW = sum over b of g[b] x[b]^T
-            // Each thread sums its images' products, then the partial sums add in chunk order.
+            // dW = sum over b of g[b] x[b]^T: each thread sums its images' products, then the
+            // partial sums add in chunk order (the same sums on any run).
             let (chunks, _) = parallelChunking(batch)
             let partials = Tensor(uninitializedShape: [chunks, tokensOut, tokensIn])
             savedX.withValues { x in
