@@ -82,6 +82,8 @@ private struct Product {
         if BFloat16Arithmetic.effective == .emulated {
             let roundedA = Tensor(uninitializedShape: [rowsA * columnsA])
             let roundedB = Tensor(uninitializedShape: [rowsB * columnsB])
+            // Held to the end: read through pointers, they must not go back to the pool early.
+            defer { withExtendedLifetime((roundedA, roundedB)) {} }
             Self.copy(rowsA, columnsA, from: a, ld: lda) { BFloat16.round($0, into: roundedA.data + $1, count: $2) }
             Self.copy(rowsB, columnsB, from: b, ld: ldb) { BFloat16.round($0, into: roundedB.data + $1, count: $2) }
             gemm(
@@ -95,6 +97,7 @@ private struct Product {
         // Two words per float of a pooled buffer.
         let sizeA = convertedA ? 0 : (countA + 1) / 2
         let words = Tensor(uninitializedShape: [max(1, sizeA + (convertedB ? 0 : (countB + 1) / 2))])
+        defer { withExtendedLifetime(words) {} }
         words.data.withMemoryRebound(to: UInt16.self, capacity: 2 * words.count) { words in
             let wordsA = convertedA ? aWords!.pointer : words
             if !convertedA {

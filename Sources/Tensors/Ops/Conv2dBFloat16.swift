@@ -34,8 +34,10 @@ extension ConvPlan {
     ) {
         guard precision == .bfloat16 else { return forward(x, w, b, y) }
         if let native = nativeBFloat16, native.forwardOnOneDNN(x, w, b, y) { return }
+        // The rounded copies are held until the kernel returns: it reads them through pointers
+        // and takes its own buffers from the pool, which must not hand it theirs.
         let (xr, wr) = (rounded(x, count: inputCount), rounded(w, count: weightCount))
-        forward(xr.data, wr.data, b, y)
+        withExtendedLifetime((xr, wr)) { forward(xr.data, wr.data, b, y) }
     }
 
     func backward(
@@ -48,6 +50,8 @@ extension ConvPlan {
         let xr = gw == nil ? nil : rounded(x, count: inputCount)
         let wr = gx == nil ? nil : rounded(w, count: weightCount)
         let gyr = rounded(gy, count: gyCount)
-        backward(xr.map { UnsafePointer($0.data) } ?? x, wr.map { UnsafePointer($0.data) } ?? w, gyr.data, gx, gw)
+        withExtendedLifetime((xr, wr, gyr)) {
+            backward(xr.map { UnsafePointer($0.data) } ?? x, wr.map { UnsafePointer($0.data) } ?? w, gyr.data, gx, gw)
+        }
     }
 }

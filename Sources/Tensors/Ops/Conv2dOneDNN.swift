@@ -83,7 +83,7 @@ extension ConvPlan {
         if ownWeightGradient, let gw {
             if precision == .bfloat16 {
                 let (xr, gyr) = (rounded(x, count: inputCount), rounded(gy, count: gyCount))
-                depthwiseBackward(xr.data, w, gyr.data, nil, gw)
+                withExtendedLifetime((xr, gyr)) { depthwiseBackward(xr.data, w, gyr.data, nil, gw) }
             } else {
                 depthwiseBackward(x, w, gy, nil, gw)
             }
