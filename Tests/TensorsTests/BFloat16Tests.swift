@@ -220,26 +220,29 @@ final class BFloat16Tests: XCTestCase {
     /// it per product gives, bit for bit.
     func testAWeightConvertedOnceGivesTheSameProducts() throws {
         try XCTSkipUnless(BFloat16Arithmetic.hardware, "the converted copy serves the native kernels only")
-        let x = randomTensor([5, 7, 64], seed: 3, requiresGrad: false)
-        let weight = randomTensor([48, 64], seed: 4, requiresGrad: false)
-        let square = randomTensor([64, 64], seed: 5, requiresGrad: false)
-        let perProduct = withNoGrad {
-            Autocast.run(.bfloat16) { [linear(x, weight: weight, bias: nil).array, matmul(x, square).array] }
+        // Native pinned: SFKD_BF16=emulated in the environment would otherwise read the values.
+        BFloat16Arithmetic.pinned(.native) {
+            let x = randomTensor([5, 7, 64], seed: 3, requiresGrad: false)
+            let weight = randomTensor([48, 64], seed: 4, requiresGrad: false)
+            let square = randomTensor([64, 64], seed: 5, requiresGrad: false)
+            let perProduct = withNoGrad {
+                Autocast.run(.bfloat16) { [linear(x, weight: weight, bias: nil).array, matmul(x, square).array] }
+            }
+            weight.keepBFloat16Copy()
+            square.keepBFloat16Copy()
+            XCTAssertEqual(weight.bfloat16Copy?.count, weight.count)
+            let once = withNoGrad {
+                Autocast.run(.bfloat16) { [linear(x, weight: weight, bias: nil).array, matmul(x, square).array] }
+            }
+            XCTAssertEqual(once, perProduct)
+            // The products read the copy, not the values (which a constant weight never changes).
+            weight.fill(0)
+            square.fill(0)
+            let stale = withNoGrad {
+                Autocast.run(.bfloat16) { [linear(x, weight: weight, bias: nil).array, matmul(x, square).array] }
+            }
+            XCTAssertEqual(stale, perProduct)
         }
-        weight.keepBFloat16Copy()
-        square.keepBFloat16Copy()
-        XCTAssertEqual(weight.bfloat16Copy?.count, weight.count)
-        let once = withNoGrad {
-            Autocast.run(.bfloat16) { [linear(x, weight: weight, bias: nil).array, matmul(x, square).array] }
-        }
-        XCTAssertEqual(once, perProduct)
-        // The products read the copy, not the values (which a constant weight never changes).
-        weight.fill(0)
-        square.fill(0)
-        let stale = withNoGrad {
-            Autocast.run(.bfloat16) { [linear(x, weight: weight, bias: nil).array, matmul(x, square).array] }
-        }
-        XCTAssertEqual(stale, perProduct)
     }
 
     /// The arithmetics this CPU runs.
