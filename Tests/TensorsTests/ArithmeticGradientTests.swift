@@ -64,19 +64,10 @@ final class ArithmeticGradientTests: XCTestCase {
         checkGradients([residual, branch, gamma]) {
             layerScaledResidual(residual, branchChannelsLast: branch, gamma: gamma)
         }
-        let seed = randomTensor([2, 5, 3, 4], seed: 33, requiresGrad: false)
-        var results: [[[Float]]] = []
-        for fused in [true, false] {
-            for t in [residual, branch, gamma] { t.grad = nil }
-            let y =
-                fused
-                ? layerScaledResidual(residual, branchChannelsLast: branch, gamma: gamma)
-                : (branch * gamma).permute([0, 3, 1, 2]) + residual
-            y.backward(seed: seed)
-            results.append([y.array, residual.grad!.array, branch.grad!.array, gamma.grad!.array])
-        }
-        for (index, (a, b)) in zip(results[0], results[1]).enumerated() {
-            XCTAssertLessThan(maxDifference(Tensor(a, shape: [a.count]), b), 1e-5, "output or gradient \(index)")
+        assertSameOutputAndGradients([residual, branch, gamma], seed: 33) {
+            layerScaledResidual(residual, branchChannelsLast: branch, gamma: gamma)
+        } composedOf: {
+            (branch * gamma).permute([0, 3, 1, 2]) + residual
         }
     }
 

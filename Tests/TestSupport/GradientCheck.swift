@@ -48,3 +48,23 @@ public func checkGradients(
     }
     for x in inputs { x.grad = nil }
 }
+
+/// An op against the composition it replaces: the same output and the same gradient of every
+/// input (within `tolerance`), both backpropagating one fixed random output gradient.
+public func assertSameOutputAndGradients(
+    _ inputs: [Tensor], seed: UInt64, tolerance: Float = 1e-5, file: StaticString = #filePath, line: UInt = #line,
+    _ op: () -> Tensor, composedOf composition: () -> Tensor
+) {
+    func run(_ function: () -> Tensor) -> [[Float]] {
+        for x in inputs { x.grad = nil }
+        let y = function()
+        y.backward(seed: randomTensor(y.shape, seed: seed, requiresGrad: false))
+        return [y.array] + inputs.map { $0.grad!.array }
+    }
+    let results = [run(op), run(composition)]
+    for (index, (a, b)) in zip(results[0], results[1]).enumerated() {
+        XCTAssertLessThan(
+            maxDifference(Tensor(a, shape: [a.count]), b), tolerance, "output or gradient \(index)", file: file,
+            line: line)
+    }
+}
