@@ -94,10 +94,13 @@ private func unary(_ kind: UnaryKind, _ x: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: x.shape)
     let px = x.data, po = out.data
     let grain = kind == .relu || kind == .relu6 || kind == .square || kind == .abs ? 1 << 15 : 1 << 12
-    if kind == .gelu && Autocast.precision == .bfloat16 {
-        // Under bfloat16 autocast a GELU feeds a product (an MLP's second layer), which takes its
-        // output as bfloat16: written here, each block while it is in cache, instead of by a
-        // conversion pass over the whole output in the product.
+    // Under bfloat16 autocast a GELU feeds a product (an MLP's second layer), which takes its
+    // output as bfloat16: written here, each block while it is in cache, instead of by a
+    // conversion pass over the whole output in the product. Only where something reads the
+    // words: the native product, or a backward (the emulation multiplies the floats).
+    if kind == .gelu && Autocast.precision == .bfloat16
+        && (BFloat16Arithmetic.effective == .native || Tape.current.willRecord([x]))
+    {
         let words = BFloat16.Words(uninitializedCount: x.count)
         parallelFor(x.count, grain: grain) { range in
             var start = range.lowerBound
